@@ -1,0 +1,3 @@
+//! idmap
+#[derive(Debug, Clone)]
+pub enum IdSource { Root { base: u32 }, Subordinate }

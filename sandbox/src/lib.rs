@@ -1,0 +1,277 @@
+//! comb-sandbox: run one command as R (root inside a user namespace) or U
+//! (the unprivileged builder) inside a root made of read-only layers plus a
+//! fresh writable upper layer.
+//!
+//! What it guarantees, whoever the command is:
+//!
+//! - R and U map to unprivileged host ids of their own *slot*; no host uid 0
+//!   is ever in the map. Concurrent sandboxes hold different slots, and a
+//!   slot's leftover processes are killed before the slot is used again.
+//! - New user, mount, pid, network (loopback only), IPC, UTS and cgroup
+//!   namespaces; `pivot_root` into an overlay; fresh `/proc`; a minimal `/dev`;
+//!   no `/sys`; `PR_SET_NO_NEW_PRIVS`; a seccomp filter loaded last.
+//! - Limits and timeouts kill every process of the sandbox, and the outcome
+//!   says which one fired and how it was enforced.
+//! - Outputs are read back only through directory file descriptors that
+//!   never follow links ([`extract`]).
+//!
+//! The namespaces are created by a helper process: [`run`] re-executes the
+//! current binary (or [`SandboxConfig::helper_exe`]) with [`HELPER_ARG`] as
+//! its first argument, so every binary that calls [`run`] must call
+//! [`helper_main_if_requested`] first thing in `main`. A fresh,
+//! single-threaded process is the only safe place to `unshare` and `fork`.
+
+mod cgroup;
+pub mod extract;
+mod idmap;
+mod init;
+mod mounts;
+mod runner;
+pub mod seccomp;
+mod slot;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use idmap::IdSource;
+pub use runner::{helper_main_if_requested, run, HELPER_ARG};
+
+/// Who runs the command inside the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Identity {
+    /// R: uid/gid 0 in the user namespace, with only the capabilities that
+    /// installing packages needs.
+    Root,
+    /// U: uid/gid 1000, no capabilities.
+    Builder,
+}
+
+impl Identity {
+    /// The uid (and gid) this identity has inside the sandbox.
+    pub fn inside_id(self) -> u32 {
+        match self {
+            Identity::Root => 0,
+            Identity::Builder => BUILDER_ID,
+        }
+    }
+}
+
+/// U's uid and gid inside the sandbox.
+pub const BUILDER_ID: u32 = 1000;
+
+/// An extra host directory or file made visible inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub source: PathBuf,
+    /// Absolute path inside the sandbox.
+    pub target: PathBuf,
+    pub writable: bool,
+}
+
+/// Resource limits and timeouts. `None` means "not limited".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// The largest file a process may write (RLIMIT_FSIZE).
+    pub file_size_bytes: Option<u64>,
+    pub open_files: Option<u64>,
+    pub cpu_time: Option<Duration>,
+    pub wall_timeout: Option<Duration>,
+    /// Kill the sandbox when it has printed nothing for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Size of the tmpfs that holds the upper layer when it is not kept.
+    pub upper_size_bytes: u64,
+    pub tmp_size_bytes: u64,
+    pub shm_size_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: None,
+            pids: Some(4096),
+            file_size_bytes: None,
+            open_files: Some(65536),
+            cpu_time: None,
+            wall_timeout: None,
+            idle_timeout: None,
+            upper_size_bytes: 8 << 30,
+            tmp_size_bytes: 4 << 30,
+            shm_size_bytes: 64 << 20,
+        }
+    }
+}
+
+/// One command to run in a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Read-only layers, bottom first: the last one is the top.
+    pub layers: Vec<PathBuf>,
+    pub identity: Identity,
+    pub binds: Vec<Bind>,
+    /// Added to the clean environment (and overriding it).
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the sandbox.
+    pub cwd: PathBuf,
+    /// The command and its arguments; the first is looked up in `PATH`.
+    pub command: Vec<String>,
+    pub limits: Limits,
+    /// Keep the writable upper layer here, as a new layer (a directory that
+    /// must not exist yet).
+    pub keep_upper: Option<PathBuf>,
+    pub hostname: String,
+    /// Largest amount of each output stream kept in the [`Outcome`]; the
+    /// beginning is dropped first.
+    pub output_cap_bytes: usize,
+}
+
+impl Spec {
+    /// A spec with the defaults: U, no binds, cwd `/`, default limits.
+    pub fn new(layers: Vec<PathBuf>, command: Vec<String>) -> Spec {
+        Spec {
+            layers,
+            identity: Identity::Builder,
+            binds: Vec::new(),
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            command,
+            limits: Limits::default(),
+            keep_upper: None,
+            hostname: "comb".to_string(),
+            output_cap_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Where the sandbox gets its host ids and keeps its slot locks.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The binary re-executed as the helper; defaults to the current one.
+    pub helper_exe: PathBuf,
+    pub ids: IdSource,
+    /// Directory of slot locks and mount points.
+    pub slot_dir: PathBuf,
+    pub max_slots: u32,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "value")]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the exit code, or 128 + signal.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+}
+
+/// The limit or timeout that killed the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kill {
+    WallTimeout,
+    IdleTimeout,
+    Memory,
+    Pids,
+    CpuTime,
+    FileSize,
+    /// The caller went away or asked for the sandbox to stop.
+    Cancelled,
+}
+
+/// How a limit was enforced on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforcement {
+    CgroupV2,
+    CgroupV1,
+    Rlimit,
+    Timer,
+    NotLimited,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnforcedBy {
+    pub memory: Enforcement,
+    pub pids: Enforcement,
+    pub file_size: Enforcement,
+    pub open_files: Enforcement,
+    pub cpu_time: Enforcement,
+    pub wall_timeout: Enforcement,
+    pub idle_timeout: Enforcement,
+    /// How the whole sandbox is killed: `cgroup.kill`, or the pid
+    /// namespace's teardown.
+    pub kill_all: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub wall_ms: u64,
+    pub user_cpu_ms: u64,
+    pub system_cpu_ms: u64,
+    pub peak_memory_bytes: u64,
+}
+
+/// What happened to one sandboxed command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub killed_by: Option<Kill>,
+    pub usage: Usage,
+    pub enforced_by: EnforcedBy,
+    pub slot: u32,
+    /// Host uid that R and U ran as.
+    pub host_root_uid: u32,
+    pub host_builder_uid: u32,
+    #[serde(skip)]
+    pub stdout: Vec<u8>,
+    #[serde(skip)]
+    pub stderr: Vec<u8>,
+    /// Where the upper layer was kept, if asked.
+    pub kept_upper: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid sandbox request: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Ids(String),
+    #[error("no free sandbox slot in {dir} (all {max} are in use); wait for other builds or raise the slot count")]
+    NoSlot { dir: PathBuf, max: u32 },
+    #[error("could not set up the sandbox: {0}")]
+    Setup(String),
+    #[error("could not start the command {command:?} in the sandbox: {reason}")]
+    Exec { command: String, reason: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer rejected: {0}")]
+    Extract(#[from] extract::ExtractError),
+}
+
+impl SandboxError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        SandboxError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    comb_engine::sandbox::helper_main_if_requested();
+}
