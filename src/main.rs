@@ -1,3 +1,56 @@
-fn main() {
+//! comb: build distribution packages from declarative recipes, in a
+//! sandbox nothing can escape, never doing the same work twice.
+
+mod sandbox_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code for usage and input errors (DESIGN.md: 0 ok, 1 failed, 2 input).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "comb",
+    version,
+    about = "A secure, content-addressed builder of Debian packages"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run commands in comb's sandbox directly.
+    Sandbox {
+        #[command(subcommand)]
+        command: sandbox_cmd::SandboxCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    // Must come first: this binary doubles as the sandbox's monitor.
     comb_engine::sandbox::helper_main_if_requested();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Sandbox { command } => sandbox_cmd::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("comb: error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }

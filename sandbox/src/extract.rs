@@ -8,3 +8,8 @@ pub enum ExtractError {
     #[error("{path}: {reason}")]
     Rejected { path: PathBuf, reason: String },
 }
+
+/// Stub until the real module lands.
+pub fn validate_layer(_dir: &std::path::Path) -> Result<(), ExtractError> {
+    Ok(())
+}

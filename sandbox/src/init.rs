@@ -1,1 +1,353 @@
-//! init
+//! The two processes inside the namespaces: pid 1, which builds the root,
+//! reaps and forwards signals, and the command, which drops to R or U,
+//! applies the limits, loads seccomp and executes.
+//!
+//! Both run in a fork of the single-threaded monitor, so allocating is safe.
+
+use crate::mounts::{self, RootPlan};
+use crate::{seccomp, Identity, Limits, Spec, BUILDER_ID};
+use caps::{CapSet, Capability};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+/// Capabilities R keeps: what dpkg and maintainer scripts need to own,
+/// move and permission files and to switch to system users. No
+/// CAP_SYS_ADMIN, CAP_NET_*, CAP_SYS_PTRACE, CAP_MKNOD or CAP_SYS_CHROOT.
+const ROOT_CAPS: [Capability; 9] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_DAC_READ_SEARCH,
+    Capability::CAP_FOWNER,
+    Capability::CAP_FSETID,
+    Capability::CAP_KILL,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_AUDIT_WRITE,
+];
+
+/// The signals pid 1 passes on to the command.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Everything pid 1 is handed by the monitor.
+pub(crate) struct Pid1<'a> {
+    pub spec: &'a Spec,
+    pub plan: RootPlan<'a>,
+    /// The socket the layers came on; its other end closes when the
+    /// monitor dies.
+    pub monitor: OwnedFd,
+    /// Closed by the monitor when the maps are written.
+    pub go: OwnedFd,
+    /// Receives the command's wait status.
+    pub status: OwnedFd,
+    /// Receives a setup or exec error; close-on-exec.
+    pub errors: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// Limits cgroups already enforce, so rlimits need not.
+    pub cgroup_memory: bool,
+    pub cgroup_pids: bool,
+}
+
+fn fail(errors: &OwnedFd, message: &str) -> ! {
+    let _ = nix::unistd::write(errors, message.as_bytes());
+    // SAFETY: leaving a forked child without running destructors.
+    unsafe { libc::_exit(125) }
+}
+
+/// Pid 1 of the sandbox. Never returns.
+pub(crate) fn pid1(p: Pid1) -> ! {
+    // Wait until the monitor has written our id maps.
+    let mut byte = [0u8; 1];
+    let _ = nix::unistd::read(&p.go, &mut byte);
+    if let Err(e) = become_root() {
+        fail(&p.errors, &e);
+    }
+    // PDEATHSIG is reset by a change of credentials, so it is set after
+    // becoming root: if the monitor dies, the whole namespace dies.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let mut peek = [0u8; 1];
+    let alive = nix::sys::socket::recv(
+        p.monitor.as_raw_fd(),
+        &mut peek,
+        nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    );
+    if alive != Err(nix::Error::EAGAIN) {
+        fail(&p.errors, "the monitor exited during set-up");
+    }
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+        fail(&p.errors, &format!("new cgroup namespace: {e}"));
+    }
+    if let Err(e) = mounts::build_root(&p.plan) {
+        fail(&p.errors, &e);
+    }
+    if let Err(e) = nix::unistd::sethostname(&p.spec.hostname) {
+        fail(&p.errors, &format!("sethostname: {e}"));
+    }
+    // SAFETY: plain system call with a valid buffer.
+    unsafe { libc::setdomainname(c"comb".as_ptr(), 4) };
+    if let Err(e) = mounts::loopback_up() {
+        fail(&p.errors, &e);
+    }
+    // Nobody inside may ptrace or read the memory of pid 1.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    forwarded.add(Signal::SIGCHLD);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None);
+
+    // SAFETY: single-threaded process.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => command(&p),
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => fail(&p.errors, &format!("fork: {e}")),
+    };
+    drop(p.errors);
+    drop(p.stdout);
+    drop(p.stderr);
+    let status = reap_until(child, &forwarded);
+    // The command is done: nothing else in the sandbox may outlive it.
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while waitpid(None, None).is_ok() {}
+    let _ = nix::unistd::write(&p.status, status.as_bytes());
+    // SAFETY: leaving without destructors, as a forked child must.
+    unsafe { libc::_exit(0) }
+}
+
+fn become_root() -> Result<(), String> {
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(|e| format!("setresgid 0: {e}"))?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(|e| format!("setresuid 0: {e}"))?;
+    // Drop the caller's supplementary groups: they mean nothing inside.
+    nix::unistd::setgroups(&[Gid::from_raw(0)]).map_err(|e| format!("setgroups: {e}"))?;
+    Ok(())
+}
+
+/// Reaps children, forwarding signals to the command, until it exits.
+/// Returns its status as "exited N" or "signaled N".
+fn reap_until(command: Pid, signals: &SigSet) -> String {
+    loop {
+        let Ok(sig) = signals.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(command, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == command => {
+                    return format!("exited {code}")
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
+                    return format!("signaled {}", sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// The command process. Never returns.
+fn command(p: &Pid1) -> ! {
+    let spec = p.spec;
+    let errors = &p.errors;
+    let _ = nix::unistd::setsid();
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    if let Err(e) = stdio(p) {
+        fail(errors, &e);
+    }
+    if let Err(e) = limits(&spec.limits, p.cgroup_memory, p.cgroup_pids) {
+        fail(errors, &e);
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    if let Err(e) = nix::unistd::chdir(&spec.cwd) {
+        fail(
+            errors,
+            &format!("working directory {}: {e}", spec.cwd.display()),
+        );
+    }
+    if let Err(e) = drop_identity(spec.identity) {
+        fail(errors, &e);
+    }
+    // Everything but stdio closes at exec; the error pipe stays usable
+    // until then.
+    // SAFETY: close_range only changes fd flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    let env = environment(spec);
+    let program = match resolve(&spec.command[0], &env) {
+        Some(p) => p,
+        None => {
+            fail(
+                errors,
+                &format!("exec: {}: command not found in PATH", spec.command[0]),
+            );
+        }
+    };
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        fail(errors, "PR_SET_NO_NEW_PRIVS failed");
+    }
+    // Last: the filter also applies to this process's remaining steps.
+    if let Err(e) = seccomp::install(spec.identity) {
+        fail(errors, &e.to_string());
+    }
+    let to_c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+    let args: Vec<_> = spec.command.iter().map(|a| to_c(a)).collect();
+    let envp: Vec<_> = env.iter().map(|(k, v)| to_c(&format!("{k}={v}"))).collect();
+    let err = nix::unistd::execve(&to_c(&program.to_string_lossy()), &args, &envp).unwrap_err();
+    fail(errors, &format!("exec: {}: {err}", program.display()))
+}
+
+fn stdio(p: &Pid1) -> Result<(), String> {
+    let null = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("opening /dev/null: {e}"))?;
+    for (fd, target) in [
+        (null.as_raw_fd(), 0),
+        (p.stdout.as_raw_fd(), 1),
+        (p.stderr.as_raw_fd(), 2),
+    ] {
+        dup_to(fd, target)?;
+    }
+    Ok(())
+}
+
+fn dup_to(fd: RawFd, target: RawFd) -> Result<(), String> {
+    // SAFETY: dup2 on fds this process owns.
+    if unsafe { libc::dup2(fd, target) } < 0 {
+        return Err(format!("dup2: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn limits(limits: &Limits, cgroup_memory: bool, cgroup_pids: bool) -> Result<(), String> {
+    let set = |resource, value: Option<u64>| -> Result<(), String> {
+        if let Some(v) = value {
+            // Limits can only be lowered here: never above the current hard one.
+            let (_, hard) =
+                nix::sys::resource::getrlimit(resource).map_err(|e| format!("getrlimit: {e}"))?;
+            let v = v.min(hard);
+            setrlimit(resource, v, v).map_err(|e| format!("setrlimit {resource:?}: {e}"))?;
+        }
+        Ok(())
+    };
+    set(Resource::RLIMIT_FSIZE, limits.file_size_bytes)?;
+    set(Resource::RLIMIT_NOFILE, limits.open_files)?;
+    set(
+        Resource::RLIMIT_CPU,
+        limits.cpu_time.map(|d| d.as_secs().max(1)),
+    )?;
+    set(Resource::RLIMIT_CORE, Some(0))?;
+    if !cgroup_memory {
+        set(Resource::RLIMIT_AS, limits.memory_bytes)?;
+    }
+    if !cgroup_pids {
+        set(Resource::RLIMIT_NPROC, limits.pids)?;
+    }
+    Ok(())
+}
+
+fn drop_identity(identity: Identity) -> Result<(), String> {
+    let keep: &[Capability] = match identity {
+        Identity::Root => &ROOT_CAPS,
+        Identity::Builder => &[],
+    };
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("dropping {cap}: {e}"))?;
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(|e| format!("clearing ambient caps: {e}"))?;
+    if identity == Identity::Builder {
+        let id = Gid::from_raw(BUILDER_ID);
+        nix::unistd::setgroups(&[id]).map_err(|e| format!("setgroups: {e}"))?;
+        nix::unistd::setresgid(id, id, id).map_err(|e| format!("setresgid: {e}"))?;
+        let id = Uid::from_raw(BUILDER_ID);
+        nix::unistd::setresuid(id, id, id).map_err(|e| format!("setresuid: {e}"))?;
+    }
+    let keep: caps::CapsHashSet = keep.iter().copied().collect();
+    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        caps::set(None, set, &keep).map_err(|e| format!("setting {set:?} caps: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The clean environment: fixed PATH, HOME and TZ, then the spec's own.
+pub(crate) fn environment(spec: &Spec) -> Vec<(String, String)> {
+    let (home, user) = match spec.identity {
+        Identity::Root => ("/root", "root"),
+        Identity::Builder => ("/home/builder", "builder"),
+    };
+    let mut env: Vec<(String, String)> = [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
+        ("HOME", home),
+        ("USER", user),
+        ("LOGNAME", user),
+        ("TZ", "UTC"),
+        ("LC_ALL", "C.UTF-8"),
+        ("SHELL", "/bin/sh"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in &spec.env {
+        env.retain(|(key, _)| key != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// Looks `program` up in the sandbox's PATH, as execvp would.
+fn resolve(program: &str, env: &[(String, String)]) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    path.split(':')
+        .map(|dir| PathBuf::from(dir).join(program))
+        .find(|candidate| nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok())
+}
+
+/// Parses the status line pid 1 writes for the monitor.
+pub(crate) fn parse_status(text: &str) -> Option<crate::ExitStatus> {
+    let (kind, value) = text.trim().split_once(' ')?;
+    let value = value.parse().ok()?;
+    match kind {
+        "exited" => Some(crate::ExitStatus::Exited(value)),
+        "signaled" => Some(crate::ExitStatus::Signaled(value)),
+        _ => None,
+    }
+}

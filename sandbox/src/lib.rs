@@ -35,7 +35,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use idmap::IdSource;
-pub use runner::{helper_main_if_requested, run, HELPER_ARG};
+pub use runner::{helper_main_if_requested, run, run_streaming, Stream, HELPER_ARG};
+pub use slot::processes_in_range;
 
 /// Who runs the command inside the sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

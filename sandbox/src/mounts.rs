@@ -1,1 +1,387 @@
-//! mounts
+//! The sandbox's file system, assembled by its pid 1 inside the new user
+//! and mount namespaces: an overlay of the layers, fresh `/proc`, a minimal
+//! `/dev`, a size-capped `/tmp`, the binds, then `pivot_root`.
+//!
+//! Layers and bind sources arrive as file descriptors opened on the host by
+//! the monitor (idmapped when comb is root), and are reached through
+//! `/proc/self/fd/N`, so no host path is resolved with the sandbox's ids.
+//! Mount targets inside the new root are opened component by component
+//! without following symlinks: a hostile layer cannot redirect a mount.
+
+use nix::fcntl::{openat, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{mkdirat, Mode};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path};
+
+/// The devices the sandbox gets, bound from the host's.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+pub(crate) type MountResult<T> = Result<T, String>;
+
+/// What pid 1 needs to build the root.
+pub(crate) struct RootPlan<'a> {
+    pub stage: &'a Path,
+    /// Layer fds, bottom first.
+    pub layers: &'a [OwnedFd],
+    /// Directory holding `upper/` and `work/` when the upper is kept.
+    pub keep: Option<&'a OwnedFd>,
+    /// (fd, target inside, writable, idmapped detached tree)
+    pub binds: Vec<(&'a OwnedFd, &'a Path, bool)>,
+    pub idmapped: bool,
+    pub upper_size: u64,
+    pub tmp_size: u64,
+    pub shm_size: u64,
+}
+
+/// A path for a layer fd that overlayfs can use. overlayfs clones its
+/// layers' mounts, which it may only do for mounts in this namespace, so an
+/// idmapped tree (detached, made by the host) is first attached below the
+/// stage. A plain fd opened in this namespace is used as it is.
+fn attach(plan: &RootPlan, fd: &OwnedFd, name: &str) -> MountResult<String> {
+    if !plan.idmapped {
+        return Ok(fd_path(fd.as_raw_fd()));
+    }
+    let target = plan.stage.join(name);
+    std::fs::create_dir_all(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+    let target = target.display().to_string();
+    move_mount(fd.as_raw_fd(), &target).map_err(|e| format!("attaching {name}: {e}"))?;
+    Ok(target)
+}
+
+fn fd_path(fd: RawFd) -> String {
+    format!("/proc/self/fd/{fd}")
+}
+
+fn errno(what: &str, e: nix::Error) -> String {
+    format!("{what}: {e}")
+}
+
+/// Builds the root under `plan.stage` and pivots into it.
+pub(crate) fn build_root(plan: &RootPlan) -> MountResult<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| errno("making / private", e))?;
+    let tmpfs_opts = format!("size={},mode=0755", plan.upper_size);
+    mount(
+        Some("tmpfs"),
+        plan.stage,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(tmpfs_opts.as_str()),
+    )
+    .map_err(|e| errno("mounting the staging tmpfs", e))?;
+    let root = plan.stage.join("root");
+    for dir in ["root", "upper", "work", "layers"] {
+        std::fs::create_dir(plan.stage.join(dir)).map_err(|e| format!("creating {dir}: {e}"))?;
+    }
+    let (upper, work) = match plan.keep {
+        Some(fd) => {
+            let base = attach(plan, fd, "keep")?;
+            (format!("{base}/upper"), format!("{base}/work"))
+        }
+        None => (
+            plan.stage.join("upper").display().to_string(),
+            plan.stage.join("work").display().to_string(),
+        ),
+    };
+    let mut lower = Vec::new();
+    for (i, fd) in plan.layers.iter().enumerate() {
+        lower.push(attach(plan, fd, &format!("layers/{i}"))?);
+    }
+    // overlayfs lists the top layer first.
+    lower.reverse();
+    // userxattr: an overlay mounted in a user namespace keeps its opaque
+    // markers in user.overlay.*, so kept layers stack again later.
+    let opts = format!(
+        "lowerdir={},upperdir={upper},workdir={work},userxattr",
+        lower.join(":")
+    );
+    mount(
+        Some("overlay"),
+        &root,
+        Some("overlay"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| errno("mounting the overlay of the layers", e))?;
+
+    let root_fd = open_dir(libc::AT_FDCWD, &root)?;
+    mount_system_dirs(&root_fd, plan)?;
+    for (fd, target, writable) in &plan.binds {
+        bind(&root_fd, fd, target, *writable, plan.idmapped)?;
+    }
+    drop(root_fd);
+    pivot(&root)
+}
+
+fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan) -> MountResult<()> {
+    let noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let proc_dir = dir_in_root(root, Path::new("proc"))?;
+    mount(
+        Some("proc"),
+        fd_path(proc_dir.as_raw_fd()).as_str(),
+        Some("proc"),
+        noexec,
+        None::<&str>,
+    )
+    .map_err(|e| errno("mounting /proc", e))?;
+
+    let dev = dir_in_root(root, Path::new("dev"))?;
+    mount(
+        Some("tmpfs"),
+        fd_path(dev.as_raw_fd()).as_str(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("size=1m,mode=0755"),
+    )
+    .map_err(|e| errno("mounting /dev", e))?;
+    let dev = dir_in_root(root, Path::new("dev"))?; // the new tmpfs
+    for name in DEVICES {
+        let node = openat(
+            &dev,
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(|e| errno(&format!("creating /dev/{name}"), e))?;
+        let host = format!("/dev/{name}");
+        mount(
+            Some(host.as_str()),
+            fd_path(node.as_raw_fd()).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| errno(&format!("binding /dev/{name}"), e))?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        nix::unistd::symlinkat(target, &dev, link)
+            .map_err(|e| errno(&format!("creating /dev/{link}"), e))?;
+    }
+    let pts = dir_in_root(&dev, Path::new("pts"))?;
+    mount(
+        Some("devpts"),
+        fd_path(pts.as_raw_fd()).as_str(),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620,gid=5"),
+    )
+    .map_err(|e| errno("mounting /dev/pts", e))?;
+    let shm = dir_in_root(&dev, Path::new("shm"))?;
+    let shm_opts = format!("size={},mode=1777", plan.shm_size);
+    mount(
+        Some("tmpfs"),
+        fd_path(shm.as_raw_fd()).as_str(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(shm_opts.as_str()),
+    )
+    .map_err(|e| errno("mounting /dev/shm", e))?;
+
+    let tmp = dir_in_root(root, Path::new("tmp"))?;
+    let tmp_opts = format!("size={},mode=1777", plan.tmp_size);
+    mount(
+        Some("tmpfs"),
+        fd_path(tmp.as_raw_fd()).as_str(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(tmp_opts.as_str()),
+    )
+    .map_err(|e| errno("mounting /tmp", e))?;
+    Ok(())
+}
+
+fn bind(
+    root: &OwnedFd,
+    source: &OwnedFd,
+    target: &Path,
+    writable: bool,
+    idmapped: bool,
+) -> MountResult<()> {
+    let rel = target.strip_prefix("/").unwrap_or(target);
+    let source_is_dir = nix::sys::stat::fstat(source)
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .unwrap_or(true);
+    let target_fd = if source_is_dir {
+        dir_in_root(root, rel)?
+    } else {
+        file_in_root(root, rel)?
+    };
+    let target_path = fd_path(target_fd.as_raw_fd());
+    if idmapped {
+        // The monitor made the source a detached, idmapped (and, if asked,
+        // read-only) tree: attach it.
+        move_mount(source.as_raw_fd(), &target_path)
+            .map_err(|e| format!("attaching bind {}: {e}", target.display()))?;
+        return Ok(());
+    }
+    let src = fd_path(source.as_raw_fd());
+    mount(
+        Some(src.as_str()),
+        target_path.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| errno(&format!("binding {}", target.display()), e))?;
+    if !writable {
+        // A bind remount keeps the flags the host locked (nosuid, nodev…),
+        // so they must be repeated.
+        let target_fd = if source_is_dir {
+            dir_in_root(root, rel)?
+        } else {
+            file_in_root(root, rel)?
+        };
+        let target_path = fd_path(target_fd.as_raw_fd());
+        let locked = nix::sys::statvfs::statvfs(target_path.as_str())
+            .map(|s| s.flags())
+            .map_err(|e| errno("reading bind flags", e))?;
+        let mut flags =
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+        for (vfs, ms) in [
+            (nix::sys::statvfs::FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (nix::sys::statvfs::FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        ] {
+            if locked.contains(vfs) {
+                flags |= ms;
+            }
+        }
+        mount(
+            None::<&str>,
+            target_path.as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| errno(&format!("making bind {} read-only", target.display()), e))?;
+    }
+    Ok(())
+}
+
+fn move_mount(fd: RawFd, target: &str) -> std::io::Result<()> {
+    let target = std::ffi::CString::new(target).map_err(std::io::Error::other)?;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: plain system call on a valid fd and NUL-terminated strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn pivot(root: &Path) -> MountResult<()> {
+    nix::unistd::chdir(root).map_err(|e| errno("entering the new root", e))?;
+    // pivot_root(".", ".") stacks the old root on the new one; detaching
+    // it leaves no path back to the host.
+    nix::unistd::pivot_root(".", ".").map_err(|e| errno("pivot_root", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| errno("unmounting the old root", e))?;
+    nix::unistd::chdir("/").map_err(|e| errno("chdir /", e))?;
+    Ok(())
+}
+
+fn open_dir(dirfd: RawFd, path: &Path) -> MountResult<OwnedFd> {
+    // SAFETY: AT_FDCWD or a valid borrowed fd.
+    let dirfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(dirfd) };
+    openat(
+        dirfd,
+        path,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+        Mode::empty(),
+    )
+    .map_err(|e| errno(&format!("opening {}", path.display()), e))
+}
+
+fn components(rel: &Path) -> MountResult<Vec<&std::ffi::OsStr>> {
+    rel.components()
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n),
+            Component::RootDir | Component::CurDir => Ok(std::ffi::OsStr::new(".")),
+            Component::ParentDir | Component::Prefix(_) => {
+                Err(format!("mount target {} climbs with ..", rel.display()))
+            }
+        })
+        .filter(|c| c.as_ref().map_or(true, |n| *n != "."))
+        .collect()
+}
+
+/// Opens (creating as needed) the directory `rel` below `root`, refusing
+/// symlinks on the way.
+pub(crate) fn dir_in_root(root: &OwnedFd, rel: &Path) -> MountResult<OwnedFd> {
+    let mut current = open_dir(root.as_raw_fd(), Path::new("."))?;
+    for name in components(rel)? {
+        match mkdirat(&current, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(e) => return Err(errno(&format!("creating mount point {}", rel.display()), e)),
+        }
+        current = open_dir(current.as_raw_fd(), Path::new(name)).map_err(|e| {
+            format!(
+                "mount point {} is not a plain directory ({e})",
+                rel.display()
+            )
+        })?;
+    }
+    Ok(current)
+}
+
+/// Opens (creating as needed) the file `rel` below `root` for a file bind.
+fn file_in_root(root: &OwnedFd, rel: &Path) -> MountResult<OwnedFd> {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let name = rel
+        .file_name()
+        .ok_or_else(|| format!("bind target {} has no file name", rel.display()))?;
+    let dir = dir_in_root(root, parent)?;
+    openat(
+        &dir,
+        name,
+        OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| errno(&format!("creating bind target {}", rel.display()), e))
+}
+
+/// Brings the loopback interface up: the only network a sandbox has.
+pub(crate) fn loopback_up() -> MountResult<()> {
+    // SAFETY: ioctls on a fresh socket with a zeroed, NUL-terminated ifreq.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+        if rc == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            rc = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(sock);
+        if rc != 0 {
+            return Err(format!("bringing up lo: {err}"));
+        }
+    }
+    Ok(())
+}

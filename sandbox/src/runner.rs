@@ -1,5 +1,858 @@
-//! runner
-use crate::*;
-pub const HELPER_ARG: &str = "__comb-sandbox-helper";
-pub fn helper_main_if_requested() {}
-pub fn run(_c: &SandboxConfig, _s: &Spec) -> Result<Outcome, SandboxError> { unimplemented!() }
+//! Running a spec: the caller's side ([`run`]) and the monitor, a helper
+//! process (the current binary re-executed with [`HELPER_ARG`]) that owns
+//! one sandbox from `clone` to the last reaped process.
+//!
+//! The monitor runs as the caller (C). It creates pid 1 in new namespaces,
+//! writes its id maps, attaches the layers, enforces timeouts and cgroup
+//! limits, forwards output, and reports an [`Outcome`] on fd 3. If the
+//! caller dies, the monitor dies (PDEATHSIG and the closed control pipe),
+//! and with it pid 1 and so every process of the sandbox.
+
+use crate::cgroup::Cgroup;
+use crate::idmap::SlotIds;
+use crate::init::{self, Pid1};
+use crate::mounts::RootPlan;
+use crate::slot::{self, ensure_private_dir};
+use crate::{
+    extract, EnforcedBy, Enforcement, ExitStatus, IdSource, Kill, Outcome, SandboxConfig,
+    SandboxError, Spec, Usage,
+};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::socket::{
+    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
+use nix::sys::wait::waitpid;
+use nix::unistd::{pipe2, Pid};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// First argument that turns a binary into the sandbox monitor.
+pub const HELPER_ARG: &str = "__comb-sandbox-monitor";
+
+/// The fd on which the monitor writes its report.
+const REPORT_FD: RawFd = 3;
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    spec: Spec,
+    slot: u32,
+    ids: SlotIds,
+    mount_point: PathBuf,
+    idmapped: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+enum Report {
+    Done(Box<Outcome>),
+    Failed { kind: String, message: String },
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl SandboxConfig {
+    /// The defaults for this process: ids from [`IdSource::detect`], slot
+    /// locks in /run/comb/slots (root) or the user's runtime directory.
+    pub fn detect() -> Result<SandboxConfig, SandboxError> {
+        let ids = IdSource::detect()?;
+        let helper_exe = std::env::current_exe()
+            .map_err(|e| SandboxError::io("finding the current executable", e))?;
+        let uid = nix::unistd::geteuid();
+        let slot_dir = if uid.is_root() {
+            PathBuf::from("/run/comb/slots")
+        } else {
+            match std::env::var_os("XDG_RUNTIME_DIR") {
+                Some(dir) if Path::new(&dir).is_dir() => PathBuf::from(dir).join("comb/slots"),
+                _ => PathBuf::from(format!("/tmp/comb-{uid}/slots")),
+            }
+        };
+        let max_slots = ids.slot_count();
+        Ok(SandboxConfig {
+            helper_exe,
+            ids,
+            slot_dir,
+            max_slots,
+        })
+    }
+}
+
+/// Runs `spec` in a fresh sandbox and collects its output.
+pub fn run(config: &SandboxConfig, spec: &Spec) -> Result<Outcome, SandboxError> {
+    run_streaming(config, spec, |_, _| {})
+}
+
+/// Like [`run`], passing each chunk of output to `on_output` as it comes.
+pub fn run_streaming(
+    config: &SandboxConfig,
+    spec: &Spec,
+    mut on_output: impl FnMut(Stream, &[u8]),
+) -> Result<Outcome, SandboxError> {
+    validate(config, spec)?;
+    let slot = slot::acquire(config)?;
+    let request = Request {
+        spec: spec.clone(),
+        slot: slot.index,
+        ids: slot.ids,
+        mount_point: slot.mount_point.clone(),
+        idmapped: config.ids.idmapped(),
+    };
+    let (report_r, report_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::io("pipe", e.into()))?;
+    let report_raw = report_w.as_raw_fd();
+    let mut command = Command::new(&config.helper_exe);
+    command
+        .arg(HELPER_ARG)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if report_raw == REPORT_FD {
+                libc::fcntl(REPORT_FD, libc::F_SETFD, 0);
+            } else if libc::dup2(report_raw, REPORT_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| {
+        SandboxError::io(
+            format!(
+                "starting the sandbox monitor {}",
+                config.helper_exe.display()
+            ),
+            e,
+        )
+    })?;
+    drop(report_w);
+    let mut control = child.stdin.take().expect("piped stdin");
+    let line = serde_json::to_string(&request).map_err(|e| SandboxError::Invalid(e.to_string()))?;
+    control
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| SandboxError::io("sending the request to the sandbox monitor", e))?;
+
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let cap = spec.output_cap_bytes;
+    let mut captured = [Vec::new(), Vec::new()];
+    let mut report = Vec::new();
+    {
+        let mut sources: Vec<(OwnedFd, Option<Stream>)> = vec![
+            (OwnedFd::from(stdout), Some(Stream::Stdout)),
+            (OwnedFd::from(stderr), Some(Stream::Stderr)),
+            (report_r, None),
+        ];
+        let mut buf = vec![0u8; 64 * 1024];
+        while !sources.is_empty() {
+            let mut fds: Vec<PollFd> = sources
+                .iter()
+                .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+                .collect();
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+            drop(fds);
+            let mut closed = Vec::new();
+            for (i, (fd, stream)) in sources.iter().enumerate() {
+                if !ready[i] {
+                    continue;
+                }
+                match nix::unistd::read(fd, &mut buf) {
+                    Ok(0) | Err(_) => closed.push(i),
+                    Ok(n) => match stream {
+                        Some(s) => {
+                            on_output(*s, &buf[..n]);
+                            let keep = &mut captured[*s as usize];
+                            keep.extend_from_slice(&buf[..n]);
+                            if keep.len() > cap.saturating_mul(2).max(1) {
+                                keep.drain(..keep.len() - cap);
+                            }
+                        }
+                        None => report.extend_from_slice(&buf[..n]),
+                    },
+                }
+            }
+            for i in closed.into_iter().rev() {
+                sources.remove(i);
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| SandboxError::io("waiting for the sandbox monitor", e))?;
+    drop(control);
+    drop(slot);
+    let report: Report = serde_json::from_slice(&report).map_err(|_| {
+        SandboxError::Setup(format!(
+            "the sandbox monitor ended ({status}) without a report; its output was: {}",
+            String::from_utf8_lossy(&captured[1])
+        ))
+    })?;
+    match report {
+        Report::Done(outcome) => {
+            let mut outcome = *outcome;
+            for (i, keep) in captured.iter_mut().enumerate() {
+                if keep.len() > cap {
+                    keep.drain(..keep.len() - cap);
+                }
+                let target = if i == 0 {
+                    &mut outcome.stdout
+                } else {
+                    &mut outcome.stderr
+                };
+                *target = std::mem::take(keep);
+            }
+            Ok(outcome)
+        }
+        Report::Failed { kind, message } => Err(match kind.as_str() {
+            "exec" => SandboxError::Exec {
+                command: spec.command.join(" "),
+                reason: message,
+            },
+            "ids" => SandboxError::Ids(message),
+            "invalid" => SandboxError::Invalid(message),
+            _ => SandboxError::Setup(message),
+        }),
+    }
+}
+
+fn validate(config: &SandboxConfig, spec: &Spec) -> Result<(), SandboxError> {
+    let invalid = |m: String| Err(SandboxError::Invalid(m));
+    if spec.command.is_empty() {
+        return invalid("no command to run".into());
+    }
+    if spec.layers.is_empty() {
+        return invalid("a sandbox needs at least one layer (a root file system directory)".into());
+    }
+    for layer in &spec.layers {
+        if !layer.is_dir() {
+            return invalid(format!("layer {} is not a directory", layer.display()));
+        }
+    }
+    for bind in &spec.binds {
+        if !bind.target.is_absolute() {
+            return invalid(format!(
+                "bind target {} must be an absolute path",
+                bind.target.display()
+            ));
+        }
+        let under_system = ["/", "/proc", "/dev"]
+            .iter()
+            .any(|p| bind.target == Path::new(p) || (*p != "/" && bind.target.starts_with(p)));
+        if under_system
+            || bind
+                .target
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return invalid(format!(
+                "bind target {} may not be /, under /proc or /dev, or contain ..",
+                bind.target.display()
+            ));
+        }
+        if !bind.source.exists() {
+            return invalid(format!(
+                "bind source {} does not exist",
+                bind.source.display()
+            ));
+        }
+    }
+    if !spec.cwd.is_absolute() {
+        return invalid(format!(
+            "working directory {} must be absolute",
+            spec.cwd.display()
+        ));
+    }
+    if let Some(keep) = &spec.keep_upper {
+        if !config.ids.idmapped() {
+            return invalid(
+                "keeping the upper layer needs comb to run as root: only root can attach layers through idmapped mounts"
+                    .into(),
+            );
+        }
+        if keep.exists() {
+            return invalid(format!(
+                "{} already exists; the kept layer needs a new path",
+                keep.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Call first thing in `main`: if this process was started as the sandbox
+/// monitor, it runs the sandbox and exits; otherwise it returns at once.
+pub fn helper_main_if_requested() {
+    if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new(HELPER_ARG)) {
+        return;
+    }
+    let mut line = String::new();
+    let report = match std::io::stdin().lock().read_line(&mut line) {
+        Ok(_) => match serde_json::from_str::<Request>(&line) {
+            Ok(request) => match monitor(&request) {
+                Ok(outcome) => Report::Done(Box::new(outcome)),
+                Err(e) => failed(e),
+            },
+            Err(e) => failed(SandboxError::Invalid(format!("bad monitor request: {e}"))),
+        },
+        Err(e) => failed(SandboxError::io("reading the monitor request", e)),
+    };
+    // SAFETY: fd 3 was set up by the caller for this report.
+    let mut out = unsafe { std::fs::File::from_raw_fd(REPORT_FD) };
+    let _ = out.write_all(
+        serde_json::to_string(&report)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    std::process::exit(0);
+}
+
+fn failed(e: SandboxError) -> Report {
+    let kind = match &e {
+        SandboxError::Exec { .. } => "exec",
+        SandboxError::Ids(_) => "ids",
+        SandboxError::Invalid(_) => "invalid",
+        _ => "setup",
+    };
+    let message = match e {
+        SandboxError::Exec { reason, .. } => reason,
+        SandboxError::Setup(m) => m,
+        other => other.to_string(),
+    };
+    Report::Failed {
+        kind: kind.to_string(),
+        message,
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::io("pipe", e.into()))
+}
+
+/// The monitor: one sandbox from clone to outcome.
+fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
+    let spec = &req.spec;
+    let started = Instant::now();
+    let keep_dir = match &spec.keep_upper {
+        Some(keep) => Some(prepare_keep(keep)?),
+        None => None,
+    };
+    let cgroup = Cgroup::create(req.slot, &spec.limits);
+    let (go_r, go_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+    let (errors_r, errors_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (sock_monitor, sock_pid1) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| SandboxError::io("socketpair", e.into()))?;
+
+    let flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    let mut stack = vec![0u8; 8 << 20];
+    let stage = req.mount_point.clone();
+    let pid1_fds = (go_r, status_w, errors_w, out_w, err_w, sock_pid1);
+    let cgroup_memory = cgroup
+        .as_ref()
+        .is_some_and(|c| c.memory_enforcement() != Enforcement::Rlimit);
+    let cgroup_pids = cgroup
+        .as_ref()
+        .is_some_and(|c| c.pids_enforcement() != Enforcement::Rlimit);
+    let pid1_fds = std::cell::RefCell::new(Some(pid1_fds));
+    // The child's copies of the monitor's ends must go, or pid 1 would
+    // never see the go pipe close.
+    let monitor_side = [
+        go_w.as_raw_fd(),
+        status_r.as_raw_fd(),
+        errors_r.as_raw_fd(),
+        out_r.as_raw_fd(),
+        err_r.as_raw_fd(),
+        sock_monitor.as_raw_fd(),
+    ];
+    let callback = Box::new(|| -> isize {
+        for fd in monitor_side {
+            // SAFETY: closing this process's copies of fds it never uses.
+            unsafe { libc::close(fd) };
+        }
+        let Some((go, status, errors, stdout, stderr, sock)) = pid1_fds.borrow_mut().take() else {
+            return 125;
+        };
+        // Idmapped trees come from the monitor; plain paths are opened
+        // here, still with the caller's credentials (which may traverse the
+        // caller's private directories) and in this mount namespace.
+        let count = spec.layers.len() + spec.binds.len() + usize::from(spec.keep_upper.is_some());
+        let fds = if req.idmapped {
+            receive_fds(&sock, count)
+        } else {
+            open_paths(spec)
+        };
+        let fds = match fds {
+            Ok(fds) => fds,
+            Err(e) => {
+                let _ = nix::unistd::write(&errors, e.as_bytes());
+                return 125;
+            }
+        };
+        let (layers, rest) = fds.split_at(spec.layers.len());
+        let (keep, binds) = rest.split_at(usize::from(spec.keep_upper.is_some()));
+        init::pid1(Pid1 {
+            spec,
+            plan: RootPlan {
+                stage: &stage,
+                layers,
+                keep: keep.first(),
+                binds: binds
+                    .iter()
+                    .zip(&spec.binds)
+                    .map(|(fd, b)| (fd, b.target.as_path(), b.writable))
+                    .collect(),
+                idmapped: req.idmapped,
+                upper_size: spec.limits.upper_size_bytes,
+                tmp_size: spec.limits.tmp_size_bytes,
+                shm_size: spec.limits.shm_size_bytes,
+            },
+            monitor: sock,
+            go,
+            status,
+            errors,
+            stdout,
+            stderr,
+            cgroup_memory,
+            cgroup_pids,
+        })
+    });
+    // SAFETY: the monitor is single-threaded; the child gets a copy of the
+    // address space and its own stack.
+    let pid = unsafe { nix::sched::clone(callback, &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(|e| SandboxError::Setup(format!("creating the namespaces: {e}")))?;
+    drop(pid1_fds.borrow_mut().take());
+    let abort = |e: SandboxError| {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        e
+    };
+    req.ids.write_maps(pid.as_raw()).map_err(abort)?;
+    if let Some(cg) = &cgroup {
+        cg.attach(pid.as_raw())
+            .map_err(|e| abort(SandboxError::io("moving the sandbox into its cgroup", e)))?;
+    }
+    if req.idmapped {
+        let mut fds = Vec::new();
+        for layer in &spec.layers {
+            fds.push(idmapped_tree(layer, pid, true).map_err(abort)?);
+        }
+        if let Some(dir) = &keep_dir {
+            fds.push(idmapped_tree(dir, pid, false).map_err(abort)?);
+        }
+        for bind in &spec.binds {
+            fds.push(idmapped_tree(&bind.source, pid, !bind.writable).map_err(abort)?);
+        }
+        send_fds(&sock_monitor, &fds).map_err(abort)?;
+    }
+    // Closing the go pipe's write end lets pid 1 continue.
+    drop(go_w);
+
+    let watch = watch(spec, pid, &out_r, &err_r, cgroup.as_ref(), started);
+    let _ = waitpid(pid, None);
+    let mut status_text = String::new();
+    let _ = std::fs::File::from(status_r).read_to_string(&mut status_text);
+    let mut error_text = String::new();
+    let _ = std::fs::File::from(errors_r).read_to_string(&mut error_text);
+
+    let usage = usage(started, cgroup.as_ref());
+    let events = cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
+    let enforced_by = enforcement(spec, cgroup.as_ref());
+    if let Some(cg) = cgroup {
+        cg.remove();
+    }
+    slot::kill_leftovers(&req.ids);
+    if !error_text.is_empty() && watch.is_none() {
+        if let Some(dir) = &keep_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return Err(match error_text.strip_prefix("exec: ") {
+            Some(reason) => SandboxError::Exec {
+                command: spec.command.join(" "),
+                reason: reason.to_string(),
+            },
+            None => SandboxError::Setup(error_text),
+        });
+    }
+    let status = init::parse_status(&status_text).unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
+    let killed_by = watch.or_else(|| match status {
+        _ if events.oom_kills > 0 => Some(Kill::Memory),
+        _ if events.pids_max_hits > 0 => Some(Kill::Pids),
+        ExitStatus::Signaled(libc::SIGXCPU) => Some(Kill::CpuTime),
+        ExitStatus::Signaled(libc::SIGXFSZ) => Some(Kill::FileSize),
+        _ => None,
+    });
+    let kept_upper = match (keep_dir, &spec.keep_upper) {
+        (Some(dir), Some(keep)) => Some(publish_upper(&dir, keep)?),
+        _ => None,
+    };
+    Ok(Outcome {
+        status,
+        killed_by,
+        usage,
+        enforced_by,
+        slot: req.slot,
+        host_root_uid: req.ids.host_uid(0).unwrap_or(0),
+        host_builder_uid: req.ids.host_uid(crate::BUILDER_ID).unwrap_or(0),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        kept_upper,
+    })
+}
+
+/// Forwards output and enforces timeouts and cgroup limits until every
+/// process of the sandbox is gone. Returns the limit that killed it.
+fn watch(
+    spec: &Spec,
+    pid1: Pid,
+    out: &OwnedFd,
+    err: &OwnedFd,
+    cgroup: Option<&Cgroup>,
+    started: Instant,
+) -> Option<Kill> {
+    let limits = &spec.limits;
+    let mut last_output = Instant::now();
+    let mut killed = None;
+    let mut open = [true, true];
+    let control = std::io::stdin();
+    let mut control_open = true;
+    let mut buf = vec![0u8; 64 * 1024];
+    while open.iter().any(|o| *o) {
+        let mut fds = vec![
+            PollFd::new(
+                out.as_fd(),
+                if open[0] {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                },
+            ),
+            PollFd::new(
+                err.as_fd(),
+                if open[1] {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                },
+            ),
+        ];
+        if control_open {
+            fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+        }
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        for (i, fd) in [out, err].into_iter().enumerate() {
+            if !open[i] || !ready[i] {
+                continue;
+            }
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) | Err(_) => open[i] = false,
+                Ok(n) => {
+                    last_output = Instant::now();
+                    let target = if i == 0 {
+                        libc::STDOUT_FILENO
+                    } else {
+                        libc::STDERR_FILENO
+                    };
+                    // SAFETY: writing to our own stdio fds.
+                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(target) };
+                    let _ = write_all(fd, &buf[..n]);
+                }
+            }
+        }
+        if control_open && ready.get(2).copied().unwrap_or(false) {
+            // The caller never writes after the request: readable means it
+            // closed the pipe, i.e. it went away or wants us to stop.
+            control_open = false;
+            killed.get_or_insert(Kill::Cancelled);
+        }
+        if killed.is_none() {
+            killed = limit_hit(limits, cgroup, started, last_output);
+        }
+        if killed.is_some() {
+            kill_all(pid1, cgroup);
+        }
+    }
+    killed
+}
+
+fn write_all(fd: std::os::fd::BorrowedFd, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        let n = nix::unistd::write(fd, data)?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+fn limit_hit(
+    limits: &crate::Limits,
+    cgroup: Option<&Cgroup>,
+    started: Instant,
+    last_output: Instant,
+) -> Option<Kill> {
+    if limits.wall_timeout.is_some_and(|t| started.elapsed() > t) {
+        return Some(Kill::WallTimeout);
+    }
+    if limits
+        .idle_timeout
+        .is_some_and(|t| last_output.elapsed() > t)
+    {
+        return Some(Kill::IdleTimeout);
+    }
+    let events = cgroup?.events();
+    if events.oom_kills > 0 {
+        return Some(Kill::Memory);
+    }
+    if events.pids_max_hits > 0 {
+        return Some(Kill::Pids);
+    }
+    if limits
+        .cpu_time
+        .is_some_and(|t| events.cpu_ns > 0 && Duration::from_nanos(events.cpu_ns) > t)
+    {
+        return Some(Kill::CpuTime);
+    }
+    None
+}
+
+/// Kills every process of the sandbox: `cgroup.kill` where the kernel has
+/// it, else SIGKILL to pid 1, which tears the pid namespace down.
+fn kill_all(pid1: Pid, cgroup: Option<&Cgroup>) {
+    if !cgroup.is_some_and(Cgroup::kill_all) {
+        let _ = nix::sys::signal::kill(pid1, nix::sys::signal::SIGKILL);
+    }
+}
+
+fn usage(started: Instant, cgroup: Option<&Cgroup>) -> Usage {
+    let children =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok();
+    let ms = |t: nix::sys::time::TimeVal| (t.tv_sec() as u64) * 1000 + (t.tv_usec() as u64) / 1000;
+    let rss = children.as_ref().map_or(0, |u| u.max_rss() as u64 * 1024);
+    Usage {
+        wall_ms: started.elapsed().as_millis() as u64,
+        user_cpu_ms: children.as_ref().map_or(0, |u| ms(u.user_time())),
+        system_cpu_ms: children.as_ref().map_or(0, |u| ms(u.system_time())),
+        peak_memory_bytes: cgroup.map_or(rss, |c| c.peak_memory().max(rss)),
+    }
+}
+
+fn enforcement(spec: &Spec, cgroup: Option<&Cgroup>) -> EnforcedBy {
+    let l = &spec.limits;
+    let pick = |set: bool, how: Enforcement| if set { how } else { Enforcement::NotLimited };
+    let rlimit = Enforcement::Rlimit;
+    EnforcedBy {
+        memory: pick(
+            l.memory_bytes.is_some(),
+            cgroup.map_or(rlimit, Cgroup::memory_enforcement),
+        ),
+        pids: pick(
+            l.pids.is_some(),
+            cgroup.map_or(rlimit, Cgroup::pids_enforcement),
+        ),
+        file_size: pick(l.file_size_bytes.is_some(), rlimit),
+        open_files: pick(l.open_files.is_some(), rlimit),
+        cpu_time: pick(
+            l.cpu_time.is_some(),
+            cgroup.map_or(rlimit, Cgroup::cpu_enforcement),
+        ),
+        wall_timeout: pick(l.wall_timeout.is_some(), Enforcement::Timer),
+        idle_timeout: pick(l.idle_timeout.is_some(), Enforcement::Timer),
+        kill_all: match cgroup {
+            Some(Cgroup::V2 { .. }) => "cgroup.kill".to_string(),
+            _ => "pid-namespace".to_string(),
+        },
+    }
+}
+
+/// A private directory beside `keep` holding the overlay's upper/ and work/.
+fn prepare_keep(keep: &Path) -> Result<PathBuf, SandboxError> {
+    let name = keep
+        .file_name()
+        .ok_or_else(|| SandboxError::Invalid(format!("{} has no file name", keep.display())))?;
+    let parent = keep.parent().unwrap_or(Path::new("."));
+    let dir = parent.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| SandboxError::io(format!("creating {}", parent.display()), e))?;
+    ensure_private_dir(&dir)?;
+    for sub in ["upper", "work"] {
+        std::fs::create_dir(dir.join(sub))
+            .map_err(|e| SandboxError::io(format!("creating {}", dir.display()), e))?;
+    }
+    Ok(dir)
+}
+
+/// Validates the upper layer the sandbox wrote and renames it into place.
+fn publish_upper(dir: &Path, keep: &Path) -> Result<PathBuf, SandboxError> {
+    let upper = dir.join("upper");
+    let result = extract::validate_layer(&upper)
+        .map_err(SandboxError::from)
+        .and_then(|_| {
+            std::fs::rename(&upper, keep)
+                .map_err(|e| SandboxError::io(format!("publishing {}", keep.display()), e))
+        });
+    let _ = std::fs::remove_dir_all(dir);
+    result.map(|()| keep.to_path_buf())
+}
+
+/// Layers and bind sources as O_PATH fds, for a sandbox without idmapped
+/// mounts: ids on disk are then shown as they are (the caller's files
+/// appear as nobody inside).
+fn open_paths(spec: &Spec) -> Result<Vec<OwnedFd>, String> {
+    let paths = spec
+        .layers
+        .iter()
+        .chain(spec.binds.iter().map(|b| &b.source));
+    paths
+        .map(|path| {
+            nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| format!("opening {}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// A detached copy of the mount at `path`, idmapped through pid 1's user
+/// namespace: ids on disk are shown inside as they are (0 is R, 1000 is
+/// U), while the processes run as the slot's host ids. Only host root can
+/// make one.
+fn idmapped_tree(path: &Path, pid1: Pid, read_only: bool) -> Result<OwnedFd, SandboxError> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| SandboxError::Invalid(format!("{} contains a NUL byte", path.display())))?;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let userns = nix::fcntl::open(
+        format!("/proc/{pid1}/ns/user").as_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SandboxError::io("opening the sandbox's user namespace", e.into()))?;
+    // SAFETY: system calls with valid, NUL-terminated paths and a properly
+    // sized mount_attr.
+    unsafe {
+        let fd = libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+        );
+        if fd < 0 {
+            return Err(SandboxError::io(
+                format!("cloning the mount of {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let fd = OwnedFd::from_raw_fd(fd as RawFd);
+        let mut attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        if read_only {
+            attr_set |= MOUNT_ATTR_RDONLY;
+        }
+        let attr = MountAttr {
+            attr_set,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_raw_fd() as u64,
+        };
+        let rc = libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        );
+        if rc < 0 {
+            return Err(SandboxError::Setup(format!(
+                "idmapping {}: {} (the file system must support idmapped mounts: ext4, xfs, btrfs or tmpfs)",
+                path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(fd)
+    }
+}
+
+fn send_fds(sock: &OwnedFd, fds: &[OwnedFd]) -> Result<(), SandboxError> {
+    for chunk in fds.chunks(200) {
+        let raw: Vec<RawFd> = chunk.iter().map(AsRawFd::as_raw_fd).collect();
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        let iov = [std::io::IoSlice::new(b"f")];
+        sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+            .map_err(|e| SandboxError::io("passing layers to the sandbox", e.into()))?;
+    }
+    Ok(())
+}
+
+/// Pid 1's side of [`send_fds`]: waits for `count` fds, or for the go pipe
+/// to close without them (the monitor gave up).
+fn receive_fds(sock: &OwnedFd, count: usize) -> Result<Vec<OwnedFd>, String> {
+    let mut fds = Vec::with_capacity(count);
+    while fds.len() < count {
+        let mut byte = [0u8; 1];
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([RawFd; 200]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("receiving layers: {e}"))?;
+        if msg.bytes == 0 {
+            return Err("the monitor gave up before passing the layers".into());
+        }
+        for cmsg in msg.cmsgs().map_err(|e| format!("receiving layers: {e}"))? {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(raw) = cmsg {
+                // SAFETY: the kernel just installed these fds for us.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+    }
+    Ok(fds)
+}

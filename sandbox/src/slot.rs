@@ -1,1 +1,126 @@
-//! slot
+//! Slots: each running sandbox holds one, with its own block of host ids,
+//! under an exclusive lock. Before a slot is used, every host process still
+//! running with one of its ids is killed.
+
+use crate::idmap::{SlotIds, SLOT_STRIDE};
+use crate::{SandboxConfig, SandboxError};
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) struct Slot {
+    pub index: u32,
+    pub ids: SlotIds,
+    /// An empty directory the sandbox mounts its staging tmpfs on.
+    pub mount_point: PathBuf,
+    _lock: Flock<File>,
+}
+
+/// Creates `dir` (and parents) if needed; refuses a directory that belongs
+/// to someone else or is a symlink, since /tmp is shared.
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), SandboxError> {
+    // 0711: sandboxes run as other host ids and must traverse to their
+    // mount point, but may not list or change anything here.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)
+        .map_err(|e| SandboxError::io(format!("creating {}", dir.display()), e))?;
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| SandboxError::io(format!("reading {}", dir.display()), e))?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+        return Err(SandboxError::Invalid(format!(
+            "{} must be a directory owned by you and writable only by you; remove it or choose another slot directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Takes the first free slot, waiting for one if all are busy.
+pub(crate) fn acquire(config: &SandboxConfig) -> Result<Slot, SandboxError> {
+    let max = config.max_slots.min(config.ids.slot_count());
+    if max == 0 {
+        return Err(SandboxError::NoSlot {
+            dir: config.slot_dir.clone(),
+            max,
+        });
+    }
+    ensure_private_dir(&config.slot_dir)?;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        for index in 0..max {
+            let path = config.slot_dir.join(format!("slot-{index}.lock"));
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| SandboxError::io(format!("opening {}", path.display()), e))?;
+            let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+                continue;
+            };
+            let ids = config.ids.slot(index);
+            kill_leftovers(&ids);
+            let mount_point = config.slot_dir.join(format!("slot-{index}"));
+            ensure_private_dir(&mount_point)?;
+            return Ok(Slot {
+                index,
+                ids,
+                mount_point,
+                _lock: lock,
+            });
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// SIGKILLs every process whose real, effective, saved or filesystem uid is
+/// in the slot's block, until none is left.
+pub(crate) fn kill_leftovers(ids: &SlotIds) -> usize {
+    let mut killed = 0;
+    for _round in 0..50 {
+        let pids = processes_in_range(ids.uid_base, ids.uid_base + SLOT_STRIDE);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+                .is_ok()
+            {
+                killed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    killed
+}
+
+/// Pids of host processes with any uid in `[start, end)`.
+pub fn processes_in_range(start: u32, end: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return false;
+            };
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|uids| {
+                    uids.split_whitespace()
+                        .filter_map(|u| u.parse::<u32>().ok())
+                        .any(|u| u >= start && u < end)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
