@@ -49,9 +49,6 @@ impl SlotIds {
         map_inside(self.uid_base, inside)
     }
 
-    pub fn host_gid(&self, inside: u32) -> Option<u32> {
-        map_inside(self.gid_base, inside)
-    }
 
     /// The lines of `/proc/PID/uid_map` (or gid_map) for a block.
     fn map_lines(base: u32) -> String {

@@ -1,0 +1,107 @@
+//! `comb sandbox run` as an ordinary user: ids come from the user's
+//! /etc/subuid and /etc/subgid ranges through newuidmap/newgidmap, and a
+//! user without ranges is told how to get them.
+//!
+//! Needs root to create the users (CI runs as root); skipped otherwise.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+const WITH_RANGES: &str = "comb-test-sub";
+const WITHOUT_RANGES: &str = "comb-test-nosub";
+
+fn ensure_user(name: &str) {
+    if Command::new("id").arg(name).output().unwrap().status.success() {
+        return;
+    }
+    let status = Command::new("useradd").args(["--no-create-home", name]).status().unwrap();
+    assert!(status.success(), "useradd {name}");
+}
+
+/// Sets the user's subordinate ranges in both files to exactly `range`.
+fn set_ranges(name: &str, range: Option<&str>) {
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{name}:")))
+            .map(str::to_string)
+            .collect();
+        if let Some(range) = range {
+            lines.push(format!("{name}:{range}"));
+        }
+        std::fs::write(file, lines.join("\n") + "\n").unwrap();
+    }
+}
+
+fn busybox_root(dir: &Path, owner: &str) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    for applet in ["sh", "id", "cat", "echo", "ls"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    let status = Command::new("chown").args(["-R", owner]).arg(dir).status().unwrap();
+    assert!(status.success());
+}
+
+fn comb_as(user: &str, args: &[&str]) -> std::process::Output {
+    Command::new("runuser")
+        .args(["-u", user, "--", env!("CARGO_BIN_EXE_comb")])
+        .args(args)
+        .current_dir("/")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ordinary_user_runs_with_subordinate_ranges_or_is_told_how_to_add_them() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: creating test users needs root");
+        return;
+    }
+    ensure_user(WITH_RANGES);
+    ensure_user(WITHOUT_RANGES);
+    set_ranges(WITH_RANGES, Some("400000:65536"));
+    set_ranges(WITHOUT_RANGES, None);
+
+    let scratch = tempfile::tempdir().unwrap();
+    // The user must reach the root through the temp dir.
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = scratch.path().join("root");
+    busybox_root(&root, WITH_RANGES);
+    let layer = root.to_str().unwrap();
+
+    let out = comb_as(
+        WITH_RANGES,
+        &["sandbox", "run", "--layer", layer, "--json", "--", "sh", "-c", "id -u; cat /proc/self/uid_map"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("1000"), "U is uid 1000 inside");
+    let map: Vec<Vec<u64>> = lines
+        .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+        .collect();
+    assert!(!map.is_empty());
+    for extent in &map {
+        let (host, count) = (extent[1], extent[2]);
+        assert!(
+            host >= 400000 && host + count <= 400000 + 65536,
+            "host ids {host}+{count} must come from the user's range: {map:?}"
+        );
+    }
+    let outcome: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    let host_root = outcome["host_root_uid"].as_u64().unwrap();
+    assert!((400000..465536).contains(&host_root), "{outcome}");
+    assert_ne!(host_root, 0);
+
+    let out = comb_as(WITHOUT_RANGES, &["sandbox", "run", "--layer", layer, "--", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/etc/subuid"), "{stderr}");
+    assert!(stderr.contains(&format!("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {WITHOUT_RANGES}")), "{stderr}");
+}
