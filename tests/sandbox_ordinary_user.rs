@@ -12,10 +12,19 @@ const WITH_RANGES: &str = "comb-test-sub";
 const WITHOUT_RANGES: &str = "comb-test-nosub";
 
 fn ensure_user(name: &str) {
-    if Command::new("id").arg(name).output().unwrap().status.success() {
+    if Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
         return;
     }
-    let status = Command::new("useradd").args(["--no-create-home", name]).status().unwrap();
+    let status = Command::new("useradd")
+        .args(["--no-create-home", name])
+        .status()
+        .unwrap();
     assert!(status.success(), "useradd {name}");
 }
 
@@ -42,7 +51,11 @@ fn busybox_root(dir: &Path, owner: &str) {
     for applet in ["sh", "id", "cat", "echo", "ls"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
-    let status = Command::new("chown").args(["-R", owner]).arg(dir).status().unwrap();
+    let status = Command::new("chown")
+        .args(["-R", owner])
+        .arg(dir)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -76,7 +89,17 @@ fn ordinary_user_runs_with_subordinate_ranges_or_is_told_how_to_add_them() {
 
     let out = comb_as(
         WITH_RANGES,
-        &["sandbox", "run", "--layer", layer, "--json", "--", "sh", "-c", "id -u; cat /proc/self/uid_map"],
+        &[
+            "sandbox",
+            "run",
+            "--layer",
+            layer,
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map",
+        ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -99,9 +122,17 @@ fn ordinary_user_runs_with_subordinate_ranges_or_is_told_how_to_add_them() {
     assert!((400000..465536).contains(&host_root), "{outcome}");
     assert_ne!(host_root, 0);
 
-    let out = comb_as(WITHOUT_RANGES, &["sandbox", "run", "--layer", layer, "--", "true"]);
+    let out = comb_as(
+        WITHOUT_RANGES,
+        &["sandbox", "run", "--layer", layer, "--", "true"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/etc/subuid"), "{stderr}");
-    assert!(stderr.contains(&format!("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {WITHOUT_RANGES}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {WITHOUT_RANGES}"
+        )),
+        "{stderr}"
+    );
 }

@@ -49,7 +49,6 @@ impl SlotIds {
         map_inside(self.uid_base, inside)
     }
 
-
     /// The lines of `/proc/PID/uid_map` (or gid_map) for a block.
     fn map_lines(base: u32) -> String {
         SEGMENTS

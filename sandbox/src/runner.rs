@@ -501,13 +501,16 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         });
     }
     let status = init::parse_status(&status_text).unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
-    let killed_by = watch.or_else(|| match status {
+    // A limit the kernel enforced on its own (the OOM killer, a refused
+    // fork, an rlimit signal) counts even if no tick of `watch` saw it.
+    let enforced_by_kernel = match status {
         _ if events.oom_kills > 0 => Some(Kill::Memory),
         _ if events.pids_max_hits > 0 => Some(Kill::Pids),
         ExitStatus::Signaled(libc::SIGXCPU) => Some(Kill::CpuTime),
         ExitStatus::Signaled(libc::SIGXFSZ) => Some(Kill::FileSize),
         _ => None,
-    });
+    };
+    let killed_by = watch.or(enforced_by_kernel);
     let kept_upper = match (keep_dir, &spec.keep_upper) {
         (Some(dir), Some(keep)) => Some(publish_upper(&dir, keep)?),
         _ => None,
