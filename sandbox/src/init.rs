@@ -268,7 +268,10 @@ fn limits(limits: &Limits, cgroup_memory: bool, cgroup_pids: bool) -> Result<(),
         set(Resource::RLIMIT_AS, limits.memory_bytes)?;
     }
     if !cgroup_pids {
-        set(Resource::RLIMIT_NPROC, limits.pids)?;
+        set(
+            Resource::RLIMIT_NPROC,
+            Some(limits.pids.unwrap_or(crate::DEFAULT_NPROC)),
+        )?;
     }
     Ok(())
 }

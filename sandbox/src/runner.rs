@@ -195,7 +195,11 @@ pub fn run_streaming(
         .wait()
         .map_err(|e| SandboxError::io("waiting for the sandbox monitor", e))?;
     drop(control);
-    drop(slot);
+    if status.success() {
+        // The monitor saw pid 1 die, which took the whole pid namespace
+        // with it: the next user of the slot need not look for leftovers.
+        slot.release_clean();
+    }
     let report: Report = serde_json::from_slice(&report).map_err(|_| {
         SandboxError::Setup(format!(
             "the sandbox monitor ended ({status}) without a report; its output was: {}",
@@ -487,7 +491,6 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
     if let Some(cg) = cgroup {
         cg.remove();
     }
-    slot::kill_leftovers(&req.ids);
     if !error_text.is_empty() && watch.is_none() {
         if let Some(dir) = &keep_dir {
             let _ = std::fs::remove_dir_all(dir);

@@ -15,7 +15,15 @@ pub(crate) struct Slot {
     pub ids: SlotIds,
     /// An empty directory the sandbox mounts its staging tmpfs on.
     pub mount_point: PathBuf,
+    clean_marker: PathBuf,
     _lock: Flock<File>,
+}
+
+impl Slot {
+    /// Releases the slot, recording that none of its processes is left.
+    pub fn release_clean(self) {
+        let _ = std::fs::write(&self.clean_marker, b"");
+    }
 }
 
 /// Creates `dir` (and parents) if needed; refuses a directory that belongs
@@ -65,13 +73,19 @@ pub(crate) fn acquire(config: &SandboxConfig) -> Result<Slot, SandboxError> {
                 continue;
             };
             let ids = config.ids.slot(index);
-            kill_leftovers(&ids);
+            // Scanning /proc costs milliseconds; it is needed only when the
+            // slot's last user did not end cleanly (say, comb was killed).
+            let clean = config.slot_dir.join(format!("slot-{index}.clean"));
+            if std::fs::remove_file(&clean).is_err() {
+                kill_leftovers(&ids);
+            }
             let mount_point = config.slot_dir.join(format!("slot-{index}"));
             ensure_private_dir(&mount_point)?;
             return Ok(Slot {
                 index,
                 ids,
                 mount_point,
+                clean_marker: clean,
                 _lock: lock,
             });
         }
