@@ -1,4 +1,48 @@
-//! comb-distro: the Debian backend: signed index snapshots, dependency
-//! resolution, fetching and verifying `.deb`s, and writing `.deb`s.
+//! comb-distro: the Debian backend of comb.
 //!
-//! Not implemented yet; the environments issue fills it in.
+//! This part of it turns a mirror into verified, parsed data:
+//!
+//! - [`sources`]: the host's APT sources (one-line and deb822), and the
+//!   [`MirrorConfig`] comb uses by default (comb has no mirror name of its
+//!   own; it uses the host's).
+//! - [`fetch`]: downloads over `http://`, `https://` and `file:` that are
+//!   verified by size and sha256 while they stream, with retries for
+//!   transient failures, and a parallel fetcher for many `.deb`s.
+//! - [`release`]: `InRelease` signature checking with `gpgv`, and the
+//!   Release fields.
+//! - [`index`]: signed index snapshots (`InRelease` + `Packages`/`Sources`)
+//!   and the [`SnapshotLock`] that pins one.
+//! - [`control`], [`packages`], [`deps`], [`version`]: deb822 parsing,
+//!   binary and source package records, the dependency syntax and dpkg's
+//!   version order.
+//!
+//! Guarantees:
+//!
+//! - Nothing from the network is trusted before it is verified: `InRelease`
+//!   must carry a good signature from the configured keyring (checked by
+//!   `gpgv`), only its signed text is parsed, and every other file must
+//!   match the size and sha256 that the signed text gives for it.
+//! - A download is written to a temporary file beside its destination and
+//!   renamed into place only once verified; on any failure it is deleted.
+//!   A destination is never left half-written.
+//! - Errors name the file or URL concerned and say what to do next; input
+//!   from the network or from files never causes a panic.
+
+pub mod control;
+pub mod deps;
+mod error;
+pub mod fetch;
+pub mod index;
+pub mod packages;
+pub mod release;
+pub mod sources;
+pub mod version;
+
+pub use deps::{parse_relations, Op, Relation, Relations};
+pub use error::{Error, Result};
+pub use fetch::{fetch_to, parallel_fetch, FetchItem, FetchOptions, Fetched, Fetcher};
+pub use index::{fetch_snapshot, IndexFile, IndexKind, Snapshot, SnapshotLock};
+pub use packages::{parse_packages, parse_sources, BinaryPackage, SourcePackage};
+pub use release::{verify_clearsigned, Release};
+pub use sources::{AptSource, MirrorConfig};
+pub use version::{compare_versions, Version};

@@ -222,8 +222,8 @@ fn bind(
     let target_path = fd_path(target_fd.as_raw_fd());
     if idmapped {
         // The monitor made the source a detached, idmapped (and, if asked,
-        // read-only) tree: attach it.
-        move_mount(source.as_raw_fd(), &target_path)
+        // read-only) tree: attach it onto the opened target itself.
+        move_mount_to_fd(source.as_raw_fd(), target_fd.as_raw_fd())
             .map_err(|e| format!("attaching bind {}: {e}", target.display()))?;
         return Ok(());
     }
@@ -270,9 +270,11 @@ fn bind(
     Ok(())
 }
 
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
 fn move_mount(fd: RawFd, target: &str) -> std::io::Result<()> {
     let target = std::ffi::CString::new(target).map_err(std::io::Error::other)?;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     // SAFETY: plain system call on a valid fd and NUL-terminated strings.
     let rc = unsafe {
         libc::syscall(
@@ -282,6 +284,25 @@ fn move_mount(fd: RawFd, target: &str) -> std::io::Result<()> {
             libc::AT_FDCWD,
             target.as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Attaches the detached tree `fd` onto the file or directory `target`.
+fn move_mount_to_fd(fd: RawFd, target: RawFd) -> std::io::Result<()> {
+    // SAFETY: plain system call on valid fds and empty paths.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            c"".as_ptr(),
+            target,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     };
     if rc < 0 {

@@ -1,0 +1,683 @@
+//! The SQLite index: which node keys have a published output (`nodes`), and
+//! what each run of comb did (`runs`, `events`).
+//!
+//! The database is in WAL mode with a busy timeout, so several comb
+//! processes (and several connections in one process, one per thread) can
+//! read and write it at once: a writer waits for another instead of failing.
+//!
+//! Schema changes are [`MIGRATIONS`]: SQL steps applied in order, each in
+//! its own transaction, with `PRAGMA user_version` counting the steps
+//! applied. A later change appends a step; a step is never edited.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::digest::Digest;
+use crate::key::key_of;
+use crate::store::is_valid_name;
+
+/// How long a connection waits for another's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, as steps. `user_version` = number of steps applied.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: nodes, runs, events.
+    "CREATE TABLE nodes (
+        id           INTEGER PRIMARY KEY,
+        kind         TEXT    NOT NULL,
+        name         TEXT    NOT NULL,
+        key          TEXT    NOT NULL UNIQUE,  -- also the index for lookups by key
+        description  TEXT    NOT NULL,
+        output       TEXT    NOT NULL,
+        size         INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        last_used_at INTEGER NOT NULL
+    );
+    CREATE INDEX nodes_by_name ON nodes (kind, name, created_at);
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        command     TEXT    NOT NULL,
+        status      TEXT    NOT NULL
+    );
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        node_key    TEXT    NOT NULL,
+        kind        TEXT    NOT NULL,
+        name        TEXT    NOT NULL,
+        status      TEXT    NOT NULL CHECK (status IN ('hit', 'built', 'failed', 'skipped')),
+        duration_ms INTEGER NOT NULL,
+        reason      TEXT,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_run ON events (run_id, id);",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("opening the index {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the index: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(
+        "the index {path} has schema version {found}, newer than {supported} which this comb \
+         knows: upgrade comb"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(
+        "the index {path} could not be put in WAL mode (journal_mode is {mode:?}); \
+         put the store on a local file system"
+    )]
+    NoWal { path: PathBuf, mode: String },
+    #[error("the index holds a damaged row: {0}")]
+    Corrupt(String),
+    #[error(
+        "node key {key} is not the hash of its description (which hashes to {actual}); \
+         build the key with key_of(description)"
+    )]
+    KeyMismatch { key: String, actual: String },
+    #[error("{0} is too large to store in the index")]
+    TooLarge(&'static str),
+}
+
+/// Generates the string form and parsing of a fieldless enum stored as text.
+macro_rules! text_enum {
+    ($(#[$m:meta])* $ty:ident { $($(#[$vm:meta])* $var:ident = $s:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $ty { $($(#[$vm])* $var),* }
+
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$var),*];
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$var => $s),* }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = IndexError;
+            fn from_str(s: &str) -> Result<Self, IndexError> {
+                match s {
+                    $($s => Ok($ty::$var),)*
+                    other => Err(IndexError::Corrupt(format!(
+                        concat!("unknown ", stringify!($ty), " {:?}"), other
+                    ))),
+                }
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// A pipeline stage: the kind of a node.
+    NodeKind {
+        Index = "index",
+        Resolve = "resolve",
+        Fetch = "fetch",
+        BaseInstall = "base-install",
+        BaseBuild = "base-build",
+        PkgEnv = "pkg-env",
+        Build = "build",
+    }
+}
+
+text_enum! {
+    /// What happened to a node in a run.
+    EventStatus {
+        /// Its key was in the index and its output in the store.
+        Hit = "hit",
+        /// It was run and its output recorded.
+        Built = "built",
+        /// It was run and failed (see the event's reason). Never recorded as a node.
+        Failed = "failed",
+        /// It was not run because something it needs failed.
+        Skipped = "skipped",
+    }
+}
+
+text_enum! {
+    /// The state of a run. A run whose comb was killed stays `running`.
+    RunStatus {
+        Running = "running",
+        Success = "success",
+        Failed = "failed",
+        Interrupted = "interrupted",
+    }
+}
+
+/// Where a node's output is: a blob (its digest) or a published tree (its
+/// name). Text form: the digest string, or the tree name (which has no ':').
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NodeOutput {
+    Blob(Digest),
+    Tree(String),
+}
+
+impl fmt::Display for NodeOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeOutput::Blob(d) => d.fmt(f),
+            NodeOutput::Tree(n) => f.write_str(n),
+        }
+    }
+}
+
+impl FromStr for NodeOutput {
+    type Err = IndexError;
+    fn from_str(s: &str) -> Result<Self, IndexError> {
+        if s.contains(':') {
+            s.parse()
+                .map(NodeOutput::Blob)
+                .map_err(|e| IndexError::Corrupt(format!("node output {s:?}: {e}")))
+        } else if is_valid_name(s) {
+            Ok(NodeOutput::Tree(s.to_string()))
+        } else {
+            Err(IndexError::Corrupt(format!(
+                "node output {s:?} is neither a digest nor a tree name"
+            )))
+        }
+    }
+}
+
+impl Serialize for NodeOutput {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeOutput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One built node: its key, the description the key was hashed from, and
+/// its output in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub kind: NodeKind,
+    /// The node's name within its kind (a package name, a set name, …).
+    pub name: String,
+    /// `key_of(&description)`.
+    pub key: String,
+    /// The canonical description (see [`crate::Description`]).
+    pub description: String,
+    pub output: NodeOutput,
+    /// Bytes of the output.
+    pub size: u64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// How long producing the output took.
+    pub duration_ms: u64,
+    /// Unix seconds; updated by [`Index::touch_node`] on every hit.
+    pub last_used_at: i64,
+}
+
+impl NodeRecord {
+    /// A record made now, with `key` computed from `description`.
+    pub fn new(
+        kind: NodeKind,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        output: NodeOutput,
+        size: u64,
+        duration_ms: u64,
+    ) -> NodeRecord {
+        let description = description.into();
+        let now = unix_now();
+        NodeRecord {
+            kind,
+            name: name.into(),
+            key: key_of(&description),
+            description,
+            output,
+            size,
+            created_at: now,
+            duration_ms,
+            last_used_at: now,
+        }
+    }
+}
+
+/// A run's id in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub i64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One invocation of comb.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// The argv, joined with spaces.
+    pub command: String,
+    pub status: RunStatus,
+}
+
+/// What happened to one node in one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub node_key: String,
+    pub kind: NodeKind,
+    pub name: String,
+    pub status: EventStatus,
+    pub duration_ms: u64,
+    /// Why it failed, was skipped or was rebuilt; `None` for a plain hit.
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl Event {
+    /// An event happening now, with no duration and no reason yet.
+    pub fn new(
+        node_key: impl Into<String>,
+        kind: NodeKind,
+        name: impl Into<String>,
+        status: EventStatus,
+    ) -> Event {
+        Event {
+            node_key: node_key.into(),
+            kind,
+            name: name.into(),
+            status,
+            duration_ms: 0,
+            reason: None,
+            at: unix_now(),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn to_i64(v: u64, what: &'static str) -> Result<i64, IndexError> {
+    i64::try_from(v).map_err(|_| IndexError::TooLarge(what))
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, IndexError> {
+    u64::try_from(v).map_err(|_| IndexError::Corrupt(format!("negative {what} {v}")))
+}
+
+/// A connection to the index. Not `Sync`: give each thread its own (they
+/// coordinate through SQLite's locks).
+#[derive(Debug)]
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const NODE_COLUMNS: &str =
+    "kind, name, key, description, output, size, created_at, duration_ms, last_used_at";
+
+impl Index {
+    /// Opens (creating if needed) the database at `path`, sets WAL mode, the
+    /// busy timeout and foreign keys, and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Index, IndexError> {
+        let open_err = |source| IndexError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        // First, so that every later statement waits for other writers.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(IndexError::NoWal {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        // In WAL mode NORMAL cannot corrupt the database; a power loss may
+        // drop the last transactions, which only forgets recent rows.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(Index {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The number of migration steps applied.
+    pub fn schema_version(&self) -> Result<i64, IndexError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// `PRAGMA journal_mode` ("wal").
+    pub fn journal_mode(&self) -> Result<String, IndexError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))?)
+    }
+
+    // ---------------------------------------------------------------- nodes
+
+    /// Inserts the node, or replaces the row with the same key. Call it only
+    /// after the output is published, so a row always names a real output.
+    /// The key must be `key_of(&description)`.
+    pub fn record_node(&self, n: &NodeRecord) -> Result<(), IndexError> {
+        let actual = key_of(&n.description);
+        if actual != n.key {
+            return Err(IndexError::KeyMismatch {
+                key: n.key.clone(),
+                actual,
+            });
+        }
+        self.conn.execute(
+            &format!(
+                "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (key) DO UPDATE SET
+                    kind = excluded.kind, name = excluded.name,
+                    description = excluded.description, output = excluded.output,
+                    size = excluded.size, created_at = excluded.created_at,
+                    duration_ms = excluded.duration_ms, last_used_at = excluded.last_used_at"
+            ),
+            params![
+                n.kind.as_str(),
+                n.name,
+                n.key,
+                n.description,
+                n.output.to_string(),
+                to_i64(n.size, "node size")?,
+                n.created_at,
+                to_i64(n.duration_ms, "node duration")?,
+                n.last_used_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The node with this key, if it was recorded.
+    pub fn node(&self, key: &str) -> Result<Option<NodeRecord>, IndexError> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE key = ?1"),
+                params![key],
+                raw_node,
+            )
+            .optional()?;
+        row.map(RawNode::into_record).transpose()
+    }
+
+    /// The most recently used node of this kind and name: the one whose
+    /// description a new key of the same node is compared with to explain a
+    /// rebuild. Call it before recording the new node. Recency is
+    /// `last_used_at` (a node that was a hit again after a newer one was
+    /// built is the one the previous run used), then `created_at`, then
+    /// insertion order.
+    pub fn last_node_named(
+        &self,
+        kind: NodeKind,
+        name: &str,
+    ) -> Result<Option<NodeRecord>, IndexError> {
+        Ok(self.nodes_named(kind, name, 1)?.into_iter().next())
+    }
+
+    /// Up to `limit` nodes of this kind and name, most recently used first.
+    pub fn nodes_named(
+        &self,
+        kind: NodeKind,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<NodeRecord>, IndexError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE kind = ?1 AND name = ?2
+             ORDER BY last_used_at DESC, created_at DESC, id DESC LIMIT ?3"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![kind.as_str(), name, limit], raw_node)?;
+        rows.map(|r| r?.into_record()).collect()
+    }
+
+    /// Marks the node as used now (a cache hit). Returns whether it exists.
+    pub fn touch_node(&self, key: &str) -> Result<bool, IndexError> {
+        let n = self.conn.execute(
+            "UPDATE nodes SET last_used_at = ?1 WHERE key = ?2",
+            params![unix_now(), key],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Forgets a node (its output turned out missing or corrupt, or garbage
+    /// collection removed it). Returns whether it existed.
+    pub fn remove_node(&self, key: &str) -> Result<bool, IndexError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM nodes WHERE key = ?1", params![key])?;
+        Ok(n > 0)
+    }
+
+    // ----------------------------------------------------------- runs, events
+
+    /// Records the start of a run; its status is `running` until finished.
+    pub fn begin_run(&self, command: &str) -> Result<RunId, IndexError> {
+        self.conn.execute(
+            "INSERT INTO runs (started_at, command, status) VALUES (?1, ?2, ?3)",
+            params![unix_now(), command, RunStatus::Running.as_str()],
+        )?;
+        Ok(RunId(self.conn.last_insert_rowid()))
+    }
+
+    /// Records the end of a run.
+    pub fn finish_run(&self, id: RunId, status: RunStatus) -> Result<(), IndexError> {
+        let n = self.conn.execute(
+            "UPDATE runs SET finished_at = ?1, status = ?2 WHERE id = ?3",
+            params![unix_now(), status.as_str(), id.0],
+        )?;
+        if n == 0 {
+            return Err(IndexError::Corrupt(format!("no run {id}")));
+        }
+        Ok(())
+    }
+
+    /// Records what happened to one node in `run`.
+    pub fn record_event(&self, run: RunId, e: &Event) -> Result<(), IndexError> {
+        self.conn.execute(
+            "INSERT INTO events (run_id, node_key, kind, name, status, duration_ms, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                run.0,
+                e.node_key,
+                e.kind.as_str(),
+                e.name,
+                e.status.as_str(),
+                to_i64(e.duration_ms, "event duration")?,
+                e.reason,
+                e.at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The events of `run`, in the order they were recorded.
+    pub fn events(&self, run: RunId) -> Result<Vec<Event>, IndexError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT node_key, kind, name, status, duration_ms, reason, at
+             FROM events WHERE run_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![run.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (node_key, kind, name, status, duration_ms, reason, at) = r?;
+            Ok(Event {
+                node_key,
+                kind: kind.parse()?,
+                name,
+                status: status.parse()?,
+                duration_ms: to_u64(duration_ms, "event duration")?,
+                reason,
+                at,
+            })
+        })
+        .collect()
+    }
+
+    /// Up to `limit` runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, IndexError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, started_at, finished_at, command, status FROM runs
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, started_at, finished_at, command, status) = r?;
+            Ok(RunRecord {
+                id: RunId(id),
+                started_at,
+                finished_at,
+                command,
+                status: status.parse()?,
+            })
+        })
+        .collect()
+    }
+}
+
+/// Applies the migrations not yet applied, each in an IMMEDIATE transaction
+/// that re-reads the version under the write lock, so two processes opening
+/// a fresh index at once apply each step exactly once.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), IndexError> {
+    let supported = MIGRATIONS.len() as i64;
+    // The common case, without taking the write lock.
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == supported {
+        return Ok(());
+    }
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > supported {
+            return Err(IndexError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                supported,
+            });
+        }
+        let Some(step) = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+        else {
+            return Ok(()); // up to date; the empty transaction rolls back
+        };
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}
+
+struct RawNode {
+    kind: String,
+    name: String,
+    key: String,
+    description: String,
+    output: String,
+    size: i64,
+    created_at: i64,
+    duration_ms: i64,
+    last_used_at: i64,
+}
+
+fn raw_node(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawNode> {
+    Ok(RawNode {
+        kind: r.get(0)?,
+        name: r.get(1)?,
+        key: r.get(2)?,
+        description: r.get(3)?,
+        output: r.get(4)?,
+        size: r.get(5)?,
+        created_at: r.get(6)?,
+        duration_ms: r.get(7)?,
+        last_used_at: r.get(8)?,
+    })
+}
+
+impl RawNode {
+    fn into_record(self) -> Result<NodeRecord, IndexError> {
+        Ok(NodeRecord {
+            kind: self.kind.parse()?,
+            name: self.name,
+            key: self.key,
+            description: self.description,
+            output: self.output.parse()?,
+            size: to_u64(self.size, "node size")?,
+            created_at: self.created_at,
+            duration_ms: to_u64(self.duration_ms, "node duration")?,
+            last_used_at: self.last_used_at,
+        })
+    }
+}

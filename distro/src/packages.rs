@@ -1,0 +1,373 @@
+//! Typed views of the paragraphs of a `Packages` index (binary packages),
+//! a `Sources` index and `.dsc` files (source packages).
+
+use crate::control::{self, Paragraph};
+use crate::deps::{parse_relation_list, parse_relations, Relation, Relations};
+use crate::error::{Error, Result};
+use crate::version::Version;
+
+/// The Multi-Arch field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum MultiArch {
+    #[default]
+    No,
+    Same,
+    Foreign,
+    Allowed,
+}
+
+/// One binary package of a `Packages` index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryPackage {
+    pub name: String,
+    pub version: Version,
+    pub architecture: String,
+    pub depends: Relations,
+    pub pre_depends: Relations,
+    pub provides: Vec<Relation>,
+    pub conflicts: Vec<Relation>,
+    pub breaks: Vec<Relation>,
+    pub essential: bool,
+    pub priority: Option<String>,
+    /// Path of the `.deb`, relative to the mirror URI.
+    pub filename: String,
+    pub size: u64,
+    /// Lowercase hex sha256 of the `.deb`.
+    pub sha256: String,
+    pub multi_arch: MultiArch,
+    /// The source package's name (the package's own name if not given).
+    pub source: String,
+    /// The source package's version (the package's own version if not given).
+    pub source_version: Version,
+}
+
+/// A file of a source package (from Checksums-Sha256).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One source package of a `Sources` index, or a `.dsc` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePackage {
+    pub name: String,
+    pub version: Version,
+    pub binaries: Vec<String>,
+    pub architecture: Vec<String>,
+    pub build_depends: Relations,
+    pub build_depends_indep: Relations,
+    pub build_depends_arch: Relations,
+    pub build_conflicts: Relations,
+    /// Directory of the files relative to the mirror URI (empty for a `.dsc`).
+    pub directory: String,
+    pub files: Vec<SourceFile>,
+}
+
+/// Parse a whole `Packages` index. `origin` names it in errors.
+pub fn parse_packages(text: &str, origin: &str) -> Result<Vec<BinaryPackage>> {
+    control::parse(text, origin)?
+        .iter()
+        .map(|p| BinaryPackage::from_paragraph(p, origin))
+        .collect()
+}
+
+/// Parse a whole `Sources` index. `origin` names it in errors.
+pub fn parse_sources(text: &str, origin: &str) -> Result<Vec<SourcePackage>> {
+    control::parse(text, origin)?
+        .iter()
+        .map(|p| SourcePackage::from_paragraph(p, origin))
+        .collect()
+}
+
+/// Parse a `.dsc`. A clearsigned `.dsc` has its armor stripped *without*
+/// checking the signature: a `.dsc`'s integrity comes from the sha256 that
+/// the signed `Sources` index (or a recipe) gives for it.
+pub fn parse_dsc(text: &str, origin: &str) -> Result<SourcePackage> {
+    let body = if text.trim_start().starts_with(crate::release::SIGNED_HEADER) {
+        crate::release::split_clearsigned(text, origin)?
+    } else {
+        text.to_string()
+    };
+    let paragraphs = control::parse(&body, origin)?;
+    match paragraphs.as_slice() {
+        [p] => SourcePackage::from_paragraph(p, origin),
+        _ => Err(Error::parse(
+            origin,
+            1,
+            format!("a .dsc holds one paragraph, found {}", paragraphs.len()),
+        )),
+    }
+}
+
+fn context(origin: &str, p: &Paragraph, name: &str) -> String {
+    format!("{origin}:{} (package {name})", p.line)
+}
+
+fn relations(p: &Paragraph, field: &str, ctx: &str) -> Result<Relations> {
+    match p.get(field) {
+        Some(v) => parse_relations(ctx, field, v),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn relation_list(p: &Paragraph, field: &str, ctx: &str) -> Result<Vec<Relation>> {
+    match p.get(field) {
+        Some(v) => parse_relation_list(ctx, field, v),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn version(p: &Paragraph, field: &str, value: &str, origin: &str) -> Result<Version> {
+    Version::parse(value).map_err(|e| Error::parse(origin, p.line_of(field), e.to_string()))
+}
+
+fn size(p: &Paragraph, field: &str, value: &str, origin: &str) -> Result<u64> {
+    value.parse().map_err(|_| {
+        Error::parse(
+            origin,
+            p.line_of(field),
+            format!("{field} must be a number of bytes, found {value:?}"),
+        )
+    })
+}
+
+/// Check and lowercase a sha256 hex digest.
+pub(crate) fn sha256_hex(value: &str, origin: &str, line: usize) -> Result<String> {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(Error::parse(
+            origin,
+            line,
+            format!("expected a sha256 (64 hex digits), found {value:?}"),
+        ))
+    }
+}
+
+impl BinaryPackage {
+    /// Build from one paragraph of a `Packages` index.
+    pub fn from_paragraph(p: &Paragraph, origin: &str) -> Result<BinaryPackage> {
+        let name = p.require("Package", origin)?.to_string();
+        let ctx = context(origin, p, &name);
+        let version = version(p, "Version", p.require("Version", origin)?, origin)?;
+        let (source, source_version) = match p.get("Source") {
+            None => (name.clone(), version.clone()),
+            Some(s) => match s.split_once('(') {
+                None => (s.trim().to_string(), version.clone()),
+                Some((n, v)) => {
+                    let v = v.trim().strip_suffix(')').ok_or_else(|| {
+                        Error::parse(
+                            origin,
+                            p.line_of("Source"),
+                            format!("bad Source field {s:?}"),
+                        )
+                    })?;
+                    (n.trim().to_string(), self::version(p, "Source", v, origin)?)
+                }
+            },
+        };
+        let multi_arch = match p.get("Multi-Arch").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("no") => MultiArch::No,
+            Some("same") => MultiArch::Same,
+            Some("foreign") => MultiArch::Foreign,
+            Some("allowed") => MultiArch::Allowed,
+            Some(other) => {
+                return Err(Error::parse(
+                    origin,
+                    p.line_of("Multi-Arch"),
+                    format!("unknown Multi-Arch value {other:?}"),
+                ))
+            }
+        };
+        Ok(BinaryPackage {
+            architecture: p.require("Architecture", origin)?.to_string(),
+            depends: relations(p, "Depends", &ctx)?,
+            pre_depends: relations(p, "Pre-Depends", &ctx)?,
+            provides: relation_list(p, "Provides", &ctx)?,
+            conflicts: relation_list(p, "Conflicts", &ctx)?,
+            breaks: relation_list(p, "Breaks", &ctx)?,
+            essential: p
+                .get("Essential")
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            priority: p.get("Priority").map(str::to_string),
+            filename: p.require("Filename", origin)?.to_string(),
+            size: size(p, "Size", p.require("Size", origin)?, origin)?,
+            sha256: sha256_hex(p.require("SHA256", origin)?, origin, p.line_of("SHA256"))?,
+            multi_arch,
+            source,
+            source_version,
+            version,
+            name,
+        })
+    }
+}
+
+impl SourcePackage {
+    /// Build from one paragraph of a `Sources` index (field `Package`) or a
+    /// `.dsc` (field `Source`).
+    pub fn from_paragraph(p: &Paragraph, origin: &str) -> Result<SourcePackage> {
+        let name = match p.get("Package") {
+            Some(n) => n,
+            None => p.require("Source", origin)?,
+        }
+        .to_string();
+        let ctx = context(origin, p, &name);
+        let version = version(p, "Version", p.require("Version", origin)?, origin)?;
+        let split_list = |field: &str| -> Vec<String> {
+            p.get(field)
+                .map(|v| {
+                    v.split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut files = Vec::new();
+        if let Some(list) = p.get("Checksums-Sha256") {
+            let first = p.line_of("Checksums-Sha256");
+            for (i, line) in list.lines().enumerate() {
+                // The list starts on the line after the field name.
+                let line_no = first + 1 + i;
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                let [hash, bytes, file] = parts.as_slice() else {
+                    return Err(Error::parse(
+                        origin,
+                        line_no,
+                        format!("expected `sha256 size name` in Checksums-Sha256, found {line:?}"),
+                    ));
+                };
+                files.push(SourceFile {
+                    name: safe_file_name(file, origin, line_no)?,
+                    size: bytes.parse().map_err(|_| {
+                        Error::parse(origin, line_no, format!("bad size {bytes:?}"))
+                    })?,
+                    sha256: sha256_hex(hash, origin, line_no)?,
+                });
+            }
+        }
+        Ok(SourcePackage {
+            binaries: split_list("Binary"),
+            architecture: split_list("Architecture"),
+            build_depends: relations(p, "Build-Depends", &ctx)?,
+            build_depends_indep: relations(p, "Build-Depends-Indep", &ctx)?,
+            build_depends_arch: relations(p, "Build-Depends-Arch", &ctx)?,
+            build_conflicts: relations(p, "Build-Conflicts", &ctx)?,
+            directory: p.get("Directory").unwrap_or_default().to_string(),
+            files,
+            version,
+            name,
+        })
+    }
+}
+
+/// A source file name must be a plain name: it becomes a path on disk.
+fn safe_file_name(name: &str, origin: &str, line: usize) -> Result<String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        Err(Error::parse(
+            origin,
+            line,
+            format!("unsafe file name {name:?} in Checksums-Sha256"),
+        ))
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn binary_package() {
+        let text = format!(
+            "Package: libfoo1\nSource: foo (1.2-3)\nVersion: 1.2-3+b1\nArchitecture: amd64\n\
+             Multi-Arch: same\nPre-Depends: libc6 (>= 2.34)\nDepends: a | b, c:any\n\
+             Provides: libfoo (= 1.2)\nPriority: optional\nFilename: pool/main/f/foo/libfoo1.deb\n\
+             Size: 1234\nSHA256: {}\nDescription: foo\n lib\n\n\
+             Package: bash\nEssential: yes\nVersion: 5.2-2\nArchitecture: amd64\n\
+             Filename: pool/main/b/bash/bash.deb\nSize: 1\nSHA256: {H}\n",
+            H.to_uppercase()
+        );
+        let pkgs = parse_packages(&text, "Packages").unwrap();
+        let p = &pkgs[0];
+        assert_eq!(p.name, "libfoo1");
+        assert_eq!(p.version.as_str(), "1.2-3+b1");
+        assert_eq!(
+            (p.source.as_str(), p.source_version.as_str()),
+            ("foo", "1.2-3")
+        );
+        assert_eq!(p.multi_arch, MultiArch::Same);
+        assert_eq!(p.depends.len(), 2);
+        assert_eq!(p.depends[0].len(), 2);
+        assert_eq!(p.pre_depends[0][0].name, "libc6");
+        assert_eq!(p.provides[0].name, "libfoo");
+        assert_eq!(p.sha256, H);
+        assert_eq!(p.size, 1234);
+        assert!(!p.essential);
+        let b = &pkgs[1];
+        assert!(b.essential);
+        assert_eq!(
+            (b.source.as_str(), b.source_version.as_str()),
+            ("bash", "5.2-2")
+        );
+    }
+
+    #[test]
+    fn binary_package_errors() {
+        let base = format!(
+            "Package: x\nVersion: 1\nArchitecture: all\nFilename: f\nSize: 1\nSHA256: {H}\n"
+        );
+        assert!(parse_packages(&base, "P").is_ok());
+        let err = parse_packages(&base.replace("Size: 1", "Size: big"), "P").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "P:5: Size must be a number of bytes, found \"big\""
+        );
+        let err = parse_packages(&base.replace(H, "abc"), "P").unwrap_err();
+        assert!(err.to_string().starts_with("P:6: expected a sha256"));
+        let err = parse_packages(&format!("{base}Depends: a (>= )\n"), "P").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("P:1 (package x): field Depends:"),
+            "{err}"
+        );
+        let err = parse_packages(&base.replace("Filename: f\n", ""), "P").unwrap_err();
+        assert!(err.to_string().contains("no Filename field"));
+    }
+
+    #[test]
+    fn source_package_and_dsc() {
+        let text = format!(
+            "Package: foo\nBinary: libfoo1, foo-bin\nVersion: 1.2-3\nArchitecture: any all\n\
+             Build-Depends: debhelper-compat (= 13),\n libbar-dev [linux-any] <!nocheck>\n\
+             Build-Depends-Indep: python3\nDirectory: pool/main/f/foo\n\
+             Checksums-Sha256:\n {H} 100 foo_1.2-3.dsc\n {H} 2000 foo_1.2.orig.tar.xz\n"
+        );
+        let s = &parse_sources(&text, "Sources").unwrap()[0];
+        assert_eq!(s.binaries, ["libfoo1", "foo-bin"]);
+        assert_eq!(s.architecture, ["any", "all"]);
+        assert_eq!(s.build_depends.len(), 2);
+        assert_eq!(s.build_depends_indep[0][0].name, "python3");
+        assert_eq!(s.directory, "pool/main/f/foo");
+        assert_eq!(s.files.len(), 2);
+        assert_eq!(s.files[1].size, 2000);
+
+        let dsc = format!(
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\nFormat: 3.0 (quilt)\nSource: foo\n\
+             Version: 1.2-3\nChecksums-Sha256:\n {H} 2000 foo_1.2.orig.tar.xz\n\
+             -----BEGIN PGP SIGNATURE-----\n\nabc\n-----END PGP SIGNATURE-----\n"
+        );
+        let d = parse_dsc(&dsc, "foo.dsc").unwrap();
+        assert_eq!(d.name, "foo");
+        assert_eq!(d.files[0].name, "foo_1.2.orig.tar.xz");
+
+        let evil = text.replace("foo_1.2.orig.tar.xz", "../../etc/passwd");
+        let err = parse_sources(&evil, "Sources").unwrap_err();
+        assert!(err.to_string().contains("unsafe file name"), "{err}");
+    }
+}
