@@ -135,7 +135,7 @@ fn io_err(path: &Path, e: impl Into<std::io::Error>) -> ExtractError {
 
 /// Depth and entry limits for [`validate_layer`], which takes no policy: a
 /// Debian root file system is far shallower and smaller than this.
-const LAYER_MAX_DEPTH: usize = 256;
+pub(crate) const LAYER_MAX_DEPTH: usize = 256;
 const LAYER_MAX_ENTRIES: u64 = 4_000_000;
 /// Same bound as the kernel's for following symbolic links.
 const MAX_SYMLINK_HOPS: u32 = 40;

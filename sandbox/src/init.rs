@@ -4,6 +4,7 @@
 //!
 //! Both run in a fork of the single-threaded monitor, so allocating is safe.
 
+use crate::copyout;
 use crate::mounts::{self, RootPlan};
 use crate::{seccomp, Identity, Limits, Spec, BUILDER_ID};
 use caps::{CapSet, Capability};
@@ -89,9 +90,10 @@ pub(crate) fn pid1(p: Pid1) -> ! {
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
         fail(&p.errors, &format!("new cgroup namespace: {e}"));
     }
-    if let Err(e) = mounts::build_root(&p.plan) {
-        fail(&p.errors, &e);
-    }
+    let keep = match mounts::build_root(&p.plan) {
+        Ok(keep) => keep,
+        Err(e) => fail(&p.errors, &e),
+    };
     if let Err(e) = nix::unistd::sethostname(&p.spec.hostname) {
         fail(&p.errors, &format!("sethostname: {e}"));
     }
@@ -117,13 +119,18 @@ pub(crate) fn pid1(p: Pid1) -> ! {
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(&p.errors, &format!("fork: {e}")),
     };
-    drop(p.errors);
     drop(p.stdout);
     drop(p.stderr);
     let status = reap_until(child, &forwarded);
     // The command is done: nothing else in the sandbox may outlive it.
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     while waitpid(None, None).is_ok() {}
+    if let Some(keep) = keep {
+        if let Err(e) = copyout::copy_tree(&keep.from, &keep.to) {
+            fail(&p.errors, &e);
+        }
+    }
+    drop(p.errors);
     let _ = nix::unistd::write(&p.status, status.as_bytes());
     // SAFETY: leaving without destructors, as a forked child must.
     unsafe { libc::_exit(0) }
@@ -247,21 +254,27 @@ fn dup_to(fd: RawFd, target: RawFd) -> Result<(), String> {
 }
 
 fn limits(limits: &Limits, cgroup_memory: bool, cgroup_pids: bool) -> Result<(), String> {
-    let set = |resource, value: Option<u64>| -> Result<(), String> {
+    let set_with_grace = |resource, value: Option<u64>, grace: u64| -> Result<(), String> {
         if let Some(v) = value {
             // Limits can only be lowered here: never above the current hard one.
             let (_, hard) =
                 nix::sys::resource::getrlimit(resource).map_err(|e| format!("getrlimit: {e}"))?;
-            let v = v.min(hard);
-            setrlimit(resource, v, v).map_err(|e| format!("setrlimit {resource:?}: {e}"))?;
+            let soft = v.min(hard);
+            let new_hard = v.saturating_add(grace).min(hard);
+            setrlimit(resource, soft, new_hard)
+                .map_err(|e| format!("setrlimit {resource:?}: {e}"))?;
         }
         Ok(())
     };
+    let set = |resource, value| set_with_grace(resource, value, 0);
     set(Resource::RLIMIT_FSIZE, limits.file_size_bytes)?;
     set(Resource::RLIMIT_NOFILE, limits.open_files)?;
-    set(
+    // A hard limit one second above the soft one: the kernel then sends
+    // SIGXCPU (which names the limit) before its SIGKILL.
+    set_with_grace(
         Resource::RLIMIT_CPU,
         limits.cpu_time.map(|d| d.as_secs().max(1)),
+        1,
     )?;
     set(Resource::RLIMIT_CORE, Some(0))?;
     if !cgroup_memory {

@@ -22,6 +22,7 @@
 //! single-threaded process is the only safe place to `unshare` and `fork`.
 
 mod cgroup;
+mod copyout;
 pub mod extract;
 mod idmap;
 mod init;

@@ -57,8 +57,15 @@ fn errno(what: &str, e: nix::Error) -> String {
     format!("{what}: {e}")
 }
 
+/// The kept upper layer's tmpfs directory and its host destination,
+/// still reachable through these fds after the pivot.
+pub(crate) struct KeepCopy {
+    pub from: OwnedFd,
+    pub to: OwnedFd,
+}
+
 /// Builds the root under `plan.stage` and pivots into it.
-pub(crate) fn build_root(plan: &RootPlan) -> MountResult<()> {
+pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
     mount(
         None::<&str>,
         "/",
@@ -80,15 +87,19 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<()> {
     for dir in ["root", "upper", "work", "layers"] {
         std::fs::create_dir(plan.stage.join(dir)).map_err(|e| format!("creating {dir}: {e}"))?;
     }
-    let (upper, work) = match plan.keep {
+    // The upper layer is always on the size-capped tmpfs, so `--disk`
+    // holds; a kept one is copied out by pid 1 at the end.
+    let upper = plan.stage.join("upper").display().to_string();
+    let work = plan.stage.join("work").display().to_string();
+    let keep = match plan.keep {
         Some(fd) => {
             let base = attach(plan, fd, "keep")?;
-            (format!("{base}/upper"), format!("{base}/work"))
+            Some(KeepCopy {
+                from: open_dir(libc::AT_FDCWD, Path::new(&upper))?,
+                to: open_dir(libc::AT_FDCWD, &Path::new(&base).join("upper"))?,
+            })
         }
-        None => (
-            plan.stage.join("upper").display().to_string(),
-            plan.stage.join("work").display().to_string(),
-        ),
+        None => None,
     };
     let mut lower = Vec::new();
     for (i, fd) in plan.layers.iter().enumerate() {
@@ -117,7 +128,8 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<()> {
         bind(&root_fd, fd, target, *writable, plan.idmapped)?;
     }
     drop(root_fd);
-    pivot(&root)
+    pivot(&root)?;
+    Ok(keep)
 }
 
 fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan) -> MountResult<()> {

@@ -503,7 +503,8 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
             None => SandboxError::Setup(error_text),
         });
     }
-    let status = init::parse_status(&status_text).unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
+    let reported = init::parse_status(&status_text);
+    let status = reported.unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
     // A limit the kernel enforced on its own (the OOM killer, a refused
     // fork, an rlimit signal) counts even if no tick of `watch` saw it.
     let enforced_by_kernel = match status {
@@ -514,8 +515,14 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         _ => None,
     };
     let killed_by = watch.or(enforced_by_kernel);
+    // Pid 1 reports only after copying the upper layer out: without its
+    // report the copy may be partial, and is dropped.
     let kept_upper = match (keep_dir, &spec.keep_upper) {
-        (Some(dir), Some(keep)) => Some(publish_upper(&dir, keep)?),
+        (Some(dir), Some(keep)) if reported.is_some() => Some(publish_upper(&dir, keep)?),
+        (Some(dir), _) => {
+            let _ = std::fs::remove_dir_all(dir);
+            None
+        }
         _ => None,
     };
     Ok(Outcome {
