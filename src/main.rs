@@ -1,6 +1,7 @@
 //! comb: build distribution packages from declarative recipes, in a
 //! sandbox nothing can escape, never doing the same work twice.
 
+mod env_cmd;
 mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fetch and verify the distribution's indices and pin them in comb.lock.
+    Update {
+        #[command(flatten)]
+        place: env_cmd::Place,
+    },
+    /// Build, enter and list cached environments.
+    Env {
+        #[command(subcommand)]
+        command: env_cmd::EnvCommand,
+    },
     /// Run commands in comb's sandbox directly.
     Sandbox {
         #[command(subcommand)]
@@ -45,6 +56,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Sandbox { command } => sandbox_cmd::run(command),
+        Command::Update { place } => env_cmd::update(place),
+        Command::Env { command } => env_cmd::run(command),
     };
     match result {
         Ok(code) => code,

@@ -486,6 +486,16 @@ impl Index {
         rows.map(|r| r?.into_record()).collect()
     }
 
+    /// Every node of one kind, most recently used first.
+    pub fn nodes_of_kind(&self, kind: NodeKind) -> Result<Vec<NodeRecord>, IndexError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE kind = ?1
+             ORDER BY last_used_at DESC, created_at DESC, id DESC"
+        ))?;
+        let rows = st.query_map(params![kind.as_str()], raw_node)?;
+        rows.map(|r| r?.into_record()).collect()
+    }
+
     /// Marks the node as used now (a cache hit). Returns whether it exists.
     pub fn touch_node(&self, key: &str) -> Result<bool, IndexError> {
         let n = self.conn.execute(

@@ -127,6 +127,66 @@ pub enum Error {
     /// A stored snapshot no longer matches its lock file.
     #[error("{path}: {message}; run `comb update` to fetch a fresh snapshot", path = .path.display())]
     LockMismatch { path: PathBuf, message: String },
+
+    /// APT's solver cannot install the requested packages: an unknown name
+    /// or version, unmet dependencies, a conflict, or a plan that would
+    /// remove installed packages. `explanation` is APT's own text.
+    #[error("cannot resolve {}: APT says:\n{explanation}\nCheck that these packages exist in the snapshot at the versions asked for and do not conflict with each other or with what is already installed; fix the names or versions in the recipe, or run `comb update` if the snapshot is old", .names.join(", "))]
+    Resolve {
+        names: Vec<String>,
+        explanation: String,
+    },
+
+    /// Running APT itself failed (not a resolution problem).
+    #[error("{command}: {message}")]
+    Apt { command: String, message: String },
+
+    /// A `.deb` is malformed: not an `ar` archive, a wrong `debian-binary`,
+    /// a missing, misplaced or unknown member, a corrupt or truncated tar or
+    /// compressed stream.
+    #[error("{deb}{}: {message}; the .deb is corrupt, truncated or not a Debian package: delete it and fetch it again", member_note(.member), deb = .deb.display())]
+    BadDeb {
+        deb: PathBuf,
+        /// The `ar` member concerned (`data.tar.xz`, ...), or empty for the
+        /// archive as a whole.
+        member: String,
+        message: String,
+    },
+
+    /// A `.deb` holds an entry that comb refuses to unpack: a path that
+    /// would leave the layer, goes through a symlink or holds a NUL byte, a
+    /// hard link to something this archive did not unpack, or more entries
+    /// or path components than the limits allow. Nothing outside the layer
+    /// was touched, but the layer is incomplete.
+    #[error("{deb}: refusing to unpack {path:?}: {reason}; the package is broken or hostile: discard the layer and do not install this .deb", deb = .deb.display())]
+    UnsafeDebEntry {
+        deb: PathBuf,
+        /// The entry's name as the archive gives it.
+        path: String,
+        reason: String,
+    },
+
+    /// Writing an entry of a `.deb` into the layer directory failed.
+    #[error("{deb}: {action} {path:?} in {root}: {source}; check the free space and permissions of the layer directory (comb unpacks as root), then discard the layer and try again", deb = .deb.display(), root = .root.display())]
+    Unpack {
+        deb: PathBuf,
+        /// The layer directory.
+        root: PathBuf,
+        /// The path inside the layer.
+        path: String,
+        /// What was being done ("creating", "writing", ...).
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn member_note(member: &str) -> String {
+    if member.is_empty() {
+        String::new()
+    } else {
+        format!(" (member {member})")
+    }
 }
 
 fn status_note(status: u16) -> String {

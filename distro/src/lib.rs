@@ -15,6 +15,8 @@
 //! - [`control`], [`packages`], [`deps`], [`version`]: deb822 parsing,
 //!   binary and source package records, the dependency syntax and dpkg's
 //!   version order.
+//! - [`deb`]: reading `.deb` archives, and unpacking their data into a
+//!   layer directory without ever leaving it, whatever the archive holds.
 //!
 //! Guarantees:
 //!
@@ -28,7 +30,9 @@
 //! - Errors name the file or URL concerned and say what to do next; input
 //!   from the network or from files never causes a panic.
 
+pub mod aptbox;
 pub mod control;
+pub mod deb;
 pub mod deps;
 mod error;
 pub mod fetch;
@@ -38,6 +42,7 @@ pub mod release;
 pub mod sources;
 pub mod version;
 
+pub use aptbox::{essential_and_required, Aptbox, Resolved};
 pub use deps::{parse_relations, Op, Relation, Relations};
 pub use error::{Error, Result};
 pub use fetch::{fetch_to, parallel_fetch, FetchItem, FetchOptions, Fetched, Fetcher};

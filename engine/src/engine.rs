@@ -1,0 +1,212 @@
+//! The engine's context (repository, store, index, sandbox, run) and the
+//! one way a node is produced: look its key up, else build it under the
+//! node's lock, record it, and report what happened.
+
+use crate::error::{Error, Result};
+use comb_cache::{
+    diff_descriptions, Description, Event, EventStatus, Index, NodeKind, NodeOutput, NodeRecord,
+    RunId, RunStatus, Store,
+};
+use comb_recipes::RepoConfig;
+use comb_sandbox::SandboxConfig;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What happened to one node, as `comb env build --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeEvent {
+    pub stage: NodeKind,
+    pub name: String,
+    pub key: String,
+    pub status: EventStatus,
+    pub duration_ms: u64,
+    /// Why it was built (or failed); `None` for a hit.
+    pub reason: Option<String>,
+}
+
+/// Receives the engine's progress. Every method has a default that
+/// ignores it.
+pub trait Observer: Sync {
+    /// A node was a hit, was built, or failed.
+    fn node(&self, _event: &NodeEvent) {}
+    /// A stage starts something that takes a while.
+    fn started(&self, _stage: NodeKind, _name: &str) {}
+    /// Downloads: files done out of total, bytes so far.
+    fn fetch_progress(&self, _done: usize, _total: usize, _bytes: u64) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Where the store is, in order: `--store`, `COMB_STORE`, the default
+/// (`$XDG_CACHE_HOME/comb`, or `/var/cache/comb` for root).
+pub fn store_location(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p);
+    }
+    if let Some(p) = std::env::var_os("COMB_STORE").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    Ok(Store::default_location()?)
+}
+
+/// One invocation of comb on one repository and store.
+pub struct Engine {
+    pub repo: RepoConfig,
+    pub store: Store,
+    index: Mutex<Index>,
+    pub(crate) sandbox: SandboxConfig,
+    run: RunId,
+    pub(crate) observer: Box<dyn Observer + Send>,
+    /// Parallel downloads.
+    pub jobs: usize,
+}
+
+impl Engine {
+    /// Opens the store, begins a run recorded under `command_line`.
+    pub fn open(
+        repo: RepoConfig,
+        store: PathBuf,
+        command_line: &str,
+        observer: Box<dyn Observer + Send>,
+    ) -> Result<Engine> {
+        let store = Store::open(&store)?;
+        let index = store.open_index()?;
+        let run = index.begin_run(command_line)?;
+        let sandbox = SandboxConfig::detect()?;
+        Ok(Engine {
+            repo,
+            store,
+            index: Mutex::new(index),
+            sandbox,
+            run,
+            observer,
+            jobs: 8,
+        })
+    }
+
+    /// Records the end of the run.
+    pub fn finish(&self, ok: bool) -> Result<()> {
+        let status = if ok {
+            RunStatus::Success
+        } else {
+            RunStatus::Failed
+        };
+        self.index().finish_run(self.run, status)?;
+        Ok(())
+    }
+
+    pub(crate) fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        // A panic elsewhere cannot leave SQLite half-written: keep going.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The node described by `description`: its record if the key is
+    /// known and its output present, else built by `build` (which returns
+    /// the output and its size) under the node's lock and recorded.
+    pub(crate) fn node(
+        &self,
+        kind: NodeKind,
+        name: &str,
+        description: &Description,
+        build: impl FnOnce(&str) -> Result<(NodeOutput, u64)>,
+    ) -> Result<NodeRecord> {
+        let text = description.finish()?;
+        let key = description.key()?;
+        if let Some(hit) = self.hit(kind, name, &key)? {
+            return Ok(hit);
+        }
+        let _lock = self.store.lock_node(&key)?;
+        // Another process may have built it while this one waited.
+        if let Some(hit) = self.hit(kind, name, &key)? {
+            return Ok(hit);
+        }
+        let reason = self.miss_reason(kind, name, &text)?;
+        self.observer.started(kind, name);
+        let started = Instant::now();
+        let result = build(&key);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let mut event = Event::new(&key, kind, name, EventStatus::Built);
+        event.duration_ms = duration_ms;
+        match result {
+            Ok((output, size)) => {
+                let record = NodeRecord::new(kind, name, text, output, size, duration_ms);
+                let index = self.index();
+                index.record_node(&record)?;
+                event.reason = Some(reason.clone());
+                index.record_event(self.run, &event)?;
+                drop(index);
+                self.report(&event);
+                Ok(record)
+            }
+            Err(e) => {
+                event.status = EventStatus::Failed;
+                event.reason = Some(e.to_string());
+                self.index().record_event(self.run, &event)?;
+                self.report(&event);
+                Err(e)
+            }
+        }
+    }
+
+    fn hit(&self, kind: NodeKind, name: &str, key: &str) -> Result<Option<NodeRecord>> {
+        let index = self.index();
+        let Some(record) = index.node(key)? else {
+            return Ok(None);
+        };
+        if !self.store.has_output(&record.output) {
+            // The output went missing (removed by hand, or a lost disk):
+            // the row must not be trusted.
+            index.remove_node(key)?;
+            return Ok(None);
+        }
+        index.touch_node(key)?;
+        let event = Event::new(key, kind, name, EventStatus::Hit);
+        index.record_event(self.run, &event)?;
+        drop(index);
+        self.report(&event);
+        Ok(Some(record))
+    }
+
+    /// In words, why a node must be built: the inputs that differ from
+    /// the last recorded node of the same kind and name.
+    fn miss_reason(&self, kind: NodeKind, name: &str, text: &str) -> Result<String> {
+        let Some(last) = self.index().last_node_named(kind, name)? else {
+            return Ok("first build of this node".to_string());
+        };
+        let changes = diff_descriptions(&last.description, text)?;
+        if changes.is_empty() {
+            return Ok("its previous output is gone from the store".to_string());
+        }
+        let names: Vec<String> = changes.iter().map(|c| c.key.clone()).collect();
+        Ok(format!("inputs changed: {}", names.join(", ")))
+    }
+
+    fn report(&self, event: &Event) {
+        self.observer.node(&NodeEvent {
+            stage: event.kind,
+            name: event.name.clone(),
+            key: event.node_key.clone(),
+            status: event.status,
+            duration_ms: event.duration_ms,
+            reason: event.reason.clone(),
+        });
+    }
+
+    /// The published tree of a record.
+    pub(crate) fn tree_of(&self, record: &NodeRecord) -> Result<PathBuf> {
+        match &record.output {
+            NodeOutput::Tree(name) => self
+                .store
+                .tree_path(name)
+                .ok_or_else(|| Error::Other(format!("tree {name} is missing from the store"))),
+            NodeOutput::Blob(d) => Err(Error::Other(format!(
+                "node {} {} has a blob ({d}) where a tree was expected",
+                record.kind, record.name
+            ))),
+        }
+    }
+}

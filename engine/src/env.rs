@@ -1,0 +1,631 @@
+//! Environments as layers, hasher's stages 4 to 6: `base-install` (the
+//! install set unpacked, then configured by dpkg as R), `base-build` (the
+//! build set on top) and `pkg-env` (a package's build dependencies on top).
+//!
+//! Each layer is a node keyed by the layer below's key and the exact list
+//! of packages it adds (name, version, architecture, sha256), so a layer is
+//! built once and shared by every environment that needs the same set.
+//! Entering an environment is an overlay of its layers plus a fresh upper
+//! directory: nothing is copied or unpacked per use.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::snapshot::{dir_size, Pinned};
+use comb_cache::{Algorithm, Description, Digest, Expected, NodeKind, NodeOutput, NodeRecord};
+use comb_distro::aptbox::{essential_and_required, Aptbox, Resolved};
+use comb_distro::deb::{self, UnpackOptions};
+use comb_distro::{FetchItem, Fetcher};
+use comb_sandbox::{Bind, Identity, Spec};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Changes when the way layers are made changes, so old layers are not
+/// reused for new ones.
+const LAYER_RECIPE: &str = "comb-layers-1";
+/// Where the packages to install are bound inside the sandbox.
+const DEBS_INSIDE: &str = "/.comb/debs";
+/// Debian's fixed gid of the `mail` group (base-passwd).
+const MAIL_GID: u32 = 8;
+/// Longest a layer's installation may take.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One layer node of an environment, with every layer below it.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub stage: NodeKind,
+    pub key: String,
+    /// The store tree holding this node's layer directories.
+    pub tree: String,
+    /// Every layer directory of the environment, bottom first.
+    pub paths: Vec<PathBuf>,
+    /// The packages this node added.
+    pub added: Vec<Resolved>,
+}
+
+/// A built environment: its three (or two) layer nodes.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub base_install: Layer,
+    pub base_build: Layer,
+    pub pkg_env: Option<Layer>,
+}
+
+impl Environment {
+    /// The top layer node.
+    pub fn top(&self) -> &Layer {
+        self.pkg_env.as_ref().unwrap_or(&self.base_build)
+    }
+}
+
+/// Builds (or finds) base-install, base-build and, when `with` is not
+/// empty, the pkg-env that adds `with`.
+pub fn environment(engine: &Engine, pinned: &Pinned, with: &[String]) -> Result<Environment> {
+    let base_install = base_install(engine, pinned)?;
+    let build_set = engine.repo.base.build.clone();
+    let base_build = layer_on(
+        engine,
+        pinned,
+        &base_install,
+        NodeKind::BaseBuild,
+        "base-build",
+        &build_set,
+    )?;
+    let pkg_env = if with.is_empty() {
+        None
+    } else {
+        let mut names = with.to_vec();
+        names.sort();
+        names.dedup();
+        let name = format!("pkg-env:{}", names.join(","));
+        Some(layer_on(
+            engine,
+            pinned,
+            &base_build,
+            NodeKind::PkgEnv,
+            &name,
+            &names,
+        )?)
+    };
+    Ok(Environment {
+        base_install,
+        base_build,
+        pkg_env,
+    })
+}
+
+/// The resolve node: `names` resolved by APT against the pinned snapshot,
+/// on top of the packages installed in `below`.
+fn resolve(
+    engine: &Engine,
+    pinned: &Pinned,
+    set: &str,
+    names: Option<&[String]>,
+    below: Option<&Layer>,
+) -> Result<Vec<Resolved>> {
+    let status = below.and_then(|l| dpkg_status(&l.paths));
+    let status_digest = match &status {
+        Some(path) => blake3_file(path)?,
+        None => "none".to_string(),
+    };
+    let mut d = Description::new("resolve");
+    d.field("index", &pinned.key)
+        .field("architecture", &pinned.lock.architecture)
+        .field("status", &status_digest);
+    match names {
+        Some(names) => d.list("names", sorted(names)),
+        // The default install set is a function of the snapshot alone.
+        None => d.field("names", "essential-and-required"),
+    };
+    let record = engine.node(NodeKind::Resolve, set, &d, |_| {
+        let names = match names {
+            Some(n) => n.to_vec(),
+            None => essential_and_required(&pinned.snapshot.read_packages()?),
+        };
+        let work = engine.store.tmp_path("aptbox");
+        let indices: Vec<PathBuf> = pinned
+            .snapshot
+            .packages
+            .iter()
+            .map(|f| f.local.clone())
+            .collect();
+        let result = Aptbox::new(&work, &pinned.lock.architecture, &indices)
+            .and_then(|apt| apt.resolve(&names, status.as_deref()));
+        let _ = std::fs::remove_dir_all(&work);
+        let resolved = result?;
+        let json = serde_json::to_vec(&resolved)
+            .map_err(|e| Error::Other(format!("serialising a resolution: {e}")))?;
+        let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
+        Ok((NodeOutput::Blob(digest), json.len() as u64))
+    })?;
+    let NodeOutput::Blob(digest) = record.output else {
+        return Err(Error::Other(format!("resolve {set} has no blob output")));
+    };
+    let file = engine.store.open_blob(&digest)?;
+    serde_json::from_reader(std::io::BufReader::new(file))
+        .map_err(|e| Error::Other(format!("reading the stored resolution of {set}: {e}")))
+}
+
+fn sorted(names: &[String]) -> Vec<String> {
+    let mut v = names.to_vec();
+    v.sort();
+    v
+}
+
+/// The store digest of a resolved package's `.deb`.
+fn deb_digest(r: &Resolved) -> Result<Digest> {
+    let expected = Expected::sha256_hex(&r.sha256).map_err(|e| {
+        Error::Other(format!(
+            "{} {}: the index gives a bad sha256: {e}",
+            r.name, r.version
+        ))
+    })?;
+    Ok(Digest {
+        algorithm: Algorithm::Sha256,
+        hash: expected.hash,
+        size: r.size,
+    })
+}
+
+/// The fetch nodes: every `.deb` of `packages` in the store, downloaded
+/// in parallel and verified if missing. Returns their paths, in order.
+fn fetch(engine: &Engine, pinned: &Pinned, packages: &[Resolved]) -> Result<Vec<PathBuf>> {
+    let mirror = pinned.lock.mirror();
+    let mut missing = Vec::new();
+    for r in packages {
+        if engine.store.blob_path(&deb_digest(r)?).is_none() {
+            missing.push(r);
+        }
+    }
+    if !missing.is_empty() {
+        let items: Vec<FetchItem> = missing
+            .iter()
+            .map(|r| FetchItem {
+                uri: mirror.pool_url(&r.filename),
+                dest: engine.store.tmp_path("deb"),
+                sha256: r.sha256.clone(),
+                size: r.size,
+            })
+            .collect();
+        let results = Fetcher::default().parallel_fetch(&items, engine.jobs, |done, total, bytes| {
+            engine.observer.fetch_progress(done, total, bytes)
+        });
+        let mut errors = Vec::new();
+        for ((r, item), result) in missing.iter().zip(&items).zip(results) {
+            let stored = result.map_err(Error::from).and_then(|_| {
+                let digest = deb_digest(r)?;
+                let mut file = std::fs::File::open(&item.dest)
+                    .map_err(|e| Error::io(format!("opening {}", item.dest.display()), e))?;
+                engine.store.put_blob_expecting(&mut file, &digest)?;
+                Ok(digest)
+            });
+            let _ = std::fs::remove_file(&item.dest);
+            let mut d = Description::new("fetch");
+            d.field("sha256", &r.sha256).field("size", r.size);
+            let name = format!("{}_{}_{}", r.name, r.version, r.architecture);
+            match stored {
+                Ok(digest) => {
+                    engine.node(NodeKind::Fetch, &name, &d, |_| {
+                        Ok((NodeOutput::Blob(digest), r.size))
+                    })?;
+                }
+                Err(e) => errors.push(format!("{name}: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Other(format!(
+                "{} of {} downloads failed (nothing corrupt was kept):\n  {}",
+                errors.len(),
+                items.len(),
+                errors.join("\n  ")
+            )));
+        }
+    }
+    packages
+        .iter()
+        .map(|r| {
+            let digest = deb_digest(r)?;
+            engine
+                .store
+                .blob_path(&digest)
+                .ok_or_else(|| Error::Other(format!("{} vanished from the store", digest)))
+        })
+        .collect()
+}
+
+/// The description shared by the layer stages.
+fn layer_description(stage: &str, below: Option<&Layer>, added: &[Resolved]) -> Description {
+    let mut d = Description::new(stage);
+    d.field("recipe", LAYER_RECIPE);
+    d.field("below", below.map_or("none", |l| l.key.as_str()));
+    d.map(
+        "packages",
+        added.iter().map(|r| {
+            (
+                format!("{}:{}", r.name, r.architecture),
+                format!("{} sha256:{}", r.version, r.sha256),
+            )
+        }),
+    );
+    d
+}
+
+/// base-install: unpack the install set into an empty layer, then let
+/// dpkg configure it inside the sandbox as R (the two stages of a
+/// bootstrap). No maintainer script runs outside the sandbox.
+fn base_install(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
+    let install = engine.repo.base.install.clone();
+    let added = resolve(engine, pinned, "base-install", install.as_deref(), None)?;
+    if added.is_empty() {
+        return Err(Error::Other(
+            "the install set is empty: set [base] install in comb.toml".into(),
+        ));
+    }
+    let d = layer_description("base-install", None, &added);
+    let record = engine.node(NodeKind::BaseInstall, "base-install", &d, |key| {
+        let debs = fetch(engine, pinned, &added)?;
+        let tree = engine.store.begin_tree()?;
+        let unpacked = tree.path().join("0");
+        let configured = tree.path().join("1");
+        unpack_base(&unpacked, &debs, &added)?;
+        let script = "dpkg --force-depends --install /.comb/debs/*.deb && \
+            dpkg --force-depends --configure --pending && \
+            if ! grep -q '^builder:' /etc/passwd; then \
+              echo 'builder:x:1000:1000:comb builder:/home/builder:/bin/sh' >> /etc/passwd && \
+              echo 'builder:x:1000:' >> /etc/group; fi && \
+            mkdir -p /home/builder && chown 1000:1000 /home/builder";
+        install_in_sandbox(
+            engine,
+            "base-install",
+            std::slice::from_ref(&unpacked),
+            &configured,
+            &debs,
+            &added,
+            script,
+        )?;
+        let name = format!("base-install-{key}");
+        let size = dir_size(tree.path());
+        tree.publish(&name)?;
+        Ok((NodeOutput::Tree(name), size))
+    })?;
+    layer_from(engine, &record, &[], added)
+}
+
+/// A layer that installs `names` (with what they need) on top of `below`.
+fn layer_on(
+    engine: &Engine,
+    pinned: &Pinned,
+    below: &Layer,
+    stage: NodeKind,
+    name: &str,
+    names: &[String],
+) -> Result<Layer> {
+    let added = resolve(engine, pinned, name, Some(names), Some(below))?;
+    let d = layer_description(stage.as_str(), Some(below), &added);
+    let record = engine.node(stage, name, &d, |key| {
+        let tree = engine.store.begin_tree()?;
+        let upper = tree.path().join("0");
+        if added.is_empty() {
+            std::fs::create_dir(&upper)
+                .map_err(|e| Error::io(format!("creating {}", upper.display()), e))?;
+        } else {
+            let debs = fetch(engine, pinned, &added)?;
+            let script = if below.paths.iter().any(|p| p.join("usr/bin/apt-get").exists()) {
+                apt_install_script(&added)
+            } else {
+                "dpkg --install /.comb/debs/*.deb".to_string()
+            };
+            install_in_sandbox(engine, name, &below.paths, &upper, &debs, &added, &script)?;
+        }
+        let tree_name = format!("{}-{key}", stage.as_str());
+        let size = dir_size(tree.path());
+        tree.publish(&tree_name)?;
+        Ok((NodeOutput::Tree(tree_name), size))
+    })?;
+    layer_from(engine, &record, &below.paths, added)
+}
+
+fn layer_from(
+    engine: &Engine,
+    record: &NodeRecord,
+    below: &[PathBuf],
+    added: Vec<Resolved>,
+) -> Result<Layer> {
+    let tree = engine.tree_of(record)?;
+    let mut own: Vec<(u32, PathBuf)> = std::fs::read_dir(&tree)
+        .map_err(|e| Error::io(format!("listing {}", tree.display()), e))?
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    own.sort();
+    let mut paths = below.to_vec();
+    paths.extend(own.into_iter().map(|(_, p)| p));
+    let NodeOutput::Tree(name) = &record.output else {
+        return Err(Error::Other("a layer node without a tree".into()));
+    };
+    Ok(Layer {
+        stage: record.kind,
+        key: record.key.clone(),
+        tree: name.clone(),
+        paths,
+        added,
+    })
+}
+
+/// The first stage of a bootstrap, as C: merged-/usr symlinks, every
+/// package's data unpacked (without set-id bits), an empty dpkg database, and policy-rc.d so no
+/// maintainer script starts a service.
+fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> {
+    let mkdir = |p: &Path| {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
+    };
+    let write = |p: &Path, text: &str, mode: u32| -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(p, text)
+            .and_then(|()| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| Error::io(format!("writing {}", p.display()), e))
+    };
+    for dir in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc/dpkg/dpkg.cfg.d"] {
+        mkdir(&root.join(dir))?;
+    }
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        std::os::unix::fs::symlink(target, root.join(link))
+            .map_err(|e| Error::io(format!("creating {link}"), e))?;
+    }
+    for (path, r) in debs.iter().zip(added) {
+        deb::unpack_data(
+            path,
+            root,
+            &UnpackOptions {
+                merged_usr: true,
+                ..UnpackOptions::default()
+            },
+        ).map_err(
+            |e| Error::Other(format!("unpacking {} {}: {e}", r.name, r.version)),
+        )?;
+    }
+    let dpkg = root.join("var/lib/dpkg");
+    for dir in ["info", "updates", "triggers"] {
+        mkdir(&dpkg.join(dir))?;
+    }
+    write(&dpkg.join("status"), "", 0o644)?;
+    write(&dpkg.join("available"), "", 0o644)?;
+    // Filled inside the sandbox, before dpkg runs, with the set-id files
+    // that were unpacked without their bits.
+    write(&dpkg.join("statoverride"), "", 0o644)?;
+    // No fsync per file: a layer is published whole after a syncfs.
+    write(
+        &root.join("etc/dpkg/dpkg.cfg.d/comb-unsafe-io"),
+        "force-unsafe-io\n",
+        0o644,
+    )?;
+    // base-files' postinst makes /var/mail set-gid `mail` unless it
+    // exists, and the sandbox refuses set-id modes: C makes it first.
+    let mail = root.join("var/mail");
+    mkdir(&mail)?;
+    std::os::unix::fs::chown(&mail, Some(0), Some(MAIL_GID))
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o2775))
+        })
+        .map_err(|e| Error::io("creating var/mail", e))?;
+    write(
+        &root.join("usr/sbin/policy-rc.d"),
+        "#!/bin/sh\n# comb: no service starts while an environment is built.\nexit 101\n",
+        0o755,
+    )?;
+    Ok(())
+}
+
+/// Installs the already resolved packages with the environment's own APT,
+/// from a flat repository of exactly those `.deb`s: APT orders
+/// pre-dependencies and triggers as it would on a real system, and has
+/// nothing else to choose from.
+fn apt_install_script(added: &[Resolved]) -> String {
+    let wanted: Vec<String> = added
+        .iter()
+        .map(|r| format!("'{}:{}={}'", r.name, r.architecture, r.version))
+        .collect();
+    let opts = "-o Dir::Etc::SourceList=/.comb/sources.list -o Dir::Etc::SourceParts=/dev/null \
+        -o Dir::State::Lists=/tmp/comb-apt/lists -o Dir::Cache=/tmp/comb-apt/cache \
+        -o Dir::Log=/tmp/comb-apt/log -o APT::Sandbox::User=root -o Debug::NoLocking=true \
+        -o Acquire::Languages=none -o APT::Install-Recommends=false -o Dpkg::Use-Pty=false";
+    format!(
+        "mkdir -p /tmp/comb-apt/lists/partial /tmp/comb-apt/cache/archives/partial /tmp/comb-apt/log && \
+         echo 'deb [trusted=yes] file:/.comb/debs ./' > /.comb/sources.list && \
+         apt-get {opts} -q update && \
+         apt-get {opts} -q -y --allow-downgrades install {}",
+        wanted.join(" ")
+    )
+}
+
+/// Runs `script` as R in a sandbox over `lower`, with the `.deb`s bound at
+/// `/.comb/debs`, keeping the upper layer at `upper`.
+fn install_in_sandbox(
+    engine: &Engine,
+    what: &str,
+    lower: &[PathBuf],
+    upper: &Path,
+    debs: &[PathBuf],
+    added: &[Resolved],
+    script: &str,
+) -> Result<()> {
+    let staging = engine.store.tmp_path("debs");
+    let result = (|| {
+        stage_debs(&staging, debs, added)?;
+        // Set-id files of these packages: dpkg installs them without the
+        // bits (the sandbox refuses set-id modes).
+        let mut set_id = Vec::new();
+        for (path, r) in debs.iter().zip(added) {
+            set_id.extend(set_id_files(path).map_err(|e| {
+                Error::Other(format!("reading {} {}: {e}", r.name, r.version))
+            })?);
+        }
+        let overrides = deb::statoverride_for(&set_id);
+        let prelude = if overrides.is_empty() {
+            String::new()
+        } else {
+            std::fs::write(staging.join("statoverride"), &overrides)
+                .map_err(|e| Error::io("writing statoverride", e))?;
+            // Appended unless dpkg already has an override for the path
+            // (it refuses two).
+            "touch /var/lib/dpkg/statoverride && \
+             while read -r owner group mode path; do \
+               cut -d' ' -f4- /var/lib/dpkg/statoverride | grep -qxF \"$path\" || \
+                 echo \"$owner $group $mode $path\" >> /var/lib/dpkg/statoverride; \
+             done < /.comb/debs/statoverride && "
+                .to_string()
+        };
+        let mut spec = Spec::new(
+            lower.to_vec(),
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("set -e; {prelude}{script}"),
+            ],
+        );
+        spec.identity = Identity::Root;
+        spec.keep_upper = Some(upper.to_path_buf());
+        spec.binds.push(Bind {
+            source: staging.clone(),
+            target: PathBuf::from(DEBS_INSIDE),
+            writable: false,
+        });
+        spec.env = vec![
+            ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
+            ("DEBCONF_NONINTERACTIVE_SEEN".into(), "true".into()),
+            (
+                "PATH".into(),
+                "/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+        ];
+        spec.limits.wall_timeout = Some(INSTALL_TIMEOUT);
+        let outcome = comb_sandbox::run(&engine.sandbox, &spec)?;
+        if !outcome.status.success() || outcome.killed_by.is_some() {
+            let mut log = String::from_utf8_lossy(&outcome.stdout).into_owned();
+            log.push_str(&String::from_utf8_lossy(&outcome.stderr));
+            let message = match outcome.killed_by {
+                Some(kill) => format!("killed by the {kill:?} limit"),
+                None => format!("the installation exited with {}", outcome.status.code()),
+            };
+            let _ = std::fs::remove_dir_all(upper);
+            return Err(Error::Stage {
+                stage: "install",
+                name: what.to_string(),
+                message,
+                log: tail(&log, 40),
+            });
+        }
+        // The bind's mount point is comb's, not the layer's.
+        let _ = std::fs::remove_dir_all(upper.join(".comb"));
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// A directory of hard links to the `.deb` blobs, named as Debian names
+/// them (dpkg does not care; people reading a log do), with a `Packages`
+/// index for APT.
+fn stage_debs(dir: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> {
+    std::fs::create_dir(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mut index = String::new();
+    for (path, r) in debs.iter().zip(added) {
+        let file = format!(
+            "{}_{}_{}.deb",
+            r.name,
+            r.version.replace(':', "%3a"),
+            r.architecture
+        );
+        let target = dir.join(&file);
+        std::fs::hard_link(path, &target)
+            .or_else(|_| std::fs::copy(path, &target).map(|_| ()))
+            .map_err(|e| Error::io(format!("staging {}", path.display()), e))?;
+        let control = deb::DebArchive::open(path)
+            .and_then(|d| d.control())
+            .map_err(|e| Error::Other(format!("reading {} {}: {e}", r.name, r.version)))?;
+        index.push_str(control.trim_end());
+        index.push_str(&format!(
+            "\nFilename: ./{file}\nSize: {}\nSHA256: {}\n\n",
+            r.size, r.sha256
+        ));
+    }
+    std::fs::write(dir.join("Packages"), index).map_err(|e| Error::io("writing Packages", e))?;
+    Ok(())
+}
+
+/// The set-id regular files a `.deb` would install, named as dpkg names
+/// them (`/usr/bin/passwd`).
+fn set_id_files(path: &Path) -> comb_distro::Result<Vec<deb::SetIdFile>> {
+    let mut found = Vec::new();
+    deb::DebArchive::open(path)?.data_entries(|entry, _| {
+        if entry.kind == deb::EntryKind::File && entry.mode & 0o6000 != 0 {
+            let name = entry.path.to_string_lossy();
+            found.push(deb::SetIdFile {
+                path: format!("/{}", name.trim_start_matches("./").trim_start_matches('/')),
+                uid: entry.uid,
+                gid: entry.gid,
+                mode: entry.mode,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// The dpkg status file of the topmost layer that has one.
+fn dpkg_status(paths: &[PathBuf]) -> Option<PathBuf> {
+    paths
+        .iter()
+        .rev()
+        .map(|p| p.join("var/lib/dpkg/status"))
+        .find(|p| p.is_file())
+}
+
+fn blake3_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file =
+        std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    std::io::copy(&mut file, &mut hasher)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(format!("blake3:{}", hasher.finalize().to_hex()))
+}
+
+/// The last `lines` lines of `text`.
+pub(crate) fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs a command in an environment: an overlay of its layers and a fresh
+/// upper directory, as R or U.
+pub fn run_in(
+    engine: &Engine,
+    env: &Environment,
+    identity: Identity,
+    command: Vec<String>,
+) -> Result<comb_sandbox::Outcome> {
+    let mut spec = Spec::new(env.top().paths.clone(), command);
+    spec.identity = identity;
+    if identity == Identity::Builder {
+        spec.cwd = PathBuf::from("/home/builder");
+    }
+    Ok(comb_sandbox::run_streaming(
+        &engine.sandbox,
+        &spec,
+        |stream, bytes| {
+            use std::io::Write;
+            let _ = match stream {
+                comb_sandbox::Stream::Stdout => std::io::stdout().write_all(bytes),
+                comb_sandbox::Stream::Stderr => std::io::stderr().write_all(bytes),
+            };
+        },
+    )?)
+}

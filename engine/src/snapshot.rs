@@ -1,0 +1,234 @@
+//! The `index` stage: a verified snapshot of the distribution's indices,
+//! pinned by `comb.lock` beside `comb.toml`.
+//!
+//! `comb update` fetches and verifies a new snapshot, stores it as a tree
+//! and writes the lock. Every other command reads the lock and uses the
+//! stored snapshot, re-verified offline; it needs no network unless the
+//! snapshot is missing from the store.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use comb_cache::{Description, NodeKind, NodeOutput};
+use comb_distro::{fetch_snapshot, MirrorConfig, Snapshot, SnapshotLock};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The lock's file name.
+pub const LOCK_FILE: &str = "comb.lock";
+const LOCK_FORMAT: u32 = 1;
+/// The keyring used when neither comb.toml nor anything else names one.
+pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+#[derive(Serialize, Deserialize)]
+struct LockFile {
+    format: u32,
+    snapshot: SnapshotLock,
+}
+
+/// The snapshot a run resolves against.
+pub struct Pinned {
+    pub lock: SnapshotLock,
+    pub snapshot: Snapshot,
+    /// The index node's key.
+    pub key: String,
+}
+
+/// The mirror of `[distro]`, with what it leaves out taken from the host's
+/// APT sources.
+pub fn mirror_config(engine: &Engine) -> Result<MirrorConfig> {
+    let d = &engine.repo.distro;
+    let complete = d.mirror.is_some() && d.suite.is_some() && d.components.is_some() && d.architecture.is_some();
+    let mut mirror = if complete {
+        MirrorConfig {
+            uri: String::new(),
+            suite: String::new(),
+            components: Vec::new(),
+            architecture: String::new(),
+            keyring: PathBuf::new(),
+        }
+    } else {
+        MirrorConfig::from_host()?
+    };
+    if let Some(v) = &d.mirror {
+        mirror.uri = v.clone();
+    }
+    if let Some(v) = &d.suite {
+        mirror.suite = v.clone();
+    }
+    if let Some(v) = &d.components {
+        mirror.components = v.clone();
+    }
+    if let Some(v) = &d.architecture {
+        mirror.architecture = v.clone();
+    }
+    mirror.keyring = match &d.keyring {
+        Some(k) => k.clone(),
+        None => PathBuf::from(DEFAULT_KEYRING),
+    };
+    Ok(mirror)
+}
+
+fn lock_path(engine: &Engine) -> PathBuf {
+    engine.repo.root.join(LOCK_FILE)
+}
+
+fn index_description(lock: &SnapshotLock) -> Description {
+    let mut d = Description::new("index");
+    d.field("uri", &lock.uri)
+        .field("suite", &lock.suite)
+        .list("components", &lock.components)
+        .field("architecture", &lock.architecture)
+        .field("keyring-sha256", &lock.keyring_sha256)
+        .field("inrelease-sha256", &lock.inrelease_sha256);
+    d
+}
+
+fn node_name(lock: &SnapshotLock) -> String {
+    format!("{}/{}", lock.suite, lock.architecture)
+}
+
+/// `comb update`: fetches and verifies the current snapshot, stores it
+/// and writes the lock. Returns the pinned snapshot and whether the lock
+/// changed.
+pub fn update(engine: &Engine) -> Result<(Pinned, bool)> {
+    let mirror = mirror_config(engine)?;
+    let dir = engine.store.tmp_path("snapshot");
+    let fetched = fetch_snapshot(&mirror, &dir, true);
+    let snapshot = match fetched {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    };
+    let lock = snapshot.lock()?;
+    let description = index_description(&lock);
+    let record = engine.node(NodeKind::Index, &node_name(&lock), &description, |key| {
+        let name = format!("index-{key}");
+        let published = engine.store.publish_tree(&dir, &name)?;
+        let size = dir_size(&published);
+        Ok((NodeOutput::Tree(name), size))
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let tree = engine.tree_of(&record)?;
+    let snapshot = lock.verify(&tree)?;
+    let changed = write_lock(&lock_path(engine), &lock)?;
+    Ok((
+        Pinned {
+            lock,
+            snapshot,
+            key: record.key,
+        },
+        changed,
+    ))
+}
+
+/// The snapshot `comb.lock` pins, from the store (fetched again, and
+/// checked against the lock, only if the store lost it).
+pub fn load(engine: &Engine) -> Result<Pinned> {
+    let path = lock_path(engine);
+    let lock = read_lock(&path)?;
+    let description = index_description(&lock);
+    let record = engine.node(NodeKind::Index, &node_name(&lock), &description, |key| {
+        let dir = engine.store.tmp_path("snapshot");
+        let result = (|| {
+            let snapshot = fetch_snapshot(&lock.mirror(), &dir, true)?;
+            if snapshot.inrelease_sha256 != lock.inrelease_sha256 {
+                return Err(Error::Lock {
+                    path: path.clone(),
+                    message: format!(
+                        "the snapshot it pins is not in the store, and the mirror has moved on \
+                         (InRelease sha256 {}, locked {}); run `comb update` to pin the current one",
+                        snapshot.inrelease_sha256, lock.inrelease_sha256
+                    ),
+                });
+            }
+            lock.verify(&dir)?;
+            let name = format!("index-{key}");
+            let published = engine.store.publish_tree(&dir, &name)?;
+            Ok((NodeOutput::Tree(name), dir_size(&published)))
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    })?;
+    let tree = engine.tree_of(&record)?;
+    let snapshot = lock.verify(&tree)?;
+    Ok(Pinned {
+        lock,
+        snapshot,
+        key: record.key,
+    })
+}
+
+fn read_lock(path: &Path) -> Result<SnapshotLock> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Lock {
+                path: path.to_path_buf(),
+                message: "no lock yet: run `comb update` to pin a snapshot of the distribution".into(),
+            })
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let file: LockFile = toml::from_str(&text).map_err(|e| Error::Lock {
+        path: path.to_path_buf(),
+        message: format!(
+            "{}; it is written by `comb update`: run that to write it again",
+            e.to_string().trim()
+        ),
+    })?;
+    if file.format != LOCK_FORMAT {
+        return Err(Error::Lock {
+            path: path.to_path_buf(),
+            message: format!(
+                "lock format {} is not the {LOCK_FORMAT} this comb writes; run `comb update`",
+                file.format
+            ),
+        });
+    }
+    Ok(file.snapshot)
+}
+
+/// Writes the lock atomically if its content changes; returns whether it did.
+fn write_lock(path: &Path, lock: &SnapshotLock) -> Result<bool> {
+    let body = toml::to_string(&LockFile {
+        format: LOCK_FORMAT,
+        snapshot: lock.clone(),
+    })
+    .map_err(|e| Error::Other(format!("serialising the lock: {e}")))?;
+    let text = format!(
+        "# Pins the distribution snapshot every build resolves against.\n\
+         # Written by `comb update`; do not edit by hand.\n{body}"
+    );
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(false);
+    }
+    let tmp = path.with_extension("lock.tmp");
+    std::fs::write(&tmp, &text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(format!("writing {}", path.display()), e)
+        })?;
+    Ok(true)
+}
+
+/// Apparent size of a tree, for the index (not followed through links).
+pub(crate) fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(md) if md.is_dir() => stack.push(entry.path()),
+                Ok(md) => total += md.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}

@@ -1,0 +1,294 @@
+//! `comb.toml`, the repository file: where the distribution comes from
+//! (`[distro]`) and what every environment starts with (`[base]`).
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The repository file's name.
+pub const CONFIG_FILE: &str = "comb.toml";
+
+/// The build set when `[base] build` is not given: what sbuild installs.
+pub const DEFAULT_BUILD_SET: [&str; 3] = ["build-essential", "fakeroot", "dpkg-dev"];
+
+/// A parsed, validated `comb.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoConfig {
+    /// The `comb.toml` file itself.
+    pub path: PathBuf,
+    /// The repository directory (the file's directory).
+    pub root: PathBuf,
+    pub distro: DistroConfig,
+    pub base: BaseConfig,
+}
+
+/// `[distro]`: every field is optional; what is missing comes from the
+/// host's APT sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DistroConfig {
+    /// Mirror base URI (`http://`, `https://` or `file:`).
+    pub mirror: Option<String>,
+    pub suite: Option<String>,
+    pub components: Option<Vec<String>>,
+    pub architecture: Option<String>,
+    /// Absolute (a relative path in the file is taken from the repository).
+    pub keyring: Option<PathBuf>,
+}
+
+/// `[base]`: the package sets of the base install and base build layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseConfig {
+    /// `None`: the snapshot's `Essential: yes` and `Priority: required` packages.
+    pub install: Option<Vec<String>>,
+    pub build: Vec<String>,
+}
+
+impl Default for BaseConfig {
+    fn default() -> Self {
+        BaseConfig {
+            install: None,
+            build: DEFAULT_BUILD_SET.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    distro: Option<RawDistro>,
+    #[serde(default)]
+    base: Option<RawBase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDistro {
+    mirror: Option<Spanned<String>>,
+    suite: Option<Spanned<String>>,
+    components: Option<Spanned<Vec<Spanned<String>>>>,
+    architecture: Option<Spanned<String>>,
+    keyring: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBase {
+    install: Option<Spanned<Vec<Spanned<String>>>>,
+    build: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+impl RepoConfig {
+    /// Reads and validates the `comb.toml` at `path`.
+    pub fn load(path: &Path) -> Result<RepoConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        RepoConfig::parse(&path, &text)
+    }
+
+    /// The `comb.toml` in `start` or the nearest directory above it.
+    pub fn find(start: &Path) -> Result<RepoConfig> {
+        let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
+        let mut dir = Some(start.as_path());
+        while let Some(d) = dir {
+            let candidate = d.join(CONFIG_FILE);
+            if candidate.is_file() {
+                return RepoConfig::load(&candidate);
+            }
+            dir = d.parent();
+        }
+        Err(Error::NoRepository {
+            start,
+            file: CONFIG_FILE,
+        })
+    }
+
+    /// Parses `text` as the contents of `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<RepoConfig> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            Error::at(path, text, e.span().map(|s| s.start), message)
+        })?;
+        let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let bad = |offset: usize, message: String| Error::at(path, text, Some(offset), message);
+        let mut distro = DistroConfig::default();
+        if let Some(d) = raw.distro {
+            if let Some(m) = d.mirror {
+                let uri = m.get_ref().trim_end_matches('/');
+                if !["http://", "https://", "file:"]
+                    .iter()
+                    .any(|scheme| uri.starts_with(scheme))
+                {
+                    return Err(bad(
+                        m.span().start,
+                        format!("mirror {uri:?} must start with http://, https:// or file:"),
+                    ));
+                }
+                distro.mirror = Some(uri.to_string());
+            }
+            if let Some(s) = d.suite {
+                distro.suite = Some(plain_name(&s, "suite").map_err(|m| bad(s.span().start, m))?);
+            }
+            if let Some(a) = d.architecture {
+                distro.architecture =
+                    Some(plain_name(&a, "architecture").map_err(|m| bad(a.span().start, m))?);
+            }
+            if let Some(list) = d.components {
+                if list.get_ref().is_empty() {
+                    return Err(bad(
+                        list.span().start,
+                        "components is empty: name at least one, e.g. [\"main\"]".into(),
+                    ));
+                }
+                let mut components = Vec::new();
+                for c in list.get_ref() {
+                    components.push(plain_name(c, "component").map_err(|m| bad(c.span().start, m))?);
+                }
+                distro.components = Some(components);
+            }
+            if let Some(k) = d.keyring {
+                if k.get_ref().is_empty() {
+                    return Err(bad(k.span().start, "keyring is empty: give a file path".into()));
+                }
+                distro.keyring = Some(root.join(k.get_ref()));
+            }
+        }
+        let mut base = BaseConfig::default();
+        if let Some(b) = raw.base {
+            if let Some(list) = b.install {
+                base.install = Some(package_list(&list, "install").map_err(|(o, m)| bad(o, m))?);
+            }
+            if let Some(list) = b.build {
+                base.build = package_list(&list, "build").map_err(|(o, m)| bad(o, m))?;
+            }
+        }
+        Ok(RepoConfig {
+            path: path.to_path_buf(),
+            root,
+            distro,
+            base,
+        })
+    }
+}
+
+/// A suite, component or architecture: it becomes part of a URL and a path.
+fn plain_name(value: &Spanned<String>, what: &str) -> std::result::Result<String, String> {
+    let v = value.get_ref();
+    let ok = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+        && !v.starts_with('.');
+    if ok {
+        Ok(v.clone())
+    } else {
+        Err(format!(
+            "{what} {v:?} is not a plain name (letters, digits, `-`, `_`, `.`, `+`)"
+        ))
+    }
+}
+
+/// A list of `NAME` or `NAME=VERSION`, each a valid Debian package name.
+fn package_list(
+    list: &Spanned<Vec<Spanned<String>>>,
+    what: &str,
+) -> std::result::Result<Vec<String>, (usize, String)> {
+    let mut out = Vec::new();
+    for item in list.get_ref() {
+        let (name, version) = match item.get_ref().split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (item.get_ref().as_str(), None),
+        };
+        if !is_package_name(name) || version.is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace)) {
+            return Err((
+                item.span().start,
+                format!(
+                    "{what}: {:?} is not a package name (lowercase letters, digits, `+`, `-`, `.`; at least two characters) optionally followed by =VERSION",
+                    item.get_ref()
+                ),
+            ));
+        }
+        if out.contains(item.get_ref()) {
+            return Err((item.span().start, format!("{what}: {:?} is listed twice", item.get_ref())));
+        }
+        out.push(item.get_ref().clone());
+    }
+    Ok(out)
+}
+
+/// Debian policy 5.6.1: lowercase letters, digits, `+ - .`, at least two
+/// characters, starting with an alphanumeric.
+pub(crate) fn is_package_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() >= 2
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RepoConfig> {
+        RepoConfig::parse(Path::new("/repo/comb.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_takes_every_default() {
+        let c = parse("").unwrap();
+        assert_eq!(c.distro, DistroConfig::default());
+        assert_eq!(c.base.install, None);
+        assert_eq!(c.base.build, ["build-essential", "fakeroot", "dpkg-dev"]);
+        assert_eq!(c.root, Path::new("/repo"));
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let c = parse(
+            "[distro]\nmirror = \"file:/srv/mirror/\"\nsuite = \"bookworm\"\ncomponents = [\"main\", \"contrib\"]\n\
+             architecture = \"amd64\"\nkeyring = \"keys/archive.gpg\"\n\n[base]\ninstall = [\"busybox\", \"dpkg=1.21.22\"]\nbuild = []\n",
+        )
+        .unwrap();
+        assert_eq!(c.distro.mirror.as_deref(), Some("file:/srv/mirror"));
+        assert_eq!(c.distro.components.unwrap(), ["main", "contrib"]);
+        assert_eq!(c.distro.keyring.unwrap(), Path::new("/repo/keys/archive.gpg"));
+        assert_eq!(c.base.install.unwrap(), ["busybox", "dpkg=1.21.22"]);
+        assert!(c.base.build.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let e = parse("[distro]\nsuite = \"book worm\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("/repo/comb.toml:2:9: suite \"book worm\""), "{e}");
+        let e = parse("[distro]\nmirorr = \"x\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("/repo/comb.toml:2:1:") && e.contains("mirorr") && e.contains("mirror"), "{e}");
+        let e = parse("[base]\nbuild = [\"gcc\", \"Bad_Name\"]\n").unwrap_err().to_string();
+        assert!(e.starts_with("/repo/comb.toml:2:17:") && e.contains("Bad_Name"), "{e}");
+        let e = parse("[base]\nbuild = [\"gcc\", \"gcc\"]\n").unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = parse("[distro]\nmirror = \"ftp://x\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("/repo/comb.toml:2:10:") && e.contains("http://"), "{e}");
+        let e = parse("[distro\n").unwrap_err().to_string();
+        assert!(e.starts_with("/repo/comb.toml:1:"), "{e}");
+        let e = parse("[distro]\ncomponents = []\n").unwrap_err().to_string();
+        assert!(e.contains("components is empty"), "{e}");
+    }
+
+    #[test]
+    fn find_walks_up_and_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/b");
+        std::fs::create_dir_all(&sub).unwrap();
+        let e = RepoConfig::find(&sub).unwrap_err().to_string();
+        assert!(e.contains("no comb.toml") && e.contains("--repo"), "{e}");
+        std::fs::write(dir.path().join("comb.toml"), "[base]\nbuild = [\"make\"]\n").unwrap();
+        let c = RepoConfig::find(&sub).unwrap();
+        assert_eq!(c.base.build, ["make"]);
+        assert_eq!(c.root, dir.path());
+    }
+}
