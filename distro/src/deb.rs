@@ -184,7 +184,7 @@ impl DebArchive {
         let mut find = |prefix: &str, allowed: &[Compression]| -> Result<Member> {
             let m = members
                 .next()
-                .ok_or_else(|| bad("", format!("no {prefix}* member after the ones before it")))?;
+                .ok_or_else(|| bad("", format!("the archive has no {prefix}* member")))?;
             match m
                 .name
                 .strip_prefix(prefix)
@@ -1070,6 +1070,18 @@ impl Unpacker<'_> {
         }
     }
 
+    /// A set-id file's name goes into a statoverride file: one line of
+    /// text per file.
+    fn check_set_id_name(&self, raw: &[u8]) -> Result<()> {
+        match std::str::from_utf8(raw) {
+            Ok(name) if !name.contains('\n') => Ok(()),
+            _ => Err(self.unsafe_entry(
+                raw,
+                "a set-id file whose name is not UTF-8 or holds a newline",
+            )),
+        }
+    }
+
     /// The checked layer path of an archive path (after merged-/usr
     /// rewriting), and the path dpkg knows it by.
     fn resolve<'p>(&self, raw: &'p [u8], kind: EntryKind) -> Result<(Vec<&'p [u8]>, String)> {
@@ -1311,8 +1323,8 @@ impl Unpacker<'_> {
         dpkg_name: String,
     ) -> Result<()> {
         let set_id = entry.mode & 0o6000 != 0;
-        if set_id && dpkg_name.contains('\n') {
-            return Err(self.unsafe_entry(raw, "a set-id file whose name holds a newline"));
+        if set_id {
+            self.check_set_id_name(raw)?;
         }
         let (fd, tmp) = match create_excl(parent, name) {
             Ok(fd) => (fd, None),
@@ -1468,8 +1480,8 @@ impl Unpacker<'_> {
         if tst.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(self.unsafe_entry(raw, "a hard link to something not a regular file"));
         }
-        if set_id_mode.is_some() && dpkg_name.contains('\n') {
-            return Err(self.unsafe_entry(raw, "a set-id file whose name holds a newline"));
+        if set_id_mode.is_some() {
+            self.check_set_id_name(raw)?;
         }
         match linkat(tparent.as_raw_fd(), &tname, parent, name) {
             Ok(()) => {}

@@ -155,8 +155,13 @@ pub fn fetch_snapshot_with(
             IndexKind::Packages,
             &base,
         )?);
-        if options.sources {
-            let base = format!("{component}/source/Sources");
+        let base = format!("{component}/source/Sources");
+        // A binary-only repository lists no Sources: it is skipped, and a
+        // recipe that needs a source package is told so later.
+        let has_sources = ["", ".xz", ".gz"]
+            .iter()
+            .any(|ext| release.entry(&format!("{base}{ext}")).is_some());
+        if options.sources && has_sources {
             sources.push(fetch_index(
                 fetcher,
                 mirror,

@@ -813,6 +813,19 @@ fn nothing_goes_through_a_symlink() {
     assert!(fs::symlink_metadata(a.root.join("f")).unwrap().is_file());
     assert_eq!(fs::read(&victim).unwrap(), b"original");
 
+    // A file of the layer that is a hard link to a host file (as a careless
+    // caller might leave): the archive's file replaces it by rename, the
+    // host file keeps its bytes.
+    let a = Arena::new();
+    let shared = a.base.join("shared");
+    fs::write(&shared, b"host bytes").unwrap();
+    fs::hard_link(&shared, a.root.join("shared")).unwrap();
+    let deb = a.deb("replace-hardlinked", &[file("./shared", b"package bytes")]);
+    unpack_data(&deb, &a.root, &Default::default()).unwrap();
+    assert_eq!(fs::read(&shared).unwrap(), b"host bytes");
+    assert_eq!(fs::metadata(&shared).unwrap().nlink(), 1);
+    assert_eq!(fs::read(a.root.join("shared")).unwrap(), b"package bytes");
+
     // A file through a non-directory.
     let a = Arena::new();
     let deb = a.deb(
@@ -1079,6 +1092,17 @@ fn odd_names_and_types() {
     let err = a.unpack(&deb, &Default::default()).unwrap_err();
     assert!(matches!(err, Error::BadDeb { .. }), "{err}");
 
+    // A set-id file whose name cannot be written in a statoverride file.
+    let mut suid = file("./bad\nname", b"x");
+    suid.mode = 0o4755;
+    let deb = a.deb("suid-newline", &[suid]);
+    assert_refused(
+        a.unpack(&deb, &Default::default()),
+        &deb,
+        "./bad\nname",
+        "newline",
+    );
+
     // Odd but harmless names work: spaces, newlines, high bytes.
     let a = Arena::new();
     let deb = a.deb(
@@ -1099,6 +1123,7 @@ fn odd_names_and_types() {
 
 #[test]
 fn malformed_archives_are_errors_not_panics() {
+    need_root!();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     fs::create_dir(&root).unwrap();
@@ -1262,6 +1287,7 @@ fn malformed_archives_are_errors_not_panics() {
 
 #[test]
 fn truncated_and_corrupt_debs_are_errors() {
+    need_root!();
     let dir = tempfile::tempdir().unwrap();
     for z in ["xz", "gzip", "zstd", "none"] {
         let deb = build_deb(dir.path(), &format!("cut-{z}"), z, false);
@@ -1467,6 +1493,131 @@ fn cached_system_debs_unpack_like_dpkg_deb_lists_them() {
             report.files,
             report.bytes,
             report.set_id.len()
+        );
+    }
+}
+
+/// A pax extended header ('x') before an entry.
+fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (key, value) in records {
+        // "LEN KEY=VALUE\n", LEN counting itself.
+        let rest = key.len() + value.len() + 3;
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        body.extend_from_slice(format!("{len} {key}=").as_bytes());
+        body.extend_from_slice(value);
+        body.push(b'\n');
+    }
+    let mut out = raw_header(b"./PaxHeaders/x", b'x', 0o644, 0, 0, body.len() as u64, b"").to_vec();
+    push_padded(&mut out, &body);
+    out
+}
+
+#[test]
+fn pax_headers_are_honoured_and_checked() {
+    need_root!();
+    let a = Arena::new();
+    let mut data = pax(&[
+        ("path", b"./pax-name"),
+        ("uid", b"4321"),
+        ("mtime", b"1234.5"),
+    ]);
+    data.extend_from_slice(&tar(&[file("./short", b"content")]));
+    let control = control_tar();
+    let deb = a.base.join("pax.deb");
+    fs::write(
+        &deb,
+        ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar", &control),
+            ("data.tar", &data),
+        ]),
+    )
+    .unwrap();
+    a.unpack(&deb, &Default::default()).unwrap();
+    let md = fs::metadata(a.root.join("pax-name")).unwrap();
+    assert_eq!(md.uid(), 4321);
+    assert_eq!(md.mtime(), 1234);
+    assert!(!a.root.join("short").exists());
+
+    // The pax name is what is checked.
+    let mut data = pax(&[("path", b"./../pax-escape")]);
+    data.extend_from_slice(&tar(&[file("./harmless", b"x")]));
+    let deb = a.base.join("pax-evil.deb");
+    fs::write(
+        &deb,
+        ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar", &control),
+            ("data.tar", &data),
+        ]),
+    )
+    .unwrap();
+    assert_refused(
+        a.unpack(&deb, &Default::default()),
+        &deb,
+        "./../pax-escape",
+        "..",
+    );
+    let mut data = pax(&[("path", b"./nul\0name")]);
+    data.extend_from_slice(&tar(&[file("./harmless", b"x")]));
+    let deb = a.base.join("pax-nul.deb");
+    fs::write(
+        &deb,
+        ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar", &control),
+            ("data.tar", &data),
+        ]),
+    )
+    .unwrap();
+    assert_refused(
+        a.unpack(&deb, &Default::default()),
+        &deb,
+        "./nul\0name",
+        "NUL",
+    );
+}
+
+#[test]
+fn bzip2_and_lzma_data_members() {
+    need_root!();
+    for (tool, args, member) in [
+        ("bzip2", &["-c"][..], "data.tar.bz2"),
+        ("xz", &["--format=lzma", "-c"][..], "data.tar.lzma"),
+    ] {
+        let a = Arena::new();
+        let plain = a.base.join("data.tar");
+        fs::write(
+            &plain,
+            tar(&[dir_e("./"), dir_e("./usr/"), file("./usr/f", b"compressed")]),
+        )
+        .unwrap();
+        let Ok(o) = Command::new(tool).args(args).arg(&plain).output() else {
+            eprintln!("{tool} not installed: {member} skipped");
+            continue;
+        };
+        assert!(o.status.success());
+        let control = control_tar();
+        let deb = a.base.join(format!("{tool}.deb"));
+        fs::write(
+            &deb,
+            ar(&[
+                ("debian-binary", b"2.0\n"),
+                ("control.tar", &control),
+                (member, &o.stdout),
+            ]),
+        )
+        .unwrap();
+        fs::remove_file(&plain).unwrap();
+        a.unpack(&deb, &Default::default()).unwrap();
+        assert_eq!(
+            fs::read(a.root.join("usr/f")).unwrap(),
+            b"compressed",
+            "{member}"
         );
     }
 }

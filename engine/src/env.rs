@@ -312,7 +312,7 @@ fn layer_on(
             let script = if below.paths.iter().any(|p| p.join("usr/bin/apt-get").exists()) {
                 apt_install_script(&added)
             } else {
-                "dpkg --install /.comb/debs/*.deb".to_string()
+                dpkg_install_script(&debs, &added)?
             };
             install_in_sandbox(engine, name, &below.paths, &upper, &debs, &added, &script)?;
         }
@@ -446,6 +446,59 @@ fn apt_install_script(added: &[Resolved]) -> String {
     )
 }
 
+/// Without APT in the environment, dpkg installs the packages in batches
+/// ordered by their pre-dependencies (each batch's pre-dependencies are in
+/// earlier batches), then configures whatever is left.
+fn dpkg_install_script(debs: &[PathBuf], added: &[Resolved]) -> Result<String> {
+    let mut pending: Vec<(String, Vec<String>)> = Vec::new();
+    for (path, r) in debs.iter().zip(added) {
+        let control = deb::DebArchive::open(path)
+            .and_then(|d| d.control())
+            .map_err(|e| Error::Other(format!("reading {} {}: {e}", r.name, r.version)))?;
+        let pre: Vec<String> = control
+            .lines()
+            .find_map(|l| l.strip_prefix("Pre-Depends:"))
+            .map(|v| {
+                v.split([',', '|'])
+                    .filter_map(|alt| alt.split([' ', '(', ':']).find(|t| !t.is_empty()))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        pending.push((staged_name(r), pre.into_iter().filter(|n| *n != r.name).collect()));
+    }
+    let names: Vec<&str> = added.iter().map(|r| r.name.as_str()).collect();
+    let mut waiting: Vec<(usize, &Vec<String>)> =
+        pending.iter().enumerate().map(|(i, (_, pre))| (i, pre)).collect();
+    let mut steps = Vec::new();
+    while !waiting.is_empty() {
+        let left: Vec<&str> = waiting.iter().map(|(i, _)| names[*i]).collect();
+        let (ready, blocked): (Vec<_>, Vec<_>) = waiting
+            .iter()
+            .partition(|(_, pre)| !pre.iter().any(|p| left.contains(&p.as_str())));
+        // A cycle of pre-dependencies: install the rest together.
+        let batch = if ready.is_empty() { waiting.clone() } else { ready };
+        let files: Vec<String> = batch
+            .iter()
+            .map(|(i, _)| format!("/.comb/debs/{}", pending[*i].0))
+            .collect();
+        steps.push(format!("dpkg --force-depends --install {}", files.join(" ")));
+        waiting = if batch.len() == waiting.len() { Vec::new() } else { blocked };
+    }
+    steps.push("dpkg --configure --pending".to_string());
+    Ok(steps.join(" && "))
+}
+
+/// The file name a package's `.deb` has in the staged directory.
+fn staged_name(r: &Resolved) -> String {
+    format!(
+        "{}_{}_{}.deb",
+        r.name,
+        r.version.replace(':', "%3a"),
+        r.architecture
+    )
+}
+
 /// Runs `script` as R in a sandbox over `lower`, with the `.deb`s bound at
 /// `/.comb/debs`, keeping the upper layer at `upper`.
 fn install_in_sandbox(
@@ -538,12 +591,7 @@ fn stage_debs(dir: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> {
     std::fs::create_dir(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let mut index = String::new();
     for (path, r) in debs.iter().zip(added) {
-        let file = format!(
-            "{}_{}_{}.deb",
-            r.name,
-            r.version.replace(':', "%3a"),
-            r.architecture
-        );
+        let file = staged_name(r);
         let target = dir.join(&file);
         std::fs::hard_link(path, &target)
             .or_else(|_| std::fs::copy(path, &target).map(|_| ()))

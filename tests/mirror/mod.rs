@@ -4,8 +4,9 @@
 //! Real Debian packages need the real dpkg, which a generated mirror cannot
 //! carry, so the mirror holds a tiny Debian of its own:
 //!
-//! - the essential set: `busybox-base` (a copy of the host's static busybox,
-//!   with `/bin/sh` shipped under `/bin/` to exercise merged-/usr), `dpkg` (a
+//! - the essential set: `busybox-base` (a copy of the host's static busybox
+//!   whose `dpkg` applets are renamed away, see [`busybox_without_dpkg`];
+//!   `/bin/sh` is shipped under `/bin/` to exercise merged-/usr), `dpkg` (a
 //!   shell implementation of the dpkg forms comb calls, see [`DPKG_SH`]),
 //!   `base-passwd` (root and `builder`, uid 1000) and `base-files`
 //!   (`Priority: required` only; its postinst records who ran it);
@@ -50,13 +51,76 @@ pub const MARKER_DIR: &str = "/var/lib/comb-test";
 /// are shipped under `/bin/` instead). `dpkg` is left out on purpose: the
 /// `dpkg` package owns that name.
 pub const APPLETS: &[&str] = &[
-    "[", "[[", "ar", "awk", "basename", "cat", "chgrp", "chmod", "chown", "cmp", "cp", "cut",
-    "date", "diff", "dirname", "du", "echo", "egrep", "env", "expr", "false", "fgrep", "find",
-    "grep", "gunzip", "gzip", "head", "hostname", "id", "kill", "ln", "ls", "md5sum", "mkdir",
-    "mktemp", "mv", "nproc", "od", "patch", "printf", "ps", "pwd", "readlink", "realpath", "rm",
-    "rmdir", "sed", "seq", "sha256sum", "sleep", "sort", "stat", "tail", "tar", "tee", "test",
-    "timeout", "touch", "tr", "true", "uname", "uniq", "unxz", "wc", "which", "whoami", "xargs",
-    "xz", "xzcat", "zcat",
+    "[",
+    "[[",
+    "ar",
+    "awk",
+    "basename",
+    "cat",
+    "chgrp",
+    "chmod",
+    "chown",
+    "cmp",
+    "cp",
+    "cut",
+    "date",
+    "diff",
+    "dirname",
+    "du",
+    "echo",
+    "egrep",
+    "env",
+    "expr",
+    "false",
+    "fgrep",
+    "find",
+    "grep",
+    "gunzip",
+    "gzip",
+    "head",
+    "hostname",
+    "id",
+    "kill",
+    "ln",
+    "ls",
+    "md5sum",
+    "mkdir",
+    "mktemp",
+    "mv",
+    "nproc",
+    "od",
+    "patch",
+    "printf",
+    "ps",
+    "pwd",
+    "readlink",
+    "realpath",
+    "rm",
+    "rmdir",
+    "sed",
+    "seq",
+    "sha256sum",
+    "sleep",
+    "sort",
+    "stat",
+    "tail",
+    "tar",
+    "tee",
+    "test",
+    "timeout",
+    "touch",
+    "tr",
+    "true",
+    "uname",
+    "uniq",
+    "unxz",
+    "wc",
+    "which",
+    "whoami",
+    "xargs",
+    "xz",
+    "xzcat",
+    "zcat",
 ];
 
 /// How `dpkg-deb` compresses a package's members.
@@ -227,7 +291,11 @@ impl PackageSpec {
 
     /// dpkg's estimate: KiB of the files, one per directory and link.
     fn installed_size(&self) -> u64 {
-        let files: u64 = self.files.iter().map(|(_, c, _)| (c.len() as u64).div_ceil(1024)).sum();
+        let files: u64 = self
+            .files
+            .iter()
+            .map(|(_, c, _)| (c.len() as u64).div_ceil(1024))
+            .sum();
         files + self.dirs.len() as u64 + self.symlinks.len() as u64
     }
 
@@ -238,7 +306,10 @@ impl PackageSpec {
         } else {
             self.name.chars().take(1).collect()
         };
-        let version = self.version.split_once(':').map_or(&*self.version, |(_, v)| v);
+        let version = self
+            .version
+            .split_once(':')
+            .map_or(&*self.version, |(_, v)| v);
         format!(
             "pool/{COMPONENT}/{prefix}/{}/{}_{version}_{}.deb",
             self.name, self.name, self.architecture
@@ -415,7 +486,11 @@ impl TestMirror {
     pub fn tamper_packages(&self) {
         let path = self.packages_index();
         let text = std::fs::read_to_string(&path).unwrap();
-        let tampered = text.replacen("Package: hello\nVersion: ", "Package: hello\nVersion: 9:", 1);
+        let tampered = text.replacen(
+            "Package: hello\nVersion: ",
+            "Package: hello\nVersion: 9:",
+            1,
+        );
         assert_ne!(text, tampered, "no hello in {}", path.display());
         std::fs::write(&path, &tampered).unwrap();
         std::fs::write(path.with_extension("xz"), xz(tampered.as_bytes())).unwrap();
@@ -466,8 +541,7 @@ impl TestMirror {
 
     /// The uncompressed `Packages` index.
     pub fn packages_index(&self) -> PathBuf {
-        self.dists()
-            .join(self.index_name())
+        self.dists().join(self.index_name())
     }
 
     /// `main/binary-ARCH/Packages`, as `Release` names it.
@@ -494,7 +568,10 @@ impl TestMirror {
 
     /// comb's default install set: `Essential: yes` or `Priority: required`.
     pub fn base_install(&self) -> Vec<&MirrorPackage> {
-        self.packages.iter().filter(|p| p.spec.in_base_install()).collect()
+        self.packages
+            .iter()
+            .filter(|p| p.spec.in_base_install())
+            .collect()
     }
 
     fn sort(&mut self) {
@@ -613,9 +690,7 @@ impl Gpg {
             run(gpg
                 .cmd()
                 .args(["--quick-generate-key", uid, "ed25519", "sign", "never"]));
-            let listed = run(gpg
-                .cmd()
-                .args(["--with-colons", "--list-secret-keys", uid]));
+            let listed = run(gpg.cmd().args(["--with-colons", "--list-secret-keys", uid]));
             let text = String::from_utf8(listed.stdout).unwrap();
             let fpr = text
                 .lines()
@@ -661,7 +736,9 @@ impl Drop for Gpg {
 fn build_debs(work: &Path, root: &Path, specs: &[PackageSpec]) -> Vec<MirrorPackage> {
     let next = AtomicUsize::new(0);
     let built = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
     std::thread::scope(|s| {
         for _ in 0..workers.min(specs.len()) {
             s.spawn(|| loop {
@@ -693,18 +770,26 @@ fn build_debs(work: &Path, root: &Path, specs: &[PackageSpec]) -> Vec<MirrorPack
 }
 
 fn build_deb(work: &Path, root: &Path, spec: &PackageSpec) -> PathBuf {
-    let tree = work
-        .join("build")
-        .join(format!("{}_{}_{}", spec.name, spec.version.replace(':', "%3a"), spec.architecture));
+    let tree = work.join("build").join(format!(
+        "{}_{}_{}",
+        spec.name,
+        spec.version.replace(':', "%3a"),
+        spec.architecture
+    ));
     let _ = std::fs::remove_dir_all(&tree);
     let mkdir = |dir: &Path, mode: u32| {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
     };
     let inside = |path: &str| {
-        let rel = path.strip_prefix('/').unwrap_or_else(|| panic!("{path}: not absolute"));
+        let rel = path
+            .strip_prefix('/')
+            .unwrap_or_else(|| panic!("{path}: not absolute"));
         assert!(
-            !rel.is_empty() && !rel.split('/').any(|c| c.is_empty() || c == "." || c == ".."),
+            !rel.is_empty()
+                && !rel
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == ".."),
             "{path}: not a plain absolute path"
         );
         tree.join(rel)
@@ -741,7 +826,11 @@ fn build_deb(work: &Path, root: &Path, spec: &PackageSpec) -> PathBuf {
         mkdir(&dir, *mode);
     }
     for (path, contents, mode) in &spec.files {
-        assert_eq!(mode & 0o6000, 0, "{path}: set-id modes are refused by the sandbox");
+        assert_eq!(
+            mode & 0o6000,
+            0,
+            "{path}: set-id modes are refused by the sandbox"
+        );
         let file = inside(path);
         parents(&file);
         std::fs::write(&file, contents).unwrap();
@@ -773,8 +862,7 @@ fn build_deb(work: &Path, root: &Path, spec: &PackageSpec) -> PathBuf {
 
 /// The packages of the default mirror.
 pub fn default_packages(arch: &str) -> Vec<PackageSpec> {
-    let busybox = std::fs::read("/bin/busybox")
-        .expect("/bin/busybox is needed for the test mirror (apt-get install busybox-static)");
+    let busybox = busybox_without_dpkg();
     let mut busybox_base = PackageSpec::new("busybox-base", "1.35.0-1")
         .arch(arch)
         .essential()
@@ -805,7 +893,11 @@ pub fn default_packages(arch: &str) -> Vec<PackageSpec> {
                 "greet() {\n    echo \"Hello, world!\"\n}\n",
                 0o644,
             )
-            .file("/usr/share/libgreeting/version", format!("{version}\n"), 0o644)
+            .file(
+                "/usr/share/libgreeting/version",
+                format!("{version}\n"),
+                0o644,
+            )
     };
 
     vec![
@@ -900,6 +992,39 @@ pub fn default_packages(arch: &str) -> Vec<PackageSpec> {
             .depends("does-not-exist (>= 1.0)")
             .file("/usr/bin/needs-missing", tool("needs-missing", "here"), 0o755),
     ]
+}
+
+/// The host's static busybox, with its `dpkg` and `dpkg-deb` applets
+/// renamed out of the way.
+///
+/// Debian builds busybox with `FEATURE_SH_STANDALONE`: its shell runs an
+/// applet of a command's name before looking in `PATH`, so `sh -c 'dpkg
+/// ...'` would run busybox's own dpkg, never `/usr/bin/dpkg`. Busybox finds
+/// applets in one sorted, NUL-separated table of names; renaming them to
+/// `dpk_` and `dpk_-deb` keeps the lengths (so the offsets) and the order,
+/// and every other applet is found as before.
+pub fn busybox_without_dpkg() -> Vec<u8> {
+    const NAMES: &[u8] = b"dos2unix\0dpkg\0dpkg-deb\0du\0";
+    const RENAMED: &[u8] = b"dos2unix\0dpk_\0dpk_-deb\0du\0";
+    let mut busybox = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox is needed for the test mirror (apt-get install busybox-static)");
+    let found: Vec<usize> = busybox
+        .windows(NAMES.len())
+        .enumerate()
+        .filter(|(_, w)| *w == NAMES)
+        .map(|(i, _)| i)
+        .collect();
+    match found[..] {
+        [at] => busybox[at..at + NAMES.len()].copy_from_slice(RENAMED),
+        // A busybox built without the applets needs no change.
+        [] if !busybox.windows(6).any(|w| w == b"\0dpkg\0") => {}
+        _ => panic!(
+            "/bin/busybox: cannot find its dpkg applet's name exactly once in the applet table \
+             (found {} times); the test mirror cannot take it out of the way",
+            found.len()
+        ),
+    }
+    busybox
 }
 
 /// Runs `cmd`, panicking with its stderr if it fails.
@@ -1047,7 +1172,9 @@ pub fn debian_version_order(a: &str, b: &str) -> std::cmp::Ordering {
     }
     let (ea, ua, ra) = split(a);
     let (eb, ub, rb) = split(b);
-    ea.cmp(&eb).then_with(|| part(ua, ub)).then_with(|| part(ra, rb))
+    ea.cmp(&eb)
+        .then_with(|| part(ua, ub))
+        .then_with(|| part(ra, rb))
 }
 
 /// `/usr/bin/dpkg` of the fixture's `dpkg` package (`@ARCH@` is replaced).
@@ -1167,6 +1294,7 @@ function para(   pk, st, i, w) {
 	else if (mode == "state") { if (pk == p) print st }
 	else if (mode == "para") { if (pk == p) for (i = 1; i <= n; i++) print L[i] }
 	else if (mode == "pending") { if (st == "unpacked" || st == "half-configured") print pk }
+	else if (mode == "sort") { S[pk] = ""; for (i = 1; i <= n; i++) S[pk] = S[pk] L[i] "\n"; N[++ns] = pk }
 	else if (mode == "remove" || mode == "setstatus") {
 		if (pk == p && mode == "remove") { n = 0; return }
 		for (i = 1; i <= n; i++) {
@@ -1190,7 +1318,12 @@ function para(   pk, st, i, w) {
 { L[++n] = $0 }
 END {
 	if (n) para()
-	if (mode == "relation" && kind == "conflicts") met(rel, "")
+	if (mode == "sort") {
+		# Like dpkg, by package name: the same packages give the same file.
+		for (i = 2; i <= ns; i++) for (j = i; j > 1 && N[j - 1] > N[j]; j--) { k = N[j]; N[j] = N[j - 1]; N[j - 1] = k }
+		for (i = 1; i <= ns; i++) printf "%s\n", S[N[i]]
+	}
+	else if (mode == "relation" && kind == "conflicts") met(rel, "")
 	else if (mode == "relation") unmet(rel)
 }
 '
@@ -1275,19 +1408,26 @@ unpack_one() {
 	case $oldstate in
 	installed | unpacked | half-configured) old=$(q mode=version p="$pkg" "$status") ;;
 	esac
-	bad=$(q mode=relation kind=conflicts rel="$(q mode=field f=Conflicts "$admin/tmp.ci/control")" \
-		states="installed unpacked half-configured half-installed" skip="$pkg" "$status"
-	q mode=rconflicts skip="$pkg" "$admin/tmp.ci/control" "$status")
+	bad=$(
+		q mode=relation kind=conflicts rel="$(q mode=field f=Conflicts "$admin/tmp.ci/control")" \
+			states="installed unpacked half-configured half-installed" skip="$pkg" "$status" |
+			sed "s/^/$pkg conflicts with /"
+		q mode=rconflicts skip="$pkg" "$admin/tmp.ci/control" "$status"
+	)
 	if [ -n "$bad" ]; then
-		problem "archive $deb (--$action)" "conflicting packages - not installing $pkg: $(echo $bad)" "$deb"
+		printf 'dpkg: regarding %s containing %s:\n%s\n' "$deb" "$pkg" "$(echo "$bad" | sed 's/^/ /')" >&2
+		problem "archive $deb (--$action)" "conflicting packages - not installing $pkg" "$deb"
 		return 1
 	fi
 	bad=$(q mode=relation rel="$(q mode=field f=Pre-Depends "$admin/tmp.ci/control")" states=installed "$status")
-	if [ -n "$bad" ] && [ -z "$force_depends" ]; then
-		problem "archive $deb (--$action)" "pre-dependency problem - not installing $pkg: it pre-depends on $(echo $bad)" "$deb"
-		return 1
-	elif [ -n "$bad" ]; then
-		warn "$pkg pre-depends on $(echo $bad); ignoring pre-dependency problem!"
+	if [ -n "$bad" ]; then
+		printf 'dpkg: regarding %s containing %s, pre-dependency problem:\n%s\n' "$deb" "$pkg" \
+			"$(echo "$bad" | sed "s/^/ $pkg pre-depends on /; s/\$/; however it is not installed and configured./")" >&2
+		if [ -z "$force_depends" ]; then
+			problem "archive $deb (--$action)" "pre-dependency problem - not installing $pkg" "$deb"
+			return 1
+		fi
+		warn "ignoring pre-dependency problem!"
 	fi
 	if [ -n "$old" ]; then
 		say "Unpacking $pkg ($ver) over ($old) ..."
@@ -1332,7 +1472,7 @@ unpack_one() {
 		[ -n "$old" ] && [ "$oldstate" = installed ] && say "Config-Version: $old"
 		grep -v -e '^Package:' -e '^[[:space:]]*$' "$admin/tmp.ci/control"
 		say ""
-	} | put_status
+	} | q mode=sort - | put_status
 	rm -rf "$admin/tmp.ci"
 	unpacked=$pkg
 }
@@ -1358,11 +1498,17 @@ configure_one() {
 	bad=$(q mode=relation rel="$(q mode=field f=Depends "$admin/tmp.para")" states=installed batch=" $batch " "$status")
 	cv=$(q mode=field f=Config-Version "$admin/tmp.para")
 	rm -f "$admin/tmp.para"
-	if [ -n "$bad" ] && [ -z "$force_depends" ]; then
-		problem "package $pkg (--configure)" "dependency problems - leaving unconfigured: $pkg depends on $(echo $bad | sed 's/ \([^ ]*\)$/\1/'); however they are not installed" "$pkg"
-		return 1
-	elif [ -n "$bad" ]; then
-		warn "$pkg depends on $(echo $bad); configuring anyway as you requested"
+	if [ -n "$bad" ]; then
+		if [ -z "$force_depends" ]; then
+			say "dpkg: dependency problems prevent configuration of $pkg:" >&2
+		else
+			say "dpkg: $pkg: dependency problems, but configuring anyway as you requested:" >&2
+		fi
+		echo "$bad" | sed "s/^/ $pkg depends on /; s/\$/; however it is not installed./" >&2
+		if [ -z "$force_depends" ]; then
+			problem "package $pkg (--$action)" "dependency problems - leaving unconfigured" "$pkg"
+			return 1
+		fi
 	fi
 	say "Setting up $pkg ($ver) ..."
 	q mode=setstatus p="$pkg" to=half-configured "$status" | put_status
@@ -1483,7 +1629,7 @@ function para(   pk, st, out, rest, i) {
 	if (pk == "" || (names != " " && !index(names, " " pk " "))) { n = 0; return }
 	if (st == "not-installed" && names == " ") { n = 0; return }
 	FOUND[pk] = 1
-	if (action == "status") { for (i = 1; i <= n; i++) print L[i]; print ""; n = 0; return }
+	if (action == "status") { for (i = 1; i <= n; i++) OUT[pk] = OUT[pk] L[i] "\n"; OUT[pk] = OUT[pk] "\n"; ORDER[++no] = pk; n = 0; return }
 	out = ""; rest = format
 	while ((i = index(rest, "${")) > 0) {
 		out = out substr(rest, 1, i - 1); rest = substr(rest, i + 2)
@@ -1491,7 +1637,7 @@ function para(   pk, st, out, rest, i) {
 		if (!i) { rest = "${" rest; break }
 		out = out value(substr(rest, 1, i - 1)); rest = substr(rest, i + 1)
 	}
-	printf "%s", out rest
+	OUT[pk] = out rest; ORDER[++no] = pk
 	n = 0
 }
 BEGIN {
@@ -1503,6 +1649,9 @@ BEGIN {
 { L[++n] = $0 }
 END {
 	if (n) para()
+	# By package name, as dpkg-query lists them.
+	for (i = 2; i <= no; i++) for (j = i; j > 1 && ORDER[j - 1] > ORDER[j]; j--) { k = ORDER[j]; ORDER[j] = ORDER[j - 1]; ORDER[j - 1] = k }
+	for (i = 1; i <= no; i++) printf "%s", OUT[ORDER[i]]
 	m = split(names, N, " "); bad = 0
 	for (i = 1; i <= m; i++) if (!(N[i] in FOUND)) {
 		if (action == "status") printf "dpkg-query: package '\''%s'\'' is not installed and no information is available\n", N[i] > "/dev/stderr"
