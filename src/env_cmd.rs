@@ -52,9 +52,9 @@ pub enum EnvCommand {
     },
     /// The cached layers: stage, key, size, last use.
     List {
-        /// The store (default as for `build`).
-        #[arg(long, value_name = "DIR")]
-        store: Option<PathBuf>,
+        /// (--repo is accepted for symmetry; the list is the store's.)
+        #[command(flatten)]
+        place: Place,
         #[arg(long)]
         json: bool,
     },
@@ -166,7 +166,10 @@ pub fn update(place: Place) -> Result<ExitCode> {
         lock.files.len(),
         lock.date,
         if changed {
-            format!(" → {}", engine.repo.root.join(snapshot::LOCK_FILE).display())
+            format!(
+                " → {}",
+                engine.repo.root.join(snapshot::LOCK_FILE).display()
+            )
         } else {
             String::new()
         }
@@ -217,7 +220,7 @@ pub fn run(command: EnvCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::from(outcome.status.code().clamp(0, 255) as u8))
         }
-        EnvCommand::List { store, json } => list(store, json),
+        EnvCommand::List { place, json } => list(place.store, json),
     }
 }
 

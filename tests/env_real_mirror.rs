@@ -62,7 +62,10 @@ fn hello_runs_as_the_builder_in_a_pkg_env_from_the_real_mirror() {
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(run.status.success());
     assert!(stdout.contains("Hello, world!"), "{stdout}");
-    assert!(stdout.trim_end().ends_with("1000"), "hello ran as U: {stdout}");
+    assert!(
+        stdout.trim_end().ends_with("1000"),
+        "hello ran as U: {stdout}"
+    );
 
     // A second build is all hits and needs no network: the lock and the
     // store hold everything.

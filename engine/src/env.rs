@@ -186,16 +186,17 @@ fn fetch(engine: &Engine, pinned: &Pinned, packages: &[Resolved]) -> Result<Vec<
                 size: r.size,
             })
             .collect();
-        let results = Fetcher::default().parallel_fetch(&items, engine.jobs, |done, total, bytes| {
-            engine.observer.fetch_progress(done, total, bytes)
-        });
+        let results =
+            Fetcher::default().parallel_fetch(&items, engine.jobs, |done, total, bytes| {
+                engine.observer.fetch_progress(done, total, bytes)
+            });
         let mut errors = Vec::new();
         for ((r, item), result) in missing.iter().zip(&items).zip(results) {
             let stored = result.map_err(Error::from).and_then(|_| {
                 let digest = deb_digest(r)?;
                 let mut file = std::fs::File::open(&item.dest)
                     .map_err(|e| Error::io(format!("opening {}", item.dest.display()), e))?;
-                engine.store.put_blob_expecting(&mut file, &digest)?;
+                engine.store.put_blob_expecting(&mut file, digest)?;
                 Ok(digest)
             });
             let _ = std::fs::remove_file(&item.dest);
@@ -309,7 +310,11 @@ fn layer_on(
                 .map_err(|e| Error::io(format!("creating {}", upper.display()), e))?;
         } else {
             let debs = fetch(engine, pinned, &added)?;
-            let script = if below.paths.iter().any(|p| p.join("usr/bin/apt-get").exists()) {
+            let script = if below
+                .paths
+                .iter()
+                .any(|p| p.join("usr/bin/apt-get").exists())
+            {
                 apt_install_script(&added)
             } else {
                 dpkg_install_script(&debs, &added)?
@@ -367,7 +372,13 @@ fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> 
             .and_then(|()| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)))
             .map_err(|e| Error::io(format!("writing {}", p.display()), e))
     };
-    for dir in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc/dpkg/dpkg.cfg.d"] {
+    for dir in [
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/lib64",
+        "etc/dpkg/dpkg.cfg.d",
+    ] {
         mkdir(&root.join(dir))?;
     }
     for (link, target) in [
@@ -387,9 +398,8 @@ fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> 
                 merged_usr: true,
                 ..UnpackOptions::default()
             },
-        ).map_err(
-            |e| Error::Other(format!("unpacking {} {}: {e}", r.name, r.version)),
-        )?;
+        )
+        .map_err(|e| Error::Other(format!("unpacking {} {}: {e}", r.name, r.version)))?;
     }
     let dpkg = root.join("var/lib/dpkg");
     for dir in ["info", "updates", "triggers"] {
@@ -465,11 +475,17 @@ fn dpkg_install_script(debs: &[PathBuf], added: &[Resolved]) -> Result<String> {
                     .collect()
             })
             .unwrap_or_default();
-        pending.push((staged_name(r), pre.into_iter().filter(|n| *n != r.name).collect()));
+        pending.push((
+            staged_name(r),
+            pre.into_iter().filter(|n| *n != r.name).collect(),
+        ));
     }
     let names: Vec<&str> = added.iter().map(|r| r.name.as_str()).collect();
-    let mut waiting: Vec<(usize, &Vec<String>)> =
-        pending.iter().enumerate().map(|(i, (_, pre))| (i, pre)).collect();
+    let mut waiting: Vec<(usize, &Vec<String>)> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, (_, pre))| (i, pre))
+        .collect();
     let mut steps = Vec::new();
     while !waiting.is_empty() {
         let left: Vec<&str> = waiting.iter().map(|(i, _)| names[*i]).collect();
@@ -477,13 +493,24 @@ fn dpkg_install_script(debs: &[PathBuf], added: &[Resolved]) -> Result<String> {
             .iter()
             .partition(|(_, pre)| !pre.iter().any(|p| left.contains(&p.as_str())));
         // A cycle of pre-dependencies: install the rest together.
-        let batch = if ready.is_empty() { waiting.clone() } else { ready };
+        let batch = if ready.is_empty() {
+            waiting.clone()
+        } else {
+            ready
+        };
         let files: Vec<String> = batch
             .iter()
             .map(|(i, _)| format!("/.comb/debs/{}", pending[*i].0))
             .collect();
-        steps.push(format!("dpkg --force-depends --install {}", files.join(" ")));
-        waiting = if batch.len() == waiting.len() { Vec::new() } else { blocked };
+        steps.push(format!(
+            "dpkg --force-depends --install {}",
+            files.join(" ")
+        ));
+        waiting = if batch.len() == waiting.len() {
+            Vec::new()
+        } else {
+            blocked
+        };
     }
     steps.push("dpkg --configure --pending".to_string());
     Ok(steps.join(" && "))
@@ -517,9 +544,10 @@ fn install_in_sandbox(
         // bits (the sandbox refuses set-id modes).
         let mut set_id = Vec::new();
         for (path, r) in debs.iter().zip(added) {
-            set_id.extend(set_id_files(path).map_err(|e| {
-                Error::Other(format!("reading {} {}: {e}", r.name, r.version))
-            })?);
+            set_id.extend(
+                set_id_files(path)
+                    .map_err(|e| Error::Other(format!("reading {} {}: {e}", r.name, r.version)))?,
+            );
         }
         let overrides = deb::statoverride_for(&set_id);
         let prelude = if overrides.is_empty() {
@@ -554,10 +582,7 @@ fn install_in_sandbox(
         spec.env = vec![
             ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
             ("DEBCONF_NONINTERACTIVE_SEEN".into(), "true".into()),
-            (
-                "PATH".into(),
-                "/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ),
+            ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
         ];
         spec.limits.wall_timeout = Some(INSTALL_TIMEOUT);
         let outcome = comb_sandbox::run(&engine.sandbox, &spec)?;
@@ -639,8 +664,8 @@ fn dpkg_status(paths: &[PathBuf]) -> Option<PathBuf> {
 
 fn blake3_file(path: &Path) -> Result<String> {
     let mut hasher = blake3::Hasher::new();
-    let mut file =
-        std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     std::io::copy(&mut file, &mut hasher)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     Ok(format!("blake3:{}", hasher.finalize().to_hex()))

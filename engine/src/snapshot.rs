@@ -37,7 +37,10 @@ pub struct Pinned {
 /// APT sources.
 pub fn mirror_config(engine: &Engine) -> Result<MirrorConfig> {
     let d = &engine.repo.distro;
-    let complete = d.mirror.is_some() && d.suite.is_some() && d.components.is_some() && d.architecture.is_some();
+    let complete = d.mirror.is_some()
+        && d.suite.is_some()
+        && d.components.is_some()
+        && d.architecture.is_some();
     let mut mirror = if complete {
         MirrorConfig {
             uri: String::new(),
@@ -166,7 +169,8 @@ fn read_lock(path: &Path) -> Result<SnapshotLock> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::Lock {
                 path: path.to_path_buf(),
-                message: "no lock yet: run `comb update` to pin a snapshot of the distribution".into(),
+                message: "no lock yet: run `comb update` to pin a snapshot of the distribution"
+                    .into(),
             })
         }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),

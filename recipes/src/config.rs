@@ -146,13 +146,17 @@ impl RepoConfig {
                 }
                 let mut components = Vec::new();
                 for c in list.get_ref() {
-                    components.push(plain_name(c, "component").map_err(|m| bad(c.span().start, m))?);
+                    components
+                        .push(plain_name(c, "component").map_err(|m| bad(c.span().start, m))?);
                 }
                 distro.components = Some(components);
             }
             if let Some(k) = d.keyring {
                 if k.get_ref().is_empty() {
-                    return Err(bad(k.span().start, "keyring is empty: give a file path".into()));
+                    return Err(bad(
+                        k.span().start,
+                        "keyring is empty: give a file path".into(),
+                    ));
                 }
                 distro.keyring = Some(root.join(k.get_ref()));
             }
@@ -202,7 +206,9 @@ fn package_list(
             Some((n, v)) => (n, Some(v)),
             None => (item.get_ref().as_str(), None),
         };
-        if !is_package_name(name) || version.is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace)) {
+        if !is_package_name(name)
+            || version.is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace))
+        {
             return Err((
                 item.span().start,
                 format!(
@@ -212,7 +218,10 @@ fn package_list(
             ));
         }
         if out.contains(item.get_ref()) {
-            return Err((item.span().start, format!("{what}: {:?} is listed twice", item.get_ref())));
+            return Err((
+                item.span().start,
+                format!("{what}: {:?} is listed twice", item.get_ref()),
+            ));
         }
         out.push(item.get_ref().clone());
     }
@@ -256,26 +265,51 @@ mod tests {
         .unwrap();
         assert_eq!(c.distro.mirror.as_deref(), Some("file:/srv/mirror"));
         assert_eq!(c.distro.components.unwrap(), ["main", "contrib"]);
-        assert_eq!(c.distro.keyring.unwrap(), Path::new("/repo/keys/archive.gpg"));
+        assert_eq!(
+            c.distro.keyring.unwrap(),
+            Path::new("/repo/keys/archive.gpg")
+        );
         assert_eq!(c.base.install.unwrap(), ["busybox", "dpkg=1.21.22"]);
         assert!(c.base.build.is_empty());
     }
 
     #[test]
     fn errors_name_file_line_and_column() {
-        let e = parse("[distro]\nsuite = \"book worm\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("/repo/comb.toml:2:9: suite \"book worm\""), "{e}");
+        let e = parse("[distro]\nsuite = \"book worm\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/repo/comb.toml:2:9: suite \"book worm\""),
+            "{e}"
+        );
         let e = parse("[distro]\nmirorr = \"x\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("/repo/comb.toml:2:1:") && e.contains("mirorr") && e.contains("mirror"), "{e}");
-        let e = parse("[base]\nbuild = [\"gcc\", \"Bad_Name\"]\n").unwrap_err().to_string();
-        assert!(e.starts_with("/repo/comb.toml:2:17:") && e.contains("Bad_Name"), "{e}");
-        let e = parse("[base]\nbuild = [\"gcc\", \"gcc\"]\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("/repo/comb.toml:2:1:") && e.contains("mirorr") && e.contains("mirror"),
+            "{e}"
+        );
+        let e = parse("[base]\nbuild = [\"gcc\", \"Bad_Name\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/repo/comb.toml:2:17:") && e.contains("Bad_Name"),
+            "{e}"
+        );
+        let e = parse("[base]\nbuild = [\"gcc\", \"gcc\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listed twice"), "{e}");
-        let e = parse("[distro]\nmirror = \"ftp://x\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("/repo/comb.toml:2:10:") && e.contains("http://"), "{e}");
+        let e = parse("[distro]\nmirror = \"ftp://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/repo/comb.toml:2:10:") && e.contains("http://"),
+            "{e}"
+        );
         let e = parse("[distro\n").unwrap_err().to_string();
         assert!(e.starts_with("/repo/comb.toml:1:"), "{e}");
-        let e = parse("[distro]\ncomponents = []\n").unwrap_err().to_string();
+        let e = parse("[distro]\ncomponents = []\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("components is empty"), "{e}");
     }
 

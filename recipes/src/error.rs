@@ -27,7 +27,12 @@ pub enum Error {
 
 impl Error {
     /// An error at byte `offset` of `text`, the contents of `path`.
-    pub(crate) fn at(path: &std::path::Path, text: &str, offset: Option<usize>, message: String) -> Error {
+    pub(crate) fn at(
+        path: &std::path::Path,
+        text: &str,
+        offset: Option<usize>,
+        message: String,
+    ) -> Error {
         let (line, column) = match offset {
             Some(offset) => line_column(text, offset),
             None => (1, 1),

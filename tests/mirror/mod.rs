@@ -50,77 +50,15 @@ pub const MARKER_DIR: &str = "/var/lib/comb-test";
 /// The busybox applets `busybox-base` links in `/usr/bin` (`sh` and `ash`
 /// are shipped under `/bin/` instead). `dpkg` is left out on purpose: the
 /// `dpkg` package owns that name.
+#[rustfmt::skip]
 pub const APPLETS: &[&str] = &[
-    "[",
-    "[[",
-    "ar",
-    "awk",
-    "basename",
-    "cat",
-    "chgrp",
-    "chmod",
-    "chown",
-    "cmp",
-    "cp",
-    "cut",
-    "date",
-    "diff",
-    "dirname",
-    "du",
-    "echo",
-    "egrep",
-    "env",
-    "expr",
-    "false",
-    "fgrep",
-    "find",
-    "grep",
-    "gunzip",
-    "gzip",
-    "head",
-    "hostname",
-    "id",
-    "kill",
-    "ln",
-    "ls",
-    "md5sum",
-    "mkdir",
-    "mktemp",
-    "mv",
-    "nproc",
-    "od",
-    "patch",
-    "printf",
-    "ps",
-    "pwd",
-    "readlink",
-    "realpath",
-    "rm",
-    "rmdir",
-    "sed",
-    "seq",
-    "sha256sum",
-    "sleep",
-    "sort",
-    "stat",
-    "tail",
-    "tar",
-    "tee",
-    "test",
-    "timeout",
-    "touch",
-    "tr",
-    "true",
-    "uname",
-    "uniq",
-    "unxz",
-    "wc",
-    "which",
-    "whoami",
-    "xargs",
-    "xz",
-    "xzcat",
-    "zcat",
+    "[", "[[", "ar", "awk", "basename", "cat", "chgrp", "chmod", "chown", "cmp", "cp", "cut",
+    "date", "diff", "dirname", "du", "echo", "egrep", "env", "expr", "false", "fgrep", "find",
+    "grep", "gunzip", "gzip", "head", "hostname", "id", "kill", "ln", "ls", "md5sum", "mkdir",
+    "mktemp", "mv", "nproc", "od", "patch", "printf", "ps", "pwd", "readlink", "realpath", "rm",
+    "rmdir", "sed", "seq", "sha256sum", "sleep", "sort", "stat", "tail", "tar", "tee", "test",
+    "timeout", "touch", "tr", "true", "uname", "uniq", "unxz", "wc", "which", "whoami", "xargs",
+    "xz", "xzcat", "zcat",
 ];
 
 /// How `dpkg-deb` compresses a package's members.
@@ -482,16 +420,13 @@ impl TestMirror {
     }
 
     /// `Packages` (and `Packages.xz`) no longer match what `InRelease`
-    /// says of them: `hello` gets another version; `InRelease` is kept.
+    /// says of them: the first package gets epoch 9 (so it would win if the
+    /// index were believed); `InRelease` is kept.
     pub fn tamper_packages(&self) {
         let path = self.packages_index();
         let text = std::fs::read_to_string(&path).unwrap();
-        let tampered = text.replacen(
-            "Package: hello\nVersion: ",
-            "Package: hello\nVersion: 9:",
-            1,
-        );
-        assert_ne!(text, tampered, "no hello in {}", path.display());
+        let tampered = text.replacen("\nVersion: ", "\nVersion: 9:", 1);
+        assert_ne!(text, tampered, "no package in {}", path.display());
         std::fs::write(&path, &tampered).unwrap();
         std::fs::write(path.with_extension("xz"), xz(tampered.as_bytes())).unwrap();
     }
@@ -500,7 +435,7 @@ impl TestMirror {
     /// in [`TestMirror::keyring`] (but is in [`TestMirror::other_keyring`]).
     pub fn sign_with_other_key(&self) {
         let gpg = Gpg::import(&self.work.join("keys"));
-        sign_release(&gpg, &self.dir, &self.other_key);
+        sign_release(&gpg, &self.dists(), &self.other_key);
     }
 
     /// Changes bytes in the middle of `package`'s `.deb` (the newest version
@@ -626,12 +561,12 @@ impl TestMirror {
 
     fn sign_in(&mut self, gpg: &Gpg, key: &str) {
         self.generation += 1;
-        sign_release(gpg, &self.dir, key);
+        sign_release(gpg, &self.dists(), key);
     }
 }
 
-fn sign_release(gpg: &Gpg, root: &Path, key: &str) {
-    let dists = root.join("dists").join(SUITE);
+/// Signs `dists/Release` as `InRelease` and `Release.gpg` with `key`.
+fn sign_release(gpg: &Gpg, dists: &Path, key: &str) {
     let release = dists.join("Release");
     for (args, name) in [
         (&["--clearsign"][..], "InRelease"),
