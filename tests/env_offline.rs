@@ -379,3 +379,64 @@ fn a_comb_killed_while_building_a_layer_is_recovered_from() {
     let tmp: Vec<_> = std::fs::read_dir(w.store.join("tmp")).unwrap().collect();
     assert!(tmp.is_empty(), "left in tmp: {tmp:?}");
 }
+
+#[test]
+fn two_combs_on_one_store_build_each_node_once() {
+    if !is_root() {
+        return;
+    }
+    let w = World::new();
+    assert!(w.comb(&["update"]).status.success());
+    let spawn = || {
+        w.command(&["env", "build", "--json", "--with", "hello"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut events = Vec::new();
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        events.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    // Each layer was built by one of them; the other waited and found it.
+    for stage in ["base-install", "base-build", "pkg-env"] {
+        let built = events
+            .iter()
+            .filter(|e| e["stage"] == stage && e["status"] == "built")
+            .count();
+        let hits = events
+            .iter()
+            .filter(|e| e["stage"] == stage && e["status"] == "hit")
+            .count();
+        assert_eq!((built, hits), (1, 1), "{stage}: {events:?}");
+    }
+}
+
+#[test]
+fn with_the_lock_and_the_store_complete_no_mirror_is_needed() {
+    if !is_root() {
+        return;
+    }
+    let w = World::new();
+    assert!(w.comb(&["update"]).status.success());
+    w.build(&["hello"]);
+    // The mirror goes away entirely.
+    let gone = w.mirror.dir.with_extension("gone");
+    std::fs::rename(&w.mirror.dir, &gone).unwrap();
+    let events = w.build(&["hello"]);
+    assert!(events.iter().all(|e| e["status"] == "hit"), "{events:?}");
+    let hello = w.run(&["hello"], false, "hello");
+    assert!(hello.contains("Hello, world!"), "{hello}");
+    std::fs::rename(&gone, &w.mirror.dir).unwrap();
+}

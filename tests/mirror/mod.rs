@@ -1487,6 +1487,7 @@ if [ $action = install ]; then
 	for arg in "$@"; do
 		case $arg in -*) continue ;; esac
 		unpack_one "$arg" && batch="$batch $unpacked"
+		rm -rf "$admin/tmp.ci" "$info"/*.list-new
 	done
 else
 	if [ -n "$pending" ]; then
