@@ -119,11 +119,11 @@ fn resolve(
     let record = engine.node(NodeKind::Resolve, set, &d, |_| {
         let names = match names {
             Some(n) => n.to_vec(),
-            None => essential_and_required(&pinned.snapshot.read_packages()?),
+            None => essential_and_required(&pinned.snapshot()?.read_packages()?),
         };
         let work = engine.store.tmp_path("aptbox");
         let indices: Vec<PathBuf> = pinned
-            .snapshot
+            .snapshot()?
             .packages
             .iter()
             .map(|f| f.local.clone())

@@ -25,12 +25,36 @@ struct LockFile {
     snapshot: SnapshotLock,
 }
 
-/// The snapshot a run resolves against.
+/// The snapshot a run resolves against. Its files are re-verified
+/// against the lock (signature, digests) the first time a stage reads
+/// them; a run whose every node is a hit never needs to.
 pub struct Pinned {
     pub lock: SnapshotLock,
-    pub snapshot: Snapshot,
     /// The index node's key.
     pub key: String,
+    /// The stored snapshot tree.
+    pub tree: PathBuf,
+    verified: std::sync::OnceLock<Snapshot>,
+}
+
+impl Pinned {
+    fn new(lock: SnapshotLock, key: String, tree: PathBuf) -> Pinned {
+        Pinned {
+            lock,
+            key,
+            tree,
+            verified: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The snapshot's verified files.
+    pub fn snapshot(&self) -> Result<&Snapshot> {
+        if let Some(s) = self.verified.get() {
+            return Ok(s);
+        }
+        let snapshot = self.lock.verify(&self.tree)?;
+        Ok(self.verified.get_or_init(|| snapshot))
+    }
 }
 
 /// The mirror of `[distro]`, with what it leaves out taken from the host's
@@ -113,17 +137,10 @@ pub fn update(engine: &Engine) -> Result<(Pinned, bool)> {
         Ok((NodeOutput::Tree(name), size))
     })?;
     let _ = std::fs::remove_dir_all(&dir);
-    let tree = engine.tree_of(&record)?;
-    let snapshot = lock.verify(&tree)?;
-    let changed = write_lock(&lock_path(engine), &lock)?;
-    Ok((
-        Pinned {
-            lock,
-            snapshot,
-            key: record.key,
-        },
-        changed,
-    ))
+    let pinned = Pinned::new(lock, record.key.clone(), engine.tree_of(&record)?);
+    pinned.snapshot()?;
+    let changed = write_lock(&lock_path(engine), &pinned.lock)?;
+    Ok((pinned, changed))
 }
 
 /// The snapshot `comb.lock` pins, from the store (fetched again, and
@@ -155,12 +172,7 @@ pub fn load(engine: &Engine) -> Result<Pinned> {
         result
     })?;
     let tree = engine.tree_of(&record)?;
-    let snapshot = lock.verify(&tree)?;
-    Ok(Pinned {
-        lock,
-        snapshot,
-        key: record.key,
-    })
+    Ok(Pinned::new(lock, record.key, tree))
 }
 
 fn read_lock(path: &Path) -> Result<SnapshotLock> {
