@@ -440,3 +440,41 @@ fn with_the_lock_and_the_store_complete_no_mirror_is_needed() {
     assert!(hello.contains("Hello, world!"), "{hello}");
     std::fs::rename(&gone, &w.mirror.dir).unwrap();
 }
+
+#[test]
+fn a_bad_comb_toml_or_a_missing_lock_says_where_and_what_to_do() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let store = dir.path().join("store");
+    let comb = |args: &[&str]| {
+        let out = Command::new(COMB)
+            .args(args)
+            .arg("--repo")
+            .arg(&repo)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    std::fs::write(repo.join("comb.toml"), "[distro]\nsuite = \"book worm\"\n").unwrap();
+    let (code, err) = comb(&["env", "build"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("comb.toml:2:9: suite \"book worm\" is not a plain name"), "{err}");
+    std::fs::write(repo.join("comb.toml"), "[base]\nbuidl = []\n").unwrap();
+    let (code, err) = comb(&["update"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("comb.toml:2:1") && err.contains("buidl"), "{err}");
+    if !is_root() {
+        return;
+    }
+    std::fs::write(repo.join("comb.toml"), "").unwrap();
+    let (code, err) = comb(&["env", "build"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("comb.lock") && err.contains("comb update"), "{err}");
+    std::fs::write(repo.join("comb.lock"), "format = 1\n[snapshot]\nuri = 3\n").unwrap();
+    let (code, err) = comb(&["env", "build"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("comb.lock") && err.contains("comb update"), "{err}");
+}

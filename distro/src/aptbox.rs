@@ -115,7 +115,7 @@ impl Aptbox {
         // Decide from the contents whether the existing setup still fits.
         let mut digests = Vec::with_capacity(packages_indices.len());
         for index in packages_indices {
-            digests.push(file_digest(index)?);
+            digests.push(crate::fetch::hash_file(index)?);
         }
         let digest = content_digest(architecture, &digests);
         let stamp_text = format!(
@@ -476,24 +476,6 @@ fn content_digest(architecture: &str, digests: &[(String, u64)]) -> String {
         h.update(format!("{sha} {size}\n").as_bytes());
     }
     hex::encode(h.finalize())
-}
-
-fn file_digest(path: &Path) -> Result<(String, u64)> {
-    let mut file = fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::io("reading", path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), size))
 }
 
 /// Concatenate `indices` into `dest` (through a temporary file), returning
