@@ -456,25 +456,40 @@ fn a_bad_comb_toml_or_a_missing_lock_says_where_and_what_to_do() {
             .arg(&store)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     std::fs::write(repo.join("comb.toml"), "[distro]\nsuite = \"book worm\"\n").unwrap();
     let (code, err) = comb(&["env", "build"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("comb.toml:2:9: suite \"book worm\" is not a plain name"), "{err}");
+    assert!(
+        err.contains("comb.toml:2:9: suite \"book worm\" is not a plain name"),
+        "{err}"
+    );
     std::fs::write(repo.join("comb.toml"), "[base]\nbuidl = []\n").unwrap();
     let (code, err) = comb(&["update"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("comb.toml:2:1") && err.contains("buidl"), "{err}");
+    assert!(
+        err.contains("comb.toml:2:1") && err.contains("buidl"),
+        "{err}"
+    );
     if !is_root() {
         return;
     }
     std::fs::write(repo.join("comb.toml"), "").unwrap();
     let (code, err) = comb(&["env", "build"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("comb.lock") && err.contains("comb update"), "{err}");
+    assert!(
+        err.contains("comb.lock") && err.contains("comb update"),
+        "{err}"
+    );
     std::fs::write(repo.join("comb.lock"), "format = 1\n[snapshot]\nuri = 3\n").unwrap();
     let (code, err) = comb(&["env", "build"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("comb.lock") && err.contains("comb update"), "{err}");
+    assert!(
+        err.contains("comb.lock") && err.contains("comb update"),
+        "{err}"
+    );
 }

@@ -392,6 +392,37 @@ pub fn essential_and_required(packages: &[BinaryPackage]) -> Vec<String> {
         .collect()
 }
 
+/// [`essential_and_required`] straight from the text of `Packages`
+/// indices, without parsing whole records: a quick scan of the three
+/// fields it needs (the bookworm index is 50 MB).
+pub fn essential_and_required_in(indices: &[&str]) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    for text in indices {
+        for paragraph in text.split("\n\n") {
+            let (mut name, mut wanted) = (None, false);
+            for line in paragraph.lines() {
+                let Some((field, value)) = line.split_once(':') else {
+                    continue;
+                };
+                let value = value.trim();
+                if field.eq_ignore_ascii_case("Package") {
+                    name = Some(value);
+                } else if (field.eq_ignore_ascii_case("Essential")
+                    && value.eq_ignore_ascii_case("yes"))
+                    || (field.eq_ignore_ascii_case("Priority")
+                        && value.eq_ignore_ascii_case("required"))
+                {
+                    wanted = true;
+                }
+            }
+            if let (Some(name), true) = (name, wanted) {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
 /// The APT configuration: every directory APT reads or writes is inside
 /// the work directory (or /dev/null).
 fn config_text(w: &str, architecture: &str) -> String {

@@ -4,6 +4,7 @@
 //!
 //! Needs: apt (apt-get, apt-config).
 
+use comb_distro::aptbox::essential_and_required_in;
 use comb_distro::fetch::sha256_hex;
 use comb_distro::{essential_and_required, parse_packages, Aptbox, Error, Resolved};
 use std::collections::BTreeMap;
@@ -561,6 +562,19 @@ fn essential_and_required_set() {
         ["base", "coreish", "libreq", "shell"]
     );
     assert!(essential_and_required(&[]).is_empty());
+    // The quick scan of the index text agrees, also when a description
+    // line looks like a field.
+    let tricky = format!(
+        "{text}{}",
+        para("described", "1.0", "all", "").replace(
+            "Description: test package described\n",
+            "Description: x\n Priority: required\n"
+        )
+    );
+    assert_eq!(
+        essential_and_required_in(&[&tricky]),
+        ["base", "coreish", "libreq", "shell"]
+    );
 }
 
 #[test]

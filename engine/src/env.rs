@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::snapshot::{dir_size, Pinned};
 use comb_cache::{Algorithm, Description, Digest, Expected, NodeKind, NodeOutput, NodeRecord};
-use comb_distro::aptbox::{essential_and_required, Aptbox, Resolved};
+use comb_distro::aptbox::{essential_and_required_in, Resolved};
 use comb_distro::deb::{self, UnpackOptions};
 use comb_distro::{FetchItem, Fetcher};
 use comb_sandbox::{Bind, Identity, Spec};
@@ -119,19 +119,19 @@ fn resolve(
     let record = engine.node(NodeKind::Resolve, set, &d, |_| {
         let names = match names {
             Some(n) => n.to_vec(),
-            None => essential_and_required(&pinned.snapshot()?.read_packages()?),
+            None => {
+                let mut texts = Vec::new();
+                for f in &pinned.snapshot()?.packages {
+                    texts.push(
+                        std::fs::read_to_string(&f.local)
+                            .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?,
+                    );
+                }
+                essential_and_required_in(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+            }
         };
-        let work = engine.store.tmp_path("aptbox");
-        let indices: Vec<PathBuf> = pinned
-            .snapshot()?
-            .packages
-            .iter()
-            .map(|f| f.local.clone())
-            .collect();
-        let result = Aptbox::new(&work, &pinned.lock.architecture, &indices)
-            .and_then(|apt| apt.resolve(&names, status.as_deref()));
-        let _ = std::fs::remove_dir_all(&work);
-        let resolved = result?;
+        let apt = pinned.aptbox(|| engine.store.tmp_path("aptbox"))?;
+        let resolved = apt.resolve(&names, status.as_deref())?;
         let json = serde_json::to_vec(&resolved)
             .map_err(|e| Error::Other(format!("serialising a resolution: {e}")))?;
         let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
@@ -267,7 +267,7 @@ fn base_install(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
         let tree = engine.store.begin_tree()?;
         let unpacked = tree.path().join("0");
         let configured = tree.path().join("1");
-        unpack_base(&unpacked, &debs, &added)?;
+        let set_id = unpack_base(&unpacked, &debs, &added)?;
         let script = "dpkg --force-depends --install /.comb/debs/*.deb && \
             dpkg --force-depends --configure --pending && \
             if ! grep -q '^builder:' /etc/passwd; then \
@@ -281,6 +281,7 @@ fn base_install(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
             &configured,
             &debs,
             &added,
+            &set_id,
             script,
         )?;
         let name = format!("base-install-{key}");
@@ -319,7 +320,17 @@ fn layer_on(
             } else {
                 dpkg_install_script(&debs, &added)?
             };
-            install_in_sandbox(engine, name, &below.paths, &upper, &debs, &added, &script)?;
+            let set_id = scan_set_id(&debs, &added)?;
+            install_in_sandbox(
+                engine,
+                name,
+                &below.paths,
+                &upper,
+                &debs,
+                &added,
+                &set_id,
+                &script,
+            )?;
         }
         let tree_name = format!("{}-{key}", stage.as_str());
         let size = dir_size(tree.path());
@@ -362,7 +373,7 @@ fn layer_from(
 /// The first stage of a bootstrap, as C: merged-/usr symlinks, every
 /// package's data unpacked (without set-id bits), an empty dpkg database, and policy-rc.d so no
 /// maintainer script starts a service.
-fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> {
+fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<deb::SetIdFile>> {
     let mkdir = |p: &Path| {
         std::fs::create_dir_all(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
     };
@@ -390,8 +401,9 @@ fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> 
         std::os::unix::fs::symlink(target, root.join(link))
             .map_err(|e| Error::io(format!("creating {link}"), e))?;
     }
+    let mut set_id = Vec::new();
     for (path, r) in debs.iter().zip(added) {
-        deb::unpack_data(
+        let report = deb::unpack_data(
             path,
             root,
             &UnpackOptions {
@@ -400,6 +412,7 @@ fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> 
             },
         )
         .map_err(|e| Error::Other(format!("unpacking {} {}: {e}", r.name, r.version)))?;
+        set_id.extend(report.set_id);
     }
     let dpkg = root.join("var/lib/dpkg");
     for dir in ["info", "updates", "triggers"] {
@@ -431,7 +444,7 @@ fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> 
         "#!/bin/sh\n# comb: no service starts while an environment is built.\nexit 101\n",
         0o755,
     )?;
-    Ok(())
+    Ok(set_id)
 }
 
 /// Installs the already resolved packages with the environment's own APT,
@@ -535,21 +548,15 @@ fn install_in_sandbox(
     upper: &Path,
     debs: &[PathBuf],
     added: &[Resolved],
+    set_id: &[deb::SetIdFile],
     script: &str,
 ) -> Result<()> {
     let staging = engine.store.tmp_path("debs");
     let result = (|| {
         stage_debs(&staging, debs, added)?;
-        // Set-id files of these packages: dpkg installs them without the
+        // dpkg installs the set-id files of these packages without the
         // bits (the sandbox refuses set-id modes).
-        let mut set_id = Vec::new();
-        for (path, r) in debs.iter().zip(added) {
-            set_id.extend(
-                set_id_files(path)
-                    .map_err(|e| Error::Other(format!("reading {} {}: {e}", r.name, r.version)))?,
-            );
-        }
-        let overrides = deb::statoverride_for(&set_id);
+        let overrides = deb::statoverride_for(set_id);
         let prelude = if overrides.is_empty() {
             String::new()
         } else {
@@ -632,6 +639,43 @@ fn stage_debs(dir: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> {
     }
     std::fs::write(dir.join("Packages"), index).map_err(|e| Error::io("writing Packages", e))?;
     Ok(())
+}
+
+/// The set-id files of all `debs`, read on every core: it means
+/// decompressing each package's data once.
+fn scan_set_id(debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<deb::SetIdFile>> {
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<deb::SetIdFile>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut found = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (Some(path), Some(r)) = (debs.get(i), added.get(i)) else {
+                            return Ok(found);
+                        };
+                        found.extend(set_id_files(path).map_err(|e| {
+                            Error::Other(format!("reading {} {}: {e}", r.name, r.version))
+                        })?);
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(Error::Other("a reader thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(all)
 }
 
 /// The set-id regular files a `.deb` would install, named as dpkg names

@@ -35,6 +35,17 @@ pub struct Pinned {
     /// The stored snapshot tree.
     pub tree: PathBuf,
     verified: std::sync::OnceLock<Snapshot>,
+    /// One private APT per snapshot and process: set up once, it resolves
+    /// every set of the run.
+    aptbox: std::sync::Mutex<Option<std::sync::Arc<comb_distro::aptbox::Aptbox>>>,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Ok(Some(apt)) = self.aptbox.get_mut().map(|a| a.take()) {
+            let _ = std::fs::remove_dir_all(apt.work());
+        }
+    }
 }
 
 impl Pinned {
@@ -44,7 +55,33 @@ impl Pinned {
             key,
             tree,
             verified: std::sync::OnceLock::new(),
+            aptbox: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The snapshot's private APT, set up in `work` on first use.
+    pub(crate) fn aptbox(
+        &self,
+        work: impl FnOnce() -> PathBuf,
+    ) -> Result<std::sync::Arc<comb_distro::aptbox::Aptbox>> {
+        let mut slot = self.aptbox.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(apt) = slot.as_ref() {
+            return Ok(apt.clone());
+        }
+        let indices: Vec<PathBuf> = self
+            .snapshot()?
+            .packages
+            .iter()
+            .map(|f| f.local.clone())
+            .collect();
+        let work = work();
+        let apt = comb_distro::aptbox::Aptbox::new(&work, &self.lock.architecture, &indices)
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&work);
+            })?;
+        let apt = std::sync::Arc::new(apt);
+        *slot = Some(apt.clone());
+        Ok(apt)
     }
 
     /// The snapshot's verified files.
