@@ -401,19 +401,25 @@ fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<
         std::os::unix::fs::symlink(target, root.join(link))
             .map_err(|e| Error::io(format!("creating {link}"), e))?;
     }
-    let mut set_id = Vec::new();
-    for (path, r) in debs.iter().zip(added) {
+    // In parallel: where two packages ship one path, which copy lands here
+    // does not matter, as dpkg unpacks every package again above it.
+    let set_id = on_every_core(debs.len(), |i| {
         let report = deb::unpack_data(
-            path,
+            &debs[i],
             root,
             &UnpackOptions {
                 merged_usr: true,
                 ..UnpackOptions::default()
             },
         )
-        .map_err(|e| Error::Other(format!("unpacking {} {}: {e}", r.name, r.version)))?;
-        set_id.extend(report.set_id);
-    }
+        .map_err(|e| {
+            Error::Other(format!(
+                "unpacking {} {}: {e}",
+                added[i].name, added[i].version
+            ))
+        })?;
+        Ok(report.set_id)
+    })?;
     let dpkg = root.join("var/lib/dpkg");
     for dir in ["info", "updates", "triggers"] {
         mkdir(&dpkg.join(dir))?;
@@ -641,24 +647,25 @@ fn stage_debs(dir: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> {
     Ok(())
 }
 
-/// The set-id files of all `debs`, read on every core: it means
-/// decompressing each package's data once.
-fn scan_set_id(debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<deb::SetIdFile>> {
+/// `work(i)` for every `i < count`, spread over every core; the results
+/// concatenated (in no particular order).
+fn on_every_core<T: Send>(
+    count: usize,
+    work: impl Fn(usize) -> Result<Vec<T>> + Sync,
+) -> Result<Vec<T>> {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<deb::SetIdFile>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..jobs)
+    let results: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.min(count))
             .map(|_| {
                 scope.spawn(|| {
                     let mut found = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let (Some(path), Some(r)) = (debs.get(i), added.get(i)) else {
+                        if i >= count {
                             return Ok(found);
-                        };
-                        found.extend(set_id_files(path).map_err(|e| {
-                            Error::Other(format!("reading {} {}: {e}", r.name, r.version))
-                        })?);
+                        }
+                        found.extend(work(i)?);
                     }
                 })
             })
@@ -667,7 +674,7 @@ fn scan_set_id(debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<deb::SetIdFil
             .into_iter()
             .map(|w| {
                 w.join()
-                    .unwrap_or_else(|_| Err(Error::Other("a reader thread panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::Other("a worker thread panicked".into())))
             })
             .collect()
     });
@@ -676,6 +683,19 @@ fn scan_set_id(debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<deb::SetIdFil
         all.extend(r?);
     }
     Ok(all)
+}
+
+/// The set-id files of all `debs` (reading them means decompressing each
+/// package's data once).
+fn scan_set_id(debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<deb::SetIdFile>> {
+    on_every_core(debs.len(), |i| {
+        set_id_files(&debs[i]).map_err(|e| {
+            Error::Other(format!(
+                "reading {} {}: {e}",
+                added[i].name, added[i].version
+            ))
+        })
+    })
 }
 
 /// The set-id regular files a `.deb` would install, named as dpkg names
