@@ -18,11 +18,11 @@ pub struct Place {
     /// The repository: a directory with comb.toml (default: the current
     /// directory or the nearest one above it that has one).
     #[arg(long, value_name = "DIR")]
-    repo: Option<PathBuf>,
+    pub repo: Option<PathBuf>,
     /// The store (default: $COMB_STORE, else $XDG_CACHE_HOME/comb, or
     /// /var/cache/comb for root).
     #[arg(long, value_name = "DIR")]
-    store: Option<PathBuf>,
+    pub store: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

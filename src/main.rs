@@ -1,6 +1,7 @@
 //! comb: build distribution packages from declarative recipes, in a
 //! sandbox nothing can escape, never doing the same work twice.
 
+mod build_cmd;
 mod env_cmd;
 mod sandbox_cmd;
 
@@ -23,6 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build the repository's packages.
+    Build(build_cmd::BuildArgs),
+    /// Print the package graph.
+    Graph(build_cmd::GraphArgs),
     /// Fetch and verify the distribution's indices and pin them in comb.lock.
     Update {
         #[command(flatten)]
@@ -57,6 +62,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sandbox { command } => sandbox_cmd::run(command),
         Command::Update { place } => env_cmd::update(place),
+        Command::Build(args) => build_cmd::build(args),
+        Command::Graph(args) => build_cmd::graph(args),
         Command::Env { command } => env_cmd::run(command),
     };
     match result {

@@ -59,6 +59,16 @@ pub const MIGRATIONS: &[&str] = &[
         at          INTEGER NOT NULL
     );
     CREATE INDEX events_by_run ON events (run_id, id);",
+    // 2: file digests remembered by what stat says, as git's index does,
+    // so a no-op run does not read every source file again.
+    "CREATE TABLE file_digests (
+        path     BLOB    PRIMARY KEY,
+        size     INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        inode    INTEGER NOT NULL,
+        digest   TEXT    NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +230,35 @@ impl<'de> Deserialize<'de> for NodeOutput {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What `stat` says of a file, for [`Index::file_digest`]. The change time
+/// is included because a tool can restore an mtime; nothing restores ctime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: i64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: i64,
+}
+
+impl FileStat {
+    /// From file metadata.
+    pub fn of(md: &std::fs::Metadata) -> FileStat {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
+            size: md.size() as i64,
+            mtime_ns: md
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(md.mtime_nsec()),
+            ctime_ns: md
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(md.ctime_nsec()),
+            inode: md.ino() as i64,
+        }
     }
 }
 
@@ -494,6 +533,56 @@ impl Index {
         ))?;
         let rows = st.query_map(params![kind.as_str()], raw_node)?;
         rows.map(|r| r?.into_record()).collect()
+    }
+
+    /// The digest remembered for the file at `path` if its stat (`size`,
+    /// times, inode) is still the one it was computed for.
+    pub fn file_digest(&self, path: &[u8], stat: &FileStat) -> Result<Option<String>, IndexError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT digest FROM file_digests
+             WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3 AND ctime_ns = ?4 AND inode = ?5",
+        )?;
+        Ok(st
+            .query_row(
+                params![path, stat.size, stat.mtime_ns, stat.ctime_ns, stat.inode],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Remembers `digest` for the file at `path` with this stat. Many
+    /// calls are best made inside [`Index::batch`].
+    pub fn remember_file_digest(
+        &self,
+        path: &[u8],
+        stat: &FileStat,
+        digest: &str,
+    ) -> Result<(), IndexError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO file_digests (path, size, mtime_ns, ctime_ns, inode, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![path, stat.size, stat.mtime_ns, stat.ctime_ns, stat.inode, digest])?;
+        Ok(())
+    }
+
+    /// Runs `f` in one transaction (one commit for many small writes).
+    pub fn batch<T>(
+        &self,
+        f: impl FnOnce(&Index) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Marks the node as used now (a cache hit). Returns whether it exists.

@@ -179,6 +179,30 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// A binary package to write has an invalid field (name, version,
+    /// architecture, relation, extra field or control file).
+    #[error("binary package {package:?}: {field}: {message}; fix the package's description in the recipe")]
+    DebSpec {
+        package: String,
+        field: String,
+        message: String,
+    },
+
+    /// A file listed for a package cannot go into one: it leaves the root,
+    /// is missing, set-id, a device, or has a name dpkg cannot record.
+    #[error("{root}: refusing to package {path:?}: {reason}", root = .root.display())]
+    DebInput {
+        /// The directory the package's files are taken from.
+        root: PathBuf,
+        /// The path as listed, relative to `root`.
+        path: String,
+        reason: String,
+    },
+
+    /// A local APT repository cannot be written from the entries given.
+    #[error("APT repository {dir}: {message}", dir = .dir.display())]
+    AptRepo { dir: PathBuf, message: String },
 }
 
 fn member_note(member: &str) -> String {

@@ -31,8 +31,10 @@
 //!   from the network or from files never causes a panic.
 
 pub mod aptbox;
+pub mod aptrepo;
 pub mod control;
 pub mod deb;
+pub mod debwriter;
 pub mod deps;
 mod error;
 pub mod fetch;
@@ -43,6 +45,8 @@ pub mod sources;
 pub mod version;
 
 pub use aptbox::{essential_and_required, Aptbox, Resolved};
+pub use aptrepo::{write_flat_repository, RepoEntry};
+pub use debwriter::{write_deb, BinarySpec, ControlFile, DebOptions, WrittenDeb};
 pub use deps::{parse_relations, Op, Relation, Relations};
 pub use error::{Error, Result};
 pub use fetch::{fetch_to, parallel_fetch, FetchItem, FetchOptions, Fetched, Fetcher};

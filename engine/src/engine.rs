@@ -152,6 +152,13 @@ impl Engine {
         }
     }
 
+    /// Records and reports a node that was not run.
+    pub(crate) fn record_skip(&self, event: &Event) -> Result<()> {
+        self.index().record_event(self.run, event)?;
+        self.report(event);
+        Ok(())
+    }
+
     fn hit(&self, kind: NodeKind, name: &str, key: &str) -> Result<Option<NodeRecord>> {
         let index = self.index();
         let Some(record) = index.node(key)? else {

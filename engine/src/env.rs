@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::snapshot::{dir_size, Pinned};
 use comb_cache::{Algorithm, Description, Digest, Expected, NodeKind, NodeOutput, NodeRecord};
-use comb_distro::aptbox::{essential_and_required_in, Resolved};
+use comb_distro::aptbox::{essential_and_required_in, Aptbox, Resolved};
 use comb_distro::deb::{self, UnpackOptions};
 use comb_distro::{FetchItem, Fetcher};
 use comb_sandbox::{Bind, Identity, Spec};
@@ -76,7 +76,7 @@ pub fn environment(engine: &Engine, pinned: &Pinned, with: &[String]) -> Result<
         let mut names = with.to_vec();
         names.sort();
         names.dedup();
-        let name = format!("pkg-env:{}", names.join(","));
+        let name = format!("with:{}", names.join(","));
         Some(layer_on(
             engine,
             pinned,
@@ -91,6 +91,109 @@ pub fn environment(engine: &Engine, pinned: &Pinned, with: &[String]) -> Result<
         base_build,
         pkg_env,
     })
+}
+
+/// base-install and base-build: what every package build starts from.
+pub fn base_environment(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
+    Ok(environment(engine, pinned, &[])?.base_build)
+}
+
+/// The dummy package whose dependencies are a build's requirements, as
+/// sbuild resolves build dependencies.
+const BUILD_DEPS_PACKAGE: &str = "comb-build-deps";
+
+/// The pkg-env of one package: `requires` (Debian relations) resolved on
+/// top of `below`, against the snapshot and the `local` packages built
+/// from the repository, which replace the snapshot's packages of the same
+/// names (hasher's reuse of earlier results).
+pub(crate) fn pkg_env_for(
+    engine: &Engine,
+    pinned: &Pinned,
+    below: &Layer,
+    package: &str,
+    requires: &[String],
+    local: &[crate::build::BuiltDeb],
+) -> Result<Layer> {
+    let name = format!("pkg-env:{package}");
+    let status = dpkg_status(&below.paths);
+    let status_digest = match &status {
+        Some(path) => blake3_file(path)?,
+        None => "none".to_string(),
+    };
+    let mut d = Description::new("resolve");
+    d.field("index", &pinned.key)
+        .field("architecture", &pinned.lock.architecture)
+        .field("status", &status_digest)
+        .list("requires", sorted(requires))
+        .map(
+            "local",
+            local.iter().map(|l| {
+                (
+                    format!("{}:{}", l.name, l.architecture),
+                    format!("{} sha256:{}", l.version, l.sha256),
+                )
+            }),
+        );
+    let record = engine.node(NodeKind::Resolve, &name, &d, |_| {
+        let work = engine.store.tmp_path("aptbox-local");
+        let result = (|| {
+            std::fs::create_dir(&work)
+                .map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
+            let replaced: std::collections::BTreeSet<&str> =
+                local.iter().map(|l| l.name.as_str()).collect();
+            let mut indices = Vec::new();
+            for (i, f) in pinned.snapshot()?.packages.iter().enumerate() {
+                if replaced.is_empty() {
+                    indices.push(f.local.clone());
+                    continue;
+                }
+                let text = std::fs::read_to_string(&f.local)
+                    .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
+                let kept: Vec<&str> = text
+                    .split("\n\n")
+                    .filter(|p| {
+                        let name = p.lines().find_map(|l| l.strip_prefix("Package:"));
+                        !name.is_some_and(|n| replaced.contains(n.trim()))
+                    })
+                    .collect();
+                let path = work.join(format!("snapshot-{i}-Packages"));
+                std::fs::write(&path, kept.join("\n\n"))
+                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+                indices.push(path);
+            }
+            let mut own = String::new();
+            for l in local {
+                own.push_str(&format!(
+                    "{}\nFilename: ./{}\nSize: {}\nSHA256: {}\n\n",
+                    l.control, l.filename, l.size, l.sha256
+                ));
+            }
+            own.push_str(&format!(
+                "Package: {BUILD_DEPS_PACKAGE}\nVersion: 0\nArchitecture: all\nDepends: {}\n\
+                 Filename: ./{BUILD_DEPS_PACKAGE}.deb\nSize: 1\nSHA256: {}\nDescription: build dependencies\n\n",
+                requires.join(", "),
+                "0".repeat(64)
+            ));
+            let own_path = work.join("local-Packages");
+            std::fs::write(&own_path, own).map_err(|e| Error::io("writing local-Packages", e))?;
+            indices.push(own_path);
+            let apt = Aptbox::new(&work.join("apt"), &pinned.lock.architecture, &indices)?;
+            let mut resolved = apt.resolve(&[BUILD_DEPS_PACKAGE.to_string()], status.as_deref())?;
+            resolved.retain(|r| r.name != BUILD_DEPS_PACKAGE);
+            let json = serde_json::to_vec(&resolved)
+                .map_err(|e| Error::Other(format!("serialising a resolution: {e}")))?;
+            let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
+            Ok((NodeOutput::Blob(digest), json.len() as u64))
+        })();
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    })?;
+    let NodeOutput::Blob(digest) = record.output else {
+        return Err(Error::Other(format!("resolve {name} has no blob output")));
+    };
+    let added: Vec<Resolved> = serde_json::from_reader(engine.store.open_blob(&digest)?)
+        .map_err(|e| Error::Other(format!("reading the stored resolution of {name}: {e}")))?;
+    layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added)
 }
 
 /// The resolve node: `names` resolved by APT against the pinned snapshot,
@@ -274,14 +377,17 @@ fn base_install(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
               echo 'builder:x:1000:1000:comb builder:/home/builder:/bin/sh' >> /etc/passwd && \
               echo 'builder:x:1000:' >> /etc/group; fi && \
             mkdir -p /home/builder && chown 1000:1000 /home/builder";
+        let packages = Packages {
+            debs: &debs,
+            added: &added,
+            set_id: &set_id,
+        };
         install_in_sandbox(
             engine,
             "base-install",
             std::slice::from_ref(&unpacked),
             &configured,
-            &debs,
-            &added,
-            &set_id,
+            &packages,
             script,
         )?;
         let name = format!("base-install-{key}");
@@ -302,6 +408,18 @@ fn layer_on(
     names: &[String],
 ) -> Result<Layer> {
     let added = resolve(engine, pinned, name, Some(names), Some(below))?;
+    layer_with(engine, pinned, below, stage, name, added)
+}
+
+/// The layer that installs exactly `added` on top of `below`.
+fn layer_with(
+    engine: &Engine,
+    pinned: &Pinned,
+    below: &Layer,
+    stage: NodeKind,
+    name: &str,
+    added: Vec<Resolved>,
+) -> Result<Layer> {
     let d = layer_description(stage.as_str(), Some(below), &added);
     let record = engine.node(stage, name, &d, |key| {
         let tree = engine.store.begin_tree()?;
@@ -321,16 +439,12 @@ fn layer_on(
                 dpkg_install_script(&debs, &added)?
             };
             let set_id = scan_set_id(&debs, &added)?;
-            install_in_sandbox(
-                engine,
-                name,
-                &below.paths,
-                &upper,
-                &debs,
-                &added,
-                &set_id,
-                &script,
-            )?;
+            let packages = Packages {
+                debs: &debs,
+                added: &added,
+                set_id: &set_id,
+            };
+            install_in_sandbox(engine, name, &below.paths, &upper, &packages, &script)?;
         }
         let tree_name = format!("{}-{key}", stage.as_str());
         let size = dir_size(tree.path());
@@ -545,6 +659,15 @@ fn staged_name(r: &Resolved) -> String {
     )
 }
 
+/// The packages a layer installs: their `.deb`s (in the store), what the
+/// resolver said of them, and their set-id files.
+#[derive(Clone, Copy)]
+struct Packages<'a> {
+    debs: &'a [PathBuf],
+    added: &'a [Resolved],
+    set_id: &'a [deb::SetIdFile],
+}
+
 /// Runs `script` as R in a sandbox over `lower`, with the `.deb`s bound at
 /// `/.comb/debs`, keeping the upper layer at `upper`.
 fn install_in_sandbox(
@@ -552,11 +675,14 @@ fn install_in_sandbox(
     what: &str,
     lower: &[PathBuf],
     upper: &Path,
-    debs: &[PathBuf],
-    added: &[Resolved],
-    set_id: &[deb::SetIdFile],
+    packages: &Packages,
     script: &str,
 ) -> Result<()> {
+    let Packages {
+        debs,
+        added,
+        set_id,
+    } = *packages;
     let staging = engine.store.tmp_path("debs");
     let result = (|| {
         stage_debs(&staging, debs, added)?;

@@ -8,13 +8,17 @@
 //! ([`env`]). Every node, hit or built or failed, is recorded in the
 //! store's index with the run it belongs to.
 
+pub mod build;
 mod engine;
 pub mod env;
 mod error;
+mod scheduler;
 pub mod snapshot;
+mod source;
 
 pub use comb_cache as cache;
 pub use comb_recipes as recipes;
 pub use comb_sandbox as sandbox;
 pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet};
 pub use error::{Error, Result};
+pub use scheduler::JobState;

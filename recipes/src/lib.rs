@@ -1,11 +1,37 @@
-//! comb-recipes: parses and validates the repository file `comb.toml`
-//! (and, with the build-graph issue, recipe TOML and the package graph).
+//! comb-recipes: reads a repository — the repository file `comb.toml`,
+//! every package's `recipe.toml` — and builds the package graph by name.
 //!
-//! Pure: it reads files and runs nothing. Every error names the file, the
-//! line and column where it can, and what is expected there.
+//! Pure: it reads files and runs nothing. What it returns is valid: names
+//! and versions follow Debian policy, relations parse, file patterns are
+//! well-formed, sources exist inside their recipe's directory, and the
+//! graph is acyclic. Every error names the file, the line and column where
+//! it can, and what is expected there; a repository reports all its
+//! errors at once, one per line.
+//!
+//! What needs the distribution (whether a requirement can be satisfied, a
+//! `debian` source's version, binaries and `Build-Depends`) is the
+//! engine's: it passes what it learns to [`Repository::graph_with`].
 
 mod config;
+mod dsc;
 mod error;
+mod glob;
+mod graph;
+mod recipe;
+mod relation;
+mod repo;
 
 pub use config::{BaseConfig, DistroConfig, RepoConfig, CONFIG_FILE, DEFAULT_BUILD_SET};
-pub use error::{Error, Result};
+pub use dsc::{Dsc, DscFile};
+pub use error::{CycleStep, Error, Location, Result};
+pub use glob::Glob;
+pub use graph::{Node, PackageGraph, SourceFacts};
+pub use recipe::{
+    Architecture, Build, Dependency, Output, Package, Recipe, Requirement, Source, SourceKind,
+    RECIPE_FILE,
+};
+pub use relation::{
+    check_package_name, check_version, parse_relations, Alternative, ArchRestriction, Op,
+    ProfileTerm, Relation, SyntaxError, VersionConstraint,
+};
+pub use repo::{find_recipes, Repository};

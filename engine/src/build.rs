@@ -1,0 +1,849 @@
+//! The `build` stage and the whole-repository run: every recipe is a job of
+//! the scheduler; its environment is a pkg-env over base-build holding its
+//! build dependencies (from the snapshot, or the outputs of other recipes),
+//! and its key holds those dependencies' *output* digests, so a dependency
+//! rebuilt to the same bytes leaves it a hit (early cutoff).
+
+use crate::engine::Engine;
+use crate::env::{self, Layer};
+use crate::error::{Error, Result};
+use crate::scheduler::{self, JobState};
+use crate::snapshot::Pinned;
+use crate::source;
+use comb_cache::{Algorithm, Description, Digest, Event, EventStatus, NodeKind, NodeOutput};
+use comb_distro::debwriter::{self, BinarySpec};
+use comb_distro::SourcePackage;
+use comb_recipes::{Recipe, Repository, Source, SourceFacts};
+use comb_sandbox::{Bind, Identity, Spec};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Changes when the way packages are built changes.
+const BUILDER: &str = "comb-build-1";
+/// SOURCE_DATE_EPOCH of native packages: fixed, so it never comes from
+/// the clock or a checkout's mtimes (2024-01-01).
+pub const NATIVE_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
+const BUILD_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+
+/// One `.deb` a build produced, stored as a sha256 blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltDeb {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    pub sha256: String,
+    pub size: u64,
+    pub filename: String,
+    pub control: String,
+}
+
+/// What a build node records: its packages and its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub debs: Vec<BuiltDeb>,
+    /// blake3 digest of the build log blob.
+    pub log: String,
+}
+
+/// How a package ended in a run.
+#[derive(Debug, Clone)]
+pub struct PackageResult {
+    pub name: String,
+    pub state: JobState<Manifest>,
+}
+
+/// What `comb build` was asked for.
+pub struct BuildRequest {
+    /// Recipes to build (with what they need); empty means all.
+    pub packages: Vec<String>,
+    pub jobs: usize,
+    pub keep_going: bool,
+}
+
+/// Builds the repository's recipes. Each package's events go to the
+/// engine's observer as they happen.
+pub fn build(
+    engine: &Engine,
+    pinned: &Pinned,
+    repo: &Repository,
+    request: &BuildRequest,
+    stop: &AtomicBool,
+) -> Result<Vec<PackageResult>> {
+    let sources = debian_sources(pinned, repo)?;
+    let graph = repo.graph_with(|recipe| facts(recipe, &sources))?;
+    let order: Vec<String> = graph
+        .topological_order()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let wanted: Vec<String> = if request.packages.is_empty() {
+        order.clone()
+    } else {
+        for p in &request.packages {
+            if graph.node(p).is_none() {
+                return Err(Error::Other(format!(
+                    "no recipe builds the source package {p:?}; `comb graph` lists them"
+                )));
+            }
+        }
+        closure(&graph, &request.packages, &order)
+    };
+    let index: HashMap<&str, usize> = wanted
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = wanted
+        .iter()
+        .map(|n| {
+            graph
+                .dependencies(n)
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let cost: Vec<u64> = wanted
+        .iter()
+        .map(|n| {
+            engine
+                .index()
+                .last_node_named(NodeKind::Build, n)
+                .ok()
+                .flatten()
+                .map_or(1, |r| r.duration_ms)
+        })
+        .collect();
+    let base = env::base_environment(engine, pinned)?;
+    let shape = scheduler::Graph {
+        deps: &deps,
+        cost: &cost,
+        names: &wanted,
+    };
+    let share =
+        (std::thread::available_parallelism().map_or(1, |n| n.get()) / request.jobs.max(1)).max(1);
+    let states = scheduler::run(
+        &shape,
+        request.jobs,
+        request.keep_going,
+        stop,
+        |i, done: &[std::sync::OnceLock<Manifest>]| {
+            let name = &wanted[i];
+            let recipe = repo
+                .recipe(name)
+                .ok_or_else(|| format!("no recipe {name}"))?;
+            // The outputs of every recipe this one needs, directly or not:
+            // a package it installs may depend on another recipe's package.
+            let mut local = Vec::new();
+            let mut stack = deps[i].clone();
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(d) = stack.pop() {
+                if seen.insert(d) {
+                    if let Some(m) = done[d].get() {
+                        local.extend(m.debs.iter().cloned());
+                    }
+                    stack.extend(deps[d].iter().copied());
+                }
+            }
+            local.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+            build_one(
+                engine,
+                pinned,
+                &base,
+                recipe,
+                sources.get(name.as_str()),
+                &local,
+                share,
+            )
+            .map_err(|e| e.to_string())
+        },
+    );
+    let mut results = Vec::new();
+    for (name, state) in wanted.iter().zip(states) {
+        if let JobState::Skipped { because } = &state {
+            let mut e = Event::new("", NodeKind::Build, name, EventStatus::Skipped);
+            e.reason = Some(because.clone());
+            engine.record_skip(&e)?;
+        }
+        results.push(PackageResult {
+            name: name.clone(),
+            state,
+        });
+    }
+    Ok(results)
+}
+
+/// The wanted packages and everything they need, in build order.
+fn closure(graph: &comb_recipes::PackageGraph, wanted: &[String], order: &[String]) -> Vec<String> {
+    let mut keep = std::collections::BTreeSet::new();
+    let mut stack: Vec<String> = wanted.to_vec();
+    while let Some(n) = stack.pop() {
+        if keep.insert(n.clone()) {
+            stack.extend(graph.dependencies(&n).iter().cloned());
+        }
+    }
+    order
+        .iter()
+        .filter(|n| keep.contains(*n))
+        .cloned()
+        .collect()
+}
+
+/// The snapshot's source records for the repository's `debian` recipes.
+fn debian_sources<'a>(
+    pinned: &Pinned,
+    repo: &'a Repository,
+) -> Result<HashMap<&'a str, SourcePackage>> {
+    let wanted: Vec<(&str, &str, Option<&str>)> = repo
+        .recipes
+        .iter()
+        .filter_map(|r| match &r.source {
+            Source::Debian { name, version } => {
+                Some((r.name.as_str(), name.as_str(), version.as_deref()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut found = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    let all = pinned.snapshot()?.read_sources()?;
+    if pinned.snapshot()?.sources.is_empty() {
+        return Err(Error::Other(
+            "recipes use `debian` sources, but the pinned snapshot has no Sources index".into(),
+        ));
+    }
+    for (recipe, name, version) in wanted {
+        let candidates: Vec<&SourcePackage> = all.iter().filter(|s| s.name == name).collect();
+        let chosen = match version {
+            Some(v) => candidates
+                .iter()
+                .find(|s| s.version.to_string() == v)
+                .copied(),
+            None => candidates
+                .iter()
+                .copied()
+                .max_by(|a, b| a.version.cmp(&b.version)),
+        };
+        match chosen {
+            Some(s) => {
+                found.insert(recipe, s.clone());
+            }
+            None => {
+                let available: Vec<String> =
+                    candidates.iter().map(|s| s.version.to_string()).collect();
+                return Err(Error::Other(format!(
+                    "recipe {recipe}: the pinned snapshot has no source package {name}{}; {}",
+                    version.map(|v| format!("={v}")).unwrap_or_default(),
+                    if available.is_empty() {
+                        "no version of it at all".to_string()
+                    } else {
+                        format!("versions available: {}", available.join(", "))
+                    }
+                )));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>) -> SourceFacts {
+    match sources.get(recipe.name.as_str()) {
+        Some(s) => SourceFacts {
+            binaries: s.binaries.clone(),
+            build_depends: relations_of(s)
+                .iter()
+                .filter_map(|t| comb_recipes::Relation::parse(t).ok())
+                .collect(),
+        },
+        None => SourceFacts {
+            binaries: recipe.binaries().unwrap_or_default(),
+            build_depends: Vec::new(),
+        },
+    }
+}
+
+/// A source package's build dependencies as relation strings that a
+/// `Depends:` field takes: alternatives that do not apply to the host
+/// architecture (or need a build profile) are dropped, and the
+/// architecture restrictions with them.
+fn relations_of(s: &SourcePackage) -> Vec<String> {
+    let arch = host_arch();
+    [
+        &s.build_depends,
+        &s.build_depends_arch,
+        &s.build_depends_indep,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|group| {
+        let alternatives: Vec<String> = group
+            .iter()
+            .filter(|r| r.applies(&arch, &[]))
+            .map(|r| {
+                let qualifier = match r.arch_qualifier.as_deref() {
+                    Some("any") => ":any",
+                    _ => "",
+                };
+                match &r.version {
+                    Some((op, v)) => format!("{}{qualifier} ({} {v})", r.name, op.as_str()),
+                    None => format!("{}{qualifier}", r.name),
+                }
+            })
+            .collect();
+        (!alternatives.is_empty()).then(|| alternatives.join(" | "))
+    })
+    .collect()
+}
+
+/// Builds (or finds) one recipe's package.
+fn build_one(
+    engine: &Engine,
+    pinned: &Pinned,
+    base: &Layer,
+    recipe: &Recipe,
+    debian: Option<&SourcePackage>,
+    local: &[BuiltDeb],
+    share: usize,
+) -> Result<Manifest> {
+    let mut requires: Vec<String> = recipe
+        .build_requires()
+        .iter()
+        .map(|r| r.relation.text.clone())
+        .collect();
+    if let Some(s) = debian {
+        requires.extend(relations_of(s));
+    }
+    let env_layer = if requires.is_empty() {
+        base.clone()
+    } else {
+        env::pkg_env_for(engine, pinned, base, &recipe.name, &requires, local)?
+    };
+    let (kind, source_entries, version) = match (&recipe.source, debian) {
+        (Source::Path { dir, .. }, _) => (
+            "native",
+            source::hash_tree(engine, dir)?.entries,
+            recipe.version.clone().unwrap_or_default(),
+        ),
+        (Source::Debian { .. }, Some(s)) => (
+            "debian",
+            s.files
+                .iter()
+                .map(|f| (f.name.clone(), format!("sha256:{}", f.sha256)))
+                .collect(),
+            s.version.to_string(),
+        ),
+        (Source::Dsc(dsc), _) => (
+            "dsc",
+            {
+                let dir = dsc.file.parent().unwrap_or(Path::new("."));
+                let mut entries = BTreeMap::new();
+                for f in &dsc.files {
+                    entries.insert(f.name.clone(), file_sha256(&dir.join(&f.name))?);
+                }
+                let name = dsc
+                    .file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                entries.insert(name, file_sha256(&dsc.file)?);
+                entries
+            },
+            dsc.version.clone(),
+        ),
+        (Source::Url { .. }, _) => {
+            return Err(Error::Other(format!(
+                "{}: `url` sources are not built yet; use a `path` source",
+                recipe.file.display()
+            )))
+        }
+        (Source::Debian { .. }, None) => {
+            return Err(Error::Other(format!(
+                "{}: source package missing",
+                recipe.name
+            )))
+        }
+    };
+    let mut d = Description::new("build");
+    d.field("builder", BUILDER)
+        .field("kind", kind)
+        .field("name", &recipe.name)
+        .field("version", &version)
+        .field("env", &env_layer.key)
+        .field("architecture", &pinned.lock.architecture)
+        .map(
+            "source",
+            source_entries.iter().map(|(k, v)| (k.clone(), v.clone())),
+        )
+        .field("script", recipe.build.script.as_deref().unwrap_or(""))
+        .list("outputs", recipe.outputs.iter().map(output_text));
+    let record = engine.node(NodeKind::Build, &recipe.name, &d, |_| {
+        let manifest = match (&recipe.source, debian) {
+            (Source::Path { dir, .. }, _) => {
+                build_native(engine, &env_layer, recipe, &version, dir, share)?
+            }
+            (Source::Debian { .. }, Some(s)) => {
+                let files = fetch_source(engine, pinned, s)?;
+                build_debian(engine, &env_layer, &recipe.name, &files, share)?
+            }
+            (Source::Dsc(dsc), _) => {
+                let mut files: Vec<PathBuf> = dsc
+                    .files
+                    .iter()
+                    .map(|f| dsc.file.parent().unwrap_or(Path::new(".")).join(&f.name))
+                    .collect();
+                files.insert(0, dsc.file.clone());
+                build_debian(engine, &env_layer, &recipe.name, &files, share)?
+            }
+            _ => unreachable!("refused above"),
+        };
+        let json = serde_json::to_vec(&manifest)
+            .map_err(|e| Error::Other(format!("serialising a manifest: {e}")))?;
+        let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
+        let size = manifest.debs.iter().map(|d| d.size).sum();
+        Ok((NodeOutput::Blob(digest), size))
+    })?;
+    let NodeOutput::Blob(digest) = record.output else {
+        return Err(Error::Other(format!(
+            "build {} has no manifest",
+            recipe.name
+        )));
+    };
+    serde_json::from_reader(engine.store.open_blob(&digest)?)
+        .map_err(|e| Error::Other(format!("reading the manifest of {}: {e}", recipe.name)))
+}
+
+fn output_text(o: &comb_recipes::Output) -> String {
+    let globs: Vec<&str> = o.files.iter().map(|g| g.as_str()).collect();
+    let mut t = format!(
+        "{} arch={:?} files={}",
+        o.name,
+        o.architecture,
+        globs.join(" ")
+    );
+    for (field, deps) in o.relation_fields() {
+        if !deps.is_empty() {
+            let list: Vec<&str> = deps.iter().map(|d| d.relation.text.as_str()).collect();
+            t.push_str(&format!(" {field}={}", list.join(", ")));
+        }
+    }
+    for (k, v) in [
+        ("section", &o.section),
+        ("priority", &o.priority),
+        ("summary", &o.summary),
+        ("description", &o.description),
+    ] {
+        if let Some(v) = v {
+            t.push_str(&format!(" {k}={v:?}"));
+        }
+    }
+    t
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    let (sha, _) = comb_distro::fetch::hash_file(path)?;
+    Ok(format!("sha256:{sha}"))
+}
+
+/// A scratch directory under the store, owned by U, for a build's binds.
+fn scratch(engine: &Engine, hint: &str) -> Result<PathBuf> {
+    let dir = engine.store.tmp_path(hint);
+    std::fs::create_dir(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+fn chown_builder(path: &Path) -> Result<()> {
+    std::os::unix::fs::lchown(
+        path,
+        Some(comb_sandbox::BUILDER_ID),
+        Some(comb_sandbox::BUILDER_ID),
+    )
+    .map_err(|e| Error::io(format!("handing {} to the builder", path.display()), e))
+}
+
+/// Copies a source tree for the builder (files, directories, symlinks),
+/// owned by U.
+fn copy_for_builder(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
+    chown_builder(to)?;
+    for entry in
+        std::fs::read_dir(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?
+    {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let md = std::fs::symlink_metadata(&src)
+            .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+        if md.is_dir() {
+            copy_for_builder(&src, &dst)?;
+        } else if md.file_type().is_symlink() {
+            let target = std::fs::read_link(&src)
+                .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+            std::os::unix::fs::symlink(target, &dst)
+                .map_err(|e| Error::io(format!("creating {}", dst.display()), e))?;
+            chown_builder(&dst)?;
+        } else if md.is_file() {
+            std::fs::copy(&src, &dst)
+                .map_err(|e| Error::io(format!("copying {}", src.display()), e))?;
+            std::fs::set_permissions(
+                &dst,
+                std::fs::Permissions::from_mode(md.permissions().mode() & 0o755),
+            )
+            .map_err(|e| Error::io(format!("setting the mode of {}", dst.display()), e))?;
+            chown_builder(&dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `script` as U over `env_layer` with `work` bound at `/build`;
+/// returns the log, or fails with its tail.
+/// One build's command: who it is for, where it works, what it runs.
+struct BuildCommand<'a> {
+    name: &'a str,
+    /// Bound at `/build`.
+    work: &'a Path,
+    cwd: &'a str,
+    script: &'a str,
+    extra_env: Vec<(String, String)>,
+    /// CPUs for `DEB_BUILD_OPTIONS=parallel=`.
+    share: usize,
+}
+
+fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Result<String> {
+    let BuildCommand {
+        name,
+        work,
+        cwd,
+        script,
+        extra_env,
+        share,
+    } = command;
+    let mut spec = Spec::new(
+        env_layer.paths.clone(),
+        vec!["/bin/sh".into(), "-c".into(), format!("set -e\n{script}")],
+    );
+    spec.identity = Identity::Builder;
+    spec.binds.push(Bind {
+        source: work.to_path_buf(),
+        target: PathBuf::from("/build"),
+        writable: true,
+    });
+    spec.cwd = PathBuf::from(cwd);
+    spec.env = vec![
+        ("DEB_BUILD_OPTIONS".into(), format!("parallel={share}")),
+        ("HOME".into(), "/home/builder".into()),
+    ];
+    spec.env.extend(extra_env);
+    spec.limits.wall_timeout = Some(BUILD_TIMEOUT);
+    spec.hostname = "comb-build".into();
+    let outcome = comb_sandbox::run(&engine.sandbox, &spec)?;
+    let mut log = String::from_utf8_lossy(&outcome.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&outcome.stderr));
+    if !outcome.status.success() || outcome.killed_by.is_some() {
+        let message = match outcome.killed_by {
+            Some(kill) => format!("killed by the {kill:?} limit"),
+            None => format!("the build exited with {}", outcome.status.code()),
+        };
+        return Err(Error::Stage {
+            stage: "build",
+            name: name.to_string(),
+            message,
+            log: env::tail(&log, 30),
+        });
+    }
+    Ok(log)
+}
+
+fn build_native(
+    engine: &Engine,
+    env_layer: &Layer,
+    recipe: &Recipe,
+    version: &str,
+    source_dir: &Path,
+    share: usize,
+) -> Result<Manifest> {
+    let work = scratch(engine, "build")?;
+    let result = (|| {
+        chown_builder(&work)?;
+        copy_for_builder(source_dir, &work.join("src"))?;
+        let dest = work.join("dest");
+        std::fs::create_dir(&dest).map_err(|e| Error::io("creating DESTDIR", e))?;
+        chown_builder(&dest)?;
+        let script = recipe.build.script.clone().unwrap_or_default();
+        let log = run_build(
+            engine,
+            env_layer,
+            BuildCommand {
+                name: &recipe.name,
+                work: &work,
+                cwd: "/build/src",
+                script: &script,
+                extra_env: vec![
+                    ("DESTDIR".into(), "/build/dest".into()),
+                    (
+                        "SOURCE_DATE_EPOCH".into(),
+                        NATIVE_SOURCE_DATE_EPOCH.to_string(),
+                    ),
+                ],
+                share,
+            },
+        )?;
+        // Read what U left only through the safe walk: no links followed
+        // out, no devices, no set-id bits.
+        let files = debwriter::list_tree(&dest)?;
+        let out = work.join("debs");
+        std::fs::create_dir(&out).map_err(|e| Error::io("creating the output directory", e))?;
+        let mut debs = Vec::new();
+        let mut claimed = std::collections::BTreeSet::new();
+        for output in &recipe.outputs {
+            let mine: Vec<PathBuf> = files
+                .iter()
+                .filter(|f| output.files.iter().any(|g| g.matches(&f.to_string_lossy())))
+                .cloned()
+                .collect();
+            claimed.extend(mine.iter().cloned());
+            let spec = binary_spec(recipe, output, version);
+            let written =
+                debwriter::write_deb(&spec, &dest, &mine, NATIVE_SOURCE_DATE_EPOCH, &out)?;
+            debs.push(store_deb(engine, &written.path, &written.control)?);
+        }
+        let mut log = log;
+        let unclaimed: Vec<String> = files
+            .iter()
+            .filter(|f| !claimed.contains(*f) && !dest.join(f).is_dir())
+            .map(|f| f.display().to_string())
+            .collect();
+        if !unclaimed.is_empty() {
+            log.push_str(&format!(
+                "comb: warning: no [[output]] holds these files of DESTDIR: {}\n",
+                unclaimed.join(", ")
+            ));
+        }
+        let log_digest = engine.store.put_blob_reader(&mut log.as_bytes())?;
+        Ok(Manifest {
+            debs,
+            log: log_digest.to_string(),
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn binary_spec(recipe: &Recipe, output: &comb_recipes::Output, version: &str) -> BinarySpec {
+    let list =
+        |deps: &[comb_recipes::Dependency]| deps.iter().map(|d| d.relation.text.clone()).collect();
+    BinarySpec {
+        package: output.name.clone(),
+        version: version.to_string(),
+        architecture: match output.architecture {
+            comb_recipes::Architecture::All => "all".into(),
+            comb_recipes::Architecture::Any => host_arch(),
+        },
+        maintainer: recipe
+            .package
+            .maintainer
+            .clone()
+            .unwrap_or_else(|| "comb <comb@localhost>".into()),
+        summary: output.summary(recipe).unwrap_or(&output.name).to_string(),
+        description: output
+            .description
+            .clone()
+            .or_else(|| recipe.package.description.clone()),
+        section: output.section.clone(),
+        priority: output.priority.clone(),
+        homepage: recipe.package.homepage.clone(),
+        source: (output.name != recipe.name).then(|| recipe.name.clone()),
+        depends: list(&output.depends),
+        pre_depends: list(&output.pre_depends),
+        recommends: list(&output.recommends),
+        suggests: list(&output.suggests),
+        conflicts: list(&output.conflicts),
+        breaks: list(&output.breaks),
+        replaces: list(&output.replaces),
+        provides: list(&output.provides),
+        ..BinarySpec::default()
+    }
+}
+
+fn host_arch() -> String {
+    comb_distro::sources::host_architecture().unwrap_or_else(|_| "amd64".into())
+}
+
+/// Stores a `.deb` as a sha256 blob and describes it.
+fn store_deb(engine: &Engine, path: &Path, control: &str) -> Result<BuiltDeb> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let digest = engine
+        .store
+        .put_blob_reader_as(&mut file, Algorithm::Sha256)?;
+    let field = |name: &str| {
+        control
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    Ok(BuiltDeb {
+        name: field("Package"),
+        version: field("Version"),
+        architecture: field("Architecture"),
+        sha256: digest.hex(),
+        size: digest.size,
+        filename: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        control: control.trim_end().to_string(),
+    })
+}
+
+/// The files of a Debian source package, fetched into the store by the
+/// sha256 the signed Sources index gives.
+fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<Vec<PathBuf>> {
+    let mirror = pinned.lock.mirror();
+    let mut paths = Vec::new();
+    for f in &s.files {
+        let expected = comb_cache::Expected::sha256_hex(&f.sha256)
+            .map_err(|e| Error::Other(format!("{}: {e}", f.name)))?;
+        let digest = Digest {
+            algorithm: Algorithm::Sha256,
+            hash: expected.hash,
+            size: f.size,
+        };
+        if engine.store.blob_path(&digest).is_none() {
+            let tmp = engine.store.tmp_path("src");
+            let uri = mirror.pool_url(&format!("{}/{}", s.directory, f.name));
+            let fetched = comb_distro::fetch_to(&uri, &tmp, Some((&f.sha256, f.size)));
+            let stored = fetched.map_err(Error::from).and_then(|_| {
+                let mut file =
+                    std::fs::File::open(&tmp).map_err(|e| Error::io("opening a download", e))?;
+                Ok(engine.store.put_blob_expecting(&mut file, digest)?)
+            });
+            let _ = std::fs::remove_file(&tmp);
+            stored?;
+        }
+        let blob = engine
+            .store
+            .blob_path(&digest)
+            .ok_or_else(|| Error::Other(format!("{} vanished from the store", f.name)))?;
+        paths.push(blob);
+    }
+    // The .dsc first, named as the others refer to it.
+    let names: Vec<String> = s.files.iter().map(|f| f.name.clone()).collect();
+    let mut named: Vec<PathBuf> = Vec::new();
+    let staging = engine.store.tmp_path("srcnames");
+    std::fs::create_dir(&staging).map_err(|e| Error::io("staging sources", e))?;
+    for (name, blob) in names.iter().zip(&paths) {
+        let target = staging.join(name);
+        std::fs::hard_link(blob, &target)
+            .or_else(|_| std::fs::copy(blob, &target).map(|_| ()))
+            .map_err(|e| Error::io(format!("staging {name}"), e))?;
+        named.push(target);
+    }
+    named.sort_by_key(|p| !p.to_string_lossy().ends_with(".dsc"));
+    Ok(named)
+}
+
+/// `dpkg-source -x` and `dpkg-buildpackage -b -uc -us` as U; `files` are
+/// the `.dsc` (first) and the files it lists.
+fn build_debian(
+    engine: &Engine,
+    env_layer: &Layer,
+    name: &str,
+    files: &[PathBuf],
+    share: usize,
+) -> Result<Manifest> {
+    let work = scratch(engine, "build")?;
+    let result = (|| {
+        chown_builder(&work)?;
+        let sources = work.join("sources");
+        std::fs::create_dir(&sources).map_err(|e| Error::io("creating the sources dir", e))?;
+        chown_builder(&sources)?;
+        let mut dsc = String::new();
+        for f in files {
+            let file_name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            std::fs::copy(f, sources.join(&file_name))
+                .map_err(|e| Error::io(format!("copying {}", f.display()), e))?;
+            chown_builder(&sources.join(&file_name))?;
+            if file_name.ends_with(".dsc") && dsc.is_empty() {
+                dsc = file_name;
+            }
+        }
+        let script = format!(
+            "cd /build && dpkg-source --no-check -x sources/{dsc} src && cd src && dpkg-buildpackage -b -uc -us"
+        );
+        let log = run_build(
+            engine,
+            env_layer,
+            BuildCommand {
+                name,
+                work: &work,
+                cwd: "/build",
+                script: &script,
+                extra_env: Vec::new(),
+                share,
+            },
+        )?;
+        let mut debs = Vec::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&work)
+            .map_err(|e| Error::io("listing the build's results", e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "deb") && !p.is_symlink() && p.is_file())
+            .collect();
+        entries.sort();
+        for deb in entries {
+            let control = comb_distro::deb::DebArchive::open(&deb)?.control()?;
+            debs.push(store_deb(engine, &deb, &control)?);
+        }
+        if debs.is_empty() {
+            return Err(Error::Stage {
+                stage: "build",
+                name: name.to_string(),
+                message: "dpkg-buildpackage made no .deb".into(),
+                log: env::tail(&log, 30),
+            });
+        }
+        let log_digest = engine.store.put_blob_reader(&mut log.as_bytes())?;
+        Ok(Manifest {
+            debs,
+            log: log_digest.to_string(),
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// Writes the given packages as a flat APT repository in `dir`.
+pub fn write_repository(engine: &Engine, dir: &Path, debs: &[BuiltDeb]) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mut entries = Vec::new();
+    for d in debs {
+        let digest: Digest = format!("sha256:{}:{}", d.sha256, d.size)
+            .parse()
+            .map_err(|e| Error::Other(format!("{}: {e}", d.filename)))?;
+        let blob = engine
+            .store
+            .blob_path(&digest)
+            .ok_or_else(|| Error::Other(format!("{} is missing from the store", d.filename)))?;
+        let target = dir.join(&d.filename);
+        let _ = std::fs::remove_file(&target);
+        std::fs::copy(&blob, &target)
+            .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
+        entries.push(comb_distro::aptrepo::RepoEntry::from_deb(
+            &target,
+            &d.filename,
+        )?);
+    }
+    comb_distro::aptrepo::write_flat_repository(dir, &entries, NATIVE_SOURCE_DATE_EPOCH)?;
+    Ok(())
+}
