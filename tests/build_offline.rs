@@ -1,0 +1,335 @@
+//! `comb build` freshness, in the style of cargo's freshness tests: a
+//! repository of small native recipes over the generated signed mirror
+//! (`tests/mirror/mod.rs`), asserting on the `--json` events. No network;
+//! the sandbox needs root, like CI.
+
+mod mirror;
+
+use mirror::TestMirror;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const COMB: &str = env!("CARGO_BIN_EXE_comb");
+
+fn is_root() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("skipped: building needs root (CI runs as root)");
+    }
+    root
+}
+
+struct Repo {
+    _dir: tempfile::TempDir,
+    _mirror: TestMirror,
+    root: PathBuf,
+    store: PathBuf,
+}
+
+/// A recipe that installs `files` (name, contents) under
+/// /usr/share/NAME, requires `requires`, and runs `extra` first.
+fn native(name: &str, requires: &[&str], extra: &str) -> String {
+    let requires: Vec<String> = requires.iter().map(|r| format!("{r:?}")).collect();
+    format!(
+        "[package]\nname = \"{name}\"\nversion = \"1.0-1\"\nsummary = \"test package {name}\"\nlicense = \"MIT\"\n\n\
+         [source]\npath = \"src\"\n\n[build]\nrequires = [{}]\nscript = \"\"\"\n{extra}\n\
+         mkdir -p \"$DESTDIR/usr/share/{name}\"\ncp -r . \"$DESTDIR/usr/share/{name}/\"\n\"\"\"\n\n\
+         [[output]]\nname = \"{name}\"\narchitecture = \"all\"\nfiles = [\"usr/share/{name}/**\"]\n",
+        requires.join(", ")
+    )
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mirror = TestMirror::build(&dir.path().join("mirror"));
+        let root = dir.path().join("repo");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("comb.toml"), mirror.distro_toml()).unwrap();
+        let store = dir.path().join("store");
+        let repo = Repo {
+            _dir: dir,
+            _mirror: mirror,
+            root,
+            store,
+        };
+        assert!(repo.comb(&["update"]).status.success());
+        repo
+    }
+
+    /// Adds (or replaces) a recipe with one source file.
+    fn recipe(&self, name: &str, text: &str, file: &str) {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("recipe.toml"), text).unwrap();
+        std::fs::write(dir.join("src/data"), file).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(COMB);
+        c.args(args)
+            .arg("--repo")
+            .arg(&self.root)
+            .arg("--store")
+            .arg(&self.store);
+        c
+    }
+
+    fn comb(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().unwrap();
+        eprintln!(
+            "comb {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `comb build --all --json` (plus `extra`): the status of each
+    /// package's build node, and the other events.
+    fn build(&self, extra: &[&str]) -> (Option<i32>, BTreeMap<String, String>, Vec<Value>) {
+        let mut args = vec!["build", "--all", "--json"];
+        args.extend(extra);
+        let out = self.comb(&args);
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let builds = events
+            .iter()
+            .filter(|e| e["stage"] == "build")
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (out.status.code(), builds, events)
+    }
+}
+
+fn statuses(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// a <- b <- c (b and c copy what they depend on into their own output,
+/// so a change flows down), and d on its own.
+fn chain(repo: &Repo) {
+    repo.recipe("aa", &native("aa", &[], ""), "a1\n");
+    repo.recipe(
+        "bb",
+        &native("bb", &["aa"], "cat /usr/share/aa/data > from-a"),
+        "b1\n",
+    );
+    repo.recipe(
+        "cc",
+        &native("cc", &["bb"], "cat /usr/share/bb/from-a > from-b"),
+        "c1\n",
+    );
+    repo.recipe("dd", &native("dd", &[], ""), "d1\n");
+}
+
+#[test]
+fn freshness_of_a_repository() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    chain(&repo);
+    let (code, builds, events) = repo.build(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        builds,
+        statuses(&[
+            ("aa", "built"),
+            ("bb", "built"),
+            ("cc", "built"),
+            ("dd", "built")
+        ])
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["failed"], 0);
+
+    // A second run is all hits.
+    let (code, _, events) = repo.build(&[]);
+    assert_eq!(code, Some(0));
+    for e in &events[..events.len() - 1] {
+        assert_eq!(e["status"], "hit", "{e}");
+    }
+    assert_eq!(events.last().unwrap()["built"], 0);
+
+    // Touching a file without changing its bytes rebuilds nothing.
+    let data = repo.root.join("aa/src/data");
+    let bytes = std::fs::read(&data).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&data, &bytes).unwrap();
+    let (_, builds, _) = repo.build(&[]);
+    assert!(builds.values().all(|s| s == "hit"), "{builds:?}");
+
+    // Changing the leaf's source rebuilds it and what depends on it.
+    std::fs::write(&data, "a2\n").unwrap();
+    let (_, builds, _) = repo.build(&[]);
+    assert_eq!(
+        builds,
+        statuses(&[("aa", "built"), ("bb", "built"), ("cc", "built"), ("dd", "hit")])
+    );
+
+    // A script change that does not change the output rebuilds that
+    // package only: its dependents are hits (early cutoff).
+    repo.recipe(
+        "bb",
+        &native(
+            "bb",
+            &["aa"],
+            "echo an extra line\ncat /usr/share/aa/data > from-a",
+        ),
+        "b1\n",
+    );
+    let (_, builds, _) = repo.build(&[]);
+    assert_eq!(
+        builds,
+        statuses(&[("aa", "hit"), ("bb", "built"), ("cc", "hit"), ("dd", "hit")])
+    );
+}
+
+#[test]
+fn packages_with_the_same_build_dependencies_share_one_pkg_env() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe("ee", &native("ee", &["hello"], "hello > greeting"), "e\n");
+    repo.recipe("ff", &native("ff", &["hello"], "hello > greeting"), "f\n");
+    let (code, _, events) = repo.build(&["-j", "1"]);
+    assert_eq!(code, Some(0));
+    let envs: Vec<&Value> = events.iter().filter(|e| e["stage"] == "pkg-env").collect();
+    assert_eq!(envs.len(), 2, "{envs:?}");
+    assert_eq!(envs[0]["key"], envs[1]["key"]);
+    let built = envs.iter().filter(|e| e["status"] == "built").count();
+    assert_eq!(built, 1, "{envs:?}");
+}
+
+#[test]
+fn keep_going_builds_what_it_can_and_names_what_was_waited_for() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe("ok", &native("ok", &[], ""), "fine\n");
+    repo.recipe(
+        "broken",
+        &native("broken", &[], "echo about to fail; exit 3"),
+        "x\n",
+    );
+    repo.recipe(
+        "needs-broken",
+        &native("needs-broken", &["broken"], ""),
+        "y\n",
+    );
+    let (code, builds, events) = repo.build(&["--keep-going"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(builds["ok"], "built");
+    assert_eq!(builds["broken"], "failed");
+    assert_eq!(builds["needs-broken"], "skipped");
+    let failed = events
+        .iter()
+        .find(|e| e["name"] == "broken" && e["status"] == "failed")
+        .unwrap();
+    assert!(
+        failed["reason"].as_str().unwrap().contains("about to fail"),
+        "{failed}"
+    );
+    let skipped = events.iter().find(|e| e["name"] == "needs-broken").unwrap();
+    assert!(
+        skipped["reason"].as_str().unwrap().contains("broken"),
+        "{skipped}"
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(
+        (summary["failed"].as_u64(), summary["skipped"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[test]
+fn bad_repositories_get_their_errors() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe("pp", &native("pp", &["qq"], ""), "p\n");
+    repo.recipe("qq", &native("qq", &["pp"], ""), "q\n");
+    let out = repo.comb(&["build", "--all"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("cycle") && err.contains("pp -> qq -> pp") || err.contains("qq -> pp -> qq"),
+        "{err}"
+    );
+
+    std::fs::remove_dir_all(repo.root.join("qq")).unwrap();
+    repo.recipe("pp", &native("pp", &["nobody-provides-this"], ""), "p\n");
+    let out = repo.comb(&["build", "--all"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("nobody-provides-this"), "{err}");
+
+    repo.recipe("pp2", &native("pp", &[], ""), "p\n");
+    let out = repo.comb(&["build", "--all"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("pp/recipe.toml") && err.contains("pp2/recipe.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_killed_build_is_finished_by_the_next_run() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe(
+        "slow",
+        &native("slow", &[], "echo starting; sleep 5"),
+        "s\n",
+    );
+    let mut child = repo
+        .command(&["build", "--all"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        eprintln!("{line}");
+        if line.starts_with("build") && line.contains("building") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let (code, builds, _) = repo.build(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(builds["slow"], "built");
+    let tmp: Vec<_> = std::fs::read_dir(repo.store.join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}
