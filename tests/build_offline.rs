@@ -181,7 +181,12 @@ fn freshness_of_a_repository() {
     let (_, builds, _) = repo.build(&[]);
     assert_eq!(
         builds,
-        statuses(&[("aa", "built"), ("bb", "built"), ("cc", "built"), ("dd", "hit")])
+        statuses(&[
+            ("aa", "built"),
+            ("bb", "built"),
+            ("cc", "built"),
+            ("dd", "hit")
+        ])
     );
 
     // A script change that does not change the output rebuilds that

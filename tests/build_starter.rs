@@ -1,0 +1,98 @@
+//! The README's main job: `comb build --all` of `examples/starter` against
+//! the real Debian mirror of the host's APT sources, then a second run
+//! that is all hits. The store is kept outside the checkout
+//! (`$COMB_TEST_STORE`, default `/var/cache/comb-test-store`) so reruns
+//! neither download nor build again. Needs root, like CI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const COMB: &str = env!("CARGO_BIN_EXE_comb");
+
+fn store() -> PathBuf {
+    std::env::var_os("COMB_TEST_STORE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/comb-test-store"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "comb.lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn comb(repo: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(COMB)
+        .args(args)
+        .arg("--repo")
+        .arg(repo)
+        .arg("--store")
+        .arg(store())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    eprintln!("comb {args:?}: {}\n{stderr}", out.status);
+    (out.status.success(), stdout, stderr)
+}
+
+#[test]
+fn the_starter_repository_builds_and_then_is_all_hits() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root, as CI runs");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("starter");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter"),
+        &repo,
+    );
+    assert!(comb(&repo, &["update"]).0);
+    let out = dir.path().join("out");
+    let (ok, _, stderr) = comb(&repo, &["build", "--all", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("0 failed"), "{stderr}");
+    let packages = std::fs::read_to_string(out.join("Packages")).unwrap();
+    for name in [
+        "greet",
+        "libgreet1",
+        "libgreet-dev",
+        "hello",
+        "jshon",
+        "libjansson4",
+    ] {
+        assert!(
+            packages.contains(&format!("Package: {name}\n")),
+            "{name} missing from {packages}"
+        );
+    }
+    // Every .deb is one dpkg accepts.
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "deb") {
+            let info = Command::new("dpkg-deb")
+                .arg("--info")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(info.status.success(), "{}", path.display());
+        }
+    }
+
+    let (ok, stdout, _) = comb(&repo, &["build", "--all", "--json"]);
+    assert!(ok);
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["built"], 0, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+}
