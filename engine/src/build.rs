@@ -72,7 +72,7 @@ pub fn build(
     request: &BuildRequest,
     stop: &AtomicBool,
 ) -> Result<Vec<PackageResult>> {
-    let sources = debian_sources(pinned, repo)?;
+    let sources = debian_sources(engine, pinned, repo)?;
     let graph = repo.graph_with(|recipe| facts(recipe, &sources))?;
     let order: Vec<String> = graph
         .topological_order()
@@ -193,62 +193,103 @@ fn closure(graph: &comb_recipes::PackageGraph, wanted: &[String], order: &[Strin
 }
 
 /// The snapshot's source records for the repository's `debian` recipes.
+/// Each choice is a node (its record's text stored as a blob), so a run
+/// that changes nothing does not parse the whole `Sources` index.
 fn debian_sources<'a>(
+    engine: &Engine,
     pinned: &Pinned,
     repo: &'a Repository,
 ) -> Result<HashMap<&'a str, SourcePackage>> {
-    let wanted: Vec<(&str, &str, Option<&str>)> = repo
-        .recipes
-        .iter()
-        .filter_map(|r| match &r.source {
-            Source::Debian { name, version } => {
-                Some((r.name.as_str(), name.as_str(), version.as_deref()))
-            }
-            _ => None,
-        })
-        .collect();
+    let all: std::sync::OnceLock<Vec<(SourcePackage, String)>> = std::sync::OnceLock::new();
     let mut found = HashMap::new();
-    if wanted.is_empty() {
-        return Ok(found);
-    }
-    let all = pinned.snapshot()?.read_sources()?;
-    if pinned.snapshot()?.sources.is_empty() {
-        return Err(Error::Other(
-            "recipes use `debian` sources, but the pinned snapshot has no Sources index".into(),
-        ));
-    }
-    for (recipe, name, version) in wanted {
-        let candidates: Vec<&SourcePackage> = all.iter().filter(|s| s.name == name).collect();
-        let chosen = match version {
-            Some(v) => candidates
-                .iter()
-                .find(|s| s.version.to_string() == v)
-                .copied(),
-            None => candidates
-                .iter()
-                .copied()
-                .max_by(|a, b| a.version.cmp(&b.version)),
+    for recipe in &repo.recipes {
+        let Source::Debian { name, version } = &recipe.source else {
+            continue;
         };
-        match chosen {
-            Some(s) => {
-                found.insert(recipe, s.clone());
+        let mut d = Description::new("resolve");
+        d.field("index", &pinned.key)
+            .field("source", name)
+            .field("version", version.as_deref().unwrap_or("newest"));
+        let record = engine.node(NodeKind::Resolve, &format!("source:{name}"), &d, |_| {
+            if all.get().is_none() {
+                let _ = all.set(source_records(pinned)?);
             }
-            None => {
-                let available: Vec<String> =
-                    candidates.iter().map(|s| s.version.to_string()).collect();
+            let candidates: Vec<&(SourcePackage, String)> = all
+                .get()
+                .map(|v| v.iter().filter(|(s, _)| &s.name == name).collect())
+                .unwrap_or_default();
+            let chosen = match version {
+                Some(v) => candidates
+                    .iter()
+                    .find(|(s, _)| s.version.to_string() == *v)
+                    .copied(),
+                None => candidates
+                    .iter()
+                    .copied()
+                    .max_by(|a, b| a.0.version.cmp(&b.0.version)),
+            };
+            let Some((_, text)) = chosen else {
+                let available: Vec<String> = candidates
+                    .iter()
+                    .map(|(s, _)| s.version.to_string())
+                    .collect();
                 return Err(Error::Other(format!(
-                    "recipe {recipe}: the pinned snapshot has no source package {name}{}; {}",
-                    version.map(|v| format!("={v}")).unwrap_or_default(),
+                    "{}: the pinned snapshot has no source package {name}{}; {}",
+                    recipe.file.display(),
+                    version
+                        .as_deref()
+                        .map(|v| format!("={v}"))
+                        .unwrap_or_default(),
                     if available.is_empty() {
                         "no version of it at all".to_string()
                     } else {
                         format!("versions available: {}", available.join(", "))
                     }
                 )));
+            };
+            let digest = engine.store.put_blob_reader(&mut text.as_bytes())?;
+            Ok((NodeOutput::Blob(digest), text.len() as u64))
+        })?;
+        let NodeOutput::Blob(digest) = record.output else {
+            return Err(Error::Other(format!("source:{name} has no blob")));
+        };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut engine.store.open_blob(&digest)?, &mut text)
+            .map_err(|e| Error::io("reading a stored source record", e))?;
+        let parsed = comb_distro::parse_sources(&text, &format!("source:{name}"))?;
+        let record = parsed
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Other(format!("the stored record of {name} is empty")))?;
+        found.insert(recipe.name.as_str(), record);
+    }
+    Ok(found)
+}
+
+/// Every record of the snapshot's `Sources` indices, with its text.
+fn source_records(pinned: &Pinned) -> Result<Vec<(SourcePackage, String)>> {
+    let snapshot = pinned.snapshot()?;
+    if snapshot.sources.is_empty() {
+        return Err(Error::Other(
+            "recipes use `debian` sources, but the pinned snapshot has no Sources index".into(),
+        ));
+    }
+    let mut all = Vec::new();
+    for f in &snapshot.sources {
+        let text = std::fs::read_to_string(&f.local)
+            .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
+        for paragraph in text.split("\n\n").filter(|p| !p.trim().is_empty()) {
+            let paragraph = format!("{}\n", paragraph.trim_end());
+            let origin = f.local.display().to_string();
+            if let Some(s) = comb_distro::parse_sources(&paragraph, &origin)?
+                .into_iter()
+                .next()
+            {
+                all.push((s, paragraph));
             }
         }
     }
-    Ok(found)
+    Ok(all)
 }
 
 fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>) -> SourceFacts {
