@@ -9,7 +9,7 @@ use comb_engine::{snapshot, store_location, Engine, JobState, NodeEvent, Observe
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -110,9 +110,11 @@ impl Observer for Reporter {
     }
 }
 
-/// Sets `stop` on the first SIGINT or SIGTERM; a second one ends comb at
-/// once (the sandboxes die with it: their monitors have PDEATHSIG).
-fn watch_signals(stop: Arc<AtomicBool>) {
+/// The first SIGINT or SIGTERM cancels: running sandboxes are killed and
+/// nothing new starts, and the run is recorded as interrupted. A second
+/// one ends comb at once (the sandboxes die with it: their monitors have
+/// PDEATHSIG).
+fn watch_signals(cancel: comb_engine::sandbox::CancelToken) {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
@@ -120,10 +122,10 @@ fn watch_signals(stop: Arc<AtomicBool>) {
     let _ = set.thread_block();
     std::thread::spawn(move || loop {
         if let Ok(sig) = set.wait() {
-            if stop.swap(true, Ordering::SeqCst) {
+            if cancel.flag().swap(true, Ordering::SeqCst) {
                 std::process::exit(128 + sig as i32);
             }
-            eprintln!("comb: {sig:?}: finishing the running builds; again to stop at once");
+            eprintln!("comb: {sig:?}: stopping the running builds; again to exit at once");
         }
     });
 }
@@ -154,8 +156,6 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
             self.0.started(stage, name)
         }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone());
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let engine = Engine::open(
         repo_config,
@@ -164,6 +164,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         Box::new(Shared(reporter.clone())),
     )
     .context("opening the store")?;
+    watch_signals(engine.cancel.clone());
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -172,8 +173,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         jobs,
         keep_going: args.keep_going,
     };
-    let result =
-        snapshot::load(&engine).and_then(|p| build::build(&engine, &p, &repo, &request, &stop));
+    let result = snapshot::load(&engine).and_then(|p| build::build(&engine, &p, &repo, &request));
     let results = match result {
         Ok(r) => r,
         Err(e) => {
@@ -231,7 +231,10 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(if failed {
+    Ok(if engine.cancel.is_cancelled() {
+        eprintln!("comb: interrupted");
+        ExitCode::from(130)
+    } else if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -338,3 +338,54 @@ fn a_killed_build_is_finished_by_the_next_run() {
     let tmp: Vec<_> = std::fs::read_dir(repo.store.join("tmp")).unwrap().collect();
     assert!(tmp.is_empty(), "{tmp:?}");
 }
+
+#[test]
+fn ctrl_c_kills_the_running_builds_and_the_next_run_finishes() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe(
+        "sleepy",
+        &native("sleepy", &[], "echo starting; sleep 600"),
+        "s\n",
+    );
+    let mut child = repo
+        .command(&["build", "--all"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("build") && line.contains("building") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    assert!(rest.iter().any(|l| l.contains("FAILED")), "{rest:?}");
+    // No sandbox process is left.
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 600"));
+    // A quick build of the same recipe now succeeds, and nothing failed
+    // was kept.
+    repo.recipe("sleepy", &native("sleepy", &[], "echo quick"), "s\n");
+    let (code, builds, _) = repo.build(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(builds["sleepy"], "built");
+}

@@ -18,7 +18,6 @@ use comb_sandbox::{Bind, Identity, Spec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Changes when the way packages are built changes.
@@ -70,8 +69,8 @@ pub fn build(
     pinned: &Pinned,
     repo: &Repository,
     request: &BuildRequest,
-    stop: &AtomicBool,
 ) -> Result<Vec<PackageResult>> {
+    let stop = engine.cancel.flag();
     let sources = debian_sources(engine, pinned, repo)?;
     let graph = repo.graph_with(|recipe| facts(recipe, &sources))?;
     let order: Vec<String> = graph
@@ -569,6 +568,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
         vec!["/bin/sh".into(), "-c".into(), format!("set -e\n{script}")],
     );
     spec.identity = Identity::Builder;
+    spec.cancel = engine.cancel.clone();
     spec.binds.push(Bind {
         source: work.to_path_buf(),
         target: PathBuf::from("/build"),

@@ -63,6 +63,8 @@ pub struct Engine {
     pub(crate) observer: Box<dyn Observer + Send>,
     /// Parallel downloads.
     pub jobs: usize,
+    /// Cancels every sandbox this engine starts, and stops the scheduler.
+    pub cancel: comb_sandbox::CancelToken,
 }
 
 impl Engine {
@@ -85,15 +87,16 @@ impl Engine {
             run,
             observer,
             jobs: 8,
+            cancel: comb_sandbox::CancelToken::default(),
         })
     }
 
     /// Records the end of the run.
     pub fn finish(&self, ok: bool) -> Result<()> {
-        let status = if ok {
-            RunStatus::Success
-        } else {
-            RunStatus::Failed
+        let status = match (ok, self.cancel.is_cancelled()) {
+            (_, true) => RunStatus::Interrupted,
+            (true, false) => RunStatus::Success,
+            (false, false) => RunStatus::Failed,
         };
         self.index().finish_run(self.run, status)?;
         Ok(())

@@ -712,6 +712,7 @@ fn install_in_sandbox(
             ],
         );
         spec.identity = Identity::Root;
+        spec.cancel = engine.cancel.clone();
         spec.keep_upper = Some(upper.to_path_buf());
         spec.binds.push(Bind {
             source: staging.clone(),
@@ -877,6 +878,7 @@ pub fn run_in(
 ) -> Result<comb_sandbox::Outcome> {
     let mut spec = Spec::new(env.top().paths.clone(), command);
     spec.identity = identity;
+    spec.cancel = engine.cancel.clone();
     if identity == Identity::Builder {
         spec.cwd = PathBuf::from("/home/builder");
     }

@@ -36,6 +36,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use idmap::IdSource;
+
 pub use runner::{helper_main_if_requested, run, run_streaming, Stream, HELPER_ARG};
 pub use slot::processes_in_range;
 
@@ -138,7 +139,39 @@ pub struct Spec {
     /// Largest amount of each output stream kept in the [`Outcome`]; the
     /// beginning is dropped first.
     pub output_cap_bytes: usize,
+    /// Set from any thread to kill the sandbox (the outcome then says
+    /// `cancelled`).
+    #[serde(skip)]
+    pub cancel: CancelToken,
 }
+
+/// A flag shared between a caller's threads that cancels the sandboxes
+/// given it.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The flag itself, for code that polls an `AtomicBool`.
+    pub fn flag(&self) -> &std::sync::atomic::AtomicBool {
+        &self.0
+    }
+}
+
+impl PartialEq for CancelToken {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CancelToken {}
 
 impl Spec {
     /// A spec with the defaults: U, no binds, cwd `/`, default limits.
@@ -154,6 +187,7 @@ impl Spec {
             keep_upper: None,
             hostname: "comb".to_string(),
             output_cap_bytes: 16 << 20,
+            cancel: CancelToken::default(),
         }
     }
 }

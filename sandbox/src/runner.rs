@@ -138,9 +138,11 @@ pub fn run_streaming(
         )
     })?;
     drop(report_w);
-    let mut control = child.stdin.take().expect("piped stdin");
+    let mut control = Some(child.stdin.take().expect("piped stdin"));
     let line = serde_json::to_string(&request).map_err(|e| SandboxError::Invalid(e.to_string()))?;
     control
+        .as_mut()
+        .expect("just taken")
         .write_all(format!("{line}\n").as_bytes())
         .map_err(|e| SandboxError::io("sending the request to the sandbox monitor", e))?;
 
@@ -161,7 +163,14 @@ pub fn run_streaming(
                 .iter()
                 .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
                 .collect();
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
+            // Woken now and then to see whether the caller cancelled.
+            let timeout = PollTimeout::from(200u16);
+            let polled = poll(&mut fds, timeout);
+            if spec.cancel.is_cancelled() {
+                // A closed control pipe makes the monitor kill everything.
+                drop(control.take());
+            }
+            if polled.is_err() {
                 continue;
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
