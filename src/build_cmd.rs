@@ -51,6 +51,18 @@ struct Reporter {
     json: bool,
     counts: [AtomicU64; 4],
     interactive: bool,
+    /// On a terminal: packages done out of those asked for.
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Reporter {
+    /// A line above the bar, or on stderr.
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 impl Observer for Reporter {
@@ -62,6 +74,10 @@ impl Observer for Reporter {
             _ => 3,
         };
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        if let (Some(bar), "build") = (&self.bar, e.stage.as_str()) {
+            bar.inc(1);
+            bar.set_message(e.name.clone());
+        }
         if self.json {
             let line = serde_json::json!({
                 "event": "node",
@@ -85,27 +101,27 @@ impl Observer for Reporter {
             .as_deref()
             .and_then(|r| r.lines().next())
             .unwrap_or("");
-        match e.status.as_str() {
-            "hit" => eprintln!("{:<13} {:<32} hit", e.stage, e.name),
-            "failed" => eprintln!(
+        self.say(match e.status.as_str() {
+            "hit" => format!("{:<13} {:<32} hit", e.stage, e.name),
+            "failed" => format!(
                 "{:<13} {:<32} FAILED after {:.1}s\n{}",
                 e.stage,
                 e.name,
                 e.duration_ms as f64 / 1000.0,
                 e.reason.as_deref().unwrap_or("")
             ),
-            status => eprintln!(
+            status => format!(
                 "{:<13} {:<32} {status} in {:.1}s ({reason})",
                 e.stage,
                 e.name,
                 e.duration_ms as f64 / 1000.0
             ),
-        }
+        })
     }
 
     fn started(&self, stage: comb_engine::cache::NodeKind, name: &str) {
         if !self.json && stage.as_str() != "fetch" {
-            eprintln!("{stage:<13} {name:<32} building…");
+            self.say(format!("{stage:<13} {name:<32} building…"));
         }
     }
 }
@@ -142,10 +158,28 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     } else {
         args.packages.clone()
     };
+    let interactive = std::io::stderr().is_terminal();
+    let bar = (interactive && !args.json).then(|| {
+        let total = if packages.is_empty() {
+            repo.recipes.len()
+        } else {
+            packages.len()
+        };
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed:>4} [{bar:30}] {pos}/{len} packages  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
     let reporter = Arc::new(Reporter {
         json: args.json,
         counts: Default::default(),
-        interactive: std::io::stderr().is_terminal(),
+        interactive,
+        bar,
     });
     struct Shared(Arc<Reporter>);
     impl Observer for Shared {
@@ -196,6 +230,9 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         build::write_repository(&engine, out, &debs)?;
     }
     engine.finish(!failed)?;
+    if let Some(bar) = &reporter.bar {
+        bar.finish_and_clear();
+    }
     let [hit, built, failed_n, skipped] = reporter
         .counts
         .each_ref()
