@@ -21,12 +21,13 @@
 //! modified.
 
 use crate::error::{Error, Result};
+use crate::fsat::{cvt, open_dir, open_root, owned};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -1549,46 +1550,6 @@ impl Unpacker<'_> {
 fn cstring(name: &[u8]) -> CString {
     let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     CString::new(&name[..end]).unwrap_or_default()
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn owned(fd: libc::c_int) -> OwnedFd {
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody
-    // else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-fn open_root(root: &Path) -> io::Result<OwnedFd> {
-    let path = CString::new(root.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: a valid C string; the flags ask for a directory.
-    let fd = cvt(unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
-    Ok(owned(fd))
-}
-
-/// Opens directory `name` in `parent`, failing (ELOOP) on a symlink.
-fn open_dir(parent: RawFd, name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: a valid C string and a directory fd we hold.
-    let fd = cvt(unsafe {
-        libc::openat(
-            parent,
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    })?;
-    Ok(owned(fd))
 }
 
 /// Creates a new regular file; fails (EEXIST) on anything existing,

@@ -44,6 +44,7 @@
 
 use crate::deps::{parse_relation_list, parse_relations};
 use crate::error::{Error, Result};
+use crate::fsat::{cvt, open_dir, open_root, owned};
 use crate::version::Version;
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -52,7 +53,7 @@ use std::ffi::{CStr, CString, OsStr};
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1401,46 +1402,6 @@ impl<W: Write> Write for HashingWriter<W> {
 /// NUL byte.
 fn cstring(name: &[u8]) -> CString {
     CString::new(name).unwrap_or_default()
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn owned(fd: libc::c_int) -> OwnedFd {
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody
-    // else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-fn open_root(root: &Path) -> io::Result<OwnedFd> {
-    let path = CString::new(root.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: a valid C string; the flags ask for a directory.
-    let fd = cvt(unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
-    Ok(owned(fd))
-}
-
-/// Opens directory `name` in `parent`, failing (ELOOP) on a symlink.
-fn open_dir(parent: RawFd, name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: a valid C string and a directory fd we hold.
-    let fd = cvt(unsafe {
-        libc::openat(
-            parent,
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    })?;
-    Ok(owned(fd))
 }
 
 /// Opens file `name` in `parent` for reading, never following a symlink

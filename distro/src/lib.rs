@@ -38,6 +38,7 @@ pub mod debwriter;
 pub mod deps;
 mod error;
 pub mod fetch;
+mod fsat;
 pub mod index;
 pub mod packages;
 pub mod release;

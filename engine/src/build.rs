@@ -665,14 +665,19 @@ fn build_native(
                 unclaimed.join(", ")
             ));
         }
-        let log_digest = engine.store.put_blob_reader(&mut log.as_bytes())?;
-        Ok(Manifest {
-            debs,
-            log: log_digest.to_string(),
-        })
+        manifest(engine, debs, &log)
     })();
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// A build's record: its packages, and its log stored as a blob.
+fn manifest(engine: &Engine, debs: Vec<BuiltDeb>, log: &str) -> Result<Manifest> {
+    let log = engine.store.put_blob_reader(&mut log.as_bytes())?;
+    Ok(Manifest {
+        debs,
+        log: log.to_string(),
+    })
 }
 
 fn binary_spec(recipe: &Recipe, output: &comb_recipes::Output, version: &str) -> BinarySpec {
@@ -853,11 +858,7 @@ fn build_debian(
                 log: env::tail(&log, 30),
             });
         }
-        let log_digest = engine.store.put_blob_reader(&mut log.as_bytes())?;
-        Ok(Manifest {
-            debs,
-            log: log_digest.to_string(),
-        })
+        manifest(engine, debs, &log)
     })();
     let _ = std::fs::remove_dir_all(&work);
     result

@@ -115,25 +115,16 @@ pub(crate) fn pkg_env_for(
     local: &[crate::build::BuiltDeb],
 ) -> Result<Layer> {
     let name = format!("pkg-env:{package}");
-    let status = dpkg_status(&below.paths);
-    let status_digest = match &status {
-        Some(path) => blake3_file(path)?,
-        None => "none".to_string(),
-    };
-    let mut d = Description::new("resolve");
-    d.field("index", &pinned.key)
-        .field("architecture", &pinned.lock.architecture)
-        .field("status", &status_digest)
-        .list("requires", sorted(requires))
-        .map(
-            "local",
-            local.iter().map(|l| {
-                (
-                    format!("{}:{}", l.name, l.architecture),
-                    format!("{} sha256:{}", l.version, l.sha256),
-                )
-            }),
-        );
+    let (mut d, status) = resolve_description(pinned, Some(below))?;
+    d.list("requires", sorted(requires)).map(
+        "local",
+        local.iter().map(|l| {
+            (
+                format!("{}:{}", l.name, l.architecture),
+                format!("{} sha256:{}", l.version, l.sha256),
+            )
+        }),
+    );
     let record = engine.node(NodeKind::Resolve, &name, &d, |_| {
         let work = engine.store.tmp_path("aptbox-local");
         let result = (|| {
@@ -205,15 +196,7 @@ fn resolve(
     names: Option<&[String]>,
     below: Option<&Layer>,
 ) -> Result<Vec<Resolved>> {
-    let status = below.and_then(|l| dpkg_status(&l.paths));
-    let status_digest = match &status {
-        Some(path) => blake3_file(path)?,
-        None => "none".to_string(),
-    };
-    let mut d = Description::new("resolve");
-    d.field("index", &pinned.key)
-        .field("architecture", &pinned.lock.architecture)
-        .field("status", &status_digest);
+    let (mut d, status) = resolve_description(pinned, below)?;
     match names {
         Some(names) => d.list("names", sorted(names)),
         // The default install set is a function of the snapshot alone.
@@ -246,6 +229,24 @@ fn resolve(
     let file = engine.store.open_blob(&digest)?;
     serde_json::from_reader(std::io::BufReader::new(file))
         .map_err(|e| Error::Other(format!("reading the stored resolution of {set}: {e}")))
+}
+
+/// What every resolve depends on: the snapshot, the architecture and the
+/// dpkg status of the layer below (returned too, for APT).
+fn resolve_description(
+    pinned: &Pinned,
+    below: Option<&Layer>,
+) -> Result<(Description, Option<PathBuf>)> {
+    let status = below.and_then(|l| dpkg_status(&l.paths));
+    let status_digest = match &status {
+        Some(path) => blake3_file(path)?,
+        None => "none".to_string(),
+    };
+    let mut d = Description::new("resolve");
+    d.field("index", &pinned.key)
+        .field("architecture", &pinned.lock.architecture)
+        .field("status", &status_digest);
+    Ok((d, status))
 }
 
 fn sorted(names: &[String]) -> Vec<String> {
