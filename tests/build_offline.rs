@@ -389,3 +389,69 @@ fn ctrl_c_kills_the_running_builds_and_the_next_run_finishes() {
     assert_eq!(code, Some(0));
     assert_eq!(builds["sleepy"], "built");
 }
+
+#[test]
+fn a_url_source_is_verified_then_built() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    let staging = repo.root.parent().unwrap().join("tarball-src");
+    std::fs::create_dir_all(staging.join("tool-1.0")).unwrap();
+    std::fs::write(staging.join("tool-1.0/README"), "from a tarball\n").unwrap();
+    let tarball = repo.root.parent().unwrap().join("tool-1.0.tar.gz");
+    let tar = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&staging)
+        .arg("tool-1.0")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let sha = {
+        let out = Command::new("sha256sum").arg(&tarball).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let recipe = |sha: &str| {
+        format!(
+            "[package]\nname = \"tool\"\nversion = \"1.0-1\"\nsummary = \"a tool\"\nlicense = \"MIT\"\n\n\
+             [source]\nurl = \"file://{}\"\nsha256 = \"{sha}\"\n\n[build]\nscript = \"\"\"\n\
+             mkdir -p \"$DESTDIR/usr/share/doc/tool\"\ncp README \"$DESTDIR/usr/share/doc/tool/\"\n\"\"\"\n\n\
+             [[output]]\nname = \"tool\"\narchitecture = \"all\"\nfiles = [\"usr/share/doc/tool/**\"]\n",
+            tarball.display()
+        )
+    };
+    let dir = repo.root.join("tool");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrong = "0".repeat(64);
+    std::fs::write(dir.join("recipe.toml"), recipe(&wrong)).unwrap();
+    let out = repo.comb(&["build", "--all"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("tool/recipe.toml") && err.contains(&sha) && err.contains(&wrong),
+        "{err}"
+    );
+
+    std::fs::write(dir.join("recipe.toml"), recipe(&sha)).unwrap();
+    let out_dir = repo.root.parent().unwrap().join("out");
+    let (code, builds, _) = repo.build(&["--out", out_dir.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(builds["tool"], "built");
+    let deb = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .unwrap();
+    let listing = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("./usr/share/doc/tool/README"));
+}

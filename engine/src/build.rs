@@ -395,12 +395,11 @@ fn build_one(
             },
             dsc.version.clone(),
         ),
-        (Source::Url { .. }, _) => {
-            return Err(Error::Other(format!(
-                "{}: `url` sources are not built yet; use a `path` source",
-                recipe.file.display()
-            )))
-        }
+        (Source::Url { sha256, .. }, _) => (
+            "url",
+            BTreeMap::from([("tarball".to_string(), format!("sha256:{sha256}"))]),
+            recipe.version.clone().unwrap_or_default(),
+        ),
         (Source::Debian { .. }, None) => {
             return Err(Error::Other(format!(
                 "{}: source package missing",
@@ -423,8 +422,24 @@ fn build_one(
         .list("outputs", recipe.outputs.iter().map(output_text));
     let record = engine.node(NodeKind::Build, &recipe.name, &d, |_| {
         let manifest = match (&recipe.source, debian) {
-            (Source::Path { dir, .. }, _) => {
-                build_native(engine, &env_layer, recipe, &version, dir, share)?
+            (Source::Path { dir, .. }, _) => build_native(
+                engine,
+                &env_layer,
+                recipe,
+                &version,
+                NativeSource::Directory(dir),
+                share,
+            )?,
+            (Source::Url { url, sha256 }, _) => {
+                let tarball = fetch_tarball(engine, recipe, url, sha256)?;
+                build_native(
+                    engine,
+                    &env_layer,
+                    recipe,
+                    &version,
+                    NativeSource::Tarball(&tarball),
+                    share,
+                )?
             }
             (Source::Debian { .. }, Some(s)) => {
                 let files = fetch_source(engine, pinned, s)?;
@@ -600,22 +615,114 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
     Ok(log)
 }
 
+/// Where a native recipe's source comes from.
+enum NativeSource<'a> {
+    Directory(&'a Path),
+    /// A verified tarball in the store.
+    Tarball(&'a Path),
+}
+
+/// A `url` source's tarball, fetched once into the store and verified
+/// against the recipe's sha256.
+fn fetch_tarball(engine: &Engine, recipe: &Recipe, url: &str, sha256: &str) -> Result<PathBuf> {
+    let expected = comb_cache::Expected::sha256_hex(sha256)
+        .map_err(|e| Error::Other(format!("{}: sha256: {e}", recipe.file.display())))?;
+    if let Some(path) = find_sha256_blob(engine, &expected) {
+        return Ok(path);
+    }
+    let tmp = engine.store.tmp_path("tarball");
+    let result = comb_distro::fetch_to(url, &tmp, None)
+        .map_err(Error::from)
+        .and_then(|_| {
+            let mut file =
+                std::fs::File::open(&tmp).map_err(|e| Error::io("opening a download", e))?;
+            engine
+                .store
+                .put_blob_expecting(&mut file, expected)
+                .map_err(|e| match e {
+                    comb_cache::StoreError::HashMismatch { actual, .. } => Error::Other(format!(
+                        "{}: {url} has sha256 {}, the recipe says {sha256}: nothing was kept; \
+                     fix the url or the sha256",
+                        recipe.file.display(),
+                        actual.hex()
+                    )),
+                    e => e.into(),
+                })
+        });
+    let _ = std::fs::remove_file(&tmp);
+    let digest = result?;
+    engine
+        .store
+        .blob_path(&digest)
+        .ok_or_else(|| Error::Other(format!("{url} vanished from the store")))
+}
+
+/// tar's flag for the tarball's compression, from its magic bytes (not
+/// every tar detects it by itself).
+fn compression_flag(tarball: &Path) -> Result<&'static str> {
+    let mut magic = [0u8; 6];
+    let mut file = std::fs::File::open(tarball).map_err(|e| Error::io("reading the tarball", e))?;
+    let n = std::io::Read::read(&mut file, &mut magic)
+        .map_err(|e| Error::io("reading the tarball", e))?;
+    Ok(match &magic[..n] {
+        [0x1f, 0x8b, ..] => "z",
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => "J",
+        [b'B', b'Z', b'h', ..] => "j",
+        _ => "",
+    })
+}
+
+/// A stored blob with this sha256, whatever its size.
+fn find_sha256_blob(engine: &Engine, expected: &comb_cache::Expected) -> Option<PathBuf> {
+    let hex = hex_of(&expected.hash);
+    let path = engine
+        .store
+        .root()
+        .join("blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex[2..]);
+    path.is_file().then_some(path)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn build_native(
     engine: &Engine,
     env_layer: &Layer,
     recipe: &Recipe,
     version: &str,
-    source_dir: &Path,
+    source: NativeSource,
     share: usize,
 ) -> Result<Manifest> {
     let work = scratch(engine, "build")?;
     let result = (|| {
         chown_builder(&work)?;
-        copy_for_builder(source_dir, &work.join("src"))?;
+        let mut script = String::new();
+        match source {
+            NativeSource::Directory(dir) => copy_for_builder(dir, &work.join("src"))?,
+            NativeSource::Tarball(tarball) => {
+                let target = work.join("source.tar");
+                std::fs::copy(tarball, &target)
+                    .map_err(|e| Error::io("copying the source tarball", e))?;
+                std::fs::create_dir(work.join("src"))
+                    .map_err(|e| Error::io("creating the source directory", e))?;
+                chown_builder(&work.join("src"))?;
+                // Unpacked by U inside the sandbox; a single top directory
+                // (as most tarballs have) is stripped.
+                let flag = compression_flag(tarball)?;
+                script.push_str(&format!(
+                    "tops=$(tar -t{flag}f /build/source.tar | sed 's|^\\./||' | cut -d/ -f1 | sort -u | grep -c .)\n\
+                     if [ \"$tops\" = 1 ]; then tar -x{flag}f /build/source.tar --strip-components=1; \
+                     else tar -x{flag}f /build/source.tar; fi\n",
+                ));
+            }
+        }
         let dest = work.join("dest");
         std::fs::create_dir(&dest).map_err(|e| Error::io("creating DESTDIR", e))?;
         chown_builder(&dest)?;
-        let script = recipe.build.script.clone().unwrap_or_default();
+        script.push_str(recipe.build.script.as_deref().unwrap_or_default());
         let log = run_build(
             engine,
             env_layer,
