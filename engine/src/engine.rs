@@ -65,7 +65,12 @@ pub struct Engine {
     pub jobs: usize,
     /// Cancels every sandbox this engine starts, and stops the scheduler.
     pub cancel: comb_sandbox::CancelToken,
+    /// Hits not yet written to the index.
+    pending_hits: Mutex<Vec<Event>>,
 }
+
+/// How many hits are written to the index at once.
+const HIT_BATCH: usize = 512;
 
 impl Engine {
     /// Opens the store, begins a run recorded under `command_line`.
@@ -88,11 +93,30 @@ impl Engine {
             observer,
             jobs: 8,
             cancel: comb_sandbox::CancelToken::default(),
+            pending_hits: Mutex::new(Vec::new()),
         })
     }
 
     /// Records the end of the run.
+    /// Writes the buffered hits in one transaction.
+    fn flush_hits(&self) -> Result<()> {
+        let hits =
+            std::mem::take(&mut *self.pending_hits.lock().unwrap_or_else(|e| e.into_inner()));
+        if hits.is_empty() {
+            return Ok(());
+        }
+        self.index().batch(|index| {
+            for event in &hits {
+                index.touch_node(&event.node_key)?;
+                index.record_event(self.run, event)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     pub fn finish(&self, ok: bool) -> Result<()> {
+        self.flush_hits()?;
         let status = match (ok, self.cancel.is_cancelled()) {
             (_, true) => RunStatus::Interrupted,
             (true, false) => RunStatus::Success,
@@ -173,11 +197,19 @@ impl Engine {
             index.remove_node(key)?;
             return Ok(None);
         }
-        index.touch_node(key)?;
-        let event = Event::new(key, kind, name, EventStatus::Hit);
-        index.record_event(self.run, &event)?;
         drop(index);
+        let event = Event::new(key, kind, name, EventStatus::Hit);
         self.report(&event);
+        // A hit's bookkeeping (last use, the event) is written in batches:
+        // one transaction per node would dominate a run that changes nothing.
+        let full = {
+            let mut hits = self.pending_hits.lock().unwrap_or_else(|e| e.into_inner());
+            hits.push(event);
+            hits.len() >= HIT_BATCH
+        };
+        if full {
+            self.flush_hits()?;
+        }
         Ok(Some(record))
     }
 
@@ -218,5 +250,13 @@ impl Engine {
                 record.kind, record.name
             ))),
         }
+    }
+}
+
+impl Drop for Engine {
+    /// Hits buffered by a run that ended without `finish` (an error) are
+    /// still written.
+    fn drop(&mut self) {
+        let _ = self.flush_hits();
     }
 }
