@@ -468,7 +468,7 @@ fn build_one(
             recipe.name
         )));
     };
-    serde_json::from_reader(engine.store.open_blob(&digest)?)
+    serde_json::from_reader(std::io::BufReader::new(engine.store.open_blob(&digest)?))
         .map_err(|e| Error::Other(format!("reading the manifest of {}: {e}", recipe.name)))
 }
 

@@ -182,8 +182,9 @@ pub(crate) fn pkg_env_for(
     let NodeOutput::Blob(digest) = record.output else {
         return Err(Error::Other(format!("resolve {name} has no blob output")));
     };
-    let added: Vec<Resolved> = serde_json::from_reader(engine.store.open_blob(&digest)?)
-        .map_err(|e| Error::Other(format!("reading the stored resolution of {name}: {e}")))?;
+    let added: Vec<Resolved> =
+        serde_json::from_reader(std::io::BufReader::new(engine.store.open_blob(&digest)?))
+            .map_err(|e| Error::Other(format!("reading the stored resolution of {name}: {e}")))?;
     layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added)
 }
 
