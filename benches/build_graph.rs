@@ -1663,7 +1663,7 @@ fn real(bench: &Bench) {
     }
     let real = real_setup(bench, &source, &name);
     println!(
-        "3. a real build: {source} from Debian source, its pkg-env cached ({} packages over base-build), DEB_BUILD_OPTIONS=parallel={} everywhere (what `comb build` gives a lone build at its default -j {}): median of {} (min / max)",
+        "3. a real build: {source} from Debian source, its pkg-env cached ({} packages over base-build), DEB_BUILD_OPTIONS=parallel={} everywhere (what `comb build` gives a lone build at its default -j {}): median of {}",
         real.resolved.len(),
         real.parallel,
         bench.cpus,
@@ -1683,9 +1683,15 @@ fn real(bench: &Bench) {
         None
     };
     let sandbox_dir = bench.scratch("sandbox-builds");
+    // When the last removal of many files was: comb's of its build tree,
+    // or here of an interrupted run's builds.
+    let mut removed: Option<Instant> = None;
     let chroot_builds = chroot.as_ref().map(|c| {
         let builds = c.root.join("build");
-        remove_all(&builds);
+        if builds.exists() {
+            remove_all(&builds);
+            removed = Some(Instant::now());
+        }
         mkdir_all(&builds);
         bench.discard(builds.clone());
         builds
@@ -1704,7 +1710,6 @@ fn real(bench: &Bench) {
     let mut nodes = Vec::new();
     let mut order: Vec<usize> = (0..3).collect();
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut removed: Option<Instant> = None;
     for round in 0..runs {
         shuffle(&mut order, &mut seed);
         for &v in &order {
