@@ -4,7 +4,7 @@ use crate::env_cmd::Place;
 use anyhow::{Context, Result};
 use clap::Args;
 use comb_engine::build::{self, BuildRequest};
-use comb_engine::recipes::{RepoConfig, Repository};
+use comb_engine::recipes::Repository;
 use comb_engine::{snapshot, store_location, Engine, JobState, NodeEvent, Observer};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -148,10 +148,7 @@ fn watch_signals(cancel: comb_engine::sandbox::CancelToken) {
 
 pub fn build(args: BuildArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let repo_config = match &args.place.repo {
-        Some(dir) => RepoConfig::load(&dir.join(comb_engine::recipes::CONFIG_FILE))?,
-        None => RepoConfig::find(&std::env::current_dir()?)?,
-    };
+    let repo_config = crate::env_cmd::repo_config(args.place.repo.as_deref())?;
     let repo = Repository::from_config(repo_config.clone())?;
     let packages = if args.all {
         Vec::new()
@@ -279,10 +276,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
 }
 
 pub fn graph(args: GraphArgs) -> Result<ExitCode> {
-    let repo = match &args.repo {
-        Some(dir) => Repository::load(dir)?,
-        None => Repository::from_config(RepoConfig::find(&std::env::current_dir()?)?)?,
-    };
+    let repo = Repository::from_config(crate::env_cmd::repo_config(args.repo.as_deref())?)?;
     // `debian` recipes' binaries and build dependencies come from the
     // snapshot at build time; the graph here has the edges recipes declare.
     let graph = repo.graph(|r| r.binaries().unwrap_or_default())?;

@@ -136,11 +136,17 @@ impl Observer for Printer {
     }
 }
 
-fn open(place: &Place, json: bool, command_line: &str) -> Result<Engine> {
-    let repo = match &place.repo {
+/// The `comb.toml` of `--repo DIR`, or of the nearest directory up from
+/// the current one that has it.
+pub fn repo_config(repo: Option<&std::path::Path>) -> Result<RepoConfig> {
+    Ok(match repo {
         Some(dir) => RepoConfig::load(&dir.join(comb_engine::recipes::CONFIG_FILE))?,
         None => RepoConfig::find(&std::env::current_dir()?)?,
-    };
+    })
+}
+
+fn open(place: &Place, json: bool, command_line: &str) -> Result<Engine> {
+    let repo = repo_config(place.repo.as_deref())?;
     let store = store_location(place.store.clone())?;
     Engine::open(repo, store, command_line, Box::new(Printer::new(json)))
         .context("opening the store")

@@ -428,6 +428,21 @@ impl Store {
         Ok(digest)
     }
 
+    /// The path of a blob with `expected`'s hash (and size, if it gives
+    /// one), for content whose size is not known in advance.
+    pub fn find_blob(&self, expected: &Expected) -> Option<PathBuf> {
+        let probe = Digest {
+            algorithm: expected.algorithm,
+            hash: expected.hash,
+            size: expected.size.unwrap_or(0),
+        };
+        let p = self.blob_location(&probe);
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.is_file() && expected.size.is_none_or(|s| s == md.len()) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The path of the blob if the store has it (a regular file of the
     /// digest's size; the content is not re-hashed, see [`Store::verify_blob`]).
     pub fn blob_path(&self, d: &Digest) -> Option<PathBuf> {

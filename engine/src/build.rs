@@ -627,7 +627,7 @@ enum NativeSource<'a> {
 fn fetch_tarball(engine: &Engine, recipe: &Recipe, url: &str, sha256: &str) -> Result<PathBuf> {
     let expected = comb_cache::Expected::sha256_hex(sha256)
         .map_err(|e| Error::Other(format!("{}: sha256: {e}", recipe.file.display())))?;
-    if let Some(path) = find_sha256_blob(engine, &expected) {
+    if let Some(path) = engine.store.find_blob(&expected) {
         return Ok(path);
     }
     let tmp = engine.store.tmp_path("tarball");
@@ -670,22 +670,6 @@ fn compression_flag(tarball: &Path) -> Result<&'static str> {
         [b'B', b'Z', b'h', ..] => "j",
         _ => "",
     })
-}
-
-/// A stored blob with this sha256, whatever its size.
-fn find_sha256_blob(engine: &Engine, expected: &comb_cache::Expected) -> Option<PathBuf> {
-    let hex = hex_of(&expected.hash);
-    let path = engine
-        .store
-        .root()
-        .join("blobs/sha256")
-        .join(&hex[..2])
-        .join(&hex[2..]);
-    path.is_file().then_some(path)
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn build_native(

@@ -10,7 +10,7 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::snapshot::{dir_size, Pinned};
+use crate::snapshot::Pinned;
 use comb_cache::{Algorithm, Description, Digest, Expected, NodeKind, NodeOutput, NodeRecord};
 use comb_distro::aptbox::{essential_and_required_in, Aptbox, Resolved};
 use comb_distro::deb::{self, UnpackOptions};
@@ -40,6 +40,26 @@ pub struct Layer {
     pub paths: Vec<PathBuf>,
     /// The packages this node added.
     pub added: Vec<Resolved>,
+    /// The environment's dpkg status file and its digest, read once: every
+    /// package's pkg-env resolve over base-build asks for it.
+    status: std::sync::Arc<std::sync::OnceLock<Option<(PathBuf, String)>>>,
+}
+
+impl Layer {
+    /// The topmost dpkg status file of the environment and its digest.
+    fn status(&self) -> Result<Option<&(PathBuf, String)>> {
+        if let Some(known) = self.status.get() {
+            return Ok(known.as_ref());
+        }
+        let found = match dpkg_status(&self.paths) {
+            Some(path) => {
+                let digest = blake3_file(&path)?;
+                Some((path, digest))
+            }
+            None => None,
+        };
+        Ok(self.status.get_or_init(|| found).as_ref())
+    }
 }
 
 /// A built environment: its three (or two) layer nodes.
@@ -238,16 +258,18 @@ fn resolve_description(
     pinned: &Pinned,
     below: Option<&Layer>,
 ) -> Result<(Description, Option<PathBuf>)> {
-    let status = below.and_then(|l| dpkg_status(&l.paths));
-    let status_digest = match &status {
-        Some(path) => blake3_file(path)?,
-        None => "none".to_string(),
+    let status = match below {
+        Some(layer) => layer.status()?,
+        None => None,
     };
     let mut d = Description::new("resolve");
     d.field("index", &pinned.key)
         .field("architecture", &pinned.lock.architecture)
-        .field("status", &status_digest);
-    Ok((d, status))
+        .field(
+            "status",
+            status.map_or("none", |(_, digest)| digest.as_str()),
+        );
+    Ok((d, status.map(|(path, _)| path.clone())))
 }
 
 fn sorted(names: &[String]) -> Vec<String> {
@@ -393,9 +415,11 @@ fn base_install(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
             script,
         )?;
         let name = format!("base-install-{key}");
-        let size = dir_size(tree.path());
         tree.publish(&name)?;
-        Ok((NodeOutput::Tree(name), size))
+        Ok((
+            NodeOutput::Tree(name.clone()),
+            engine.store.tree_size(&name)?,
+        ))
     })?;
     layer_from(engine, &record, &[], added)
 }
@@ -449,9 +473,11 @@ fn layer_with(
             install_in_sandbox(engine, name, &below.paths, &upper, &packages, &script)?;
         }
         let tree_name = format!("{}-{key}", stage.as_str());
-        let size = dir_size(tree.path());
         tree.publish(&tree_name)?;
-        Ok((NodeOutput::Tree(tree_name), size))
+        Ok((
+            NodeOutput::Tree(tree_name.clone()),
+            engine.store.tree_size(&tree_name)?,
+        ))
     })?;
     layer_from(engine, &record, &below.paths, added)
 }
@@ -483,6 +509,7 @@ fn layer_from(
         tree: name.clone(),
         paths,
         added,
+        status: Default::default(),
     })
 }
 
@@ -856,12 +883,7 @@ fn dpkg_status(paths: &[PathBuf]) -> Option<PathBuf> {
 }
 
 fn blake3_file(path: &Path) -> Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    std::io::copy(&mut file, &mut hasher)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    Ok(format!("blake3:{}", hasher.finalize().to_hex()))
+    crate::source::blake3_of(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
 }
 
 /// The last `lines` lines of `text`.

@@ -169,9 +169,11 @@ pub fn update(engine: &Engine) -> Result<(Pinned, bool)> {
     let description = index_description(&lock);
     let record = engine.node(NodeKind::Index, &node_name(&lock), &description, |key| {
         let name = format!("index-{key}");
-        let published = engine.store.publish_tree(&dir, &name)?;
-        let size = dir_size(&published);
-        Ok((NodeOutput::Tree(name), size))
+        engine.store.publish_tree(&dir, &name)?;
+        Ok((
+            NodeOutput::Tree(name.clone()),
+            engine.store.tree_size(&name)?,
+        ))
     })?;
     let _ = std::fs::remove_dir_all(&dir);
     let pinned = Pinned::new(lock, record.key.clone(), engine.tree_of(&record)?);
@@ -202,8 +204,8 @@ pub fn load(engine: &Engine) -> Result<Pinned> {
             }
             lock.verify(&dir)?;
             let name = format!("index-{key}");
-            let published = engine.store.publish_tree(&dir, &name)?;
-            Ok((NodeOutput::Tree(name), dir_size(&published)))
+            engine.store.publish_tree(&dir, &name)?;
+            Ok((NodeOutput::Tree(name.clone()), engine.store.tree_size(&name)?))
         })();
         let _ = std::fs::remove_dir_all(&dir);
         result
@@ -265,23 +267,4 @@ fn write_lock(path: &Path, lock: &SnapshotLock) -> Result<bool> {
             Error::io(format!("writing {}", path.display()), e)
         })?;
     Ok(true)
-}
-
-/// Apparent size of a tree, for the index (not followed through links).
-pub(crate) fn dir_size(path: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.metadata() {
-                Ok(md) if md.is_dir() => stack.push(entry.path()),
-                Ok(md) => total += md.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }

@@ -62,18 +62,19 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
             }
         }
     }
-    let index = engine.index();
-    index.batch(|index| {
+    // Reads need no transaction; only files whose stat changed are hashed
+    // and remembered, in one write.
+    let mut fresh = Vec::new();
+    {
+        let index = engine.index();
         for (rel, path, md) in &pending {
             let stat = FileStat::of(md);
-            let key = path.as_os_str().as_bytes();
-            let digest = match index.file_digest(key, &stat)? {
+            let digest = match index.file_digest(path.as_os_str().as_bytes(), &stat)? {
                 Some(d) => d,
                 None => {
-                    let d = blake3_of(path).map_err(|e| {
-                        comb_cache::IndexError::Corrupt(format!("{}: {e}", path.display()))
-                    })?;
-                    index.remember_file_digest(key, &stat, &d)?;
+                    let d = blake3_of(path)
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    fresh.push((path, stat, d.clone()));
                     d
                 }
             };
@@ -83,12 +84,20 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
                 if exec { format!("x {digest}") } else { digest },
             );
         }
-        Ok(())
-    })?;
+        if !fresh.is_empty() {
+            index.batch(|index| {
+                for (path, stat, digest) in &fresh {
+                    index.remember_file_digest(path.as_os_str().as_bytes(), stat, digest)?;
+                }
+                Ok(())
+            })?;
+        }
+    }
     Ok(tree)
 }
 
-fn blake3_of(path: &Path) -> std::io::Result<String> {
+/// `blake3:HEX` of a file's bytes.
+pub(crate) fn blake3_of(path: &Path) -> std::io::Result<String> {
     let mut h = blake3::Hasher::new();
     let mut f = std::fs::File::open(path)?;
     std::io::copy(&mut f, &mut h)?;
