@@ -215,15 +215,13 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     let failed = results
         .iter()
         .any(|r| !matches!(r.state, JobState::Done(_)));
-    let debs: Vec<_> = results
-        .iter()
-        .filter_map(|r| match &r.state {
-            JobState::Done(m) => Some(m.debs.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let mut debs = Vec::new();
     if let Some(out) = &args.out {
+        for r in &results {
+            if let JobState::Done(built) = &r.state {
+                debs.extend(built.manifest(&engine)?.debs.iter().cloned());
+            }
+        }
         build::write_repository(&engine, out, &debs)?;
     }
     engine.finish(!failed)?;

@@ -69,6 +69,24 @@ pub const MIGRATIONS: &[&str] = &[
         inode    INTEGER NOT NULL,
         digest   TEXT    NOT NULL
     );",
+    // 3: shortcuts: the key of what a node's key is derived from, to the
+    // node's key, so a run that changes nothing skips the derivation
+    // (resolutions and environments a hit does not need).
+    "CREATE TABLE shortcuts (
+        key      TEXT PRIMARY KEY,
+        node_key TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- The scheduler's estimates (Index::durations) read only this index.
+    CREATE INDEX nodes_by_age ON nodes (kind, created_at, name, duration_ms);
+    -- When each node was last used, in rows of a few bytes: a run that
+    -- changes nothing marks every node it reaches, and rewriting the wide
+    -- rows of `nodes` for that was most of what the run wrote.
+    CREATE TABLE node_use (
+        node_id      INTEGER PRIMARY KEY REFERENCES nodes (id) ON DELETE CASCADE,
+        last_used_at INTEGER NOT NULL
+    );
+    INSERT INTO node_use SELECT id, last_used_at FROM nodes;
+    ALTER TABLE nodes DROP COLUMN last_used_at;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -390,8 +408,11 @@ pub struct Index {
     path: PathBuf,
 }
 
-const NODE_COLUMNS: &str =
-    "kind, name, key, description, output, size, created_at, duration_ms, last_used_at";
+/// The columns of a [`NodeRecord`], from `nodes n JOIN node_use u`
+/// ([`NODES`]).
+const NODE_COLUMNS: &str = "n.kind, n.name, n.key, n.description, n.output, n.size, \
+     n.created_at, n.duration_ms, u.last_used_at";
+const NODES: &str = "nodes n JOIN node_use u ON u.node_id = n.id";
 
 impl Index {
     /// Opens (creating if needed) the database at `path`, sets WAL mode, the
@@ -419,6 +440,17 @@ impl Index {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // Sorts and IN lists of large statements stay off the disk.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_err)?;
+        // The last connection to close would checkpoint the whole WAL:
+        // a cost every short comb command would pay. Checkpoints happen as
+        // the WAL grows (every 1000 pages) instead.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(open_err)?;
         migrate(&mut conn, path)?;
         Ok(Index {
             conn,
@@ -458,16 +490,17 @@ impl Index {
                 actual,
             });
         }
-        self.conn.execute(
-            &format!(
-                "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO nodes (kind, name, key, description, output, size, created_at, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (key) DO UPDATE SET
                     kind = excluded.kind, name = excluded.name,
                     description = excluded.description, output = excluded.output,
                     size = excluded.size, created_at = excluded.created_at,
-                    duration_ms = excluded.duration_ms, last_used_at = excluded.last_used_at"
-            ),
-            params![
+                    duration_ms = excluded.duration_ms",
+            )?
+            .execute(params![
                 n.kind.as_str(),
                 n.name,
                 n.key,
@@ -476,9 +509,13 @@ impl Index {
                 to_i64(n.size, "node size")?,
                 n.created_at,
                 to_i64(n.duration_ms, "node duration")?,
-                n.last_used_at,
-            ],
-        )?;
+            ])?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO node_use (node_id, last_used_at)
+                 SELECT id, ?2 FROM nodes WHERE key = ?1",
+            )?
+            .execute(params![n.key, n.last_used_at])?;
         Ok(())
     }
 
@@ -486,11 +523,10 @@ impl Index {
     pub fn node(&self, key: &str) -> Result<Option<NodeRecord>, IndexError> {
         let row = self
             .conn
-            .query_row(
-                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE key = ?1"),
-                params![key],
-                raw_node,
-            )
+            .prepare_cached(&format!(
+                "SELECT {NODE_COLUMNS} FROM {NODES} WHERE n.key = ?1"
+            ))?
+            .query_row(params![key], raw_node)
             .optional()?;
         row.map(RawNode::into_record).transpose()
     }
@@ -517,8 +553,8 @@ impl Index {
         limit: usize,
     ) -> Result<Vec<NodeRecord>, IndexError> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {NODE_COLUMNS} FROM nodes WHERE kind = ?1 AND name = ?2
-             ORDER BY last_used_at DESC, created_at DESC, id DESC LIMIT ?3"
+            "SELECT {NODE_COLUMNS} FROM {NODES} WHERE n.kind = ?1 AND n.name = ?2
+             ORDER BY u.last_used_at DESC, n.created_at DESC, n.id DESC LIMIT ?3"
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = st.query_map(params![kind.as_str(), name, limit], raw_node)?;
@@ -528,11 +564,56 @@ impl Index {
     /// Every node of one kind, most recently used first.
     pub fn nodes_of_kind(&self, kind: NodeKind) -> Result<Vec<NodeRecord>, IndexError> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {NODE_COLUMNS} FROM nodes WHERE kind = ?1
-             ORDER BY last_used_at DESC, created_at DESC, id DESC"
+            "SELECT {NODE_COLUMNS} FROM {NODES} WHERE n.kind = ?1
+             ORDER BY u.last_used_at DESC, n.created_at DESC, n.id DESC"
         ))?;
         let rows = st.query_map(params![kind.as_str()], raw_node)?;
         rows.map(|r| r?.into_record()).collect()
+    }
+
+    /// The duration of the most recently built node of each name, of one
+    /// kind (the scheduler's estimates).
+    pub fn durations(
+        &self,
+        kind: NodeKind,
+    ) -> Result<std::collections::HashMap<String, u64>, IndexError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT name, duration_ms FROM nodes WHERE kind = ?1 ORDER BY created_at, id",
+        )?;
+        let rows = st.query_map(params![kind.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut by_name = std::collections::HashMap::new();
+        for row in rows {
+            let (name, ms) = row?;
+            // Later rows are more recent: they win.
+            by_name.insert(name, to_u64(ms, "node duration")?);
+        }
+        Ok(by_name)
+    }
+
+    /// The node a shortcut led to, if one was remembered and the node is
+    /// still recorded.
+    pub fn shortcut(&self, key: &str) -> Result<Option<NodeRecord>, IndexError> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {NODE_COLUMNS} FROM shortcuts s JOIN {NODES} ON n.key = s.node_key
+                 WHERE s.key = ?1"
+            ))?
+            .query_row(params![key], raw_node)
+            .optional()?;
+        row.map(RawNode::into_record).transpose()
+    }
+
+    /// Remembers that the inputs whose key is `key` gave the node
+    /// `node_key`. The caller must derive `node_key` from exactly those
+    /// inputs, deterministically.
+    pub fn remember_shortcut(&self, key: &str, node_key: &str) -> Result<(), IndexError> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO shortcuts (key, node_key) VALUES (?1, ?2)")?
+            .execute(params![key, node_key])?;
+        Ok(())
     }
 
     /// The digest remembered for the file at `path` if its stat (`size`,
@@ -587,10 +668,13 @@ impl Index {
 
     /// Marks the node as used now (a cache hit). Returns whether it exists.
     pub fn touch_node(&self, key: &str) -> Result<bool, IndexError> {
-        let n = self.conn.execute(
-            "UPDATE nodes SET last_used_at = ?1 WHERE key = ?2",
-            params![unix_now(), key],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE node_use SET last_used_at = ?1
+                 WHERE node_id = (SELECT id FROM nodes WHERE key = ?2)",
+            )?
+            .execute(params![unix_now(), key])?;
         Ok(n > 0)
     }
 
@@ -628,10 +712,12 @@ impl Index {
 
     /// Records what happened to one node in `run`.
     pub fn record_event(&self, run: RunId, e: &Event) -> Result<(), IndexError> {
-        self.conn.execute(
-            "INSERT INTO events (run_id, node_key, kind, name, status, duration_ms, reason, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (run_id, node_key, kind, name, status, duration_ms, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
                 run.0,
                 e.node_key,
                 e.kind.as_str(),
@@ -640,8 +726,53 @@ impl Index {
                 to_i64(e.duration_ms, "event duration")?,
                 e.reason,
                 e.at,
-            ],
-        )?;
+            ])?;
+        Ok(())
+    }
+
+    /// Records many hits of `run` at once, and marks their nodes used:
+    /// a run that changes nothing has a hit for every node, and one
+    /// statement per row would be most of its time. Call it inside
+    /// [`Index::batch`].
+    pub fn record_hits(&self, run: RunId, hits: &[Event]) -> Result<(), IndexError> {
+        const ROWS: usize = 100;
+        let first: i64 = self
+            .conn
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM events")?
+            .query_row([], |r| r.get(0))?;
+        for chunk in hits.chunks(ROWS) {
+            let rows = vec!["(?, ?, ?, ?, 'hit', ?, ?, ?)"; chunk.len()].join(", ");
+            let mut st = self.conn.prepare_cached(&format!(
+                "INSERT INTO events (run_id, node_key, kind, name, status, duration_ms, reason, at)
+                 VALUES {rows}"
+            ))?;
+            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(chunk.len() * 7);
+            for e in chunk {
+                if e.status != EventStatus::Hit {
+                    return Err(IndexError::Corrupt(format!(
+                        "{} {}: a {} event recorded as a hit",
+                        e.kind, e.name, e.status
+                    )));
+                }
+                values.extend([
+                    run.0.into(),
+                    e.node_key.clone().into(),
+                    e.kind.as_str().to_string().into(),
+                    e.name.clone().into(),
+                    to_i64(e.duration_ms, "event duration")?.into(),
+                    e.reason.clone().into(),
+                    e.at.into(),
+                ]);
+            }
+            st.execute(rusqlite::params_from_iter(values))?;
+        }
+        self.conn
+            .prepare_cached(
+                "UPDATE node_use SET last_used_at = ?1 WHERE node_id IN
+                 (SELECT n.id FROM events e JOIN nodes n ON n.key = e.node_key
+                  WHERE e.id > ?2 AND e.run_id = ?3)",
+            )?
+            .execute(params![unix_now(), first, run.0])?;
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use comb_sandbox::{Bind, Identity, Spec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Changes when the way packages are built changes.
@@ -51,7 +52,33 @@ pub struct Manifest {
 #[derive(Debug, Clone)]
 pub struct PackageResult {
     pub name: String,
-    pub state: JobState<Manifest>,
+    pub state: JobState<Arc<Built>>,
+}
+
+/// A package built or found: its manifest is read when first asked for
+/// (a run that changes nothing needs none of them).
+#[derive(Debug)]
+pub struct Built {
+    /// The manifest blob.
+    pub digest: Digest,
+    manifest: std::sync::OnceLock<Manifest>,
+    /// A digest of its outputs and of everything it needed, directly or
+    /// not: its dependents' shortcuts hold it.
+    outputs: blake3::Hash,
+}
+
+impl Built {
+    /// The packages and log of the build.
+    pub fn manifest(&self, engine: &Engine) -> Result<&Manifest> {
+        if let Some(m) = self.manifest.get() {
+            return Ok(m);
+        }
+        let read: Manifest = serde_json::from_reader(std::io::BufReader::new(
+            engine.store.open_blob(&self.digest)?,
+        ))
+        .map_err(|e| Error::Other(format!("reading the manifest {}: {e}", self.digest)))?;
+        Ok(self.manifest.get_or_init(|| read))
+    }
 }
 
 /// What `comb build` was asked for.
@@ -105,18 +132,14 @@ pub fn build(
                 .collect()
         })
         .collect();
+    let durations = engine.index().durations(NodeKind::Build)?;
     let cost: Vec<u64> = wanted
         .iter()
-        .map(|n| {
-            engine
-                .index()
-                .last_node_named(NodeKind::Build, n)
-                .ok()
-                .flatten()
-                .map_or(1, |r| r.duration_ms)
-        })
+        .map(|n| durations.get(n).copied().unwrap_or(1))
         .collect();
     let base = env::base_environment(engine, pinned)?;
+    let recipes: HashMap<&str, &Recipe> =
+        repo.recipes.iter().map(|r| (r.name.as_str(), r)).collect();
     let shape = scheduler::Graph {
         deps: &deps,
         cost: &cost,
@@ -129,34 +152,45 @@ pub fn build(
         request.jobs,
         request.keep_going,
         stop,
-        |i, done: &[std::sync::OnceLock<Manifest>]| {
+        |i, done: &[std::sync::OnceLock<Arc<Built>>]| {
             let name = &wanted[i];
-            let recipe = repo
-                .recipe(name)
+            let recipe = recipes
+                .get(name.as_str())
                 .ok_or_else(|| format!("no recipe {name}"))?;
-            // The outputs of every recipe this one needs, directly or not:
-            // a package it installs may depend on another recipe's package.
-            let mut local = Vec::new();
-            let mut stack = deps[i].clone();
-            let mut seen = std::collections::BTreeSet::new();
-            while let Some(d) = stack.pop() {
-                if seen.insert(d) {
-                    if let Some(m) = done[d].get() {
-                        local.extend(m.debs.iter().cloned());
+            let needs = Needs {
+                outputs: deps[i]
+                    .iter()
+                    .filter_map(|&d| done[d].get().map(|f| f.outputs))
+                    .collect(),
+                // The outputs of every recipe this one needs, directly or
+                // not: a package it installs may depend on another
+                // recipe's package.
+                local: &|| {
+                    let mut local = Vec::new();
+                    let mut stack = deps[i].clone();
+                    let mut seen = std::collections::BTreeSet::new();
+                    while let Some(d) = stack.pop() {
+                        if seen.insert(d) {
+                            if let Some(built) = done[d].get() {
+                                local.extend(built.manifest(engine)?.debs.iter().cloned());
+                            }
+                            stack.extend(deps[d].iter().copied());
+                        }
                     }
-                    stack.extend(deps[d].iter().copied());
-                }
-            }
-            local.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+                    local.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+                    Ok(local)
+                },
+            };
             build_one(
                 engine,
                 pinned,
                 &base,
                 recipe,
                 sources.get(name.as_str()),
-                &local,
+                &needs,
                 share,
             )
+            .map(Arc::new)
             .map_err(|e| e.to_string())
         },
     );
@@ -340,16 +374,33 @@ fn relations_of(s: &SourcePackage) -> Vec<String> {
     .collect()
 }
 
+/// What one recipe needs from the recipes it depends on.
+struct Needs<'a> {
+    /// The `outputs` digest of each direct dependency.
+    outputs: Vec<blake3::Hash>,
+    /// Every package built by the recipes it needs, directly or not:
+    /// computed only when the shortcut misses.
+    local: &'a dyn Fn() -> Result<Vec<BuiltDeb>>,
+}
+
 /// Builds (or finds) one recipe's package.
+///
+/// The build's key holds its pkg-env's key, which takes a resolution and
+/// a layer lookup to derive. On a run that changes nothing that is most of
+/// the work, so first a *shortcut* is looked up: the key of everything
+/// the build key is derived from (the recipe, its sources, the base
+/// environment and the snapshot, the outputs of what it needs). A known
+/// shortcut whose build is still recorded is a hit without deriving the
+/// environment.
 fn build_one(
     engine: &Engine,
     pinned: &Pinned,
     base: &Layer,
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
-    local: &[BuiltDeb],
+    needs: &Needs,
     share: usize,
-) -> Result<Manifest> {
+) -> Result<Built> {
     let mut requires: Vec<String> = recipe
         .build_requires()
         .iter()
@@ -358,11 +409,6 @@ fn build_one(
     if let Some(s) = debian {
         requires.extend(relations_of(s));
     }
-    let env_layer = if requires.is_empty() {
-        base.clone()
-    } else {
-        env::pkg_env_for(engine, pinned, base, &recipe.name, &requires, local)?
-    };
     let (kind, source_entries, version) = match (&recipe.source, debian) {
         (Source::Path { dir, .. }, _) => (
             "native",
@@ -407,11 +453,87 @@ fn build_one(
             )))
         }
     };
+    let mut shortcut = Description::new("build-shortcut");
+    shortcut
+        .field("builder", BUILDER)
+        .field("kind", kind)
+        .field("name", &recipe.name)
+        .field("version", &version)
+        .field("index", &pinned.key)
+        .field("base", &base.key)
+        .field("architecture", &pinned.lock.architecture)
+        .list("requires", requires.iter().cloned())
+        .list(
+            "needs",
+            needs.outputs.iter().map(|h| h.to_hex().to_string()),
+        )
+        .map(
+            "source",
+            source_entries.iter().map(|(k, v)| (k.clone(), v.clone())),
+        )
+        .field("script", recipe.build.script.as_deref().unwrap_or(""))
+        .list("outputs", recipe.outputs.iter().map(output_text));
+    let shortcut = shortcut.key()?;
+    let record = match engine.shortcut(NodeKind::Build, &recipe.name, &shortcut)? {
+        Some(record) => record,
+        None => {
+            let record = build_node(
+                engine,
+                pinned,
+                base,
+                recipe,
+                debian,
+                needs,
+                share,
+                &requires,
+                (kind, &source_entries, &version),
+            )?;
+            engine.remember_shortcut(&shortcut, &record.key)?;
+            record
+        }
+    };
+    let NodeOutput::Blob(digest) = &record.output else {
+        return Err(Error::Other(format!(
+            "build {} has no manifest",
+            recipe.name
+        )));
+    };
+    let mut outputs = blake3::Hasher::new();
+    outputs.update(digest.to_string().as_bytes());
+    for h in &needs.outputs {
+        outputs.update(h.as_bytes());
+    }
+    Ok(Built {
+        digest: *digest,
+        manifest: Default::default(),
+        outputs: outputs.finalize(),
+    })
+}
+
+/// The build node of one recipe, its environment derived in full.
+#[allow(clippy::too_many_arguments)]
+fn build_node(
+    engine: &Engine,
+    pinned: &Pinned,
+    base: &Layer,
+    recipe: &Recipe,
+    debian: Option<&SourcePackage>,
+    needs: &Needs,
+    share: usize,
+    requires: &[String],
+    (kind, source_entries, version): (&str, &BTreeMap<String, String>, &str),
+) -> Result<comb_cache::NodeRecord> {
+    let env_layer = if requires.is_empty() {
+        base.clone()
+    } else {
+        let local = (needs.local)()?;
+        env::pkg_env_for(engine, pinned, base, &recipe.name, requires, &local)?
+    };
     let mut d = Description::new("build");
     d.field("builder", BUILDER)
         .field("kind", kind)
         .field("name", &recipe.name)
-        .field("version", &version)
+        .field("version", version)
         .field("env", &env_layer.key)
         .field("architecture", &pinned.lock.architecture)
         .map(
@@ -426,7 +548,7 @@ fn build_one(
                 engine,
                 &env_layer,
                 recipe,
-                &version,
+                version,
                 NativeSource::Directory(dir),
                 share,
             )?,
@@ -436,7 +558,7 @@ fn build_one(
                     engine,
                     &env_layer,
                     recipe,
-                    &version,
+                    version,
                     NativeSource::Tarball(&tarball),
                     share,
                 )?
@@ -462,14 +584,7 @@ fn build_one(
         let size = manifest.debs.iter().map(|d| d.size).sum();
         Ok((NodeOutput::Blob(digest), size))
     })?;
-    let NodeOutput::Blob(digest) = record.output else {
-        return Err(Error::Other(format!(
-            "build {} has no manifest",
-            recipe.name
-        )));
-    };
-    serde_json::from_reader(std::io::BufReader::new(engine.store.open_blob(&digest)?))
-        .map_err(|e| Error::Other(format!("reading the manifest of {}: {e}", recipe.name)))
+    Ok(record)
 }
 
 fn output_text(o: &comb_recipes::Output) -> String {

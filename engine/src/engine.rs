@@ -70,7 +70,7 @@ pub struct Engine {
 }
 
 /// How many hits are written to the index at once.
-const HIT_BATCH: usize = 512;
+const HIT_BATCH: usize = 4096;
 
 impl Engine {
     /// Opens the store, begins a run recorded under `command_line`.
@@ -105,13 +105,8 @@ impl Engine {
         if hits.is_empty() {
             return Ok(());
         }
-        self.index().batch(|index| {
-            for event in &hits {
-                index.touch_node(&event.node_key)?;
-                index.record_event(self.run, event)?;
-            }
-            Ok(())
-        })?;
+        self.index()
+            .batch(|index| index.record_hits(self.run, &hits))?;
         Ok(())
     }
 
@@ -179,6 +174,27 @@ impl Engine {
         }
     }
 
+    /// The node that the inputs keyed `shortcut` gave before, as a hit,
+    /// if it is still recorded with its output: the caller skips deriving
+    /// the node's own key (see [`Index::shortcut`]).
+    pub(crate) fn shortcut(
+        &self,
+        kind: NodeKind,
+        name: &str,
+        shortcut: &str,
+    ) -> Result<Option<NodeRecord>> {
+        let Some(record) = self.index().shortcut(shortcut)? else {
+            return Ok(None);
+        };
+        self.hit_on(kind, name, record)
+    }
+
+    /// Remembers that the inputs keyed `shortcut` give the node `key`.
+    pub(crate) fn remember_shortcut(&self, shortcut: &str, key: &str) -> Result<()> {
+        self.index().remember_shortcut(shortcut, key)?;
+        Ok(())
+    }
+
     /// Records and reports a node that was not run.
     pub(crate) fn record_skip(&self, event: &Event) -> Result<()> {
         self.index().record_event(self.run, event)?;
@@ -187,18 +203,21 @@ impl Engine {
     }
 
     fn hit(&self, kind: NodeKind, name: &str, key: &str) -> Result<Option<NodeRecord>> {
-        let index = self.index();
-        let Some(record) = index.node(key)? else {
+        let Some(record) = self.index().node(key)? else {
             return Ok(None);
         };
+        self.hit_on(kind, name, record)
+    }
+
+    /// `record` as a hit if its output is still in the store.
+    fn hit_on(&self, kind: NodeKind, name: &str, record: NodeRecord) -> Result<Option<NodeRecord>> {
         if !self.store.has_output(&record.output) {
             // The output went missing (removed by hand, or a lost disk):
             // the row must not be trusted.
-            index.remove_node(key)?;
+            self.index().remove_node(&record.key)?;
             return Ok(None);
         }
-        drop(index);
-        let event = Event::new(key, kind, name, EventStatus::Hit);
+        let event = Event::new(&record.key, kind, name, EventStatus::Hit);
         self.report(&event);
         // A hit's bookkeeping (last use, the event) is written in batches:
         // one transaction per node would dominate a run that changes nothing.

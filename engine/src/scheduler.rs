@@ -5,7 +5,8 @@
 
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 /// How one job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,10 @@ pub struct Graph<'a> {
 /// Runs every job with at most `jobs` at once. `run(i, done)` gets the
 /// values of the jobs done so far (all of its dependencies' are set).
 /// `stop` is polled between jobs: once set, nothing new starts.
+///
+/// Each of the `jobs` workers takes the next ready job itself when it
+/// finishes one, so a graph of jobs that end at once (cache hits) is not
+/// held up by a dispatcher's round trips.
 pub fn run<T, F>(
     graph: &Graph,
     jobs: usize,
@@ -45,70 +50,96 @@ where
 {
     let n = graph.deps.len();
     let mut dependents = vec![Vec::new(); n];
-    let mut waiting: Vec<usize> = graph.deps.iter().map(Vec::len).collect();
     for (i, deps) in graph.deps.iter().enumerate() {
         for &d in deps {
             dependents[d].push(i);
         }
     }
     let priority = longest_paths(graph, &dependents);
-    let mut results: Vec<Option<JobState<T>>> = vec![None; n];
-    let done: Vec<OnceLock<T>> = (0..n).map(|_| OnceLock::new()).collect();
-    let done = &done;
-    let mut ready: BinaryHeap<(u64, std::cmp::Reverse<usize>)> = (0..n)
+    let waiting: Vec<usize> = graph.deps.iter().map(Vec::len).collect();
+    let ready = (0..n)
         .filter(|&i| waiting[i] == 0)
         .map(|i| (priority[i], std::cmp::Reverse(i)))
         .collect();
+    let state = Mutex::new(Progress {
+        waiting,
+        ready,
+        results: vec![None; n],
+        running: 0,
+        stopped_by: None,
+    });
+    let changed = Condvar::new();
+    let done: Vec<OnceLock<T>> = (0..n).map(|_| OnceLock::new()).collect();
+    let workers = jobs.max(1).min(n.max(1));
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs.max(1))
+        .num_threads(workers)
         .build()
         .expect("a thread pool");
-    let (tx, rx) = mpsc::channel::<(usize, Result<T, String>)>();
-    let mut running = 0;
-    let mut stopped_by: Option<String> = None;
-    let run = &run;
-    pool.in_place_scope(|scope| loop {
-        if stop.load(Ordering::Relaxed) && stopped_by.is_none() {
-            stopped_by = Some("the run was interrupted".to_string());
-        }
-        while running < jobs.max(1) && stopped_by.is_none() {
-            let Some((_, std::cmp::Reverse(i))) = ready.pop() else {
-                break;
-            };
-            running += 1;
-            let tx = tx.clone();
-            scope.spawn(move |_| {
-                let result = run(i, done);
-                let _ = tx.send((i, result));
-            });
-        }
-        if running == 0 {
-            break;
-        }
-        let Ok((i, result)) = rx.recv() else { break };
-        running -= 1;
-        match result {
-            Ok(value) => {
-                let _ = done[i].set(value.clone());
-                results[i] = Some(JobState::Done(value));
-                for &d in &dependents[i] {
-                    waiting[d] -= 1;
-                    if waiting[d] == 0 && results[d].is_none() {
-                        ready.push((priority[d], std::cmp::Reverse(d)));
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    pool.scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|_| loop {
+                // The next job, or the end of this worker.
+                let i = {
+                    let mut st = lock();
+                    loop {
+                        if stop.load(Ordering::Relaxed) && st.stopped_by.is_none() {
+                            st.stopped_by = Some("the run was interrupted".to_string());
+                            changed.notify_all();
+                        }
+                        if st.stopped_by.is_none() {
+                            if let Some((_, std::cmp::Reverse(i))) = st.ready.pop() {
+                                st.running += 1;
+                                break Some(i);
+                            }
+                        }
+                        // Nothing to start: done when nothing runs (or the
+                        // run stopped); else a running job may free more.
+                        if st.running == 0 || st.stopped_by.is_some() {
+                            break None;
+                        }
+                        st = changed
+                            .wait_timeout(st, Duration::from_millis(100))
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                };
+                let Some(i) = i else {
+                    changed.notify_all();
+                    return;
+                };
+                let result = run(i, &done);
+                let mut st = lock();
+                st.running -= 1;
+                match result {
+                    Ok(value) => {
+                        let _ = done[i].set(value.clone());
+                        st.results[i] = Some(JobState::Done(value));
+                        for &d in &dependents[i] {
+                            st.waiting[d] -= 1;
+                            if st.waiting[d] == 0 && st.results[d].is_none() {
+                                st.ready.push((priority[d], std::cmp::Reverse(d)));
+                            }
+                        }
+                    }
+                    Err(reason) => {
+                        st.results[i] = Some(JobState::Failed(reason));
+                        skip_dependents(i, graph, &dependents, &mut st.results);
+                        if !keep_going && st.stopped_by.is_none() {
+                            st.stopped_by =
+                                Some(format!("{} failed and --keep-going is off", graph.names[i]));
+                        }
                     }
                 }
-            }
-            Err(reason) => {
-                results[i] = Some(JobState::Failed(reason));
-                skip_dependents(i, graph, &dependents, &mut results);
-                if !keep_going && stopped_by.is_none() {
-                    stopped_by = Some(format!("{} failed and --keep-going is off", graph.names[i]));
-                }
-            }
+                changed.notify_all();
+            });
         }
     });
-    let because = stopped_by.unwrap_or_else(|| "the run stopped".to_string());
-    results
+    let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
+    let because = st
+        .stopped_by
+        .unwrap_or_else(|| "the run stopped".to_string());
+    st.results
         .into_iter()
         .map(|r| {
             r.unwrap_or_else(|| JobState::Skipped {
@@ -116,6 +147,18 @@ where
             })
         })
         .collect()
+}
+
+/// The scheduler's shared state.
+struct Progress<T> {
+    /// Per job: dependencies not yet done.
+    waiting: Vec<usize>,
+    /// Jobs whose dependencies are done, highest priority first.
+    ready: BinaryHeap<(u64, std::cmp::Reverse<usize>)>,
+    results: Vec<Option<JobState<T>>>,
+    running: usize,
+    /// Why nothing new starts, once something stopped the run.
+    stopped_by: Option<String>,
 }
 
 /// Marks everything that depends on `failed`, directly or not, skipped.
@@ -161,7 +204,6 @@ fn longest_paths(graph: &Graph, dependents: &[Vec<usize>]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("job{i}")).collect()

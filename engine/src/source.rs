@@ -41,7 +41,9 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
                     ))
                 })?
                 .to_string();
-            let md = std::fs::symlink_metadata(&path)
+            // Relative to the directory read (no symlink followed).
+            let md = entry
+                .metadata()
                 .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
             let kind = md.file_type();
             if kind.is_dir() {
@@ -63,35 +65,39 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
         }
     }
     // Reads need no transaction; only files whose stat changed are hashed
-    // and remembered, in one write.
-    let mut fresh = Vec::new();
-    {
+    // (without holding the index, which other builds share) and
+    // remembered, in one write.
+    let known: Vec<Option<String>> = {
         let index = engine.index();
-        for (rel, path, md) in &pending {
-            let stat = FileStat::of(md);
-            let digest = match index.file_digest(path.as_os_str().as_bytes(), &stat)? {
-                Some(d) => d,
-                None => {
-                    let d = blake3_of(path)
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                    fresh.push((path, stat, d.clone()));
-                    d
-                }
-            };
-            let exec = md.permissions().mode() & 0o111 != 0;
-            tree.entries.insert(
-                rel.clone(),
-                if exec { format!("x {digest}") } else { digest },
-            );
-        }
-        if !fresh.is_empty() {
-            index.batch(|index| {
-                for (path, stat, digest) in &fresh {
-                    index.remember_file_digest(path.as_os_str().as_bytes(), stat, digest)?;
-                }
-                Ok(())
-            })?;
-        }
+        pending
+            .iter()
+            .map(|(_, path, md)| index.file_digest(path.as_os_str().as_bytes(), &FileStat::of(md)))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    let mut fresh = Vec::new();
+    for ((rel, path, md), known) in pending.iter().zip(known) {
+        let digest = match known {
+            Some(d) => d,
+            None => {
+                let d = blake3_of(path)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                fresh.push((path, FileStat::of(md), d.clone()));
+                d
+            }
+        };
+        let exec = md.permissions().mode() & 0o111 != 0;
+        tree.entries.insert(
+            rel.clone(),
+            if exec { format!("x {digest}") } else { digest },
+        );
+    }
+    if !fresh.is_empty() {
+        engine.index().batch(|index| {
+            for (path, stat, digest) in &fresh {
+                index.remember_file_digest(path.as_os_str().as_bytes(), stat, digest)?;
+            }
+            Ok(())
+        })?;
     }
     Ok(tree)
 }
