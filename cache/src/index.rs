@@ -598,7 +598,8 @@ impl Index {
         let row = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {NODE_COLUMNS} FROM shortcuts s JOIN {NODES} ON n.key = s.node_key
+                "SELECT {NODE_COLUMNS} FROM shortcuts s
+                 JOIN nodes n ON n.key = s.node_key JOIN node_use u ON u.node_id = n.id
                  WHERE s.key = ?1"
             ))?
             .query_row(params![key], raw_node)
@@ -629,6 +630,37 @@ impl Index {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// Every digest remembered for a file below the directory `dir`
+    /// (an absolute path without a trailing `/`), with the stat it was
+    /// computed for: one query instead of one per file.
+    pub fn file_digests_under(
+        &self,
+        dir: &[u8],
+    ) -> Result<Vec<(Vec<u8>, FileStat, String)>, IndexError> {
+        // Paths below `dir` sort between `dir/` and `dir0` ('0' follows '/').
+        let mut low = dir.to_vec();
+        low.push(b'/');
+        let mut high = dir.to_vec();
+        high.push(b'0');
+        let mut st = self.conn.prepare_cached(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, digest FROM file_digests
+             WHERE path >= ?1 AND path < ?2",
+        )?;
+        let rows = st.query_map(params![low, high], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                FileStat {
+                    size: r.get(1)?,
+                    mtime_ns: r.get(2)?,
+                    ctime_ns: r.get(3)?,
+                    inode: r.get(4)?,
+                },
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Remembers `digest` for the file at `path` with this stat. Many

@@ -1044,6 +1044,129 @@ fn runs_and_events() {
 }
 
 #[test]
+fn hits_are_recorded_at_once_and_mark_their_nodes_used() {
+    let (_dir, store) = new_store();
+    let idx = store.open_index().expect("index");
+    let a = node(NodeKind::Build, "a", "[a]\n", 100);
+    let b = node(NodeKind::Build, "b", "[b]\n", 100);
+    idx.record_node(&a).expect("a");
+    idx.record_node(&b).expect("b");
+    let run = idx.begin_run("comb build").expect("run");
+    let hits: Vec<Event> = (0..250)
+        .map(|i| Event::new(&a.key, NodeKind::Build, &format!("a{i}"), EventStatus::Hit))
+        .collect();
+    idx.batch(|i| i.record_hits(run, &hits)).expect("hits");
+    assert_eq!(idx.events(run).expect("events"), hits);
+    let now = unix_now();
+    let used = idx.node(&a.key).expect("a").expect("a").last_used_at;
+    assert!(used >= now - 5, "{used} vs {now}");
+    // b had no hit: its last use stays.
+    assert_eq!(idx.node(&b.key).expect("b").expect("b").last_used_at, 100);
+    // Only hits go this way.
+    let built = Event::new(&b.key, NodeKind::Build, "b", EventStatus::Built);
+    assert!(idx.batch(|i| i.record_hits(run, &[built])).is_err());
+    assert_eq!(idx.events(run).expect("events").len(), 250);
+    // A removed node takes its use with it (foreign keys cascade).
+    assert!(idx.remove_node(&a.key).expect("remove"));
+    idx.record_node(&a).expect("again");
+    assert_eq!(idx.node(&a.key).expect("a").expect("a").last_used_at, 100);
+}
+
+#[test]
+fn an_index_of_schema_2_keeps_its_nodes_last_use() {
+    let dir = TempDir::new().expect("tmp");
+    let path = dir.path().join("index.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute_batch(MIGRATIONS[0]).expect("1");
+        conn.execute_batch(MIGRATIONS[1]).expect("2");
+        conn.pragma_update(None, "user_version", 2)
+            .expect("version");
+        conn.execute(
+            "INSERT INTO nodes (kind, name, key, description, output, size, created_at,
+                                duration_ms, last_used_at)
+             VALUES ('build', 'a', ?1, '[a]\n', 't-a', 1, 10, 5, 77)",
+            [key_of("[a]\n")],
+        )
+        .expect("node");
+    }
+    let idx = Index::open(&path).expect("migrated");
+    assert_eq!(
+        idx.schema_version().expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    let a = idx.node(&key_of("[a]\n")).expect("lookup").expect("kept");
+    assert_eq!(
+        (a.name.as_str(), a.last_used_at, a.duration_ms),
+        ("a", 77, 5)
+    );
+}
+
+#[test]
+fn shortcuts_lead_to_recorded_nodes_only() {
+    let (_dir, store) = new_store();
+    let idx = store.open_index().expect("index");
+    let a = node(NodeKind::Build, "a", "[a]\n", 100);
+    idx.record_node(&a).expect("a");
+    assert_eq!(idx.shortcut("s1").expect("lookup"), None);
+    idx.remember_shortcut("s1", &a.key).expect("remember");
+    assert_eq!(idx.shortcut("s1").expect("lookup"), Some(a.clone()));
+    // Once the node is forgotten, the shortcut leads nowhere.
+    idx.remove_node(&a.key).expect("remove");
+    assert_eq!(idx.shortcut("s1").expect("lookup"), None);
+}
+
+#[test]
+fn durations_are_those_of_the_newest_node_of_each_name() {
+    let (_dir, store) = new_store();
+    let idx = store.open_index().expect("index");
+    for (name, desc, created, ms) in [
+        ("a", "[a1]\n", 100, 7),
+        ("a", "[a2]\n", 300, 9),
+        ("a", "[a3]\n", 200, 8),
+        ("b", "[b]\n", 100, 4),
+    ] {
+        let mut n = node(NodeKind::Build, name, desc, created);
+        n.duration_ms = ms;
+        idx.record_node(&n).expect("node");
+    }
+    idx.record_node(&node(NodeKind::PkgEnv, "c", "[c]\n", 100))
+        .expect("other kind");
+    let d = idx.durations(NodeKind::Build).expect("durations");
+    assert_eq!(d.len(), 2);
+    assert_eq!(d["a"], 9);
+    assert_eq!(d["b"], 4);
+}
+
+#[test]
+fn file_digests_are_read_by_directory() {
+    let (_dir, store) = new_store();
+    let idx = store.open_index().expect("index");
+    let stat = FileStat {
+        size: 1,
+        mtime_ns: 2,
+        ctime_ns: 3,
+        inode: 4,
+    };
+    for path in ["/r/a/x", "/r/a/y/z", "/r/a0", "/r/a-b/x", "/r/b"] {
+        idx.remember_file_digest(path.as_bytes(), &stat, &format!("d{path}"))
+            .expect("remember");
+    }
+    let mut below: Vec<String> = idx
+        .file_digests_under(b"/r/a")
+        .expect("read")
+        .into_iter()
+        .map(|(p, s, d)| {
+            assert_eq!(s, stat);
+            assert_eq!(d, format!("d{}", String::from_utf8_lossy(&p)));
+            String::from_utf8(p).expect("utf-8")
+        })
+        .collect();
+    below.sort();
+    assert_eq!(below, ["/r/a/x", "/r/a/y/z"]);
+}
+
+#[test]
 fn two_connections_write_concurrently() {
     let (_dir, store) = new_store();
     let store = Arc::new(store);

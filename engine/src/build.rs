@@ -191,7 +191,13 @@ pub fn build(
                 share,
             )
             .map(Arc::new)
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                // Its own node recorded a failure of the build itself;
+                // anything else is recorded here, so no package fails
+                // without saying why.
+                let _ = engine.record_failure(NodeKind::Build, name, &e);
+                e.to_string()
+            })
         },
     );
     let mut results = Vec::new();

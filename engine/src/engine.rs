@@ -67,7 +67,14 @@ pub struct Engine {
     pub cancel: comb_sandbox::CancelToken,
     /// Hits not yet written to the index.
     pending_hits: Mutex<Vec<Event>>,
+    /// The file digests remembered for the repository's files, read once.
+    known_digests: std::sync::OnceLock<KnownDigests>,
+    /// The nodes whose failure this run has recorded.
+    failed: Mutex<std::collections::HashSet<(NodeKind, String)>>,
 }
+
+/// File digests by path, with the stat each was computed for.
+pub(crate) type KnownDigests = std::collections::HashMap<Vec<u8>, (comb_cache::FileStat, String)>;
 
 /// How many hits are written to the index at once.
 const HIT_BATCH: usize = 4096;
@@ -94,10 +101,30 @@ impl Engine {
             jobs: 8,
             cancel: comb_sandbox::CancelToken::default(),
             pending_hits: Mutex::new(Vec::new()),
+            failed: Mutex::new(Default::default()),
+            known_digests: Default::default(),
         })
     }
 
-    /// Records the end of the run.
+    /// The digests the index remembers for files below the repository
+    /// (canonical paths), by path, with the stat each was computed for:
+    /// read in one query the first time a source tree is hashed.
+    pub(crate) fn known_file_digests(&self) -> Result<&KnownDigests> {
+        if let Some(known) = self.known_digests.get() {
+            return Ok(known);
+        }
+        let root =
+            std::fs::canonicalize(&self.repo.root).unwrap_or_else(|_| self.repo.root.clone());
+        let rows = self
+            .index()
+            .file_digests_under(root.as_os_str().as_encoded_bytes())?;
+        let known = rows
+            .into_iter()
+            .map(|(path, stat, digest)| (path, (stat, digest)))
+            .collect();
+        Ok(self.known_digests.get_or_init(|| known))
+    }
+
     /// Writes the buffered hits in one transaction.
     fn flush_hits(&self) -> Result<()> {
         let hits =
@@ -110,6 +137,7 @@ impl Engine {
         Ok(())
     }
 
+    /// Records the end of the run.
     pub fn finish(&self, ok: bool) -> Result<()> {
         self.flush_hits()?;
         let status = match (ok, self.cancel.is_cancelled()) {
@@ -168,6 +196,10 @@ impl Engine {
                 event.status = EventStatus::Failed;
                 event.reason = Some(e.to_string());
                 self.index().record_event(self.run, &event)?;
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((kind, name.to_string()));
                 self.report(&event);
                 Err(e)
             }
@@ -192,6 +224,24 @@ impl Engine {
     /// Remembers that the inputs keyed `shortcut` give the node `key`.
     pub(crate) fn remember_shortcut(&self, shortcut: &str, key: &str) -> Result<()> {
         self.index().remember_shortcut(shortcut, key)?;
+        Ok(())
+    }
+
+    /// Records and reports the failure of a node that failed before it
+    /// could run (its inputs could not be read, say), unless its own
+    /// failure was recorded already.
+    pub(crate) fn record_failure(&self, kind: NodeKind, name: &str, error: &Error) -> Result<()> {
+        let fresh = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((kind, name.to_string()));
+        if fresh {
+            let mut event = Event::new("", kind, name, EventStatus::Failed);
+            event.reason = Some(error.to_string());
+            self.index().record_event(self.run, &event)?;
+            self.report(&event);
+        }
         Ok(())
     }
 

@@ -67,13 +67,18 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
     // Reads need no transaction; only files whose stat changed are hashed
     // (without holding the index, which other builds share) and
     // remembered, in one write.
-    let known: Vec<Option<String>> = {
-        let index = engine.index();
-        pending
-            .iter()
-            .map(|(_, path, md)| index.file_digest(path.as_os_str().as_bytes(), &FileStat::of(md)))
-            .collect::<std::result::Result<_, _>>()?
-    };
+    let repository = engine.known_file_digests()?;
+    let mut known = Vec::with_capacity(pending.len());
+    for (_, path, md) in &pending {
+        let path = path.as_os_str().as_bytes();
+        let stat = FileStat::of(md);
+        known.push(match repository.get(path) {
+            Some((was, digest)) if *was == stat => Some(digest.clone()),
+            Some(_) => None,
+            // Outside the repository, or new.
+            None => engine.index().file_digest(path, &stat)?,
+        });
+    }
     let mut fresh = Vec::new();
     for ((rel, path, md), known) in pending.iter().zip(known) {
         let digest = match known {

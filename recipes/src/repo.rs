@@ -114,6 +114,12 @@ enum Scan {
 
 /// One directory: its recipe, or the directories to look into.
 fn scan(root: &Path, dir: &Path) -> std::result::Result<Scan, Error> {
+    // Most directories below the root hold a recipe: one stat finds it
+    // without reading the directory.
+    let candidate = dir.join(RECIPE_FILE);
+    if dir != root && std::fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_file()) {
+        return Ok(Scan::Recipe(candidate));
+    }
     let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
