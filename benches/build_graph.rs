@@ -1139,7 +1139,7 @@ fn noop_breakdown(bench: &Bench, variants: &[Variant], sizes: [usize; 2], large_
     }
     let per_recipe = |k: usize| phase(k, |p| p.packages).as_secs_f64() * 1e6 / sizes[k] as f64;
     println!(
-        "    {:<64} {:>7.0} µs {:>7.0} µs   ({} / {} package nodes: resolve, pkg-env and build of each recipe with dependencies, build of the others)",
+        "    {:<64} {:>7.0} µs {:>7.0} µs   ({} / {} package nodes: a build hit by its shortcut each, resolve and pkg-env only where a shortcut missed)",
         "  per recipe",
         per_recipe(0),
         per_recipe(1),
