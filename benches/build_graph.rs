@@ -47,8 +47,8 @@
 //!    `sqlite3` (the key stays the same, so only that node runs: a fresh
 //!    store would also need every other row re-seeded, and changing the
 //!    recipe would change the pkg-env). Peers, all with the same
-//!    `DEB_BUILD_OPTIONS=parallel=` that comb gives the build (CPUs / jobs
-//!    at the default `-j`): `dpkg-source -x` and `dpkg-buildpackage -b -uc
+//!    `DEB_BUILD_OPTIONS=parallel=` that comb gives the build (all CPUs
+//!    to a lone build): `dpkg-source -x` and `dpkg-buildpackage -b -uc
 //!    -us` run directly in a prepared chroot (the base-build environment
 //!    unpacked from a tarball, hello's build dependencies installed with
 //!    APT from their `.deb`s, once; `unshare -mpfn`, `/proc`, `/dev`, a
@@ -1663,10 +1663,9 @@ fn real(bench: &Bench) {
     }
     let real = real_setup(bench, &source, &name);
     println!(
-        "3. a real build: {source} from Debian source, its pkg-env cached ({} packages over base-build), DEB_BUILD_OPTIONS=parallel={} everywhere (what `comb build` gives a lone build at its default -j {}): median of {}",
+        "3. a real build: {source} from Debian source, its pkg-env cached ({} packages over base-build), DEB_BUILD_OPTIONS=parallel={} everywhere (what `comb build` gives a lone build): median of {}",
         real.resolved.len(),
         real.parallel,
-        bench.cpus,
         plural(runs, "run")
     );
     let missing: Vec<&str> = ["unshare", "chroot", "tar", "dpkg-scanpackages"]
@@ -1845,8 +1844,6 @@ fn real_setup(bench: &Bench, source: &str, name: &str) -> Real {
     if !sources.first().is_some_and(|(f, _)| f.ends_with(".dsc")) {
         abort(&format!("the stored source record of {name} lists no .dsc"));
     }
-    // comb's default -j is the CPU count, and each job gets CPUs / jobs.
-    let default_jobs = bench.cpus;
     let mut layers = base_layers(bench, &repo);
     let tree = bench.store.join("trees").join(&pkg_env_tree);
     let mut own: Vec<(u32, PathBuf)> = read_dir(&tree)
@@ -1862,7 +1859,8 @@ fn real_setup(bench: &Bench, source: &str, name: &str) -> Real {
         pkg_env_tree,
         resolved,
         sources,
-        parallel: (bench.cpus / default_jobs).max(1),
+        // A lone build gets every CPU (engine/src/build.rs, CpuShare).
+        parallel: bench.cpus,
     }
 }
 

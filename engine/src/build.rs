@@ -145,8 +145,7 @@ pub fn build(
         cost: &cost,
         names: &wanted,
     };
-    let share =
-        (std::thread::available_parallelism().map_or(1, |n| n.get()) / request.jobs.max(1)).max(1);
+    let cpus = CpuShare::new();
     let states = scheduler::run(
         &shape,
         request.jobs,
@@ -188,7 +187,7 @@ pub fn build(
                 recipe,
                 sources.get(name.as_str()),
                 &needs,
-                share,
+                &cpus,
             )
             .map(Arc::new)
             .map_err(|e| {
@@ -405,7 +404,7 @@ fn build_one(
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
     needs: &Needs,
-    share: usize,
+    cpus: &CpuShare,
 ) -> Result<Built> {
     let mut requires: Vec<String> = recipe
         .build_requires()
@@ -490,7 +489,7 @@ fn build_one(
                 recipe,
                 debian,
                 needs,
-                share,
+                cpus,
                 &requires,
                 (kind, &source_entries, &version),
             )?;
@@ -525,7 +524,7 @@ fn build_node(
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
     needs: &Needs,
-    share: usize,
+    cpus: &CpuShare,
     requires: &[String],
     (kind, source_entries, version): (&str, &BTreeMap<String, String>, &str),
 ) -> Result<comb_cache::NodeRecord> {
@@ -556,7 +555,7 @@ fn build_node(
                 recipe,
                 version,
                 NativeSource::Directory(dir),
-                share,
+                cpus,
             )?,
             (Source::Url { url, sha256 }, _) => {
                 let tarball = fetch_tarball(engine, recipe, url, sha256)?;
@@ -566,12 +565,12 @@ fn build_node(
                     recipe,
                     version,
                     NativeSource::Tarball(&tarball),
-                    share,
+                    cpus,
                 )?
             }
             (Source::Debian { .. }, Some(s)) => {
                 let files = fetch_source(engine, pinned, s)?;
-                build_debian(engine, &env_layer, &recipe.name, &files, share)?
+                build_debian(engine, &env_layer, &recipe.name, &files, cpus)?
             }
             (Source::Dsc(dsc), _) => {
                 let mut files: Vec<PathBuf> = dsc
@@ -580,7 +579,7 @@ fn build_node(
                     .map(|f| dsc.file.parent().unwrap_or(Path::new(".")).join(&f.name))
                     .collect();
                 files.insert(0, dsc.file.clone());
-                build_debian(engine, &env_layer, &recipe.name, &files, share)?
+                build_debian(engine, &env_layer, &recipe.name, &files, cpus)?
             }
             _ => unreachable!("refused above"),
         };
@@ -678,6 +677,43 @@ fn copy_for_builder(from: &Path, to: &Path) -> Result<()> {
 
 /// Runs `script` as U over `env_layer` with `work` bound at `/build`;
 /// returns the log, or fails with its tail.
+/// The machine's CPUs, shared among the builds running at once: a build
+/// gets `DEB_BUILD_OPTIONS=parallel=` of the CPUs divided by the builds
+/// running when it starts, itself included, so a lone build gets them all.
+pub(crate) struct CpuShare {
+    cpus: usize,
+    running: std::sync::atomic::AtomicUsize,
+}
+
+impl CpuShare {
+    fn new() -> CpuShare {
+        CpuShare {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            running: Default::default(),
+        }
+    }
+
+    /// A build starts: its share, and a guard that ends it.
+    fn start(&self) -> (usize, RunningBuild<'_>) {
+        let running = self
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        ((self.cpus / running).max(1), RunningBuild(self))
+    }
+}
+
+/// A build counted by [`CpuShare`] until dropped.
+struct RunningBuild<'a>(&'a CpuShare);
+
+impl Drop for RunningBuild<'_> {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// One build's command: who it is for, where it works, what it runs.
 struct BuildCommand<'a> {
     name: &'a str,
@@ -686,8 +722,8 @@ struct BuildCommand<'a> {
     cwd: &'a str,
     script: &'a str,
     extra_env: Vec<(String, String)>,
-    /// CPUs for `DEB_BUILD_OPTIONS=parallel=`.
-    share: usize,
+    /// Where `DEB_BUILD_OPTIONS=parallel=` comes from.
+    cpus: &'a CpuShare,
 }
 
 fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Result<String> {
@@ -697,7 +733,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
         cwd,
         script,
         extra_env,
-        share,
+        cpus,
     } = command;
     let mut spec = Spec::new(
         env_layer.paths.clone(),
@@ -711,6 +747,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
         writable: true,
     });
     spec.cwd = PathBuf::from(cwd);
+    let (share, _running) = cpus.start();
     spec.env = vec![
         ("DEB_BUILD_OPTIONS".into(), format!("parallel={share}")),
         ("HOME".into(), "/home/builder".into()),
@@ -799,7 +836,7 @@ fn build_native(
     recipe: &Recipe,
     version: &str,
     source: NativeSource,
-    share: usize,
+    cpus: &CpuShare,
 ) -> Result<Manifest> {
     let work = scratch(engine, "build")?;
     let result = (|| {
@@ -843,7 +880,7 @@ fn build_native(
                         NATIVE_SOURCE_DATE_EPOCH.to_string(),
                     ),
                 ],
-                share,
+                cpus,
             },
         )?;
         // Read what U left only through the safe walk: no links followed
@@ -1014,7 +1051,7 @@ fn build_debian(
     env_layer: &Layer,
     name: &str,
     files: &[PathBuf],
-    share: usize,
+    cpus: &CpuShare,
 ) -> Result<Manifest> {
     let work = scratch(engine, "build")?;
     let result = (|| {
@@ -1047,7 +1084,7 @@ fn build_debian(
                 cwd: "/build",
                 script: &script,
                 extra_env: Vec::new(),
-                share,
+                cpus,
             },
         )?;
         let mut debs = Vec::new();
