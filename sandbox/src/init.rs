@@ -218,11 +218,7 @@ fn command(p: &Pid1) -> ! {
         fail(errors, "PR_SET_NO_NEW_PRIVS failed");
     }
     // Last: the filter also applies to this process's remaining steps.
-    if let Err(e) = if std::env::var_os("COMB_EXP_NOSECCOMP").is_some() {
-        Ok(())
-    } else {
-        seccomp::install(spec.identity)
-    } {
+    if let Err(e) = seccomp::install(spec.identity) {
         fail(errors, &e.to_string());
     }
     let to_c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
