@@ -3,6 +3,7 @@
 
 mod build_cmd;
 mod env_cmd;
+mod report_cmd;
 mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,10 @@ enum Command {
         #[command(subcommand)]
         command: env_cmd::EnvCommand,
     },
+    /// Why each stage of a package was rebuilt (or reused) in a run.
+    Why(report_cmd::WhyArgs),
+    /// Print the stored log of a package's build (or failed stage).
+    Log(report_cmd::LogArgs),
     /// Run commands in comb's sandbox directly.
     Sandbox {
         #[command(subcommand)]
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
         Command::Build(args) => build_cmd::build(args),
         Command::Graph(args) => build_cmd::graph(args),
         Command::Env { command } => env_cmd::run(command),
+        Command::Why(args) => report_cmd::why(args),
+        Command::Log(args) => report_cmd::log(args),
     };
     match result {
         Ok(code) => code,

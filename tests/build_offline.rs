@@ -4,122 +4,13 @@
 //! the sandbox needs root, like CI.
 
 mod mirror;
+mod repo;
 
-use mirror::TestMirror;
+use repo::{is_root, native, statuses, Repo};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const COMB: &str = env!("CARGO_BIN_EXE_comb");
-
-fn is_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: building needs root (CI runs as root)");
-    }
-    root
-}
-
-struct Repo {
-    _dir: tempfile::TempDir,
-    _mirror: TestMirror,
-    root: PathBuf,
-    store: PathBuf,
-}
-
-/// A recipe that installs `files` (name, contents) under
-/// /usr/share/NAME, requires `requires`, and runs `extra` first.
-fn native(name: &str, requires: &[&str], extra: &str) -> String {
-    let requires: Vec<String> = requires.iter().map(|r| format!("{r:?}")).collect();
-    format!(
-        "[package]\nname = \"{name}\"\nversion = \"1.0-1\"\nsummary = \"test package {name}\"\nlicense = \"MIT\"\n\n\
-         [source]\npath = \"src\"\n\n[build]\nrequires = [{}]\nscript = \"\"\"\n{extra}\n\
-         mkdir -p \"$DESTDIR/usr/share/{name}\"\ncp -r . \"$DESTDIR/usr/share/{name}/\"\n\"\"\"\n\n\
-         [[output]]\nname = \"{name}\"\narchitecture = \"all\"\nfiles = [\"usr/share/{name}/**\"]\n",
-        requires.join(", ")
-    )
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let mirror = TestMirror::build(&dir.path().join("mirror"));
-        let root = dir.path().join("repo");
-        std::fs::create_dir(&root).unwrap();
-        std::fs::write(root.join("comb.toml"), mirror.distro_toml()).unwrap();
-        let store = dir.path().join("store");
-        let repo = Repo {
-            _dir: dir,
-            _mirror: mirror,
-            root,
-            store,
-        };
-        assert!(repo.comb(&["update"]).status.success());
-        repo
-    }
-
-    /// Adds (or replaces) a recipe with one source file.
-    fn recipe(&self, name: &str, text: &str, file: &str) {
-        let dir = self.root.join(name);
-        std::fs::create_dir_all(dir.join("src")).unwrap();
-        std::fs::write(dir.join("recipe.toml"), text).unwrap();
-        std::fs::write(dir.join("src/data"), file).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(COMB);
-        c.args(args)
-            .arg("--repo")
-            .arg(&self.root)
-            .arg("--store")
-            .arg(&self.store);
-        c
-    }
-
-    fn comb(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().unwrap();
-        eprintln!(
-            "comb {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// `comb build --all --json` (plus `extra`): the status of each
-    /// package's build node, and the other events.
-    fn build(&self, extra: &[&str]) -> (Option<i32>, BTreeMap<String, String>, Vec<Value>) {
-        let mut args = vec!["build", "--all", "--json"];
-        args.extend(extra);
-        let out = self.comb(&args);
-        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let builds = events
-            .iter()
-            .filter(|e| e["stage"] == "build")
-            .map(|e| {
-                (
-                    e["name"].as_str().unwrap().to_string(),
-                    e["status"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
-        (out.status.code(), builds, events)
-    }
-}
-
-fn statuses(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
-}
 
 /// a <- b <- c (b and c copy what they depend on into their own output,
 /// so a change flows down), and d on its own.

@@ -87,6 +87,23 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO node_use SELECT id, last_used_at FROM nodes;
     ALTER TABLE nodes DROP COLUMN last_used_at;",
+    // 4: what `comb why` and `comb log` read: the node a miss was compared
+    // with, the log of a built or failed node, and the description of
+    // every failed attempt (a failure is never a node).
+    "ALTER TABLE events ADD COLUMN previous_key TEXT;
+    ALTER TABLE events ADD COLUMN log TEXT;
+    -- An attempt is superseded once a later run built or reused a node
+    -- of the same kind and name: it is no longer what a miss is compared
+    -- with.
+    CREATE TABLE attempts (
+        key         TEXT    PRIMARY KEY,
+        kind        TEXT    NOT NULL,
+        name        TEXT    NOT NULL,
+        description TEXT    NOT NULL,
+        failed_at   INTEGER NOT NULL,
+        superseded  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX attempts_by_name ON attempts (kind, name, failed_at);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +379,11 @@ pub struct Event {
     pub reason: Option<String>,
     /// Unix seconds.
     pub at: i64,
+    /// For a node that was built or failed: the key of the node (or failed
+    /// attempt) of the same kind and name it was compared with, if any.
+    pub previous_key: Option<String>,
+    /// For a node that was built or failed: the stored log, a blob digest.
+    pub log: Option<String>,
 }
 
 impl Event {
@@ -380,8 +402,21 @@ impl Event {
             duration_ms: 0,
             reason: None,
             at: unix_now(),
+            previous_key: None,
+            log: None,
         }
     }
+}
+
+/// A node that failed: what it was built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub kind: NodeKind,
+    pub name: String,
+    pub key: String,
+    pub description: String,
+    /// Unix seconds.
+    pub failed_at: i64,
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -746,8 +781,9 @@ impl Index {
     pub fn record_event(&self, run: RunId, e: &Event) -> Result<(), IndexError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO events (run_id, node_key, kind, name, status, duration_ms, reason, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events (run_id, node_key, kind, name, status, duration_ms, reason, at,
+                                     previous_key, log)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 run.0,
@@ -758,6 +794,8 @@ impl Index {
                 to_i64(e.duration_ms, "event duration")?,
                 e.reason,
                 e.at,
+                e.previous_key,
+                e.log,
             ])?;
         Ok(())
     }
@@ -805,28 +843,42 @@ impl Index {
                   WHERE e.id > ?2 AND e.run_id = ?3)",
             )?
             .execute(params![unix_now(), first, run.0])?;
+        // Few attempts are ever open: each checks this batch of events.
+        self.conn
+            .prepare_cached(
+                "UPDATE attempts SET superseded = 1 WHERE superseded = 0 AND EXISTS
+                 (SELECT 1 FROM events e WHERE e.id > ?1 AND e.run_id = ?2
+                  AND e.kind = attempts.kind AND e.name = attempts.name)",
+            )?
+            .execute(params![first, run.0])?;
         Ok(())
     }
 
     /// The events of `run`, in the order they were recorded.
     pub fn events(&self, run: RunId) -> Result<Vec<Event>, IndexError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT node_key, kind, name, status, duration_ms, reason, at
+            "SELECT node_key, kind, name, status, duration_ms, reason, at, previous_key, log
              FROM events WHERE run_id = ?1 ORDER BY id",
         )?;
         let rows = st.query_map(params![run.0], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, i64>(6)?,
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ),
+                (
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ),
             ))
         })?;
         rows.map(|r| {
-            let (node_key, kind, name, status, duration_ms, reason, at) = r?;
+            let ((node_key, kind, name, status), (duration_ms, reason, at, previous_key, log)) = r?;
             Ok(Event {
                 node_key,
                 kind: kind.parse()?,
@@ -835,19 +887,113 @@ impl Index {
                 duration_ms: to_u64(duration_ms, "event duration")?,
                 reason,
                 at,
+                previous_key,
+                log,
             })
         })
         .collect()
     }
 
+    /// Records a failed attempt at a node (replacing an older failure of
+    /// the same key).
+    pub fn record_attempt(&self, a: &Attempt) -> Result<(), IndexError> {
+        let actual = key_of(&a.description);
+        if actual != a.key {
+            return Err(IndexError::KeyMismatch {
+                key: a.key.clone(),
+                actual,
+            });
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO attempts (key, kind, name, description, failed_at, superseded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            )?
+            .execute(params![a.key, a.kind.as_str(), a.name, a.description, a.failed_at])?;
+        Ok(())
+    }
+
+    /// The failed attempt with this key.
+    pub fn attempt(&self, key: &str) -> Result<Option<Attempt>, IndexError> {
+        self.attempts_where("key = ?1", params![key])
+    }
+
+    /// The newest failed attempt of this kind and name that no later
+    /// success (a build or a hit) superseded.
+    pub fn last_attempt(&self, kind: NodeKind, name: &str) -> Result<Option<Attempt>, IndexError> {
+        self.attempts_where(
+            "kind = ?1 AND name = ?2 AND superseded = 0 ORDER BY failed_at DESC LIMIT 1",
+            params![kind.as_str(), name],
+        )
+    }
+
+    /// A node of this kind and name was built or reused: its failed
+    /// attempts are history.
+    pub fn supersede_attempts(&self, kind: NodeKind, name: &str) -> Result<(), IndexError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE attempts SET superseded = 1
+                 WHERE kind = ?1 AND name = ?2 AND superseded = 0",
+            )?
+            .execute(params![kind.as_str(), name])?;
+        Ok(())
+    }
+
+    fn attempts_where(
+        &self,
+        condition: &str,
+        values: impl rusqlite::Params,
+    ) -> Result<Option<Attempt>, IndexError> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT kind, name, key, description, failed_at FROM attempts WHERE {condition}"
+            ))?
+            .query_row(values, |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(kind, name, key, description, failed_at)| {
+            Ok(Attempt {
+                kind: kind.parse()?,
+                name,
+                key,
+                description,
+                failed_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// The run with this id.
+    pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, IndexError> {
+        Ok(self
+            .runs_where("id = ?1", params![id.0])?
+            .into_iter()
+            .next())
+    }
+
     /// Up to `limit` runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, IndexError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, started_at, finished_at, command, status FROM runs
-             ORDER BY id DESC LIMIT ?1",
-        )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = st.query_map(params![limit], |r| {
+        self.runs_where("1 ORDER BY id DESC LIMIT ?1", params![limit])
+    }
+
+    fn runs_where(
+        &self,
+        condition: &str,
+        values: impl rusqlite::Params,
+    ) -> Result<Vec<RunRecord>, IndexError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT id, started_at, finished_at, command, status FROM runs WHERE {condition}"
+        ))?;
+        let rows = st.query_map(values, |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,

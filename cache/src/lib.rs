@@ -37,8 +37,8 @@ mod store;
 
 pub use digest::{Algorithm, Digest, DigestError, Expected, Hasher, HashingReader, HashingWriter};
 pub use index::{
-    unix_now, Event, EventStatus, FileStat, Index, IndexError, NodeKind, NodeOutput, NodeRecord,
-    RunId, RunRecord, RunStatus, BUSY_TIMEOUT, MIGRATIONS,
+    unix_now, Attempt, Event, EventStatus, FileStat, Index, IndexError, NodeKind, NodeOutput,
+    NodeRecord, RunId, RunRecord, RunStatus, BUSY_TIMEOUT, MIGRATIONS,
 };
 pub use key::{
     diff_descriptions, key_of, parse_description, Change, Description, DescriptionError,

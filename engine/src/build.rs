@@ -44,7 +44,7 @@ pub struct BuiltDeb {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub debs: Vec<BuiltDeb>,
-    /// blake3 digest of the build log blob.
+    /// The build log: a blob digest (zstd-compressed; see `logs::read`).
     pub log: String,
 }
 
@@ -768,6 +768,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
             name: name.to_string(),
             message,
             log: env::tail(&log, 30),
+            stored_log: crate::logs::store(engine, &log).ok(),
         });
     }
     Ok(log)
@@ -922,10 +923,9 @@ fn build_native(
 
 /// A build's record: its packages, and its log stored as a blob.
 fn manifest(engine: &Engine, debs: Vec<BuiltDeb>, log: &str) -> Result<Manifest> {
-    let log = engine.store.put_blob_reader(&mut log.as_bytes())?;
     Ok(Manifest {
         debs,
-        log: log.to_string(),
+        log: crate::logs::store(engine, log)?,
     })
 }
 
@@ -1105,6 +1105,7 @@ fn build_debian(
                 name: name.to_string(),
                 message: "dpkg-buildpackage made no .deb".into(),
                 log: env::tail(&log, 30),
+                stored_log: crate::logs::store(engine, &log).ok(),
             });
         }
         manifest(engine, debs, &log)

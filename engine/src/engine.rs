@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use comb_cache::{
-    diff_descriptions, Description, Event, EventStatus, Index, NodeKind, NodeOutput, NodeRecord,
+    unix_now, Attempt, Description, Event, EventStatus, Index, NodeKind, NodeOutput, NodeRecord,
     RunId, RunStatus, Store,
 };
 use comb_recipes::RepoConfig;
@@ -69,6 +69,10 @@ pub struct Engine {
     pending_hits: Mutex<Vec<Event>>,
     /// The file digests remembered for the repository's files, read once.
     known_digests: std::sync::OnceLock<KnownDigests>,
+    /// Nodes found with their output missing in this run (removed from
+    /// the index), with their descriptions: what their rebuild is
+    /// compared with.
+    gone: Mutex<std::collections::HashMap<String, String>>,
     /// The nodes whose failure this run has recorded.
     failed: Mutex<std::collections::HashSet<(NodeKind, String)>>,
 }
@@ -102,6 +106,7 @@ impl Engine {
             cancel: comb_sandbox::CancelToken::default(),
             pending_hits: Mutex::new(Vec::new()),
             failed: Mutex::new(Default::default()),
+            gone: Mutex::new(Default::default()),
             known_digests: Default::default(),
         })
     }
@@ -174,28 +179,48 @@ impl Engine {
         if let Some(hit) = self.hit(kind, name, &key)? {
             return Ok(hit);
         }
-        let reason = self.miss_reason(kind, name, &text)?;
+        let previous = self.previous(kind, name, &key)?;
+        let reason = crate::why::miss_reasons(kind, &key, &text, previous.as_ref())?
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
         self.observer.started(kind, name);
         let started = Instant::now();
         let result = build(&key);
         let duration_ms = started.elapsed().as_millis() as u64;
         let mut event = Event::new(&key, kind, name, EventStatus::Built);
         event.duration_ms = duration_ms;
+        event.previous_key = previous.map(|p| p.key);
         match result {
             Ok((output, size)) => {
                 let record = NodeRecord::new(kind, name, text, output, size, duration_ms);
-                let index = self.index();
-                index.record_node(&record)?;
                 event.reason = Some(reason.clone());
-                index.record_event(self.run, &event)?;
-                drop(index);
+                self.index().batch(|index| {
+                    index.record_node(&record)?;
+                    index.supersede_attempts(kind, name)?;
+                    index.record_event(self.run, &event)
+                })?;
                 self.report(&event);
                 Ok(record)
             }
             Err(e) => {
                 event.status = EventStatus::Failed;
                 event.reason = Some(e.to_string());
-                self.index().record_event(self.run, &event)?;
+                if let Error::Stage { stored_log, .. } = &e {
+                    event.log = stored_log.clone();
+                }
+                let attempt = Attempt {
+                    kind,
+                    name: name.to_string(),
+                    key: key.clone(),
+                    description: text,
+                    failed_at: unix_now(),
+                };
+                self.index().batch(|index| {
+                    index.record_attempt(&attempt)?;
+                    index.record_event(self.run, &event)
+                })?;
                 self.failed
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -265,6 +290,10 @@ impl Engine {
             // The output went missing (removed by hand, or a lost disk):
             // the row must not be trusted.
             self.index().remove_node(&record.key)?;
+            self.gone
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(record.key.clone(), record.description);
             return Ok(None);
         }
         let event = Event::new(&record.key, kind, name, EventStatus::Hit);
@@ -282,18 +311,45 @@ impl Engine {
         Ok(Some(record))
     }
 
-    /// In words, why a node must be built: the inputs that differ from
-    /// the last recorded node of the same kind and name.
-    fn miss_reason(&self, kind: NodeKind, name: &str, text: &str) -> Result<String> {
-        let Some(last) = self.index().last_node_named(kind, name)? else {
-            return Ok("first build of this node".to_string());
-        };
-        let changes = diff_descriptions(&last.description, text)?;
-        if changes.is_empty() {
-            return Ok("its previous output is gone from the store".to_string());
+    /// What a miss of this node is compared with: its last failed attempt
+    /// if no success came after it, else the node of the same kind and
+    /// name the last run used.
+    fn previous(
+        &self,
+        kind: NodeKind,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<crate::why::Previous>> {
+        if let Some(description) = self
+            .gone
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+        {
+            // Its own output went missing in this run.
+            return Ok(Some(crate::why::Previous {
+                key: key.to_string(),
+                description,
+                failed: false,
+            }));
         }
-        let names: Vec<String> = changes.iter().map(|c| c.key.clone()).collect();
-        Ok(format!("inputs changed: {}", names.join(", ")))
+        let index = self.index();
+        let node = index.last_node_named(kind, name)?;
+        let attempt = index.last_attempt(kind, name)?;
+        // An open attempt failed after the last success.
+        Ok(match (attempt, node) {
+            (Some(a), _) => Some(crate::why::Previous {
+                key: a.key,
+                description: a.description,
+                failed: true,
+            }),
+            (None, Some(n)) => Some(crate::why::Previous {
+                key: n.key,
+                description: n.description,
+                failed: false,
+            }),
+            (None, None) => None,
+        })
     }
 
     fn report(&self, event: &Event) {

@@ -768,6 +768,7 @@ fn install_in_sandbox(
                 name: what.to_string(),
                 message,
                 log: tail(&log, 40),
+                stored_log: crate::logs::store(engine, &log).ok(),
             });
         }
         // The bind's mount point is comb's, not the layer's.

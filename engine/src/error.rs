@@ -19,13 +19,15 @@ pub enum Error {
     Sandbox(#[from] comb_sandbox::SandboxError),
     #[error("{}: {message}", path.display())]
     Lock { path: PathBuf, message: String },
-    /// A stage ran and failed; `log` is the tail of its output.
+    /// A stage ran and failed; `log` is the tail of its output, and
+    /// `stored_log` the digest of the whole of it in the store.
     #[error("{stage} {name} failed: {message}\n--- last lines of its log ---\n{log}")]
     Stage {
         stage: &'static str,
         name: String,
         message: String,
         log: String,
+        stored_log: Option<String>,
     },
     #[error("{context}: {source}")]
     Io {

@@ -12,9 +12,11 @@ pub mod build;
 mod engine;
 pub mod env;
 mod error;
+pub mod logs;
 mod scheduler;
 pub mod snapshot;
 mod source;
+pub mod why;
 
 pub use comb_cache as cache;
 pub use comb_recipes as recipes;

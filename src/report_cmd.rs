@@ -1,0 +1,174 @@
+//! `comb why` and `comb log`: what the store remembers about a package's
+//! builds, read back for people (and, with `--json`, for machines).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use comb_engine::cache::{NodeKind, RunId, Store};
+use comb_engine::store_location;
+use comb_engine::why::{self, MissReason, PackageWhy};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct StoreArg {
+    /// The store (default: $COMB_STORE, else $XDG_CACHE_HOME/comb, or
+    /// /var/cache/comb for root).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Taken like every command's; what is read is the store's record.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub repo: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct WhyArgs {
+    /// The source package.
+    package: String,
+    /// Only this stage (index, resolve, fetch, base-install, base-build,
+    /// pkg-env, build).
+    #[arg(long, value_name = "STAGE")]
+    stage: Option<NodeKind>,
+    /// The run to explain (default: the last one that built the package).
+    #[arg(long, value_name = "ID")]
+    run: Option<i64>,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+#[derive(Args)]
+pub struct LogArgs {
+    /// The source package.
+    package: String,
+    /// The run (default: the last one that built the package).
+    #[arg(long, value_name = "ID")]
+    run: Option<i64>,
+    /// The stage whose log to print (default: build).
+    #[arg(long, value_name = "STAGE", default_value = "build")]
+    stage: NodeKind,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+pub fn open_store(arg: &StoreArg) -> Result<Store> {
+    let path = store_location(arg.store.clone())?;
+    if !path.join(comb_engine::cache::INDEX_FILE).exists() {
+        anyhow::bail!(
+            "no comb store at {}: build something first, or pass --store",
+            path.display()
+        );
+    }
+    Store::open(&path).with_context(|| format!("opening the store {}", path.display()))
+}
+
+pub fn why(args: WhyArgs) -> Result<ExitCode> {
+    let store = open_store(&args.store)?;
+    let index = store.open_index()?;
+    let run = why::run_of(&index, &args.package, args.run.map(RunId))?;
+    let binaries = why::binaries_of_run(&store, &index, run)?;
+    let mut explained = why::explain(&index, &args.package, run, &binaries)?;
+    if let Some(stage) = args.stage {
+        explained.stages.retain(|s| s.stage == stage);
+    }
+    if args.json {
+        println!("{}", why_json(&explained));
+    } else {
+        print!("{}", why_text(&explained));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON of `comb why`: each reason with its fields and its `text`.
+pub fn why_json(w: &PackageWhy) -> serde_json::Value {
+    let stages: Vec<serde_json::Value> = w
+        .stages
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "stage": s.stage,
+                "name": s.name,
+                "key": s.key,
+                "status": s.status,
+                "duration_ms": s.duration_ms,
+                "reasons": s.reasons.iter().map(reason_json).collect::<Vec<_>>(),
+                "error": s.error,
+                "log": s.log,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "package": w.package,
+        "run": w.run.0,
+        "stages": stages,
+    })
+}
+
+fn reason_json(r: &MissReason) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("text".into(), r.to_string().into());
+    }
+    v
+}
+
+/// `comb why` in words: one line per stage, its reasons indented below.
+pub fn why_text(w: &PackageWhy) -> String {
+    let mut out = format!("{} in run {}:\n", w.package, w.run);
+    if w.stages.is_empty() {
+        out.push_str("  no stage of it was recorded in this run\n");
+    }
+    let build_hit = w
+        .stages
+        .iter()
+        .any(|s| s.stage == NodeKind::Build && s.status.as_str() == "hit");
+    for s in &w.stages {
+        let status = match s.status.as_str() {
+            "hit" => "hit".to_string(),
+            other => format!("{other} in {:.1}s", s.duration_ms as f64 / 1000.0),
+        };
+        out.push_str(&format!(
+            "  {:<13} {:<32} {status}\n",
+            s.stage.as_str(),
+            s.name
+        ));
+        for r in &s.reasons {
+            for line in r.to_string().lines() {
+                out.push_str(&format!("      {line}\n"));
+            }
+        }
+        if let Some(error) = &s.error {
+            let first = error.lines().next().unwrap_or("");
+            out.push_str(&format!("      {first}\n"));
+        }
+    }
+    if build_hit && !w.stages.iter().any(|s| s.stage == NodeKind::PkgEnv) {
+        out.push_str("  (its build was a hit: its environment was not needed)\n");
+    }
+    out
+}
+
+pub fn log(args: LogArgs) -> Result<ExitCode> {
+    let store = open_store(&args.store)?;
+    let index = store.open_index()?;
+    let runs = match args.run {
+        Some(id) => vec![why::run_of(&index, &args.package, Some(RunId(id)))?],
+        // The newest run that left a log of it (a skipped build leaves none).
+        None => index.runs(200)?.into_iter().map(|r| r.id).collect(),
+    };
+    for run in runs {
+        if let Some(text) = why::log_of(&store, &index, &args.package, run, args.stage)? {
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    anyhow::bail!(
+        "no {} log of {} is stored{} (logs are kept for builds and for failures)",
+        args.stage,
+        args.package,
+        args.run
+            .map(|r| format!(" for run {r}"))
+            .unwrap_or_default()
+    )
+}
