@@ -4,6 +4,7 @@
 mod build_cmd;
 mod env_cmd;
 mod report_cmd;
+mod report_html;
 mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Why each stage of a package was rebuilt (or reused) in a run.
     Why(report_cmd::WhyArgs),
+    /// What recent runs reused, built and failed, and why.
+    Report(report_cmd::ReportArgs),
     /// Print the stored log of a package's build (or failed stage).
     Log(report_cmd::LogArgs),
     /// Run commands in comb's sandbox directly.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Env { command } => env_cmd::run(command),
         Command::Why(args) => report_cmd::why(args),
         Command::Log(args) => report_cmd::log(args),
+        Command::Report(args) => report_cmd::report(args),
     };
     match result {
         Ok(code) => code,

@@ -172,3 +172,179 @@ pub fn log(args: LogArgs) -> Result<ExitCode> {
             .unwrap_or_default()
     )
 }
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Report this run.
+    #[arg(long, value_name = "ID", conflicts_with = "last")]
+    run: Option<i64>,
+    /// Report the last N runs (default 1).
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
+    /// The report as one JSON object (schema in the README).
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as one self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+pub fn report(args: ReportArgs) -> Result<ExitCode> {
+    let store = open_store(&args.store)?;
+    let index = store.open_index()?;
+    let runs = match args.run {
+        Some(id) => vec![index
+            .run(RunId(id))?
+            .with_context(|| format!("there is no run {id} in the store"))?],
+        None => index.runs(args.last.unwrap_or(1).max(1))?,
+    };
+    if runs.is_empty() {
+        anyhow::bail!("the store has no recorded run yet: run `comb build` first");
+    }
+    let report = comb_engine::report::report(&store, &index, &runs)?;
+    if let Some(path) = &args.html {
+        std::fs::write(path, crate::report_html::page(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report_text(&report));
+        if let Some(path) = &args.html {
+            println!("report page: {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Milliseconds as `1.2s`, `3m 04s` or `2h 01m`.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    if s < 60 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if s < 3600 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn report_text(report: &comb_engine::report::Report) -> String {
+    let mut out = String::new();
+    for run in &report.runs {
+        out.push_str(&format!(
+            "run {}  {}  {}{}\n",
+            run.id,
+            run.status,
+            run.duration_ms.map(duration).unwrap_or_else(|| "-".into()),
+            format_args!("  {}", run.command)
+        ));
+        out.push_str(&format!(
+            "  {:<13} {:>7} {:>7} {:>7} {:>8} {:>9}\n",
+            "stage", "hits", "built", "failed", "skipped", "hit rate"
+        ));
+        let ordered = comb_engine::report::STAGES
+            .iter()
+            .filter_map(|s| run.stages.get(s.as_str()).map(|c| (s.as_str(), c)));
+        for (stage, c) in ordered {
+            out.push_str(&format!(
+                "  {:<13} {:>7} {:>7} {:>7} {:>8} {:>9}\n",
+                stage,
+                c.hit,
+                c.built,
+                c.failed,
+                c.skipped,
+                percent(c.hit_rate())
+            ));
+        }
+        out.push_str(&format!(
+            "  hit rate {}, time saved {}, time spent {}\n",
+            percent(run.hit_rate),
+            duration(run.time_saved_ms),
+            duration(run.time_spent_ms)
+        ));
+        if !run.slowest.is_empty() {
+            out.push_str("  slowest:\n");
+            for s in &run.slowest {
+                out.push_str(&format!(
+                    "    {:<13} {:<32} {:>8} {}\n",
+                    s.stage.as_str(),
+                    s.name,
+                    duration(s.duration_ms),
+                    s.status
+                ));
+            }
+        }
+        if run.critical_path.packages.len() > 1 || run.critical_path.duration_ms > 0 {
+            out.push_str(&format!(
+                "  critical path ({}): {}\n",
+                duration(run.critical_path.duration_ms),
+                run.critical_path.packages.join(" -> ")
+            ));
+        }
+        let rebuilt: Vec<_> = run
+            .packages
+            .iter()
+            .filter(|p| p.status.as_str() == "built")
+            .collect();
+        if !rebuilt.is_empty() {
+            out.push_str("  built:\n");
+            for p in rebuilt {
+                let first = p
+                    .why
+                    .first()
+                    .and_then(|s| {
+                        s.reasons
+                            .first()
+                            .map(|r| format!("{} {}: {r}", s.stage, s.name))
+                    })
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "    {:<32} {}\n",
+                    p.name,
+                    first.lines().next().unwrap_or("")
+                ));
+            }
+        }
+        if !run.failures.is_empty() {
+            out.push_str("  failures:\n");
+            for f in &run.failures {
+                out.push_str(&format!("    {} {}:\n", f.stage, f.name));
+                for line in f.reason.lines() {
+                    out.push_str(&format!("      {line}\n"));
+                }
+            }
+        }
+        out.push('\n');
+    }
+    if report.trend.len() > 1 {
+        out.push_str("hit rate by stage, oldest run first:\n");
+        for t in &report.trend {
+            let rates: Vec<String> = t
+                .hit_rate
+                .iter()
+                .map(|(s, r)| format!("{s} {}", percent(Some(*r))))
+                .collect();
+            out.push_str(&format!("  run {:<6} {}\n", t.run, rates.join(", ")));
+        }
+    }
+    if !report.build_time_changes.is_empty() {
+        out.push_str("build times that changed sharply:\n");
+        for c in &report.build_time_changes {
+            out.push_str(&format!(
+                "  {:<32} {} -> {} (run {})\n",
+                c.package,
+                duration(c.before_ms),
+                duration(c.after_ms),
+                c.run
+            ));
+        }
+    }
+    out
+}

@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::digest::Digest;
 use crate::key::key_of;
 use crate::store::is_valid_name;
+use std::collections::BTreeMap;
 
 /// How long a connection waits for another's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -104,6 +105,10 @@ pub const MIGRATIONS: &[&str] = &[
         superseded  INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX attempts_by_name ON attempts (kind, name, failed_at);",
+    // 5: what `comb report` shows of a run: its package graph (JSON, each
+    // package to the packages it needs) and its wall time.
+    "ALTER TABLE runs ADD COLUMN graph TEXT;
+    ALTER TABLE runs ADD COLUMN duration_ms INTEGER;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -365,6 +370,8 @@ pub struct RunRecord {
     /// The argv, joined with spaces.
     pub command: String,
     pub status: RunStatus,
+    /// Its wall time, once finished.
+    pub duration_ms: Option<u64>,
 }
 
 /// What happened to one node in one run.
@@ -767,14 +774,56 @@ impl Index {
 
     /// Records the end of a run.
     pub fn finish_run(&self, id: RunId, status: RunStatus) -> Result<(), IndexError> {
+        self.finish_run_after(id, status, None)
+    }
+
+    /// Records the end of a run that took `duration_ms`.
+    pub fn finish_run_after(
+        &self,
+        id: RunId,
+        status: RunStatus,
+        duration_ms: Option<u64>,
+    ) -> Result<(), IndexError> {
+        let duration = duration_ms.map(|d| to_i64(d, "run duration")).transpose()?;
         let n = self.conn.execute(
-            "UPDATE runs SET finished_at = ?1, status = ?2 WHERE id = ?3",
-            params![unix_now(), status.as_str(), id.0],
+            "UPDATE runs SET finished_at = ?1, status = ?2, duration_ms = ?3 WHERE id = ?4",
+            params![unix_now(), status.as_str(), duration, id.0],
         )?;
         if n == 0 {
             return Err(IndexError::Corrupt(format!("no run {id}")));
         }
         Ok(())
+    }
+
+    /// Records the package graph of `run`: each package to those it needs.
+    pub fn set_run_graph(
+        &self,
+        id: RunId,
+        graph: &BTreeMap<String, Vec<String>>,
+    ) -> Result<(), IndexError> {
+        let json = serde_json::to_string(graph)
+            .map_err(|e| IndexError::Corrupt(format!("a run's graph: {e}")))?;
+        self.conn.execute(
+            "UPDATE runs SET graph = ?1 WHERE id = ?2",
+            params![json, id.0],
+        )?;
+        Ok(())
+    }
+
+    /// The package graph recorded for `run` (empty if none was).
+    pub fn run_graph(&self, id: RunId) -> Result<BTreeMap<String, Vec<String>>, IndexError> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT graph FROM runs WHERE id = ?1", params![id.0], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten();
+        match json {
+            None => Ok(BTreeMap::new()),
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| IndexError::Corrupt(format!("the graph of run {id}: {e}"))),
+        }
     }
 
     /// Records what happened to one node in `run`.
@@ -991,7 +1040,8 @@ impl Index {
         values: impl rusqlite::Params,
     ) -> Result<Vec<RunRecord>, IndexError> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT id, started_at, finished_at, command, status FROM runs WHERE {condition}"
+            "SELECT id, started_at, finished_at, command, status, duration_ms FROM runs
+             WHERE {condition}"
         ))?;
         let rows = st.query_map(values, |r| {
             Ok((
@@ -1000,16 +1050,18 @@ impl Index {
                 r.get::<_, Option<i64>>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
+                r.get::<_, Option<i64>>(5)?,
             ))
         })?;
         rows.map(|r| {
-            let (id, started_at, finished_at, command, status) = r?;
+            let (id, started_at, finished_at, command, status, duration_ms) = r?;
             Ok(RunRecord {
                 id: RunId(id),
                 started_at,
                 finished_at,
                 command,
                 status: status.parse()?,
+                duration_ms: duration_ms.map(|d| to_u64(d, "run duration")).transpose()?,
             })
         })
         .collect()

@@ -132,6 +132,13 @@ pub fn build(
                 .collect()
         })
         .collect();
+    engine.record_graph(
+        &wanted
+            .iter()
+            .zip(&deps)
+            .map(|(name, d)| (name.clone(), d.iter().map(|&i| wanted[i].clone()).collect()))
+            .collect(),
+    )?;
     let durations = engine.index().durations(NodeKind::Build)?;
     let cost: Vec<u64> = wanted
         .iter()

@@ -67,6 +67,8 @@ pub struct Engine {
     pub cancel: comb_sandbox::CancelToken,
     /// Hits not yet written to the index.
     pending_hits: Mutex<Vec<Event>>,
+    /// When the run began.
+    started: Instant,
     /// The file digests remembered for the repository's files, read once.
     known_digests: std::sync::OnceLock<KnownDigests>,
     /// Nodes found with their output missing in this run (removed from
@@ -105,6 +107,7 @@ impl Engine {
             jobs: 8,
             cancel: comb_sandbox::CancelToken::default(),
             pending_hits: Mutex::new(Vec::new()),
+            started: Instant::now(),
             failed: Mutex::new(Default::default()),
             gone: Mutex::new(Default::default()),
             known_digests: Default::default(),
@@ -150,7 +153,9 @@ impl Engine {
             (true, false) => RunStatus::Success,
             (false, false) => RunStatus::Failed,
         };
-        self.index().finish_run(self.run, status)?;
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        self.index()
+            .finish_run_after(self.run, status, Some(duration_ms))?;
         Ok(())
     }
 
@@ -268,6 +273,20 @@ impl Engine {
             self.report(&event);
         }
         Ok(())
+    }
+
+    /// Records the run's package graph (for `comb report`).
+    pub(crate) fn record_graph(
+        &self,
+        graph: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        self.index().set_run_graph(self.run, graph)?;
+        Ok(())
+    }
+
+    /// This run's id.
+    pub fn run_id(&self) -> RunId {
+        self.run
     }
 
     /// Records and reports a node that was not run.

@@ -13,6 +13,7 @@ mod engine;
 pub mod env;
 mod error;
 pub mod logs;
+pub mod report;
 mod scheduler;
 pub mod snapshot;
 mod source;

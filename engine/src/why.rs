@@ -407,12 +407,12 @@ pub fn line_diff(old: &str, new: &str) -> String {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push(format!("- {}", a[i]));
             i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
         }
     }
     out.join("\n")
@@ -499,7 +499,17 @@ pub fn explain(
     run: RunId,
     binaries: &HashMap<String, String>,
 ) -> Result<PackageWhy> {
-    let events = index.events(run)?;
+    explain_events(index, package, run, &index.events(run)?, binaries)
+}
+
+/// [`explain`] with the run's events already read.
+pub fn explain_events(
+    index: &Index,
+    package: &str,
+    run: RunId,
+    events: &[comb_cache::Event],
+    binaries: &HashMap<String, String>,
+) -> Result<PackageWhy> {
     let own = [
         package.to_string(),
         format!("pkg-env:{package}"),
@@ -520,7 +530,7 @@ pub fn explain(
         .map(|e| (e.node_key.as_str(), (e.kind, e.name.as_str())))
         .collect();
     let mut stages = Vec::new();
-    for e in &events {
+    for e in events {
         let mine = own.contains(&e.name) && (e.kind != NodeKind::Build || e.name == package);
         if !(mine || shared(e.kind) || shared_resolve(e)) {
             continue;
