@@ -1,6 +1,7 @@
 //! `comb build` and `comb graph`: the repository's packages.
 
 use crate::env_cmd::Place;
+use crate::progress::{Mode, Reporter};
 use anyhow::{Context, Result};
 use clap::Args;
 use comb_engine::build::{self, BuildRequest};
@@ -9,7 +10,7 @@ use comb_engine::{snapshot, store_location, Engine, JobState, NodeEvent, Observe
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +35,12 @@ pub struct BuildArgs {
     /// One JSON object per line for every node, then a summary.
     #[arg(long)]
     json: bool,
+    /// Print only failures and the summary.
+    #[arg(short, long, conflicts_with_all = ["verbose", "json"])]
+    quiet: bool,
+    /// Stream every build's log, each line prefixed with its package.
+    #[arg(short, long, conflicts_with = "json")]
+    verbose: bool,
 }
 
 #[derive(Args)]
@@ -44,86 +51,6 @@ pub struct GraphArgs {
     /// Print Graphviz dot instead of one line per package.
     #[arg(long)]
     dot: bool,
-}
-
-/// Counts events and prints them, as JSON lines or words.
-struct Reporter {
-    json: bool,
-    counts: [AtomicU64; 4],
-    interactive: bool,
-    /// On a terminal: packages done out of those asked for.
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Reporter {
-    /// A line above the bar, or on stderr.
-    fn say(&self, line: String) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-}
-
-impl Observer for Reporter {
-    fn node(&self, e: &NodeEvent) {
-        let slot = match e.status.as_str() {
-            "hit" => 0,
-            "built" => 1,
-            "failed" => 2,
-            _ => 3,
-        };
-        self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        if let (Some(bar), "build") = (&self.bar, e.stage.as_str()) {
-            bar.inc(1);
-            bar.set_message(e.name.clone());
-        }
-        if self.json {
-            let line = serde_json::json!({
-                "event": "node",
-                "name": e.name,
-                "stage": e.stage,
-                "key": e.key,
-                "status": e.status,
-                "duration_ms": e.duration_ms,
-                "reason": e.reason,
-            });
-            println!("{line}");
-            return;
-        }
-        if e.stage.as_str() == "fetch"
-            || (self.interactive && e.status.as_str() == "hit" && e.stage.as_str() != "build")
-        {
-            return;
-        }
-        let reason = e
-            .reason
-            .as_deref()
-            .and_then(|r| r.lines().next())
-            .unwrap_or("");
-        self.say(match e.status.as_str() {
-            "hit" => format!("{:<13} {:<32} hit", e.stage, e.name),
-            "failed" => format!(
-                "{:<13} {:<32} FAILED after {:.1}s\n{}",
-                e.stage,
-                e.name,
-                e.duration_ms as f64 / 1000.0,
-                e.reason.as_deref().unwrap_or("")
-            ),
-            status => format!(
-                "{:<13} {:<32} {status} in {:.1}s ({reason})",
-                e.stage,
-                e.name,
-                e.duration_ms as f64 / 1000.0
-            ),
-        })
-    }
-
-    fn started(&self, stage: comb_engine::cache::NodeKind, name: &str) {
-        if !self.json && stage.as_str() != "fetch" {
-            self.say(format!("{stage:<13} {name:<32} building…"));
-        }
-    }
 }
 
 /// The first SIGINT or SIGTERM cancels: running sandboxes are killed and
@@ -155,29 +82,13 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     } else {
         args.packages.clone()
     };
-    let interactive = std::io::stderr().is_terminal();
-    let bar = (interactive && !args.json).then(|| {
-        let total = if packages.is_empty() {
-            repo.recipes.len()
-        } else {
-            packages.len()
-        };
-        let bar = indicatif::ProgressBar::new(total as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed:>4} [{bar:30}] {pos}/{len} packages  {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        bar
-    });
-    let reporter = Arc::new(Reporter {
-        json: args.json,
-        counts: Default::default(),
-        interactive,
-        bar,
-    });
+    let mode = match (args.json, args.quiet, args.verbose) {
+        (true, _, _) => Mode::Json,
+        (_, true, _) => Mode::Quiet,
+        (_, _, true) => Mode::Verbose,
+        _ => Mode::Normal,
+    };
+    let reporter = Arc::new(Reporter::new(mode, std::io::stderr().is_terminal()));
     struct Shared(Arc<Reporter>);
     impl Observer for Shared {
         fn node(&self, e: &NodeEvent) {
@@ -185,6 +96,12 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         }
         fn started(&self, stage: comb_engine::cache::NodeKind, name: &str) {
             self.0.started(stage, name)
+        }
+        fn output(&self, name: &str, chunk: &[u8]) {
+            self.0.output(name, chunk)
+        }
+        fn plan(&self, packages: &[(String, u64)], jobs: usize) {
+            self.0.plan(packages, jobs)
         }
     }
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
@@ -225,9 +142,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         build::write_repository(&engine, out, &debs)?;
     }
     engine.finish(!failed)?;
-    if let Some(bar) = &reporter.bar {
-        bar.finish_and_clear();
-    }
+    reporter.finish();
     let [hit, built, failed_n, skipped] = reporter
         .counts
         .each_ref()

@@ -289,7 +289,7 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
-fn ago(at: i64) -> String {
+pub(crate) fn ago(at: i64) -> String {
     let secs = (comb_engine::cache::unix_now() - at).max(0);
     match secs {
         s if s < 120 => format!("{s}s ago"),

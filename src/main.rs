@@ -3,6 +3,7 @@
 
 mod build_cmd;
 mod env_cmd;
+mod progress;
 mod report_cmd;
 mod report_html;
 mod sandbox_cmd;
@@ -44,6 +45,10 @@ enum Command {
     Why(report_cmd::WhyArgs),
     /// What recent runs reused, built and failed, and why.
     Report(report_cmd::ReportArgs),
+    /// Drop what no recent run used (and no lock pins), oldest first.
+    Gc(report_cmd::GcArgs),
+    /// What the store holds: sizes, hit rate, the largest layers.
+    Stats(report_cmd::StatsArgs),
     /// Print the stored log of a package's build (or failed stage).
     Log(report_cmd::LogArgs),
     /// Run commands in comb's sandbox directly.
@@ -76,6 +81,8 @@ fn main() -> ExitCode {
         Command::Why(args) => report_cmd::why(args),
         Command::Log(args) => report_cmd::log(args),
         Command::Report(args) => report_cmd::report(args),
+        Command::Gc(args) => report_cmd::gc(args),
+        Command::Stats(args) => report_cmd::stats(args),
     };
     match result {
         Ok(code) => code,

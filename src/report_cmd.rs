@@ -348,3 +348,185 @@ fn report_text(report: &comb_engine::report::Report) -> String {
     }
     out
 }
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Drop what no run used for this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    max_age: u64,
+    /// Then drop the least recently used until the store is at most this
+    /// big (bytes, or with K, M, G, T: powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_size: Option<u64>,
+    /// Say what would go; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// The hit rate is over this many recent runs.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    runs: usize,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+/// `10G`, `512M`, `1.5T`, `4096`: bytes (suffixes are powers of 1024).
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = t[digits.len()..].to_ascii_uppercase();
+    let factor: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: a size is a number with K, M, G or T, e.g. 20G"
+            ))
+        }
+    };
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: a size is a number with K, M, G or T, e.g. 20G"))?;
+    if !(n >= 0.0) {
+        return Err(format!("{text:?}: a size cannot be negative"));
+    }
+    Ok((n * factor as f64) as u64)
+}
+
+/// Bytes in words: `1.2 GiB`.
+pub fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+pub fn gc(args: GcArgs) -> Result<ExitCode> {
+    let store = open_store(&args.store)?;
+    let _lock = match store.collect_lock(false)? {
+        Some(lock) => lock,
+        None => {
+            eprintln!("comb gc: waiting for the running comb commands to finish");
+            store
+                .collect_lock(true)?
+                .context("taking the store's lock")?
+        }
+    };
+    let index = store.open_index()?;
+    // Keep the snapshots that lock files still pin.
+    let mut pinned = std::collections::HashSet::new();
+    for (path, key) in index.pins()? {
+        let lock = PathBuf::from(
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path.clone()),
+        );
+        match comb_engine::snapshot::pinned_key(&lock) {
+            Ok(now) if now == key => {
+                pinned.insert(key);
+            }
+            _ if !args.dry_run => index.forget_pin(&path)?,
+            _ => {}
+        }
+    }
+    let options = comb_engine::gc::GcOptions {
+        max_age_days: args.max_age,
+        max_size: args.max_size,
+        dry_run: args.dry_run,
+        pinned,
+    };
+    let report = comb_engine::gc::collect(&store, &index, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for n in &report.nodes {
+        println!(
+            "{verb} {:<13} {:<32} {:>10}  last used {}",
+            n.kind.as_str(),
+            n.name,
+            bytes(n.size),
+            crate::env_cmd::ago(n.last_used_at)
+        );
+    }
+    println!(
+        "{verb} {} nodes, {} blobs and {} trees: {} freed ({} -> {}){}",
+        report.nodes.len(),
+        report.blobs,
+        report.trees,
+        bytes(report.freed_bytes),
+        bytes(report.size_before),
+        bytes(report.size_after),
+        if report.runs_pruned > 0 {
+            format!("; {} old runs forgotten", report.runs_pruned)
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(args: StatsArgs) -> Result<ExitCode> {
+    let store = open_store(&args.store)?;
+    let index = store.open_index()?;
+    let stats = comb_engine::gc::stats(&store, &index, args.runs)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&stats)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("store {}", store.root().display());
+    let total: u64 = stats.size.values().sum();
+    for (kind, size) in &stats.size {
+        println!("  {kind:<10} {:>10}", bytes(*size));
+    }
+    println!("  {:<10} {:>10}", "total", bytes(total));
+    let nodes: Vec<String> = stats
+        .nodes
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!("nodes: {}", nodes.join(", "));
+    println!(
+        "hit rate over the last {} runs: {}",
+        stats.runs,
+        percent(stats.hit_rate)
+    );
+    if !stats.largest_layers.is_empty() {
+        println!("largest layers:");
+        for l in &stats.largest_layers {
+            println!(
+                "  {:<13} {:<32} {:>10}  {} package{} built on it",
+                l.stage.as_str(),
+                l.name,
+                bytes(l.size),
+                l.packages,
+                if l.packages == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -17,6 +17,21 @@ use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
+/// Takes a shared flock on `file`, waiting while an exclusive one is held.
+pub(crate) fn flock_shared(file: &File) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a valid, owned file descriptor.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// Takes an exclusive flock on `file`. `wait` blocks until it is free;
 /// otherwise returns `Ok(false)` if another open file description holds it.
 pub(crate) fn flock_exclusive(file: &File, wait: bool) -> io::Result<bool> {

@@ -108,7 +108,14 @@ pub const MIGRATIONS: &[&str] = &[
     // 5: what `comb report` shows of a run: its package graph (JSON, each
     // package to the packages it needs) and its wall time.
     "ALTER TABLE runs ADD COLUMN graph TEXT;
-    ALTER TABLE runs ADD COLUMN duration_ms INTEGER;",
+    ALTER TABLE runs ADD COLUMN duration_ms INTEGER;
+    -- The lock files (comb.lock) that used this store, and the index node
+    -- each pins: garbage collection keeps a snapshot a lock still pins.
+    CREATE TABLE pins (
+        lock_path BLOB    PRIMARY KEY,
+        node_key  TEXT    NOT NULL,
+        seen_at   INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -415,6 +422,17 @@ impl Event {
     }
 }
 
+/// A node without its description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSummary {
+    pub kind: NodeKind,
+    pub name: String,
+    pub key: String,
+    pub output: NodeOutput,
+    pub size: u64,
+    pub last_used_at: i64,
+}
+
 /// A node that failed: what it was built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -611,6 +629,98 @@ impl Index {
         ))?;
         let rows = st.query_map(params![kind.as_str()], raw_node)?;
         rows.map(|r| r?.into_record()).collect()
+    }
+
+    /// Every node, without its description (what garbage collection and
+    /// `comb stats` weigh), least recently used first.
+    pub fn node_summaries(&self) -> Result<Vec<NodeSummary>, IndexError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT n.kind, n.name, n.key, n.output, n.size, u.last_used_at FROM {NODES}
+             ORDER BY u.last_used_at, n.id"
+        ))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (kind, name, key, output, size, last_used_at) = r?;
+            Ok(NodeSummary {
+                kind: kind.parse()?,
+                name,
+                key,
+                output: output.parse()?,
+                size: to_u64(size, "node size")?,
+                last_used_at,
+            })
+        })
+        .collect()
+    }
+
+    /// Forgets what no longer leads anywhere, and the history older than
+    /// `before` (Unix seconds) beyond the newest `keep_runs` runs: runs
+    /// (with their events), superseded failed attempts, shortcuts to
+    /// forgotten nodes. Returns the number of runs dropped.
+    pub fn prune(&self, before: i64, keep_runs: usize) -> Result<usize, IndexError> {
+        let keep = i64::try_from(keep_runs).unwrap_or(i64::MAX);
+        let runs = self.conn.execute(
+            "DELETE FROM runs WHERE started_at < ?1 AND status != 'running'
+             AND id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?2)",
+            params![before, keep],
+        )?;
+        self.conn.execute(
+            "DELETE FROM attempts WHERE superseded = 1 AND failed_at < ?1",
+            params![before],
+        )?;
+        self.conn.execute(
+            "DELETE FROM shortcuts WHERE node_key NOT IN (SELECT key FROM nodes)",
+            [],
+        )?;
+        self.conn.execute(
+            "DELETE FROM node_use WHERE node_id NOT IN (SELECT id FROM nodes)",
+            [],
+        )?;
+        Ok(runs)
+    }
+
+    /// Remembers that the lock file at `lock_path` pins the node `key`.
+    pub fn remember_pin(&self, lock_path: &[u8], key: &str) -> Result<(), IndexError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO pins (lock_path, node_key, seen_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![lock_path, key, unix_now()])?;
+        Ok(())
+    }
+
+    /// Every remembered pin: lock file path and node key.
+    pub fn pins(&self) -> Result<Vec<(Vec<u8>, String)>, IndexError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT lock_path, node_key FROM pins ORDER BY lock_path")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets a pin (its lock file is gone or pins something else now).
+    pub fn forget_pin(&self, lock_path: &[u8]) -> Result<(), IndexError> {
+        self.conn
+            .execute("DELETE FROM pins WHERE lock_path = ?1", params![lock_path])?;
+        Ok(())
+    }
+
+    /// Every log blob the recorded events name.
+    pub fn event_logs(&self) -> Result<Vec<String>, IndexError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT log FROM events WHERE log IS NOT NULL")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The duration of the most recently built node of each name, of one

@@ -38,13 +38,13 @@ mod store;
 pub use digest::{Algorithm, Digest, DigestError, Expected, Hasher, HashingReader, HashingWriter};
 pub use index::{
     unix_now, Attempt, Event, EventStatus, FileStat, Index, IndexError, NodeKind, NodeOutput,
-    NodeRecord, RunId, RunRecord, RunStatus, BUSY_TIMEOUT, MIGRATIONS,
+    NodeRecord, NodeSummary, RunId, RunRecord, RunStatus, BUSY_TIMEOUT, MIGRATIONS,
 };
 pub use key::{
     diff_descriptions, key_of, parse_description, Change, Description, DescriptionError,
     DESCRIPTION_FORMAT,
 };
 pub use store::{
-    default_location_from, is_valid_name, NodeLock, Store, StoreError, TreeBuilder, CACHEDIR_TAG,
-    INDEX_FILE, MAX_NAME_LEN, STORE_FORMAT,
+    default_location_from, is_valid_name, NodeLock, Store, StoreError, StoreLock, TreeBuilder,
+    CACHEDIR_TAG, INDEX_FILE, MAX_NAME_LEN, STORE_FORMAT,
 };

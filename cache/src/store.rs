@@ -625,6 +625,104 @@ impl Store {
         }
     }
 
+    /// Marks this process as a user of the store's outputs until the
+    /// guard is dropped: a shared lock that `comb gc` must take
+    /// exclusively, so it never removes what a running comb may read.
+    /// Waits while a collection runs.
+    pub fn use_lock(&self) -> Result<StoreLock, StoreError> {
+        let (file, path) = self.store_lock_file()?;
+        fsutil::flock_shared(&file).map_err(io_err("locking", &path))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// The exclusive side of [`Store::use_lock`], for garbage collection:
+    /// `Ok(None)` at once if `wait` is false and another comb uses the store.
+    pub fn collect_lock(&self, wait: bool) -> Result<Option<StoreLock>, StoreError> {
+        let (file, path) = self.store_lock_file()?;
+        if fsutil::flock_exclusive(&file, wait).map_err(io_err("locking", &path))? {
+            Ok(Some(StoreLock { _file: file }))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn store_lock_file(&self) -> Result<(File, PathBuf), StoreError> {
+        // Not a node key, so never a node's lock file.
+        let path = self.root.join("locks").join("store");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_err("opening lock", &path))?;
+        Ok((file, path))
+    }
+
+    /// Every blob in the store: its algorithm, hash (hex) and size on disk.
+    pub fn list_blobs(&self) -> Result<Vec<(Algorithm, String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for alg in Algorithm::ALL {
+            let dir = self.root.join("blobs").join(alg.as_str());
+            for fan in read_dir_or_empty(&dir)? {
+                let fan_name = fan.file_name().to_string_lossy().into_owned();
+                for entry in read_dir_or_empty(&fan.path())? {
+                    let md = entry.metadata().map_err(io_err("reading", &entry.path()))?;
+                    if md.is_file() {
+                        let rest = entry.file_name().to_string_lossy().into_owned();
+                        out.push((alg, format!("{fan_name}{rest}"), md.len()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every published tree: its name and apparent size.
+    pub fn list_trees(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in read_dir_or_empty(&self.root.join("trees"))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_valid_name(&name) {
+                let size =
+                    fsutil::tree_size(&entry.path()).map_err(io_err("measuring", &entry.path()))?;
+                out.push((name, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a blob (by algorithm and hex hash). Call it only under
+    /// [`Store::collect_lock`].
+    pub fn remove_blob(&self, algorithm: Algorithm, hex: &str) -> Result<(), StoreError> {
+        if hex.len() < 3 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::BadName {
+                what: "blob hash",
+                name: hex.to_string(),
+            });
+        }
+        let path = self
+            .root
+            .join("blobs")
+            .join(algorithm.as_str())
+            .join(&hex[..2])
+            .join(&hex[2..]);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing", &path)(e)),
+        }
+    }
+
+    /// Removes a published tree. Call it only under [`Store::collect_lock`].
+    pub fn remove_tree(&self, name: &str) -> Result<(), StoreError> {
+        check_name("tree name", name)?;
+        let path = self.root.join("trees").join(name);
+        fsutil::remove_tree(&path).map_err(io_err("removing", &path))
+    }
+
     // ------------------------------------------------------------- internals
 
     /// Writes a small file so that readers see the old or the new content,
@@ -878,6 +976,21 @@ impl Drop for TreeBuilder<'_> {
         if let Some(p) = self.path.take() {
             let _ = fsutil::remove_tree(&p);
         }
+    }
+}
+
+/// A held [`Store::use_lock`] or [`Store::collect_lock`].
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+/// The entries of `dir`, none if it does not exist.
+fn read_dir_or_empty(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.map_err(io_err("reading", dir))).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err("reading", dir)(e)),
     }
 }
 

@@ -144,6 +144,13 @@ pub fn build(
         .iter()
         .map(|n| durations.get(n).copied().unwrap_or(1))
         .collect();
+    engine.observer.plan(
+        &wanted
+            .iter()
+            .map(|n| (n.clone(), durations.get(n).copied().unwrap_or(0)))
+            .collect::<Vec<_>>(),
+        request.jobs,
+    );
     let base = env::base_environment(engine, pinned)?;
     let recipes: HashMap<&str, &Recipe> =
         repo.recipes.iter().map(|r| (r.name.as_str(), r)).collect();
@@ -762,7 +769,9 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
     spec.env.extend(extra_env);
     spec.limits.wall_timeout = Some(BUILD_TIMEOUT);
     spec.hostname = "comb-build".into();
-    let outcome = comb_sandbox::run(&engine.sandbox, &spec)?;
+    let outcome = comb_sandbox::run_streaming(&engine.sandbox, &spec, |_, chunk| {
+        engine.observer.output(name, chunk)
+    })?;
     let mut log = String::from_utf8_lossy(&outcome.stdout).into_owned();
     log.push_str(&String::from_utf8_lossy(&outcome.stderr));
     if !outcome.status.success() || outcome.killed_by.is_some() {

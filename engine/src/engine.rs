@@ -35,6 +35,12 @@ pub trait Observer: Sync {
     fn started(&self, _stage: NodeKind, _name: &str) {}
     /// Downloads: files done out of total, bytes so far.
     fn fetch_progress(&self, _done: usize, _total: usize, _bytes: u64) {}
+    /// A chunk of the output of the running node `name` (a build or an
+    /// installation), as it comes.
+    fn output(&self, _name: &str, _chunk: &[u8]) {}
+    /// What a build run will do: each package with its last recorded
+    /// build time (0 if never built), and how many build at once.
+    fn plan(&self, _packages: &[(String, u64)], _jobs: usize) {}
 }
 
 /// An observer that ignores everything.
@@ -69,6 +75,8 @@ pub struct Engine {
     pending_hits: Mutex<Vec<Event>>,
     /// When the run began.
     started: Instant,
+    /// Keeps garbage collection away while this engine runs.
+    _store_use: comb_cache::StoreLock,
     /// The file digests remembered for the repository's files, read once.
     known_digests: std::sync::OnceLock<KnownDigests>,
     /// Nodes found with their output missing in this run (removed from
@@ -94,6 +102,8 @@ impl Engine {
         observer: Box<dyn Observer + Send>,
     ) -> Result<Engine> {
         let store = Store::open(&store)?;
+        // Held for the whole run: `comb gc` waits for it.
+        let store_use = store.use_lock()?;
         let index = store.open_index()?;
         let run = index.begin_run(command_line)?;
         let sandbox = SandboxConfig::detect()?;
@@ -108,6 +118,7 @@ impl Engine {
             cancel: comb_sandbox::CancelToken::default(),
             pending_hits: Mutex::new(Vec::new()),
             started: Instant::now(),
+            _store_use: store_use,
             failed: Mutex::new(Default::default()),
             gone: Mutex::new(Default::default()),
             known_digests: Default::default(),

@@ -754,7 +754,9 @@ fn install_in_sandbox(
             ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
         ];
         spec.limits.wall_timeout = Some(INSTALL_TIMEOUT);
-        let outcome = comb_sandbox::run(&engine.sandbox, &spec)?;
+        let outcome = comb_sandbox::run_streaming(&engine.sandbox, &spec, |_, chunk| {
+            engine.observer.output(what, chunk)
+        })?;
         if !outcome.status.success() || outcome.killed_by.is_some() {
             let mut log = String::from_utf8_lossy(&outcome.stdout).into_owned();
             log.push_str(&String::from_utf8_lossy(&outcome.stderr));

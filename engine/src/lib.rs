@@ -12,6 +12,7 @@ pub mod build;
 mod engine;
 pub mod env;
 mod error;
+pub mod gc;
 pub mod logs;
 pub mod report;
 mod scheduler;

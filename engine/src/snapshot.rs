@@ -178,7 +178,9 @@ pub fn update(engine: &Engine) -> Result<(Pinned, bool)> {
     let _ = std::fs::remove_dir_all(&dir);
     let pinned = Pinned::new(lock, record.key.clone(), engine.tree_of(&record)?);
     pinned.snapshot()?;
-    let changed = write_lock(&lock_path(engine), &pinned.lock)?;
+    let path = lock_path(engine);
+    let changed = write_lock(&path, &pinned.lock)?;
+    remember_pin(engine, &path, &pinned.key)?;
     Ok((pinned, changed))
 }
 
@@ -211,7 +213,23 @@ pub fn load(engine: &Engine) -> Result<Pinned> {
         result
     })?;
     let tree = engine.tree_of(&record)?;
+    remember_pin(engine, &path, &record.key)?;
     Ok(Pinned::new(lock, record.key, tree))
+}
+
+/// Records that the lock at `path` pins the index node `key`, so garbage
+/// collection keeps its snapshot (the mirror may no longer serve it).
+fn remember_pin(engine: &Engine, path: &Path, key: &str) -> Result<()> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    engine
+        .index()
+        .remember_pin(path.as_os_str().as_encoded_bytes(), key)?;
+    Ok(())
+}
+
+/// The key of the index node the lock file at `path` pins.
+pub fn pinned_key(path: &Path) -> Result<String> {
+    Ok(index_description(&read_lock(path)?).key()?)
 }
 
 fn read_lock(path: &Path) -> Result<SnapshotLock> {
