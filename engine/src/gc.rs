@@ -129,7 +129,10 @@ pub fn collect(store: &Store, index: &Index, options: &GcOptions) -> Result<GcRe
     Ok(report)
 }
 
-/// The blobs (algorithm, hex) and trees the nodes not in `dropped` name:
+/// A blob as the store's layout names it: its algorithm and hex hash.
+type BlobName = (Algorithm, String);
+
+/// The blobs and trees the nodes not in `dropped` name:
 /// their outputs, the packages and logs of build manifests, the logs of
 /// recorded failures.
 fn referenced(
@@ -137,10 +140,10 @@ fn referenced(
     index: &Index,
     nodes: &[NodeSummary],
     dropped: &HashSet<&str>,
-) -> Result<(HashSet<(Algorithm, String)>, HashSet<String>)> {
+) -> Result<(HashSet<BlobName>, HashSet<String>)> {
     let mut blobs = HashSet::new();
     let mut trees = HashSet::new();
-    let log = |text: &str, blobs: &mut HashSet<(Algorithm, String)>| {
+    let log = |text: &str, blobs: &mut HashSet<BlobName>| {
         if let Ok(d) = text.parse::<Digest>() {
             blobs.insert((d.algorithm, d.hex()));
         }
