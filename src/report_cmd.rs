@@ -400,7 +400,7 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let n: f64 = digits
         .parse()
         .map_err(|_| format!("{text:?}: a size is a number with K, M, G or T, e.g. 20G"))?;
-    if !(n >= 0.0) {
+    if n.is_nan() || n < 0.0 {
         return Err(format!("{text:?}: a size cannot be negative"));
     }
     Ok((n * factor as f64) as u64)

@@ -95,4 +95,62 @@ fn the_starter_repository_builds_and_then_is_all_hits() {
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["built"], 0, "{summary}");
     assert_eq!(summary["failed"], 0, "{summary}");
+
+    // A change to the data at the bottom of the chain and the diamond
+    // (new every run, so the shared store has not seen it): every rebuilt
+    // node says which input changed, and every cascaded rebuild names the
+    // node upstream of it.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let data = repo.join("greet-data/src/greetings.txt");
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.push_str(&format!("eo\tSaluton {nonce}\n"));
+    std::fs::write(&data, text).unwrap();
+    let (ok, stdout, stderr) = comb(&repo, &["build", "--all", "--json"]);
+    assert!(ok, "{stderr}");
+    let rebuilt: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["stage"] == "build" && e["status"] == "built")
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(rebuilt.contains(&"greet-data".to_string()), "{rebuilt:?}");
+    assert!(rebuilt.len() >= 3, "{rebuilt:?}");
+    for package in &rebuilt {
+        let (ok, stdout, stderr) = comb(&repo, &["why", package, "--json"]);
+        assert!(ok, "{stderr}");
+        let why: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        for stage in why["stages"].as_array().unwrap() {
+            if stage["status"] == "hit" {
+                continue;
+            }
+            let kinds: Vec<&str> = stage["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["reason"].as_str().unwrap())
+                .collect();
+            assert!(!kinds.is_empty(), "{package}: {stage}");
+            assert!(
+                !kinds
+                    .iter()
+                    .any(|k| ["first_build", "recorded", "other"].contains(k)),
+                "{package}: {stage}"
+            );
+            if stage["stage"] == "build" && package != "greet-data" {
+                assert!(
+                    kinds.contains(&"upstream"),
+                    "{package}'s rebuild does not name its upstream node: {stage}"
+                );
+            }
+        }
+    }
+    let (ok, stdout, _) = comb(&repo, &["why", "greet-data"]);
+    assert!(ok);
+    assert!(
+        stdout.contains("source file greetings.txt changed (blake3 "),
+        "{stdout}"
+    );
 }

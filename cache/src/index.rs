@@ -115,7 +115,16 @@ pub const MIGRATIONS: &[&str] = &[
         lock_path BLOB    PRIMARY KEY,
         node_key  TEXT    NOT NULL,
         seen_at   INTEGER NOT NULL
-    );",
+    );
+    -- The node each stage and name last used: a node shared by several
+    -- packages' stages (one pkg-env for two packages) is recorded under the
+    -- first one's name, so a miss finds what it is compared with here.
+    CREATE TABLE last_use (
+        kind     TEXT NOT NULL,
+        name     TEXT NOT NULL,
+        node_key TEXT NOT NULL,
+        PRIMARY KEY (kind, name)
+    ) WITHOUT ROWID;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -698,6 +707,30 @@ impl Index {
         Ok(())
     }
 
+    /// Records that stage `kind` of `name` used the node `key`.
+    pub fn remember_use(&self, kind: NodeKind, name: &str, key: &str) -> Result<(), IndexError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO last_use (kind, name, node_key) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![kind.as_str(), name, key])?;
+        Ok(())
+    }
+
+    /// The node stage `kind` of `name` last used, if it is still recorded.
+    pub fn last_used(&self, kind: NodeKind, name: &str) -> Result<Option<NodeRecord>, IndexError> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {NODE_COLUMNS} FROM last_use l
+                 JOIN nodes n ON n.key = l.node_key JOIN node_use u ON u.node_id = n.id
+                 WHERE l.kind = ?1 AND l.name = ?2"
+            ))?
+            .query_row(params![kind.as_str(), name], raw_node)
+            .optional()?;
+        row.map(RawNode::into_record).transpose()
+    }
+
     /// Every remembered pin: lock file path and node key.
     pub fn pins(&self) -> Result<Vec<(Vec<u8>, String)>, IndexError> {
         let mut st = self
@@ -1002,6 +1035,12 @@ impl Index {
                   WHERE e.id > ?2 AND e.run_id = ?3)",
             )?
             .execute(params![unix_now(), first, run.0])?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO last_use (kind, name, node_key)
+                 SELECT kind, name, node_key FROM events WHERE id > ?1 AND run_id = ?2",
+            )?
+            .execute(params![first, run.0])?;
         // Few attempts are ever open: each checks this batch of events.
         self.conn
             .prepare_cached(

@@ -1103,6 +1103,47 @@ fn an_index_of_schema_2_keeps_its_nodes_last_use() {
 }
 
 #[test]
+fn last_use_follows_a_shared_node_and_pins_are_kept() {
+    let (_dir, store) = new_store();
+    let idx = store.open_index().expect("index");
+    // One pkg-env node, recorded under the first package's name, used by two.
+    let shared = node(NodeKind::PkgEnv, "pkg-env:a", "[env]\n", 100);
+    idx.record_node(&shared).expect("node");
+    assert_eq!(
+        idx.last_used(NodeKind::PkgEnv, "pkg-env:b")
+            .expect("lookup"),
+        None
+    );
+    idx.remember_use(NodeKind::PkgEnv, "pkg-env:b", &shared.key)
+        .expect("remember");
+    assert_eq!(
+        idx.last_used(NodeKind::PkgEnv, "pkg-env:b")
+            .expect("lookup"),
+        Some(shared.clone())
+    );
+    // A batch of hits records their last use too.
+    let run = idx.begin_run("comb build").expect("run");
+    let other = node(NodeKind::PkgEnv, "pkg-env:c", "[other]\n", 100);
+    idx.record_node(&other).expect("node");
+    let hit = Event::new(&other.key, NodeKind::PkgEnv, "pkg-env:b", EventStatus::Hit);
+    idx.batch(|i| i.record_hits(run, &[hit])).expect("hits");
+    assert_eq!(
+        idx.last_used(NodeKind::PkgEnv, "pkg-env:b")
+            .expect("lookup")
+            .map(|n| n.key),
+        Some(other.key.clone())
+    );
+    // Pins.
+    idx.remember_pin(b"/r/comb.lock", &shared.key).expect("pin");
+    assert_eq!(
+        idx.pins().expect("pins"),
+        vec![(b"/r/comb.lock".to_vec(), shared.key.clone())]
+    );
+    idx.forget_pin(b"/r/comb.lock").expect("forget");
+    assert!(idx.pins().expect("pins").is_empty());
+}
+
+#[test]
 fn shortcuts_lead_to_recorded_nodes_only() {
     let (_dir, store) = new_store();
     let idx = store.open_index().expect("index");

@@ -215,6 +215,7 @@ impl Engine {
                 self.index().batch(|index| {
                     index.record_node(&record)?;
                     index.supersede_attempts(kind, name)?;
+                    index.remember_use(kind, name, &record.key)?;
                     index.record_event(self.run, &event)
                 })?;
                 self.report(&event);
@@ -364,7 +365,11 @@ impl Engine {
             }));
         }
         let index = self.index();
-        let node = index.last_node_named(kind, name)?;
+        let node = match index.last_used(kind, name)? {
+            Some(n) => Some(n),
+            // Recorded before stages kept their last use.
+            None => index.last_node_named(kind, name)?,
+        };
         let attempt = index.last_attempt(kind, name)?;
         // An open attempt failed after the last success.
         Ok(match (attempt, node) {
