@@ -1107,7 +1107,7 @@ fn last_use_follows_a_shared_node_and_pins_are_kept() {
     let (_dir, store) = new_store();
     let idx = store.open_index().expect("index");
     // One pkg-env node, recorded under the first package's name, used by two.
-    let shared = node(NodeKind::PkgEnv, "pkg-env:a", "[env]\n", 100);
+    let shared = node(NodeKind::PkgEnv, "env-a", "[env]\n", 100);
     idx.record_node(&shared).expect("node");
     assert_eq!(
         idx.last_used(NodeKind::PkgEnv, "pkg-env:b")
@@ -1123,7 +1123,7 @@ fn last_use_follows_a_shared_node_and_pins_are_kept() {
     );
     // A batch of hits records their last use too.
     let run = idx.begin_run("comb build").expect("run");
-    let other = node(NodeKind::PkgEnv, "pkg-env:c", "[other]\n", 100);
+    let other = node(NodeKind::PkgEnv, "env-c", "[other]\n", 100);
     idx.record_node(&other).expect("node");
     let hit = Event::new(&other.key, NodeKind::PkgEnv, "pkg-env:b", EventStatus::Hit);
     idx.batch(|i| i.record_hits(run, &[hit])).expect("hits");
