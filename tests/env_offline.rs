@@ -6,6 +6,7 @@
 //! No network. The sandbox needs root, like CI.
 
 mod mirror;
+mod repo;
 
 use mirror::{PackageSpec, TestMirror};
 use serde_json::Value;
@@ -59,14 +60,7 @@ impl World {
     }
 
     fn comb(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().unwrap();
-        eprintln!(
-            "comb {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        repo::logged(args, &mut self.command(args))
     }
 
     /// `comb env build --json` with these `--with`s: the events, by stage.

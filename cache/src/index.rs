@@ -461,6 +461,18 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `key` must be the key of `description`.
+fn check_key(key: &str, description: &str) -> Result<(), IndexError> {
+    let actual = key_of(description);
+    if actual != key {
+        return Err(IndexError::KeyMismatch {
+            key: key.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 fn to_i64(v: u64, what: &'static str) -> Result<i64, IndexError> {
     i64::try_from(v).map_err(|_| IndexError::TooLarge(what))
 }
@@ -552,13 +564,7 @@ impl Index {
     /// after the output is published, so a row always names a real output.
     /// The key must be `key_of(&description)`.
     pub fn record_node(&self, n: &NodeRecord) -> Result<(), IndexError> {
-        let actual = key_of(&n.description);
-        if actual != n.key {
-            return Err(IndexError::KeyMismatch {
-                key: n.key.clone(),
-                actual,
-            });
-        }
+        check_key(&n.key, &n.description)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO nodes (kind, name, key, description, output, size, created_at, duration_ms)
@@ -1095,13 +1101,7 @@ impl Index {
     /// Records a failed attempt at a node (replacing an older failure of
     /// the same key).
     pub fn record_attempt(&self, a: &Attempt) -> Result<(), IndexError> {
-        let actual = key_of(&a.description);
-        if actual != a.key {
-            return Err(IndexError::KeyMismatch {
-                key: a.key.clone(),
-                actual,
-            });
-        }
+        check_key(&a.key, &a.description)?;
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO attempts (key, kind, name, description, failed_at, superseded)

@@ -609,15 +609,7 @@ impl Store {
         // waits on it would let a third process lock a new file at the same
         // path, and two holders would build at once.
         let path = self.root.join("locks").join(format!("{key}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(io_err("opening lock", &path))?;
+        let file = open_lock_file(&path)?;
         if fsutil::flock_exclusive(&file, wait).map_err(io_err("locking", &path))? {
             Ok(Some(NodeLock { _file: file, path }))
         } else {
@@ -649,16 +641,7 @@ impl Store {
     fn store_lock_file(&self) -> Result<(File, PathBuf), StoreError> {
         // Not a node key, so never a node's lock file.
         let path = self.root.join("locks").join("store");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(io_err("opening lock", &path))?;
-        Ok((file, path))
+        Ok((open_lock_file(&path)?, path))
     }
 
     /// Every blob in the store: its algorithm, hash (hex) and size on disk.
@@ -983,6 +966,19 @@ impl Drop for TreeBuilder<'_> {
 #[derive(Debug)]
 pub struct StoreLock {
     _file: File,
+}
+
+/// Opens (creating) a lock file, never through a symlink.
+fn open_lock_file(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err("opening lock", path))
 }
 
 /// The entries of `dir`, none if it does not exist.

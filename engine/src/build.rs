@@ -160,6 +160,12 @@ pub fn build(
         names: &wanted,
     };
     let cpus = CpuShare::new();
+    let ctx = Ctx {
+        engine,
+        pinned,
+        base: &base,
+        cpus: &cpus,
+    };
     let states = scheduler::run(
         &shape,
         request.jobs,
@@ -194,23 +200,15 @@ pub fn build(
                     Ok(local)
                 },
             };
-            build_one(
-                engine,
-                pinned,
-                &base,
-                recipe,
-                sources.get(name.as_str()),
-                &needs,
-                &cpus,
-            )
-            .map(Arc::new)
-            .map_err(|e| {
-                // Its own node recorded a failure of the build itself;
-                // anything else is recorded here, so no package fails
-                // without saying why.
-                let _ = engine.record_failure(NodeKind::Build, name, &e);
-                e.to_string()
-            })
+            build_one(&ctx, recipe, sources.get(name.as_str()), &needs)
+                .map(Arc::new)
+                .map_err(|e| {
+                    // Its own node recorded a failure of the build itself;
+                    // anything else is recorded here, so no package fails
+                    // without saying why.
+                    let _ = engine.record_failure(NodeKind::Build, name, &e);
+                    e.to_string()
+                })
         },
     );
     let mut results = Vec::new();
@@ -393,6 +391,16 @@ fn relations_of(s: &SourcePackage) -> Vec<String> {
     .collect()
 }
 
+/// What every build of a run shares.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    engine: &'a Engine,
+    pinned: &'a Pinned,
+    /// base-build: every pkg-env is over it.
+    base: &'a Layer,
+    cpus: &'a CpuShare,
+}
+
 /// What one recipe needs from the recipes it depends on.
 struct Needs<'a> {
     /// The `outputs` digest of each direct dependency.
@@ -412,14 +420,17 @@ struct Needs<'a> {
 /// shortcut whose build is still recorded is a hit without deriving the
 /// environment.
 fn build_one(
-    engine: &Engine,
-    pinned: &Pinned,
-    base: &Layer,
+    ctx: &Ctx,
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
     needs: &Needs,
-    cpus: &CpuShare,
 ) -> Result<Built> {
+    let Ctx {
+        engine,
+        pinned,
+        base,
+        ..
+    } = *ctx;
     let mut requires: Vec<String> = recipe
         .build_requires()
         .iter()
@@ -497,13 +508,10 @@ fn build_one(
         Some(record) => record,
         None => {
             let record = build_node(
-                engine,
-                pinned,
-                base,
+                ctx,
                 recipe,
                 debian,
                 needs,
-                cpus,
                 &requires,
                 (kind, &source_entries, &version),
             )?;
@@ -530,18 +538,20 @@ fn build_one(
 }
 
 /// The build node of one recipe, its environment derived in full.
-#[allow(clippy::too_many_arguments)]
 fn build_node(
-    engine: &Engine,
-    pinned: &Pinned,
-    base: &Layer,
+    ctx: &Ctx,
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
     needs: &Needs,
-    cpus: &CpuShare,
     requires: &[String],
     (kind, source_entries, version): (&str, &BTreeMap<String, String>, &str),
 ) -> Result<comb_cache::NodeRecord> {
+    let Ctx {
+        engine,
+        pinned,
+        base,
+        cpus,
+    } = *ctx;
     let env_layer = if requires.is_empty() {
         base.clone()
     } else {

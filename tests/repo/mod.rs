@@ -76,14 +76,7 @@ impl Repo {
     }
 
     pub fn comb(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().unwrap();
-        eprintln!(
-            "comb {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        logged(args, &mut self.command(args))
     }
 
     /// `comb build --all --json` (plus `extra`): the status of each
@@ -115,4 +108,17 @@ pub fn statuses(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
+}
+
+/// Runs `command` (a comb invoked with `args`) and prints what it said,
+/// for a failing test's log.
+pub fn logged(args: &[&str], command: &mut Command) -> Output {
+    let out = command.output().unwrap();
+    eprintln!(
+        "comb {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
