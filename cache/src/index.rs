@@ -783,19 +783,22 @@ impl Index {
         Ok(by_name)
     }
 
-    /// The node a shortcut led to, if one was remembered and the node is
-    /// still recorded.
-    pub fn shortcut(&self, key: &str) -> Result<Option<NodeRecord>, IndexError> {
+    /// The key and output of the node a shortcut led to, if one was
+    /// remembered and the node is still recorded (no more is read: this is
+    /// the whole of a hit on a run that changes nothing).
+    pub fn shortcut(&self, key: &str) -> Result<Option<(String, NodeOutput)>, IndexError> {
         let row = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {NODE_COLUMNS} FROM shortcuts s
-                 JOIN nodes n ON n.key = s.node_key JOIN node_use u ON u.node_id = n.id
-                 WHERE s.key = ?1"
-            ))?
-            .query_row(params![key], raw_node)
+            .prepare_cached(
+                "SELECT n.key, n.output FROM shortcuts s JOIN nodes n ON n.key = s.node_key
+                 WHERE s.key = ?1",
+            )?
+            .query_row(params![key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .optional()?;
-        row.map(RawNode::into_record).transpose()
+        row.map(|(key, output)| Ok((key, output.parse()?)))
+            .transpose()
     }
 
     /// Remembers that the inputs whose key is `key` gave the node
@@ -1043,8 +1046,11 @@ impl Index {
             .execute(params![unix_now(), first, run.0])?;
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO last_use (kind, name, node_key)
-                 SELECT kind, name, node_key FROM events WHERE id > ?1 AND run_id = ?2",
+                // Most rows are unchanged: those are not rewritten.
+                "INSERT INTO last_use (kind, name, node_key)
+                 SELECT kind, name, node_key FROM events WHERE id > ?1 AND run_id = ?2 AND true
+                 ON CONFLICT (kind, name) DO UPDATE SET node_key = excluded.node_key
+                 WHERE node_key != excluded.node_key",
             )?
             .execute(params![first, run.0])?;
         // Few attempts are ever open: each checks this batch of events.

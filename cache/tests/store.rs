@@ -1151,7 +1151,10 @@ fn shortcuts_lead_to_recorded_nodes_only() {
     idx.record_node(&a).expect("a");
     assert_eq!(idx.shortcut("s1").expect("lookup"), None);
     idx.remember_shortcut("s1", &a.key).expect("remember");
-    assert_eq!(idx.shortcut("s1").expect("lookup"), Some(a.clone()));
+    assert_eq!(
+        idx.shortcut("s1").expect("lookup"),
+        Some((a.key.clone(), a.output.clone()))
+    );
     // Once the node is forgotten, the shortcut leads nowhere.
     idx.remove_node(&a.key).expect("remove");
     assert_eq!(idx.shortcut("s1").expect("lookup"), None);

@@ -504,8 +504,8 @@ fn build_one(
         .field("script", recipe.build.script.as_deref().unwrap_or(""))
         .list("outputs", recipe.outputs.iter().map(output_text));
     let shortcut = shortcut.key()?;
-    let record = match engine.shortcut(NodeKind::Build, &recipe.name, &shortcut)? {
-        Some(record) => record,
+    let output = match engine.shortcut(NodeKind::Build, &recipe.name, &shortcut)? {
+        Some((_, output)) => output,
         None => {
             let record = build_node(
                 ctx,
@@ -516,10 +516,10 @@ fn build_one(
                 (kind, &source_entries, &version),
             )?;
             engine.remember_shortcut(&shortcut, &record.key)?;
-            record
+            record.output
         }
     };
-    let NodeOutput::Blob(digest) = &record.output else {
+    let NodeOutput::Blob(digest) = &output else {
         return Err(Error::Other(format!(
             "build {} has no manifest",
             recipe.name

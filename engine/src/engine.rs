@@ -256,11 +256,17 @@ impl Engine {
         kind: NodeKind,
         name: &str,
         shortcut: &str,
-    ) -> Result<Option<NodeRecord>> {
-        let Some(record) = self.index().shortcut(shortcut)? else {
+    ) -> Result<Option<(String, NodeOutput)>> {
+        let Some((key, output)) = self.index().shortcut(shortcut)? else {
             return Ok(None);
         };
-        self.hit_on(kind, name, record)
+        if !self.store.has_output(&output) {
+            // The full lookup that follows finds the node, sees the output
+            // gone and says so.
+            return Ok(None);
+        }
+        self.record_hit(Event::new(&key, kind, name, EventStatus::Hit))?;
+        Ok(Some((key, output)))
     }
 
     /// Remembers that the inputs keyed `shortcut` give the node `key`.
@@ -327,10 +333,15 @@ impl Engine {
                 .insert(record.key.clone(), record.description);
             return Ok(None);
         }
-        let event = Event::new(&record.key, kind, name, EventStatus::Hit);
+        self.record_hit(Event::new(&record.key, kind, name, EventStatus::Hit))?;
+        Ok(Some(record))
+    }
+
+    /// Reports a hit and queues its bookkeeping (last use, the event),
+    /// which is written in batches: one transaction per node would
+    /// dominate a run that changes nothing.
+    fn record_hit(&self, event: Event) -> Result<()> {
         self.report(&event);
-        // A hit's bookkeeping (last use, the event) is written in batches:
-        // one transaction per node would dominate a run that changes nothing.
         let full = {
             let mut hits = self.pending_hits.lock().unwrap_or_else(|e| e.into_inner());
             hits.push(event);
@@ -339,7 +350,7 @@ impl Engine {
         if full {
             self.flush_hits()?;
         }
-        Ok(Some(record))
+        Ok(())
     }
 
     /// What a miss of this node is compared with: its last failed attempt
