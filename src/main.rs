@@ -2,6 +2,7 @@
 //! sandbox nothing can escape, never doing the same work twice.
 
 mod build_cmd;
+mod check_cmd;
 mod env_cmd;
 mod progress;
 mod report_cmd;
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Build the repository's packages.
     Build(build_cmd::BuildArgs),
+    /// Rebuild packages from source and compare the bytes with their
+    /// recorded builds: GOOD, BAD, FAIL or SKIPPED.
+    Check(check_cmd::CheckArgs),
     /// Print the package graph.
     Graph(build_cmd::GraphArgs),
     /// Fetch and verify the distribution's indices and pin them in comb.lock.
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Update { place } => env_cmd::update(place),
         Command::Build(args) => build_cmd::build(args),
         Command::Graph(args) => build_cmd::graph(args),
+        Command::Check(args) => check_cmd::check(args),
         Command::Env { command } => env_cmd::run(command),
         Command::Why(args) => report_cmd::why(args),
         Command::Log(args) => report_cmd::log(args),

@@ -97,6 +97,30 @@ pub fn build(
     repo: &Repository,
     request: &BuildRequest,
 ) -> Result<Vec<PackageResult>> {
+    run_packages(engine, pinned, repo, request, build_one)
+}
+
+/// A package's job in a run: what it makes of its recipe, given what the
+/// packages it needs made.
+pub(crate) trait PackageJob:
+    Fn(&Ctx, &Recipe, Option<&SourcePackage>, &Needs) -> Result<Built> + Sync
+{
+}
+
+impl<F> PackageJob for F where
+    F: Fn(&Ctx, &Recipe, Option<&SourcePackage>, &Needs) -> Result<Built> + Sync
+{
+}
+
+/// Runs `job` for the requested packages (and what they need) in graph
+/// order on the scheduler, recording the run's graph and its skips.
+pub(crate) fn run_packages(
+    engine: &Engine,
+    pinned: &Pinned,
+    repo: &Repository,
+    request: &BuildRequest,
+    job: impl PackageJob,
+) -> Result<Vec<PackageResult>> {
     let stop = engine.cancel.flag();
     let sources = debian_sources(engine, pinned, repo)?;
     let graph = repo.graph_with(|recipe| facts(recipe, &sources))?;
@@ -200,7 +224,7 @@ pub fn build(
                     Ok(local)
                 },
             };
-            build_one(&ctx, recipe, sources.get(name.as_str()), &needs)
+            job(&ctx, recipe, sources.get(name.as_str()), &needs)
                 .map(Arc::new)
                 .map_err(|e| {
                     // Its own node recorded a failure of the build itself;
@@ -393,7 +417,7 @@ fn relations_of(s: &SourcePackage) -> Vec<String> {
 
 /// What every build of a run shares.
 #[derive(Clone, Copy)]
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     engine: &'a Engine,
     pinned: &'a Pinned,
     /// base-build: every pkg-env is over it.
@@ -402,7 +426,7 @@ struct Ctx<'a> {
 }
 
 /// What one recipe needs from the recipes it depends on.
-struct Needs<'a> {
+pub(crate) struct Needs<'a> {
     /// The `outputs` digest of each direct dependency.
     outputs: Vec<blake3::Hash>,
     /// Every package built by the recipes it needs, directly or not:
@@ -419,7 +443,7 @@ struct Needs<'a> {
 /// environment and the snapshot, the outputs of what it needs). A known
 /// shortcut whose build is still recorded is a hit without deriving the
 /// environment.
-fn build_one(
+pub(crate) fn build_one(
     ctx: &Ctx,
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
@@ -431,58 +455,8 @@ fn build_one(
         base,
         ..
     } = *ctx;
-    let mut requires: Vec<String> = recipe
-        .build_requires()
-        .iter()
-        .map(|r| r.relation.text.clone())
-        .collect();
-    if let Some(s) = debian {
-        requires.extend(relations_of(s));
-    }
-    let (kind, source_entries, version) = match (&recipe.source, debian) {
-        (Source::Path { dir, .. }, _) => (
-            "native",
-            source::hash_tree(engine, dir)?.entries,
-            recipe.version.clone().unwrap_or_default(),
-        ),
-        (Source::Debian { .. }, Some(s)) => (
-            "debian",
-            s.files
-                .iter()
-                .map(|f| (f.name.clone(), format!("sha256:{}", f.sha256)))
-                .collect(),
-            s.version.to_string(),
-        ),
-        (Source::Dsc(dsc), _) => (
-            "dsc",
-            {
-                let dir = dsc.file.parent().unwrap_or(Path::new("."));
-                let mut entries = BTreeMap::new();
-                for f in &dsc.files {
-                    entries.insert(f.name.clone(), file_sha256(&dir.join(&f.name))?);
-                }
-                let name = dsc
-                    .file
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                entries.insert(name, file_sha256(&dsc.file)?);
-                entries
-            },
-            dsc.version.clone(),
-        ),
-        (Source::Url { sha256, .. }, _) => (
-            "url",
-            BTreeMap::from([("tarball".to_string(), format!("sha256:{sha256}"))]),
-            recipe.version.clone().unwrap_or_default(),
-        ),
-        (Source::Debian { .. }, None) => {
-            return Err(Error::Other(format!(
-                "{}: source package missing",
-                recipe.name
-            )))
-        }
-    };
+    let requires = requires_of(recipe, debian);
+    let (kind, source_entries, version) = inputs_of(engine, recipe, debian)?;
     let mut shortcut = Description::new("build-shortcut");
     shortcut
         .field("builder", BUILDER)
@@ -537,6 +511,73 @@ fn build_one(
     })
 }
 
+/// A recipe's build requirements: its own, and a `debian` source's
+/// `Build-Depends*`.
+fn requires_of(recipe: &Recipe, debian: Option<&SourcePackage>) -> Vec<String> {
+    let mut requires: Vec<String> = recipe
+        .build_requires()
+        .iter()
+        .map(|r| r.relation.text.clone())
+        .collect();
+    if let Some(s) = debian {
+        requires.extend(relations_of(s));
+    }
+    requires
+}
+
+/// What kind of build a recipe is, its source files' digests, and its
+/// version.
+fn inputs_of(
+    engine: &Engine,
+    recipe: &Recipe,
+    debian: Option<&SourcePackage>,
+) -> Result<(&'static str, BTreeMap<String, String>, String)> {
+    Ok(match (&recipe.source, debian) {
+        (Source::Path { dir, .. }, _) => (
+            "native",
+            source::hash_tree(engine, dir)?.entries,
+            recipe.version.clone().unwrap_or_default(),
+        ),
+        (Source::Debian { .. }, Some(s)) => (
+            "debian",
+            s.files
+                .iter()
+                .map(|f| (f.name.clone(), format!("sha256:{}", f.sha256)))
+                .collect(),
+            s.version.to_string(),
+        ),
+        (Source::Dsc(dsc), _) => (
+            "dsc",
+            {
+                let dir = dsc.file.parent().unwrap_or(Path::new("."));
+                let mut entries = BTreeMap::new();
+                for f in &dsc.files {
+                    entries.insert(f.name.clone(), file_sha256(&dir.join(&f.name))?);
+                }
+                let name = dsc
+                    .file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                entries.insert(name, file_sha256(&dsc.file)?);
+                entries
+            },
+            dsc.version.clone(),
+        ),
+        (Source::Url { sha256, .. }, _) => (
+            "url",
+            BTreeMap::from([("tarball".to_string(), format!("sha256:{sha256}"))]),
+            recipe.version.clone().unwrap_or_default(),
+        ),
+        (Source::Debian { .. }, None) => {
+            return Err(Error::Other(format!(
+                "{}: source package missing",
+                recipe.name
+            )))
+        }
+    })
+}
+
 /// The build node of one recipe, its environment derived in full.
 fn build_node(
     ctx: &Ctx,
@@ -546,18 +587,8 @@ fn build_node(
     requires: &[String],
     (kind, source_entries, version): (&str, &BTreeMap<String, String>, &str),
 ) -> Result<comb_cache::NodeRecord> {
-    let Ctx {
-        engine,
-        pinned,
-        base,
-        cpus,
-    } = *ctx;
-    let env_layer = if requires.is_empty() {
-        base.clone()
-    } else {
-        let local = (needs.local)()?;
-        env::pkg_env_for(engine, pinned, base, &recipe.name, requires, &local)?
-    };
+    let Ctx { engine, pinned, .. } = *ctx;
+    let env_layer = env_for(ctx, recipe, requires, needs)?;
     let mut d = Description::new("build");
     d.field("builder", BUILDER)
         .field("kind", kind)
@@ -572,41 +603,7 @@ fn build_node(
         .field("script", recipe.build.script.as_deref().unwrap_or(""))
         .list("outputs", recipe.outputs.iter().map(output_text));
     let record = engine.node(NodeKind::Build, &recipe.name, &d, |_| {
-        let manifest = match (&recipe.source, debian) {
-            (Source::Path { dir, .. }, _) => build_native(
-                engine,
-                &env_layer,
-                recipe,
-                version,
-                NativeSource::Directory(dir),
-                cpus,
-            )?,
-            (Source::Url { url, sha256 }, _) => {
-                let tarball = fetch_tarball(engine, recipe, url, sha256)?;
-                build_native(
-                    engine,
-                    &env_layer,
-                    recipe,
-                    version,
-                    NativeSource::Tarball(&tarball),
-                    cpus,
-                )?
-            }
-            (Source::Debian { .. }, Some(s)) => {
-                let files = fetch_source(engine, pinned, s)?;
-                build_debian(engine, &env_layer, &recipe.name, &files, cpus)?
-            }
-            (Source::Dsc(dsc), _) => {
-                let mut files: Vec<PathBuf> = dsc
-                    .files
-                    .iter()
-                    .map(|f| dsc.file.parent().unwrap_or(Path::new(".")).join(&f.name))
-                    .collect();
-                files.insert(0, dsc.file.clone());
-                build_debian(engine, &env_layer, &recipe.name, &files, cpus)?
-            }
-            _ => unreachable!("refused above"),
-        };
+        let manifest = make(ctx, recipe, debian, &env_layer, version)?;
         let json = serde_json::to_vec(&manifest)
             .map_err(|e| Error::Other(format!("serialising a manifest: {e}")))?;
         let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
@@ -614,6 +611,90 @@ fn build_node(
         Ok((NodeOutput::Blob(digest), size))
     })?;
     Ok(record)
+}
+
+/// Builds a recipe again from source, in its (cached) environment, never
+/// reading or writing its build node: what `comb check` compares with the
+/// recorded build.
+pub(crate) fn rebuild(
+    ctx: &Ctx,
+    recipe: &Recipe,
+    debian: Option<&SourcePackage>,
+    needs: &Needs,
+) -> Result<Manifest> {
+    let requires = requires_of(recipe, debian);
+    let (_, _, version) = inputs_of(ctx.engine, recipe, debian)?;
+    let env_layer = env_for(ctx, recipe, &requires, needs)?;
+    make(ctx, recipe, debian, &env_layer, &version)
+}
+
+/// The environment a recipe builds in: base-build, or its pkg-env over it.
+fn env_for(ctx: &Ctx, recipe: &Recipe, requires: &[String], needs: &Needs) -> Result<Layer> {
+    if requires.is_empty() {
+        return Ok(ctx.base.clone());
+    }
+    let local = (needs.local)()?;
+    env::pkg_env_for(
+        ctx.engine,
+        ctx.pinned,
+        ctx.base,
+        &recipe.name,
+        requires,
+        &local,
+    )
+}
+
+/// Builds a recipe's packages in `env_layer`: runs the build, stores its
+/// `.deb`s (as blobs) and log, and returns what it made. No node is
+/// recorded: [`build_node`] records one, `comb check` compares.
+fn make(
+    ctx: &Ctx,
+    recipe: &Recipe,
+    debian: Option<&SourcePackage>,
+    env_layer: &Layer,
+    version: &str,
+) -> Result<Manifest> {
+    let Ctx {
+        engine,
+        pinned,
+        cpus,
+        ..
+    } = *ctx;
+    Ok(match (&recipe.source, debian) {
+        (Source::Path { dir, .. }, _) => build_native(
+            engine,
+            env_layer,
+            recipe,
+            version,
+            NativeSource::Directory(dir),
+            cpus,
+        )?,
+        (Source::Url { url, sha256 }, _) => {
+            let tarball = fetch_tarball(engine, recipe, url, sha256)?;
+            build_native(
+                engine,
+                env_layer,
+                recipe,
+                version,
+                NativeSource::Tarball(&tarball),
+                cpus,
+            )?
+        }
+        (Source::Debian { .. }, Some(s)) => {
+            let files = fetch_source(engine, pinned, s)?;
+            build_debian(engine, env_layer, &recipe.name, &files, cpus)?
+        }
+        (Source::Dsc(dsc), _) => {
+            let mut files: Vec<PathBuf> = dsc
+                .files
+                .iter()
+                .map(|f| dsc.file.parent().unwrap_or(Path::new(".")).join(&f.name))
+                .collect();
+            files.insert(0, dsc.file.clone());
+            build_debian(engine, env_layer, &recipe.name, &files, cpus)?
+        }
+        _ => unreachable!("refused above"),
+    })
 }
 
 fn output_text(o: &comb_recipes::Output) -> String {

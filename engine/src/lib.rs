@@ -9,6 +9,7 @@
 //! store's index with the run it belongs to.
 
 pub mod build;
+pub mod check;
 mod engine;
 pub mod env;
 mod error;

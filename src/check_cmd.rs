@@ -1,0 +1,130 @@
+//! `comb check`: rebuild packages from source and compare the bytes with
+//! their recorded builds.
+
+use crate::env_cmd::Place;
+use anyhow::{Context, Result};
+use clap::Args;
+use comb_engine::check::{self, CheckRequest, Verdict};
+use comb_engine::recipes::Repository;
+use comb_engine::{snapshot, store_location, Engine, Quiet};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Source packages to check (what they need is built, not checked);
+    /// default: all.
+    packages: Vec<String>,
+    /// Check every recipe (the default when no package is named).
+    #[arg(long)]
+    all: bool,
+    /// Concurrent builds (default: the number of CPUs).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    jobs: Option<usize>,
+    /// Retry a build from source that failed for infrastructure reasons
+    /// (the sandbox, the store) up to N more times; build failures and
+    /// mismatches are never retried.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    retry_fail: u32,
+    #[command(flatten)]
+    place: Place,
+    /// One JSON object per package, then a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn check(args: CheckArgs) -> Result<ExitCode> {
+    let repo_config = crate::env_cmd::repo_config(args.place.repo.as_deref())?;
+    let repo = Repository::from_config(repo_config.clone())?;
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let engine = Engine::open(
+        repo_config,
+        store_location(args.place.store.clone())?,
+        &command_line,
+        Box::new(Quiet),
+    )
+    .context("opening the store")?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let request = CheckRequest {
+        packages: if args.all {
+            Vec::new()
+        } else {
+            args.packages.clone()
+        },
+        jobs,
+        retry_fail: args.retry_fail,
+    };
+    let result = snapshot::load(&engine).and_then(|p| check::check(&engine, &p, &repo, &request));
+    let results = match result {
+        Ok(r) => r,
+        Err(e) => {
+            engine.finish(false)?;
+            return Err(e.into());
+        }
+    };
+    let count = |v: Verdict| results.iter().filter(|r| r.state == v).count();
+    let all_good = count(Verdict::Good) == results.len();
+    engine.finish(all_good)?;
+    if args.json {
+        for r in &results {
+            println!("{}", serde_json::json!({"event": "package", "package": r}));
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "summary",
+                "good": count(Verdict::Good),
+                "bad": count(Verdict::Bad),
+                "fail": count(Verdict::Fail),
+                "skipped": count(Verdict::Skipped),
+            })
+        );
+    } else {
+        for r in &results {
+            let detail = match r.state {
+                Verdict::Good => format!("{} .deb(s), the same bytes", r.rebuilt.len()),
+                Verdict::Bad => format!(
+                    "{} file(s) differ: {}",
+                    r.differences.len(),
+                    r.differences
+                        .iter()
+                        .take(5)
+                        .map(|d| format!("{} {}:{}", d.deb, d.part, d.path))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Verdict::Fail => format!(
+                    "{} failure: {}",
+                    match r.failure {
+                        Some(check::Failure::Build) => "build",
+                        _ => "infrastructure",
+                    },
+                    r.reason
+                        .as_deref()
+                        .unwrap_or("")
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                ),
+                Verdict::Skipped => r.reason.clone().unwrap_or_default(),
+            };
+            println!("{:<8} {:<32} {detail}", r.state.as_str(), r.name);
+        }
+        println!(
+            "{} packages: {} GOOD, {} BAD, {} FAIL, {} SKIPPED",
+            results.len(),
+            count(Verdict::Good),
+            count(Verdict::Bad),
+            count(Verdict::Fail),
+            count(Verdict::Skipped)
+        );
+    }
+    Ok(if engine.cancel.is_cancelled() {
+        ExitCode::from(130)
+    } else if all_good {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
