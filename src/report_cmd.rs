@@ -334,6 +334,29 @@ fn report_text(report: &comb_engine::report::Report) -> String {
             out.push_str(&format!("  run {:<6} {}\n", t.run, rates.join(", ")));
         }
     }
+    if !report.checks.is_empty() {
+        out.push_str("comb check runs, oldest first:\n");
+        for c in &report.checks {
+            out.push_str(&format!(
+                "  run {:<6} {} GOOD, {} BAD, {} FAIL, {} SKIPPED\n",
+                c.run, c.good, c.bad, c.fail, c.skipped
+            ));
+        }
+    }
+    if !report.failing_since.is_empty() {
+        out.push_str("failing since:\n");
+        for f in &report.failing_since {
+            out.push_str(&format!(
+                "  {:<32} {:<5} since run {} ({}, {} check run{})\n",
+                f.package,
+                f.state,
+                f.since_run,
+                crate::env_cmd::ago(f.since),
+                f.runs,
+                if f.runs == 1 { "" } else { "s" }
+            ));
+        }
+    }
     if !report.build_time_changes.is_empty() {
         out.push_str("build times that changed sharply:\n");
         for c in &report.build_time_changes {

@@ -234,6 +234,23 @@ function trend() {
     for (const p of report.trend) tab.append(el("tr", {}, el("td", {}, String(p.run)), ...stages.map((s) => el("td", {}, pct(p.hit_rate[s])))));
     t.append(el("h2", {}, "Hit rate by stage over runs"), tab);
   }
+  if (report.failing_since.length) {
+    t.append(el("h2", {}, "Failing since"));
+    const tab = el("table", { id: "failing-since" });
+    tab.append(el("tr", {}, ...["package", "state", "since run", "check runs", "reason"].map((h) => el("th", {}, h))));
+    for (const f of report.failing_since) {
+      tab.append(el("tr", {}, el("td", {}, f.package), el("td", { class: f.state === "FAIL" ? "status-failed" : "status-skipped" }, f.state),
+        el("td", {}, String(f.since_run)), el("td", {}, String(f.runs)), el("td", {}, (f.reason || "").split("\n")[0])));
+    }
+    t.append(tab);
+  }
+  if (report.checks.length) {
+    t.append(el("h2", {}, "comb check runs"));
+    const tab = el("table", { id: "check-runs" });
+    tab.append(el("tr", {}, ...["run", "GOOD", "BAD", "FAIL", "SKIPPED"].map((h) => el("th", {}, h))));
+    for (const c of report.checks) tab.append(el("tr", {}, ...[c.run, c.good, c.bad, c.fail, c.skipped].map((v) => el("td", {}, String(v)))));
+    t.append(tab);
+  }
   if (report.build_time_changes.length) {
     t.append(el("h2", {}, "Build times that changed sharply"));
     const ul = el("ul");

@@ -143,6 +143,32 @@ fn good_bad_fail_and_skipped() {
     assert_eq!(builds["steady"], "hit");
     assert_eq!(builds["dated"], "hit");
 
+    // The history: a second check run, and the report's "failing since".
+    let (_, again, _) = check(&repo, &[]);
+    assert_eq!(again["broken"]["state"], "FAIL");
+    let out = repo.comb(&["report", "--json"]);
+    assert!(out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = report["checks"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{report}");
+    assert_eq!(
+        (&runs[0]["good"], &runs[0]["bad"]),
+        (&Value::from(2), &Value::from(1))
+    );
+    let failing = report["failing_since"].as_array().unwrap();
+    let broken = failing.iter().find(|f| f["package"] == "broken").unwrap();
+    assert_eq!(broken["state"], "FAIL");
+    assert_eq!(broken["runs"], 2);
+    assert_eq!(broken["since_run"], runs[0]["run"]);
+    assert!(broken["reason"].as_str().unwrap().contains("it breaks"));
+    assert!(failing
+        .iter()
+        .any(|f| f["package"] == "dated" && f["state"] == "BAD"));
+    assert!(!failing.iter().any(|f| f["package"] == "steady"));
+    let out = repo.comb(&["report"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("failing since:"), "{text}");
+
     // Only what is named is checked; the text form.
     let out = repo.comb(&["check", "steady"]);
     assert!(out.status.success());

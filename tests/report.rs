@@ -72,7 +72,14 @@ fn the_report_counts_explains_and_renders() {
     // The schema, key by key.
     assert_eq!(
         keys(&r),
-        set(&["schema", "runs", "trend", "build_time_changes"])
+        set(&[
+            "schema",
+            "runs",
+            "trend",
+            "build_time_changes",
+            "checks",
+            "failing_since"
+        ])
     );
     assert_eq!(r["schema"], 1);
     let runs = r["runs"].as_array().unwrap();

@@ -125,6 +125,16 @@ pub const MIGRATIONS: &[&str] = &[
         node_key TEXT NOT NULL,
         PRIMARY KEY (kind, name)
     ) WITHOUT ROWID;",
+    // 6: `comb check` results, one row per package and check run: the
+    // history behind "failing since".
+    "CREATE TABLE checks (
+        run_id  INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        package TEXT    NOT NULL,
+        state   TEXT    NOT NULL,
+        details TEXT    NOT NULL,
+        PRIMARY KEY (run_id, package)
+    );
+    CREATE INDEX checks_by_package ON checks (package, run_id);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -751,6 +761,36 @@ impl Index {
         self.conn
             .execute("DELETE FROM pins WHERE lock_path = ?1", params![lock_path])?;
         Ok(())
+    }
+
+    /// Records a `comb check` result of `package` in `run`: its state
+    /// (`GOOD`, `BAD`, `FAIL`, `SKIPPED`) and the result as JSON.
+    pub fn record_check(
+        &self,
+        run: RunId,
+        package: &str,
+        state: &str,
+        details: &str,
+    ) -> Result<(), IndexError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO checks (run_id, package, state, details)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![run.0, package, state, details])?;
+        Ok(())
+    }
+
+    /// Every recorded check, oldest run first: (run, package, state,
+    /// details).
+    pub fn checks(&self) -> Result<Vec<(RunId, String, String, String)>, IndexError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT run_id, package, state, details FROM checks ORDER BY run_id, package",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((RunId(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every log blob the recorded events name.

@@ -247,6 +247,9 @@ pub fn check(
                 return Err(Error::Other(format!("{}: checked, but no result", r.name)))
             }
         };
+        let details = serde_json::to_string(&checked)
+            .map_err(|e| Error::Other(format!("recording the check of {}: {e}", checked.name)))?;
+        engine.record_check(&checked.name, checked.state.as_str(), &details)?;
         out.push(checked);
     }
     Ok(out)

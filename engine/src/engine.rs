@@ -302,6 +302,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Records a `comb check` result of this run.
+    pub(crate) fn record_check(&self, package: &str, state: &str, details: &str) -> Result<()> {
+        self.index()
+            .record_check(self.run, package, state, details)?;
+        Ok(())
+    }
+
     /// This run's id.
     pub fn run_id(&self) -> RunId {
         self.run

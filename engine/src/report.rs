@@ -158,6 +158,99 @@ pub struct Report {
     /// Oldest first.
     pub trend: Vec<TrendPoint>,
     pub build_time_changes: Vec<TimeChange>,
+    /// Every `comb check` run, oldest first: the repository-wide counts.
+    pub checks: Vec<CheckRun>,
+    /// The packages whose last check was BAD or FAIL, and since when.
+    pub failing_since: Vec<FailingSince>,
+}
+
+/// One `comb check` run's counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRun {
+    pub run: RunId,
+    pub started_at: i64,
+    pub good: u64,
+    pub bad: u64,
+    pub fail: u64,
+    pub skipped: u64,
+}
+
+/// A package that is BAD or FAIL, since the first check run of that
+/// streak (beehive's "failing since").
+#[derive(Debug, Clone, Serialize)]
+pub struct FailingSince {
+    pub package: String,
+    /// Its last state: `BAD` or `FAIL`.
+    pub state: String,
+    pub since_run: RunId,
+    /// When that run started (Unix seconds).
+    pub since: i64,
+    /// Check runs of it since then, that one included.
+    pub runs: u64,
+    /// The last check's reason (a FAIL's error).
+    pub reason: Option<String>,
+}
+
+/// The check history: counts per check run and the failing packages.
+fn check_history(index: &Index) -> Result<(Vec<CheckRun>, Vec<FailingSince>)> {
+    let mut runs: BTreeMap<RunId, CheckRun> = BTreeMap::new();
+    let mut by_package: BTreeMap<String, Vec<(RunId, String, String)>> = BTreeMap::new();
+    for (run, package, state, details) in index.checks()? {
+        let counts = runs.entry(run).or_insert_with(|| CheckRun {
+            run,
+            started_at: 0,
+            good: 0,
+            bad: 0,
+            fail: 0,
+            skipped: 0,
+        });
+        match state.as_str() {
+            "GOOD" => counts.good += 1,
+            "BAD" => counts.bad += 1,
+            "FAIL" => counts.fail += 1,
+            _ => counts.skipped += 1,
+        }
+        by_package
+            .entry(package)
+            .or_default()
+            .push((run, state, details));
+    }
+    for (id, counts) in runs.iter_mut() {
+        if let Some(r) = index.run(*id)? {
+            counts.started_at = r.started_at;
+        }
+    }
+    let mut failing = Vec::new();
+    for (package, history) in by_package {
+        let Some((_, last_state, last_details)) = history.last() else {
+            continue;
+        };
+        if last_state != "BAD" && last_state != "FAIL" {
+            continue;
+        }
+        // The streak: back to the last GOOD (a SKIPPED does not end it).
+        let streak: Vec<&(RunId, String, String)> = history
+            .iter()
+            .rev()
+            .take_while(|(_, s, _)| s != "GOOD")
+            .collect();
+        let first = streak
+            .last()
+            .map_or(history.last().unwrap().0, |(r, _, _)| *r);
+        let reason = serde_json::from_str::<serde_json::Value>(last_details)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(String::from));
+        failing.push(FailingSince {
+            package,
+            state: last_state.clone(),
+            since_run: first,
+            since: runs.get(&first).map_or(0, |c| c.started_at),
+            runs: streak.len() as u64,
+            reason,
+        });
+    }
+    failing.sort_by(|a, b| (a.since, &a.package).cmp(&(b.since, &b.package)));
+    Ok((runs.into_values().collect(), failing))
 }
 
 /// The report of `runs` (newest first).
@@ -182,11 +275,14 @@ pub fn report(store: &Store, index: &Index, runs: &[RunRecord]) -> Result<Report
                 .collect(),
         })
         .collect();
+    let (checks, failing_since) = check_history(index)?;
     Ok(Report {
         schema: SCHEMA,
         runs: reports,
         trend,
         build_time_changes: changes,
+        checks,
+        failing_since,
     })
 }
 
