@@ -25,6 +25,11 @@ pub struct CheckArgs {
     /// mismatches are never retried.
     #[arg(long, value_name = "N", default_value_t = 1)]
     retry_fail: u32,
+    /// Vary the rebuild: `all`, or some of build_path, hostname,
+    /// domainname, uid, umask, timezone, locale, home, path, environment,
+    /// cpus, aslr, kernel, time, directory_order (comma-separated).
+    #[arg(long, value_name = "LIST", value_parser = comb_engine::vary::Variations::parse)]
+    vary: Option<comb_engine::vary::Variations>,
     #[command(flatten)]
     place: Place,
     /// One JSON object per package, then a summary.
@@ -54,6 +59,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         },
         jobs,
         retry_fail: args.retry_fail,
+        variations: args.vary.clone(),
     };
     let result = snapshot::load(&engine).and_then(|p| check::check(&engine, &p, &repo, &request));
     let results = match result {
@@ -110,6 +116,11 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
                 Verdict::Skipped => r.reason.clone().unwrap_or_default(),
             };
             println!("{:<8} {:<32} {detail}", r.state.as_str(), r.name);
+            if let Some(v) = &r.variations {
+                for (name, why) in &v.not_applied {
+                    println!("         {:<32} variation {name} not applied: {why}", "");
+                }
+            }
         }
         println!(
             "{} packages: {} GOOD, {} BAD, {} FAIL, {} SKIPPED",

@@ -179,3 +179,61 @@ fn good_bad_fail_and_skipped() {
         "{text}"
     );
 }
+
+#[test]
+fn a_variation_shows_what_a_build_embeds() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe("host", &native("host", &[], "hostname > host"), "h\n");
+    repo.recipe("place", &native("place", &[], "pwd > place"), "p\n");
+    repo.recipe("zone", &native("zone", &[], "date +%Z > zone"), "z\n");
+    repo.recipe("mask", &native("mask", &[], "umask > mask"), "m\n");
+    repo.recipe("plain", &native("plain", &[], ""), "x\n");
+
+    // Pinned (the default), everything is GOOD.
+    let (code, packages, _) = check(&repo, &[]);
+    assert_eq!(code, Some(0));
+    assert!(
+        packages.values().all(|p| p["state"] == "GOOD"),
+        "{packages:?}"
+    );
+    assert!(packages["plain"]["variations"].is_null());
+
+    // Each variation shows the package that embeds what it varies, and
+    // only that one.
+    for (variation, embeds) in [
+        ("hostname", "host"),
+        ("build_path", "place"),
+        ("timezone", "zone"),
+        ("umask", "mask"),
+    ] {
+        let (code, packages, _) = check(&repo, &["--vary", variation]);
+        assert_eq!(code, Some(1), "--vary {variation}");
+        for (name, p) in &packages {
+            let want = if name == embeds { "BAD" } else { "GOOD" };
+            assert_eq!(p["state"], want, "--vary {variation}: {name}: {p}");
+            assert_eq!(p["variations"]["applied"], serde_json::json!([variation]));
+        }
+    }
+
+    // Everything varied: the plain package stays GOOD, and what the host
+    // cannot vary is said.
+    let (_, packages, _) = check(&repo, &["--vary", "all", "plain"]);
+    let plain = &packages["plain"];
+    assert_eq!(plain["state"], "GOOD", "{plain}");
+    let not_applied = plain["variations"]["not_applied"].as_object().unwrap();
+    assert!(not_applied["uid"].as_str().unwrap().contains("uid 1000"));
+    assert!(not_applied["directory_order"]
+        .as_str()
+        .unwrap()
+        .contains("FUSE"));
+    let applied = plain["variations"]["applied"].as_array().unwrap();
+    assert!(applied.contains(&Value::from("hostname")) && applied.contains(&Value::from("locale")));
+
+    // A name that is no variation is refused.
+    let out = repo.comb(&["check", "--vary", "moon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variation"));
+}

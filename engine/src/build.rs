@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::scheduler::{self, JobState};
 use crate::snapshot::Pinned;
 use crate::source;
+use crate::vary::{self, Variations};
 use comb_cache::{Algorithm, Description, Digest, Event, EventStatus, NodeKind, NodeOutput};
 use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
@@ -189,6 +190,7 @@ pub(crate) fn run_packages(
         pinned,
         base: &base,
         cpus: &cpus,
+        variations: None,
     };
     let states = scheduler::run(
         &shape,
@@ -423,6 +425,18 @@ pub(crate) struct Ctx<'a> {
     /// base-build: every pkg-env is over it.
     base: &'a Layer,
     cpus: &'a CpuShare,
+    /// What a `comb check` rebuild varies (never a recorded build).
+    variations: Option<&'a Variations>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The same, varying `variations` (a `comb check` rebuild).
+    pub(crate) fn varying(&self, variations: Option<&'a Variations>) -> Ctx<'a> {
+        Ctx {
+            variations,
+            ..*self
+        }
+    }
 }
 
 /// What one recipe needs from the recipes it depends on.
@@ -616,16 +630,18 @@ fn build_node(
 /// Builds a recipe again from source, in its (cached) environment, never
 /// reading or writing its build node: what `comb check` compares with the
 /// recorded build.
+/// With variations (`ctx.variations`), also what of them applied.
 pub(crate) fn rebuild(
     ctx: &Ctx,
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
     needs: &Needs,
-) -> Result<Manifest> {
+) -> Result<(Manifest, Option<vary::VariationReport>)> {
     let requires = requires_of(recipe, debian);
     let (_, _, version) = inputs_of(ctx.engine, recipe, debian)?;
     let env_layer = env_for(ctx, recipe, &requires, needs)?;
-    make(ctx, recipe, debian, &env_layer, &version)
+    let report = ctx.variations.map(|v| vary::plan(v, &env_layer.paths));
+    Ok((make(ctx, recipe, debian, &env_layer, &version)?, report))
 }
 
 /// The environment a recipe builds in: base-build, or its pkg-env over it.
@@ -654,35 +670,28 @@ fn make(
     env_layer: &Layer,
     version: &str,
 ) -> Result<Manifest> {
-    let Ctx {
-        engine,
-        pinned,
-        cpus,
-        ..
-    } = *ctx;
+    let Ctx { engine, pinned, .. } = *ctx;
     Ok(match (&recipe.source, debian) {
         (Source::Path { dir, .. }, _) => build_native(
-            engine,
+            ctx,
             env_layer,
             recipe,
             version,
             NativeSource::Directory(dir),
-            cpus,
         )?,
         (Source::Url { url, sha256 }, _) => {
             let tarball = fetch_tarball(engine, recipe, url, sha256)?;
             build_native(
-                engine,
+                ctx,
                 env_layer,
                 recipe,
                 version,
                 NativeSource::Tarball(&tarball),
-                cpus,
             )?
         }
         (Source::Debian { .. }, Some(s)) => {
             let files = fetch_source(engine, pinned, s)?;
-            build_debian(engine, env_layer, &recipe.name, &files, cpus)?
+            build_debian(ctx, env_layer, &recipe.name, &files)?
         }
         (Source::Dsc(dsc), _) => {
             let mut files: Vec<PathBuf> = dsc
@@ -691,7 +700,7 @@ fn make(
                 .map(|f| dsc.file.parent().unwrap_or(Path::new(".")).join(&f.name))
                 .collect();
             files.insert(0, dsc.file.clone());
-            build_debian(engine, env_layer, &recipe.name, &files, cpus)?
+            build_debian(ctx, env_layer, &recipe.name, &files)?
         }
         _ => unreachable!("refused above"),
     })
@@ -822,23 +831,29 @@ impl Drop for RunningBuild<'_> {
 /// One build's command: who it is for, where it works, what it runs.
 struct BuildCommand<'a> {
     name: &'a str,
-    /// Bound at `/build`.
+    /// Bound at `root`.
     work: &'a Path,
+    /// Where `work` is inside the sandbox (`vary::build_root`).
+    root: &'a str,
     cwd: &'a str,
     script: &'a str,
     extra_env: Vec<(String, String)>,
     /// Where `DEB_BUILD_OPTIONS=parallel=` comes from.
     cpus: &'a CpuShare,
+    /// What to vary (a `comb check` rebuild).
+    variations: Option<&'a Variations>,
 }
 
 fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Result<String> {
     let BuildCommand {
         name,
         work,
+        root,
         cwd,
         script,
         extra_env,
         cpus,
+        variations,
     } = command;
     let mut spec = Spec::new(
         env_layer.paths.clone(),
@@ -848,7 +863,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
     spec.cancel = engine.cancel.clone();
     spec.binds.push(Bind {
         source: work.to_path_buf(),
-        target: PathBuf::from("/build"),
+        target: PathBuf::from(root),
         writable: true,
     });
     spec.cwd = PathBuf::from(cwd);
@@ -860,6 +875,9 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
     spec.env.extend(extra_env);
     spec.limits.wall_timeout = Some(BUILD_TIMEOUT);
     spec.hostname = "comb-build".into();
+    if let Some(v) = variations {
+        vary::apply(&vary::plan(v, &env_layer.paths), &mut spec, share);
+    }
     let outcome = comb_sandbox::run_streaming(&engine.sandbox, &spec, |_, chunk| {
         engine.observer.output(name, chunk)
     })?;
@@ -939,13 +957,14 @@ fn compression_flag(tarball: &Path) -> Result<&'static str> {
 }
 
 fn build_native(
-    engine: &Engine,
+    ctx: &Ctx,
     env_layer: &Layer,
     recipe: &Recipe,
     version: &str,
     source: NativeSource,
-    cpus: &CpuShare,
 ) -> Result<Manifest> {
+    let engine = ctx.engine;
+    let root = vary::build_root(ctx.variations);
     let work = scratch(engine, "build")?;
     let result = (|| {
         chown_builder(&work)?;
@@ -963,9 +982,9 @@ fn build_native(
                 // (as most tarballs have) is stripped.
                 let flag = compression_flag(tarball)?;
                 script.push_str(&format!(
-                    "tops=$(tar -t{flag}f /build/source.tar | sed 's|^\\./||' | cut -d/ -f1 | sort -u | grep -c .)\n\
-                     if [ \"$tops\" = 1 ]; then tar -x{flag}f /build/source.tar --strip-components=1; \
-                     else tar -x{flag}f /build/source.tar; fi\n",
+                    "tops=$(tar -t{flag}f {root}/source.tar | sed 's|^\\./||' | cut -d/ -f1 | sort -u | grep -c .)\n\
+                     if [ \"$tops\" = 1 ]; then tar -x{flag}f {root}/source.tar --strip-components=1; \
+                     else tar -x{flag}f {root}/source.tar; fi\n",
                 ));
             }
         }
@@ -979,16 +998,18 @@ fn build_native(
             BuildCommand {
                 name: &recipe.name,
                 work: &work,
-                cwd: "/build/src",
+                root,
+                cwd: &format!("{root}/src"),
                 script: &script,
                 extra_env: vec![
-                    ("DESTDIR".into(), "/build/dest".into()),
+                    ("DESTDIR".into(), format!("{root}/dest")),
                     (
                         "SOURCE_DATE_EPOCH".into(),
                         NATIVE_SOURCE_DATE_EPOCH.to_string(),
                     ),
                 ],
-                cpus,
+                cpus: ctx.cpus,
+                variations: ctx.variations,
             },
         )?;
         // Read what U left only through the safe walk: no links followed
@@ -1153,13 +1174,9 @@ fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<V
 
 /// `dpkg-source -x` and `dpkg-buildpackage -b -uc -us` as U; `files` are
 /// the `.dsc` (first) and the files it lists.
-fn build_debian(
-    engine: &Engine,
-    env_layer: &Layer,
-    name: &str,
-    files: &[PathBuf],
-    cpus: &CpuShare,
-) -> Result<Manifest> {
+fn build_debian(ctx: &Ctx, env_layer: &Layer, name: &str, files: &[PathBuf]) -> Result<Manifest> {
+    let engine = ctx.engine;
+    let root = vary::build_root(ctx.variations);
     let work = scratch(engine, "build")?;
     let result = (|| {
         chown_builder(&work)?;
@@ -1180,7 +1197,7 @@ fn build_debian(
             }
         }
         let script = format!(
-            "cd /build && dpkg-source --no-check -x sources/{dsc} src && cd src && dpkg-buildpackage -b -uc -us"
+            "cd {root} && dpkg-source --no-check -x sources/{dsc} src && cd src && dpkg-buildpackage -b -uc -us"
         );
         let log = run_build(
             engine,
@@ -1188,10 +1205,12 @@ fn build_debian(
             BuildCommand {
                 name,
                 work: &work,
-                cwd: "/build",
+                root,
+                cwd: root,
                 script: &script,
                 extra_env: Vec::new(),
-                cpus,
+                cpus: ctx.cpus,
+                variations: ctx.variations,
             },
         )?;
         let mut debs = Vec::new();

@@ -14,6 +14,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::scheduler::JobState;
 use crate::snapshot::Pinned;
+use crate::vary::{VariationReport, Variations};
 use comb_cache::{Expected, Store};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository};
@@ -99,6 +100,8 @@ pub struct PackageCheck {
     /// failures were retried).
     pub attempts: u32,
     pub duration_ms: u64,
+    /// What the rebuild varied (`None`: nothing was asked to vary).
+    pub variations: Option<VariationReport>,
 }
 
 impl PackageCheck {
@@ -114,6 +117,7 @@ impl PackageCheck {
             log: None,
             attempts: 0,
             duration_ms: 0,
+            variations: None,
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct CheckRequest {
     /// Extra tries of a build from source that failed for infrastructure
     /// reasons.
     pub retry_fail: u32,
+    /// What the rebuild varies; `None` pins everything, as Nix does.
+    pub variations: Option<Variations>,
 }
 
 /// Whether an error is comb's or the machine's rather than the build's.
@@ -191,7 +197,8 @@ pub fn check(
         let mut attempts = 0;
         let rebuilt = loop {
             attempts += 1;
-            match build::rebuild(ctx, recipe, debian, needs) {
+            let varied = ctx.varying(request.variations.as_ref());
+            match build::rebuild(&varied, recipe, debian, needs) {
                 Err(e)
                     if failure_of(&e) == Failure::Infrastructure
                         && attempts <= request.retry_fail
@@ -202,7 +209,7 @@ pub fn check(
                 other => break other,
             }
         };
-        let rebuilt = match rebuilt {
+        let (rebuilt, variations) = match rebuilt {
             Ok(m) => m,
             Err(e) => {
                 keep(fail(name, &e, attempts));
@@ -212,6 +219,7 @@ pub fn check(
         let recorded_debs = recorded.manifest(engine)?.debs.clone();
         let mut c = PackageCheck::new(name, Verdict::Good);
         c.attempts = attempts;
+        c.variations = variations;
         c.recorded = digests(&recorded_debs);
         c.rebuilt = digests(&rebuilt.debs);
         if c.recorded != c.rebuilt {

@@ -19,6 +19,7 @@ pub mod report;
 mod scheduler;
 pub mod snapshot;
 mod source;
+pub mod vary;
 pub mod why;
 
 pub use comb_cache as cache;

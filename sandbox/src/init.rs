@@ -97,8 +97,14 @@ pub(crate) fn pid1(p: Pid1) -> ! {
     if let Err(e) = nix::unistd::sethostname(&p.spec.hostname) {
         fail(&p.errors, &format!("sethostname: {e}"));
     }
-    // SAFETY: plain system call with a valid buffer.
-    unsafe { libc::setdomainname(c"comb".as_ptr(), 4) };
+    let domain = p.spec.domainname.as_bytes();
+    // SAFETY: plain system call with a valid buffer and its length.
+    if unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) } != 0 {
+        fail(
+            &p.errors,
+            &format!("setdomainname: {}", std::io::Error::last_os_error()),
+        );
+    }
     if let Err(e) = mounts::loopback_up() {
         fail(&p.errors, &e);
     }
@@ -182,7 +188,7 @@ fn command(p: &Pid1) -> ! {
     if let Err(e) = limits(&spec.limits, p.cgroup_memory, p.cgroup_pids) {
         fail(errors, &e);
     }
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(spec.umask & 0o777));
     if let Err(e) = nix::unistd::chdir(&spec.cwd) {
         fail(
             errors,

@@ -136,6 +136,10 @@ pub struct Spec {
     /// must not exist yet).
     pub keep_upper: Option<PathBuf>,
     pub hostname: String,
+    /// The NIS domain name of the sandbox's UTS namespace.
+    pub domainname: String,
+    /// The file mode creation mask the command starts with.
+    pub umask: u32,
     /// Largest amount of each output stream kept in the [`Outcome`]; the
     /// beginning is dropped first.
     pub output_cap_bytes: usize,
@@ -186,6 +190,8 @@ impl Spec {
             limits: Limits::default(),
             keep_upper: None,
             hostname: "comb".to_string(),
+            domainname: "comb".to_string(),
+            umask: 0o022,
             output_cap_bytes: 16 << 20,
             cancel: CancelToken::default(),
         }

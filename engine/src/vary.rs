@@ -1,0 +1,260 @@
+//! What `comb check --vary` changes between the recorded build and the
+//! rebuild, in the spirit of reprotest, all through the sandbox: a build
+//! that is reproducible does not care. A variation the host or the
+//! environment cannot apply is reported as not applied, with the reason,
+//! never silently skipped.
+
+use comb_sandbox::{Bind, Spec};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variation {
+    BuildPath,
+    Hostname,
+    Domainname,
+    Uid,
+    Umask,
+    Timezone,
+    Locale,
+    Home,
+    Path,
+    Environment,
+    Cpus,
+    Aslr,
+    Kernel,
+    Time,
+    DirectoryOrder,
+}
+
+impl Variation {
+    pub const ALL: [Variation; 15] = [
+        Variation::BuildPath,
+        Variation::Hostname,
+        Variation::Domainname,
+        Variation::Uid,
+        Variation::Umask,
+        Variation::Timezone,
+        Variation::Locale,
+        Variation::Home,
+        Variation::Path,
+        Variation::Environment,
+        Variation::Cpus,
+        Variation::Aslr,
+        Variation::Kernel,
+        Variation::Time,
+        Variation::DirectoryOrder,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variation::BuildPath => "build_path",
+            Variation::Hostname => "hostname",
+            Variation::Domainname => "domainname",
+            Variation::Uid => "uid",
+            Variation::Umask => "umask",
+            Variation::Timezone => "timezone",
+            Variation::Locale => "locale",
+            Variation::Home => "home",
+            Variation::Path => "path",
+            Variation::Environment => "environment",
+            Variation::Cpus => "cpus",
+            Variation::Aslr => "aslr",
+            Variation::Kernel => "kernel",
+            Variation::Time => "time",
+            Variation::DirectoryOrder => "directory_order",
+        }
+    }
+}
+
+/// A set of variations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Variations(pub BTreeSet<Variation>);
+
+impl Variations {
+    /// `all`, or names separated by commas (`build_path,hostname`).
+    pub fn parse(text: &str) -> Result<Variations, String> {
+        if text.trim() == "all" {
+            return Ok(Variations(Variation::ALL.into_iter().collect()));
+        }
+        let mut set = BTreeSet::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let v = Variation::ALL
+                .into_iter()
+                .find(|v| v.as_str() == name.replace('-', "_"))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Variation::ALL.iter().map(|v| v.as_str()).collect();
+                    format!(
+                        "unknown variation {name:?}: use all, or some of {}",
+                        names.join(", ")
+                    )
+                })?;
+            set.insert(v);
+        }
+        Ok(Variations(set))
+    }
+}
+
+/// What a varied build applied, and what it could not (with why).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct VariationReport {
+    pub applied: Vec<Variation>,
+    pub not_applied: BTreeMap<String, String>,
+}
+
+/// Where a build works: `/build`, or a deeper, other path when varied.
+pub(crate) fn build_root(vary: Option<&Variations>) -> &'static str {
+    match vary {
+        Some(v) if v.0.contains(&Variation::BuildPath) => "/usr/src/comb-varied/build-path",
+        _ => "/build",
+    }
+}
+
+/// The host's libfaketime, if installed.
+fn faketime_dir() -> Option<PathBuf> {
+    let arch_dir = format!("/usr/lib/{}-linux-gnu/faketime", std::env::consts::ARCH);
+    [arch_dir.as_str(), "/usr/lib/faketime"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| d.join("libfaketime.so.1").is_file())
+}
+
+/// Whether a program is in the environment's layers (`usr/bin/NAME`).
+fn has_tool(layers: &[PathBuf], name: &str) -> bool {
+    layers
+        .iter()
+        .any(|l| l.join("usr/bin").join(name).exists() || l.join("bin").join(name).exists())
+}
+
+/// What applying `vary` in an environment of `layers` does.
+pub fn plan(vary: &Variations, layers: &[PathBuf]) -> VariationReport {
+    let mut report = VariationReport::default();
+    for v in &vary.0 {
+        let missing = |what: &str| Some(format!("{what} is not in the build environment"));
+        let why_not = match v {
+            Variation::Uid => Some("the sandbox maps the builder to uid 1000 only".to_string()),
+            Variation::DirectoryOrder => {
+                Some("disorderfs needs FUSE, which the sandbox does not offer".to_string())
+            }
+            Variation::Time if faketime_dir().is_none() => {
+                Some("libfaketime is not installed on this host (Debian: faketime)".to_string())
+            }
+            Variation::Cpus if !has_tool(layers, "taskset") => missing("taskset (util-linux)"),
+            Variation::Aslr | Variation::Kernel if !has_tool(layers, "setarch") => {
+                missing("setarch (util-linux)")
+            }
+            _ => None,
+        };
+        match why_not {
+            Some(reason) => {
+                report.not_applied.insert(v.as_str().to_string(), reason);
+            }
+            None => report.applied.push(*v),
+        }
+    }
+    report
+}
+
+/// Applies the variations `report` says apply to a build's `spec` (whose
+/// command is `/bin/sh -c SCRIPT`) that would get `share` CPUs.
+pub(crate) fn apply(report: &VariationReport, spec: &mut Spec, share: usize) {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut wrappers: Vec<String> = Vec::new();
+    for v in &report.applied {
+        match v {
+            // The build root is chosen by the caller (`build_root`).
+            Variation::BuildPath | Variation::Uid | Variation::DirectoryOrder => {}
+            Variation::Hostname => spec.hostname = "comb-varied-host".into(),
+            Variation::Domainname => spec.domainname = "varied.example".into(),
+            Variation::Umask => spec.umask = 0o002,
+            Variation::Timezone => env.push(("TZ".into(), "NZST-12NZDT".into())),
+            Variation::Locale => {
+                env.push(("LC_ALL".into(), "fr_CH.UTF-8".into()));
+                env.push(("LANG".into(), "fr_CH.UTF-8".into()));
+                env.push(("LANGUAGE".into(), "fr_CH:fr".into()));
+            }
+            Variation::Home => env.push(("HOME".into(), "/nonexistent/comb-varied-home".into())),
+            Variation::Path => env.push((
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/comb-varied/bin"
+                    .into(),
+            )),
+            Variation::Environment => {
+                env.push(("COMB_VARIED".into(), "1".into()));
+                env.push(("CAPTURE_ENVIRONMENT".into(), "varied".into()));
+            }
+            Variation::Cpus => {
+                let other = if share > 1 { 1 } else { 2 };
+                env.push(("DEB_BUILD_OPTIONS".into(), format!("parallel={other}")));
+                wrappers.extend(["taskset".into(), "-c".into(), "0".into()]);
+            }
+            Variation::Aslr => {
+                wrappers.extend(["setarch".into(), std::env::consts::ARCH.into(), "-R".into()])
+            }
+            Variation::Kernel => wrappers.extend([
+                "setarch".into(),
+                std::env::consts::ARCH.into(),
+                "--uname-2.6".into(),
+            ]),
+            Variation::Time => {
+                if let Some(dir) = faketime_dir() {
+                    let inside = Path::new("/usr/lib/comb-faketime");
+                    spec.binds.push(Bind {
+                        source: dir,
+                        target: inside.to_path_buf(),
+                        writable: false,
+                    });
+                    env.push((
+                        "LD_PRELOAD".into(),
+                        inside.join("libfaketime.so.1").display().to_string(),
+                    ));
+                    // A year and a week ahead, the clock still running.
+                    env.push(("FAKETIME".into(), "+372d".into()));
+                }
+            }
+        }
+    }
+    for (k, v) in env {
+        spec.env.retain(|(key, _)| *key != k);
+        spec.env.push((k, v));
+    }
+    if !wrappers.is_empty() {
+        wrappers.append(&mut spec.command);
+        spec.command = wrappers;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_unknown_ones_say_what_exists() {
+        let v = Variations::parse("hostname, build-path").unwrap();
+        assert_eq!(
+            v.0,
+            BTreeSet::from([Variation::Hostname, Variation::BuildPath])
+        );
+        assert_eq!(Variations::parse("all").unwrap().0.len(), 15);
+        let e = Variations::parse("moon").unwrap_err();
+        assert!(
+            e.contains("unknown variation \"moon\"") && e.contains("hostname"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_applied_is_said() {
+        let all = Variations::parse("all").unwrap();
+        let report = plan(&all, &[]);
+        assert!(report.not_applied.contains_key("uid"));
+        assert!(report.not_applied.contains_key("directory_order"));
+        // No layers: no taskset or setarch.
+        assert!(report.not_applied["cpus"].contains("taskset"));
+        assert!(report.not_applied["aslr"].contains("setarch"));
+        assert!(report.applied.contains(&Variation::Hostname));
+        assert_eq!(report.applied.len() + report.not_applied.len(), 15);
+    }
+}
