@@ -153,4 +153,31 @@ fn the_starter_repository_builds_and_then_is_all_hits() {
         stdout.contains("source file greetings.txt changed (blake3 "),
         "{stdout}"
     );
+
+    // comb check on the real environment: a package that embeds the day
+    // it was built is GOOD pinned and BAD when the rebuild's clock is a
+    // year ahead (libfaketime, preloaded into Debian's dynamic `date`).
+    let dated = repo.join("dated");
+    std::fs::create_dir_all(dated.join("src")).unwrap();
+    // New every run: a build recorded on another day would differ.
+    std::fs::write(
+        dated.join("src/README"),
+        format!("the day it was built ({nonce})\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dated.join("recipe.toml"),
+        "[package]\nname = \"dated\"\nversion = \"1.0-1\"\nsummary = \"the build day\"\nlicense = \"MIT\"\n\n\
+         [source]\npath = \"src\"\n\n[build]\nscript = \"\"\"\n\
+         mkdir -p \"$DESTDIR/usr/share/dated\"\ndate +%F > \"$DESTDIR/usr/share/dated/day\"\n\"\"\"\n\n\
+         [[output]]\nname = \"dated\"\narchitecture = \"all\"\nfiles = [\"usr/share/dated/**\"]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = comb(&repo, &["check", "dated", "--json"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("\"state\":\"GOOD\""), "{stdout}");
+    let (ok, stdout, _) = comb(&repo, &["check", "dated", "--vary", "time", "--json"]);
+    assert!(!ok);
+    assert!(stdout.contains("\"state\":\"BAD\""), "{stdout}");
+    assert!(stdout.contains("./usr/share/dated/day"), "{stdout}");
 }
