@@ -35,6 +35,9 @@ pub struct CheckArgs {
     /// One JSON object per package, then a summary.
     #[arg(long)]
     json: bool,
+    /// Also write the report page of this run, with the check results.
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
 }
 
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
@@ -72,6 +75,15 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let count = |v: Verdict| results.iter().filter(|r| r.state == v).count();
     let all_good = count(Verdict::Good) == results.len();
     engine.finish(all_good)?;
+    if let Some(path) = &args.html {
+        let index = engine.store.open_index()?;
+        let run = index
+            .run(engine.run_id())?
+            .context("this run is missing from the index")?;
+        let report = comb_engine::report::report(&engine.store, &index, &[run])?;
+        std::fs::write(path, crate::report_html::page(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if args.json {
         for r in &results {
             println!("{}", serde_json::json!({"event": "package", "package": r}));

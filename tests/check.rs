@@ -10,6 +10,8 @@ mod repo;
 use repo::{is_root, native, Repo};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// `comb check --json`: each package's object by name, and the summary.
 fn check(repo: &Repo, extra: &[&str]) -> (Option<i32>, BTreeMap<String, Value>, Value) {
@@ -115,6 +117,7 @@ fn good_bad_fail_and_skipped() {
             "log",
             "attempts",
             "duration_ms",
+            "variations",
         ])
     );
     let differences = packages["dated"]["differences"].as_array().unwrap();
@@ -168,6 +171,13 @@ fn good_bad_fail_and_skipped() {
     let out = repo.comb(&["report"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("failing since:"), "{text}");
+
+    // The report page of a check run.
+    let page = repo.root.parent().unwrap().join("check.html");
+    let out = repo.comb(&["check", "--html", page.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("\"failing_since\":[") && html.contains("\"package\":\"broken\""));
 
     // Only what is named is checked; the text form.
     let out = repo.comb(&["check", "steady"]);
@@ -236,4 +246,71 @@ fn a_variation_shows_what_a_build_embeds() {
     let out = repo.comb(&["check", "--vary", "moon"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variation"));
+}
+
+/// Kills the first sandbox monitor that `parent` starts, once it has run a
+/// while: an infrastructure failure of the build it was running.
+fn kill_a_monitor(parent: u32, deadline: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        let ps = Command::new("ps")
+            .args(["-eo", "pid=,ppid=,args="])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&ps.stdout).into_owned();
+        let mine = text.lines().find_map(|l| {
+            let mut fields = l.split_whitespace();
+            let pid: i32 = fields.next()?.parse().ok()?;
+            let ppid: u32 = fields.next()?.parse().ok()?;
+            (ppid == parent && l.contains("__comb-sandbox-monitor")).then_some(pid)
+        });
+        if let Some(pid) = mine {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn an_infrastructure_failure_is_kept_apart_and_retried() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe("slow", &native("slow", &[], "sleep 2"), "s\n");
+    // Recorded first, so the only sandbox of the checks is the rebuild's.
+    assert!(repo.comb(&["build", "slow"]).status.success());
+
+    for (retries, state, attempts) in [("0", "FAIL", 1), ("1", "GOOD", 2)] {
+        let child = repo
+            .command(&["check", "slow", "--json", "--retry-fail", retries])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            kill_a_monitor(child.id(), Duration::from_secs(60)),
+            "no sandbox appeared"
+        );
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let package: Value = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|l| l["event"] == "package")
+            .unwrap_or_else(|| panic!("{text}\n{}", String::from_utf8_lossy(&out.stderr)))
+            ["package"]
+            .clone();
+        assert_eq!(package["state"], state, "--retry-fail {retries}: {package}");
+        assert_eq!(package["attempts"], attempts, "{package}");
+        if state == "FAIL" {
+            assert_eq!(package["failure"], "infrastructure", "{package}");
+        }
+    }
 }
