@@ -30,6 +30,10 @@ pub struct CheckArgs {
     /// cpus, aslr, kernel, time, directory_order (comma-separated).
     #[arg(long, value_name = "LIST", value_parser = comb_engine::vary::Variations::parse)]
     vary: Option<comb_engine::vary::Variations>,
+    /// Compare packages built from `debian` sources with the official
+    /// binaries of the same version in the pinned snapshot.
+    #[arg(long)]
+    against_distro: bool,
     #[command(flatten)]
     place: Place,
     /// One JSON object per package, then a summary.
@@ -63,6 +67,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         jobs,
         retry_fail: args.retry_fail,
         variations: args.vary.clone(),
+        against_distro: args.against_distro,
     };
     let result = snapshot::load(&engine).and_then(|p| check::check(&engine, &p, &repo, &request));
     let results = match result {

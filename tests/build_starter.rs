@@ -180,4 +180,29 @@ fn the_starter_repository_builds_and_then_is_all_hits() {
     assert!(!ok);
     assert!(stdout.contains("\"state\":\"BAD\""), "{stdout}");
     assert!(stdout.contains("./usr/share/dated/day"), "{stdout}");
+
+    // Independent verification: hello rebuilt here against Debian's own
+    // hello 2.10-3 of the snapshot (fetched and verified). Either answer
+    // is a finding; what must hold is what was compared.
+    let (_, stdout, stderr) = comb(&repo, &["check", "hello", "--against-distro", "--json"]);
+    let hello: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"] == "package")
+        .unwrap_or_else(|| panic!("{stdout}{stderr}"))["package"]
+        .clone();
+    assert_eq!(hello["compared_with"], "distro", "{hello}");
+    assert!(
+        hello["state"] == "GOOD" || hello["state"] == "BAD",
+        "{hello}"
+    );
+    let official = &hello["recorded"][0];
+    assert_eq!(official["name"], "hello", "{hello}");
+    assert_eq!(official["sha256"].as_str().unwrap().len(), 64);
+    if hello["state"] == "BAD" {
+        assert!(
+            !hello["differences"].as_array().unwrap().is_empty(),
+            "{hello}"
+        );
+    }
 }

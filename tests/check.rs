@@ -118,6 +118,8 @@ fn good_bad_fail_and_skipped() {
             "attempts",
             "duration_ms",
             "variations",
+            "compared_with",
+            "not_in_distro",
         ])
     );
     let differences = packages["dated"]["differences"].as_array().unwrap();

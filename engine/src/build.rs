@@ -430,6 +430,10 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    pub(crate) fn engine(&self) -> &'a Engine {
+        self.engine
+    }
+
     /// The same, varying `variations` (a `comb check` rebuild).
     pub(crate) fn varying(&self, variations: Option<&'a Variations>) -> Ctx<'a> {
         Ctx {

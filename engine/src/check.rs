@@ -102,6 +102,12 @@ pub struct PackageCheck {
     pub duration_ms: u64,
     /// What the rebuild varied (`None`: nothing was asked to vary).
     pub variations: Option<VariationReport>,
+    /// What `recorded` is: `recorded` (this store's last build) or
+    /// `distro` (the official binaries of the pinned snapshot).
+    pub compared_with: String,
+    /// Rebuilt packages the snapshot has no official binary of (say,
+    /// `-dbgsym`), left out of a `distro` comparison.
+    pub not_in_distro: Vec<String>,
 }
 
 impl PackageCheck {
@@ -118,6 +124,8 @@ impl PackageCheck {
             attempts: 0,
             duration_ms: 0,
             variations: None,
+            compared_with: "recorded".into(),
+            not_in_distro: Vec::new(),
         }
     }
 }
@@ -132,6 +140,9 @@ pub struct CheckRequest {
     pub retry_fail: u32,
     /// What the rebuild varies; `None` pins everything, as Nix does.
     pub variations: Option<Variations>,
+    /// Compare packages built from `debian` sources with the official
+    /// binaries of the same version in the pinned snapshot.
+    pub against_distro: bool,
 }
 
 /// Whether an error is comb's or the machine's rather than the build's.
@@ -175,6 +186,9 @@ pub fn check(
     request: &CheckRequest,
 ) -> Result<Vec<PackageCheck>> {
     let results: Mutex<HashMap<String, PackageCheck>> = Mutex::new(HashMap::new());
+    // The snapshot's binaries, read once, only for --against-distro.
+    let distro: std::sync::OnceLock<Result<Distro>> = std::sync::OnceLock::new();
+    let distro = || distro.get_or_init(|| distro_binaries(pinned));
     let job = |ctx: &Ctx, recipe: &Recipe, debian: Option<&SourcePackage>, needs: &Needs| {
         let started = Instant::now();
         let name = recipe.name.as_str();
@@ -216,8 +230,27 @@ pub fn check(
                 return Err(e);
             }
         };
-        let recorded_debs = recorded.manifest(engine)?.debs.clone();
         let mut c = PackageCheck::new(name, Verdict::Good);
+        let mut rebuilt = rebuilt;
+        let recorded_debs = if request.against_distro && debian.is_some() {
+            c.compared_with = "distro".into();
+            let binaries = distro().as_ref().map_err(|e| Error::Other(e.to_string()))?;
+            let (official, missing) = official(ctx, pinned, binaries, &rebuilt.debs)?;
+            rebuilt.debs.retain(|d| !missing.contains(&d.name));
+            c.not_in_distro = missing;
+            if official.is_empty() {
+                c.state = Verdict::Skipped;
+                c.reason = Some(format!(
+                    "the snapshot has no official binary of {name} {}",
+                    rebuilt.debs.first().map_or("", |d| d.version.as_str())
+                ));
+                keep(c);
+                return Ok(recorded);
+            }
+            official
+        } else {
+            recorded.manifest(engine)?.debs.clone()
+        };
         c.attempts = attempts;
         c.variations = variations;
         c.recorded = digests(&recorded_debs);
@@ -261,6 +294,60 @@ pub fn check(
         out.push(checked);
     }
     Ok(out)
+}
+
+/// The snapshot's binary packages by (name, version, architecture).
+type Distro = HashMap<(String, String, String), comb_distro::aptbox::Resolved>;
+
+fn distro_binaries(pinned: &Pinned) -> Result<Distro> {
+    let mut out = HashMap::new();
+    for b in pinned.snapshot()?.read_packages()? {
+        let version = b.version.to_string();
+        out.insert(
+            (b.name.clone(), version.clone(), b.architecture.clone()),
+            comb_distro::aptbox::Resolved {
+                name: b.name,
+                version,
+                architecture: b.architecture,
+                sha256: b.sha256,
+                size: b.size,
+                filename: b.filename,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The official binaries of the rebuilt packages, fetched (verified
+/// against the snapshot's index), and the names the snapshot lacks.
+fn official(
+    ctx: &Ctx,
+    pinned: &Pinned,
+    distro: &Distro,
+    rebuilt: &[BuiltDeb],
+) -> Result<(Vec<BuiltDeb>, Vec<String>)> {
+    let mut wanted = Vec::new();
+    let mut missing = Vec::new();
+    for d in rebuilt {
+        match distro.get(&(d.name.clone(), d.version.clone(), d.architecture.clone())) {
+            Some(r) => wanted.push(r.clone()),
+            None => missing.push(d.name.clone()),
+        }
+    }
+    crate::env::fetch(ctx.engine(), pinned, &wanted)?;
+    let official = wanted
+        .into_iter()
+        .map(|r| BuiltDeb {
+            name: r.name,
+            version: r.version,
+            architecture: r.architecture,
+            sha256: r.sha256,
+            size: r.size,
+            filename: r.filename,
+            control: String::new(),
+        })
+        .collect();
+    Ok((official, missing))
 }
 
 /// The files that differ between the recorded and the rebuilt `.deb`s of

@@ -295,7 +295,11 @@ fn deb_digest(r: &Resolved) -> Result<Digest> {
 
 /// The fetch nodes: every `.deb` of `packages` in the store, downloaded
 /// in parallel and verified if missing. Returns their paths, in order.
-fn fetch(engine: &Engine, pinned: &Pinned, packages: &[Resolved]) -> Result<Vec<PathBuf>> {
+pub(crate) fn fetch(
+    engine: &Engine,
+    pinned: &Pinned,
+    packages: &[Resolved],
+) -> Result<Vec<PathBuf>> {
     let mirror = pinned.lock.mirror();
     let mut missing = Vec::new();
     for r in packages {
