@@ -330,33 +330,32 @@ fn chromium() -> Command {
     c
 }
 
-/// The page's DOM after its script ran, opened at `#fragment`.
-fn browser_dom(page: &Path, fragment: &str) -> String {
-    let out = chromium()
-        .arg("--dump-dom")
-        .arg(format!("file://{}#{fragment}", page.display()))
-        .output()
-        .unwrap();
+/// Runs headless Chromium with `args`; its standard output.
+fn chromium_ok(args: &[String]) -> Vec<u8> {
+    let out = chromium().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout
+}
+
+/// The page's DOM after its script ran, opened at `#fragment`.
+fn browser_dom(page: &Path, fragment: &str) -> String {
+    let dom = chromium_ok(&[
+        "--dump-dom".into(),
+        format!("file://{}#{fragment}", page.display()),
+    ]);
+    String::from_utf8_lossy(&dom).into_owned()
 }
 
 fn screenshot(page: &Path, png: &Path) {
-    let out = chromium()
-        .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1280,1400")
-        .arg(format!("file://{}#open=bb", page.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chromium_ok(&[
+        format!("--screenshot={}", png.display()),
+        "--window-size=1280,1400".into(),
+        format!("file://{}#open=bb", page.display()),
+    ]);
     let png_bytes = std::fs::read(png).unwrap();
     assert!(png_bytes.starts_with(b"\x89PNG") && png_bytes.len() > 10_000);
 }
