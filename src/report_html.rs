@@ -104,6 +104,18 @@ function summary() {
   if (run.slowest.length) {
     s.append(el("p", {}, "slowest: " + run.slowest.map((x) => `${x.stage} ${x.name} ${ms(x.duration_ms)}`).join(", ")));
   }
+  if (run.checks.length) {
+    s.append(el("h2", {}, "Check results"));
+    const tab = el("table", { id: "check-results" });
+    tab.append(el("tr", {}, ...["package", "state", "compared with", "what differs or failed"].map((h) => el("th", {}, h))));
+    const cls = { GOOD: "status-hit", BAD: "status-skipped", FAIL: "status-failed", SKIPPED: "status-skipped" };
+    for (const c of run.checks) {
+      const detail = c.state === "BAD" ? c.differences.join(", ") : (c.reason || "").split("\n")[0];
+      tab.append(el("tr", { "data-check": c.package }, el("td", {}, c.package), el("td", { class: cls[c.state] || "" }, c.state),
+        el("td", {}, c.compared_with || ""), el("td", {}, detail)));
+    }
+    s.append(tab);
+  }
   for (const f of run.failures) {
     s.append(el("h3", {}, `failed: ${f.stage} ${f.name}`), el("pre", { class: "failure" }, f.reason));
   }

@@ -180,6 +180,17 @@ fn good_bad_fail_and_skipped() {
     assert_eq!(out.status.code(), Some(1));
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("\"failing_since\":[") && html.contains("\"package\":\"broken\""));
+    // The run's own results, each with what differs or failed.
+    let out = repo.comb(&["report", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["runs"][0]["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 5, "{checks:?}");
+    let dated = checks.iter().find(|c| c["package"] == "dated").unwrap();
+    assert_eq!(dated["state"], "BAD");
+    assert!(dated["differences"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("dated data:./usr/share/dated/stamp")));
 
     // Only what is named is checked; the text form.
     let out = repo.comb(&["check", "steady"]);

@@ -103,6 +103,7 @@ fn the_report_counts_explains_and_renders() {
             "failures",
             "packages",
             "graph",
+            "checks",
         ])
     );
     let counts = set(&["hit", "built", "failed", "skipped"]);

@@ -131,6 +131,23 @@ pub struct RunReport {
     pub packages: Vec<PackageRow>,
     /// Each package to the packages it needs.
     pub graph: BTreeMap<String, Vec<String>>,
+    /// For a `comb check` run, each package's result.
+    pub checks: Vec<CheckRow>,
+}
+
+/// One package's `comb check` result in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRow {
+    pub package: String,
+    /// `GOOD`, `BAD`, `FAIL` or `SKIPPED`.
+    pub state: String,
+    /// For a FAIL: `build` or `infrastructure`.
+    pub failure: Option<String>,
+    pub reason: Option<String>,
+    /// For a BAD: the files that differ, as `deb part:path`.
+    pub differences: Vec<String>,
+    /// `recorded` or `distro`.
+    pub compared_with: Option<String>,
 }
 
 /// A package whose build time changed sharply between two builds.
@@ -380,6 +397,35 @@ fn run_report(
         .map(|p| (p.name.as_str(), p.duration_ms))
         .collect();
     let critical_path = critical_path(&graph, &cost);
+    let checks = index
+        .checks()?
+        .into_iter()
+        .filter(|(r, _, _, _)| *r == run.id)
+        .map(|(_, package, state, details)| {
+            let v: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
+            let text = |k: &str| v[k].as_str().map(String::from);
+            CheckRow {
+                package,
+                state,
+                failure: text("failure"),
+                reason: text("reason"),
+                differences: v["differences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| {
+                        format!(
+                            "{} {}:{}",
+                            d["deb"].as_str().unwrap_or(""),
+                            d["part"].as_str().unwrap_or(""),
+                            d["path"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect(),
+                compared_with: text("compared_with"),
+            }
+        })
+        .collect();
     Ok(RunReport {
         id: run.id,
         command: run.command.clone(),
@@ -403,6 +449,7 @@ fn run_report(
         failures,
         packages,
         graph,
+        checks,
     })
 }
 
