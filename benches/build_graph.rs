@@ -62,10 +62,15 @@
 //!    starts a minute after comb's last removal (the peers keep their trees
 //!    until the end). Each round runs the three in a new order; the median
 //!    of the rounds' ratios is printed beside the ratio of the medians.
+//! 4. **Checks.** `comb check --all -j 2` of eight recipes (random
+//!    dependencies, each build sleeping 0.5 s) against eight sequential
+//!    `comb check PKG` runs: one run reuses the cached environments and
+//!    rebuilds each package once, two at a time (target: less time).
 //!
 //! Parameters (environment variables):
 //!
-//! - `COMB_BENCH_PARTS` (default `noop,schedule,real`);
+//! - `COMB_BENCH_PARTS` (default `noop,schedule,real,check`);
+//! - `COMB_BENCH_CHECK_RUNS` (3): part 4;
 //! - `COMB_BENCH_SMALL` (1000), `COMB_BENCH_LARGE` (10000),
 //!   `COMB_BENCH_FALLBACK` (3000): repository sizes of part 1;
 //! - `COMB_BENCH_SETUP_BUDGET` (20): minutes the first full build of the
@@ -112,13 +117,14 @@ use std::time::{Duration, Instant};
 
 const DEFAULT_DIR: &str = "/var/tmp/comb-bench-graph";
 const DEFAULT_SEED_STORE: &str = "/var/cache/comb-test-store";
-const ALL_PARTS: [&str; 3] = ["noop", "schedule", "real"];
+const ALL_PARTS: [&str; 4] = ["noop", "schedule", "real", "check"];
 /// Changes when the generated repositories change: older ones are
 /// regenerated.
 const GENERATOR: &str = "build_graph-1";
 /// Seeds of the random graphs.
 const NOOP_SEED: u64 = 0x6e6f_6f70_2d67_7261;
 const SCHED_SEED: u64 = 0x7363_6865_642d_3031;
+const CHECK_SEED: u64 = 0x6368_6563_6b2d_3031;
 /// No-op runs of each variant before measuring.
 const WARMUP_RUNS: usize = 2;
 /// Part 1: comb's no-op over ninja's.
@@ -179,6 +185,10 @@ fn main() {
     if parts.contains(&"real") {
         println!();
         real(&bench);
+    }
+    if parts.contains(&"check") {
+        println!();
+        check_part(&bench);
     }
     bench.clean_up();
 }
@@ -1379,6 +1389,81 @@ fn ninja_dir(bench: &Bench, dag: &Dag, n: usize) -> PathBuf {
 }
 
 // ------------------------------------------------------- part 2: scheduling
+
+/// 4. `comb check --all -j 2` of a repository of eight recipes (random
+/// dependencies, each build sleeping 0.5 s) against eight sequential
+/// `comb check PKG` runs, each its own comb: one run reuses every cached
+/// environment and rebuilds each package once, two at a time. Target: the
+/// repository-wide check takes less time (ratio below 1).
+fn check_part(bench: &Bench) {
+    const N: usize = 8;
+    let runs = env_count("COMB_BENCH_CHECK_RUNS", 3);
+    let dag = Dag::generate(N, CHECK_SEED);
+    let name = |r: usize| format!("check{r}");
+    let repo = bench.dir.join("check");
+    generate(&repo, &format!("check {N} {CHECK_SEED:x}"), |dir| {
+        write(&dir.join("comb.toml"), b"");
+        for r in 0..N {
+            let src = dir.join(name(r)).join("src");
+            mkdir_all(&src);
+            write(&src.join("data"), format!("{}\n", name(r)).as_bytes());
+            let deps: Vec<String> = dag.deps[r].iter().map(|&d| name(d)).collect();
+            write(
+                &dir.join(name(r)).join("recipe.toml"),
+                recipe_text(&name(r), &deps, "sleep 0.5\n").as_bytes(),
+            );
+        }
+    });
+    bench.pin(&repo);
+    full_build(bench, &repo, N, &[]);
+    println!(
+        "4. comb check of {N} recipes (each build sleeps 0.5 s, {} edges): `comb check --all -j 2` against {N} sequential `comb check PKG`: median of {}",
+        dag.deps.iter().map(Vec::len).sum::<usize>(),
+        plural(runs, "run")
+    );
+    let check = |args: &[&str]| -> Duration {
+        let out = run(Command::new(&bench.comb)
+            .arg("check")
+            .args(args)
+            .arg("--json")
+            .args(bench.place(&repo)));
+        if !out.ok
+            || !out
+                .stdout
+                .contains("\"bad\":0,\"event\":\"summary\",\"fail\":0")
+        {
+            abort(&bench.redact(&format!(
+                "comb check {args:?} did not find every package GOOD:\n{}\n{}",
+                tail(&out.stdout, 5),
+                tail(&out.stderr, 5)
+            )));
+        }
+        out.wall
+    };
+    let mut together = Vec::new();
+    let mut one_by_one = Vec::new();
+    for _ in 0..runs {
+        together.push(check(&["--all", "-j", "2"]));
+        let names: Vec<String> = (0..N).map(name).collect();
+        one_by_one.push(names.iter().map(|p| check(&[p])).sum::<Duration>());
+    }
+    let (t, s) = (median(&together), median(&one_by_one));
+    println!(
+        "  comb check --all -j 2                              {:>8}",
+        seconds(t)
+    );
+    println!(
+        "  {N} x comb check PKG, one after the other            {:>8}",
+        seconds(s)
+    );
+    let ratio = t.as_secs_f64() / s.as_secs_f64();
+    println!(
+        "  {:<52} {:>8.2}x   target < 1.00x   {}",
+        "together / one by one",
+        ratio,
+        verdict(ratio < 1.0)
+    );
+}
 
 fn schedule(bench: &Bench) {
     let n = env_count("COMB_BENCH_SCHED_SIZE", 200);

@@ -192,7 +192,18 @@ fn good_bad_fail_and_skipped() {
         .unwrap()
         .contains(&Value::from("dated data:./usr/share/dated/stamp")));
 
-    // Only what is named is checked; the text form.
+    // Only what is named is checked: what it needs is built (found), not
+    // checked.
+    let (code, named, _) = check(&repo, &["after-dated"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(named.keys().collect::<Vec<_>>(), ["after-dated"]);
+    // A named package whose dependency fails is SKIPPED, and the failure
+    // is shown.
+    let (_, named, _) = check(&repo, &["needs-broken"]);
+    assert_eq!(named["needs-broken"]["state"], "SKIPPED");
+    assert_eq!(named["broken"]["state"], "FAIL");
+
+    // The text form.
     let out = repo.comb(&["check", "steady"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);

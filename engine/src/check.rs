@@ -208,6 +208,10 @@ pub fn check(
                 return Err(e);
             }
         };
+        // What a named package needs is built (or found), not checked.
+        if !request.packages.is_empty() && !request.packages.iter().any(|p| p == name) {
+            return Ok(recorded);
+        }
         let mut attempts = 0;
         let rebuilt = loop {
             attempts += 1;
@@ -271,6 +275,14 @@ pub fn check(
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut out = Vec::new();
     for r in states {
+        if !request.packages.is_empty() && !request.packages.contains(&r.name) {
+            if let Some(c) = results.remove(&r.name) {
+                // A dependency of a named package failed: the named one
+                // is SKIPPED, and says why.
+                out.push(c);
+            }
+            continue;
+        }
         let checked = match (results.remove(&r.name), &r.state) {
             (Some(c), _) => c,
             (None, JobState::Skipped { because }) => {
