@@ -1390,11 +1390,11 @@ fn ninja_dir(bench: &Bench, dag: &Dag, n: usize) -> PathBuf {
 
 // ------------------------------------------------------- part 2: scheduling
 
-/// 4. `comb check --all -j 2` of a repository of eight recipes (random
-/// dependencies, each build sleeping 0.5 s) against eight sequential
-/// `comb check PKG` runs, each its own comb: one run reuses every cached
-/// environment and rebuilds each package once, two at a time. Target: the
-/// repository-wide check takes less time (ratio below 1).
+/// Part 4: `comb check --all -j 2` of a repository of eight recipes
+/// (random dependencies, each build sleeping 0.5 s) against eight
+/// sequential `comb check PKG` runs, each its own comb: one run reuses
+/// every cached environment and rebuilds each package once, two at a time.
+/// Target: the repository-wide check takes less time (ratio below 1).
 fn check_part(bench: &Bench) {
     const N: usize = 8;
     let runs = env_count("COMB_BENCH_CHECK_RUNS", 3);
