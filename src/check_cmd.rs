@@ -34,6 +34,10 @@ pub struct CheckArgs {
     /// binaries of the same version in the pinned snapshot.
     #[arg(long)]
     against_distro: bool,
+    /// Do not run diffoscope over BAD packages (it runs in a sandbox on an
+    /// environment with the snapshot's diffoscope-minimal, made once).
+    #[arg(long)]
+    no_diffoscope: bool,
     #[command(flatten)]
     place: Place,
     /// One JSON object per package, then a summary.
@@ -68,6 +72,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         retry_fail: args.retry_fail,
         variations: args.vary.clone(),
         against_distro: args.against_distro,
+        diffoscope: !args.no_diffoscope,
     };
     let result = snapshot::load(&engine).and_then(|p| check::check(&engine, &p, &repo, &request));
     let results = match result {

@@ -312,6 +312,29 @@ fn report_text(report: &comb_engine::report::Report) -> String {
                 ));
             }
         }
+        if !run.checks.is_empty() {
+            out.push_str("  check results:\n");
+            for c in &run.checks {
+                let detail = if c.state == "BAD" {
+                    c.differences.join(", ")
+                } else {
+                    c.reason
+                        .as_deref()
+                        .and_then(|r| r.lines().next())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                out.push_str(&format!("    {:<8} {:<32} {detail}\n", c.state, c.package));
+                if let Some(excerpt) = &c.diffoscope_excerpt {
+                    for line in excerpt.lines().take(20) {
+                        out.push_str(&format!("        {line}\n"));
+                    }
+                }
+                if let Some(note) = &c.diffoscope_note {
+                    out.push_str(&format!("        (no diffoscope: {note})\n"));
+                }
+            }
+        }
         if !run.failures.is_empty() {
             out.push_str("  failures:\n");
             for f in &run.failures {

@@ -111,8 +111,14 @@ function summary() {
     const cls = { GOOD: "status-hit", BAD: "status-skipped", FAIL: "status-failed", SKIPPED: "status-skipped" };
     for (const c of run.checks) {
       const detail = c.state === "BAD" ? c.differences.join(", ") : (c.reason || "").split("\n")[0];
+      const cell = el("td", {}, detail);
+      if (c.diffoscope_excerpt) {
+        cell.append(el("details", {}, el("summary", {}, "diffoscope"), el("pre", { class: "failure" }, c.diffoscope_excerpt)));
+      } else if (c.diffoscope_note) {
+        cell.append(el("div", {}, "no diffoscope: " + c.diffoscope_note));
+      }
       tab.append(el("tr", { "data-check": c.package }, el("td", {}, c.package), el("td", { class: cls[c.state] || "" }, c.state),
-        el("td", {}, c.compared_with || ""), el("td", {}, detail)));
+        el("td", {}, c.compared_with || ""), cell));
     }
     s.append(tab);
   }

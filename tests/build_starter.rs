@@ -204,5 +204,13 @@ fn the_starter_repository_builds_and_then_is_all_hits() {
             !hello["differences"].as_array().unwrap().is_empty(),
             "{hello}"
         );
+        // diffoscope, from the snapshot, ran in a sandbox over the two.
+        assert!(hello["diffoscope"].is_string(), "{hello}");
+        let (ok, stdout, _) = comb(&repo, &["report"]);
+        assert!(ok);
+        assert!(
+            stdout.contains("+++ /comb-diff/0-rebuilt-hello.deb"),
+            "{stdout}"
+        );
     }
 }

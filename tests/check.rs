@@ -120,7 +120,19 @@ fn good_bad_fail_and_skipped() {
             "variations",
             "compared_with",
             "not_in_distro",
+            "diffoscope",
+            "diffoscope_note",
         ])
+    );
+    // The generated mirror has no diffoscope-minimal: said, not hidden.
+    assert!(packages["dated"]["diffoscope"].is_null());
+    assert!(
+        packages["dated"]["diffoscope_note"]
+            .as_str()
+            .unwrap()
+            .contains("diffoscope"),
+        "{}",
+        packages["dated"]
     );
     let differences = packages["dated"]["differences"].as_array().unwrap();
     let stamp = differences

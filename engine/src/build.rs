@@ -434,6 +434,11 @@ impl<'a> Ctx<'a> {
         self.engine
     }
 
+    /// base-build, which every pkg-env is over.
+    pub(crate) fn base_layer(&self) -> &'a Layer {
+        self.base
+    }
+
     /// The same, varying `variations` (a `comb check` rebuild).
     pub(crate) fn varying(&self, variations: Option<&'a Variations>) -> Ctx<'a> {
         Ctx {

@@ -108,6 +108,11 @@ pub struct PackageCheck {
     /// Rebuilt packages the snapshot has no official binary of (say,
     /// `-dbgsym`), left out of a `distro` comparison.
     pub not_in_distro: Vec<String>,
+    /// For a BAD package: diffoscope's text output, a stored log blob
+    /// (`comb report` shows it).
+    pub diffoscope: Option<String>,
+    /// Why there is no diffoscope output for a BAD package.
+    pub diffoscope_note: Option<String>,
 }
 
 impl PackageCheck {
@@ -126,6 +131,8 @@ impl PackageCheck {
             variations: None,
             compared_with: "recorded".into(),
             not_in_distro: Vec::new(),
+            diffoscope: None,
+            diffoscope_note: None,
         }
     }
 }
@@ -143,6 +150,9 @@ pub struct CheckRequest {
     /// Compare packages built from `debian` sources with the official
     /// binaries of the same version in the pinned snapshot.
     pub against_distro: bool,
+    /// Run diffoscope (from the snapshot, in a sandbox) over the `.deb`s
+    /// of a BAD package.
+    pub diffoscope: bool,
 }
 
 /// Whether an error is comb's or the machine's rather than the build's.
@@ -262,6 +272,12 @@ pub fn check(
         if c.recorded != c.rebuilt {
             c.state = Verdict::Bad;
             c.differences = differences(&engine.store, &recorded_debs, &rebuilt.debs)?;
+            if request.diffoscope {
+                match diffoscope(ctx, pinned, &recorded_debs, &rebuilt.debs) {
+                    Ok(log) => c.diffoscope = Some(log),
+                    Err(e) => c.diffoscope_note = Some(e.to_string()),
+                }
+            }
         }
         keep(c);
         Ok(recorded)
@@ -360,6 +376,96 @@ fn official(
         })
         .collect();
     Ok((official, missing))
+}
+
+/// How long diffoscope may take over one package.
+const DIFFOSCOPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// diffoscope's text over each pair of differing `.deb`s, run as U in a
+/// sandbox on an environment with Debian's `diffoscope-minimal` (made once
+/// and cached like any pkg-env): the `.deb`s are hostile input, and
+/// diffoscope unpacks them with many tools. Its output is stored as a log.
+fn diffoscope(
+    ctx: &Ctx,
+    pinned: &Pinned,
+    recorded: &[BuiltDeb],
+    rebuilt: &[BuiltDeb],
+) -> Result<String> {
+    let engine = ctx.engine();
+    let env = crate::env::pkg_env_for(
+        engine,
+        pinned,
+        ctx.base_layer(),
+        "comb-diffoscope",
+        &["diffoscope-minimal".to_string()],
+        &[],
+    )
+    .map_err(|e| Error::Other(format!("no diffoscope environment: {e}")))?;
+    let dir = engine.store.tmp_path("diffoscope");
+    let result = (|| {
+        std::fs::create_dir(&dir).map_err(|e| Error::io("creating a diffoscope directory", e))?;
+        let mut pairs = Vec::new();
+        for (i, a) in recorded.iter().enumerate() {
+            let Some(b) = rebuilt
+                .iter()
+                .find(|b| b.name == a.name && b.architecture == a.architecture)
+            else {
+                continue;
+            };
+            if a.sha256 == b.sha256 {
+                continue;
+            }
+            for (side, deb) in [("recorded", a), ("rebuilt", b)] {
+                let expected = Expected::sha256_hex(&deb.sha256)
+                    .map_err(|e| Error::Other(format!("{}: {e}", deb.name)))?;
+                let blob = engine.store.find_blob(&expected).ok_or_else(|| {
+                    Error::Other(format!(
+                        "{} {} is gone from the store",
+                        deb.name, deb.sha256
+                    ))
+                })?;
+                let name = format!("{i}-{side}-{}.deb", deb.name);
+                std::fs::copy(&blob, dir.join(&name))
+                    .map_err(|e| Error::io("staging a .deb for diffoscope", e))?;
+            }
+            pairs.push(format!(
+                "diffoscope --text - --no-progress /comb-diff/{i}-recorded-{n}.deb /comb-diff/{i}-rebuilt-{n}.deb || [ $? = 1 ]",
+                n = a.name
+            ));
+        }
+        let mut spec = comb_sandbox::Spec::new(
+            env.paths.clone(),
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("set -e\n{}", pairs.join("\n")),
+            ],
+        );
+        spec.identity = comb_sandbox::Identity::Builder;
+        spec.cancel = engine.cancel.clone();
+        spec.binds.push(comb_sandbox::Bind {
+            source: dir.clone(),
+            target: "/comb-diff".into(),
+            writable: false,
+        });
+        spec.limits.wall_timeout = Some(DIFFOSCOPE_TIMEOUT);
+        let outcome = comb_sandbox::run(&engine.sandbox, &spec)?;
+        let text = String::from_utf8_lossy(&outcome.stdout).into_owned();
+        if let Some(kill) = outcome.killed_by {
+            return Err(Error::Other(format!(
+                "diffoscope was stopped by the {kill:?} limit"
+            )));
+        }
+        if !outcome.status.success() {
+            return Err(Error::Other(format!(
+                "diffoscope failed: {}",
+                crate::env::tail(&String::from_utf8_lossy(&outcome.stderr), 5)
+            )));
+        }
+        crate::logs::store(engine, &text)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// The files that differ between the recorded and the rebuilt `.deb`s of

@@ -148,7 +148,15 @@ pub struct CheckRow {
     pub differences: Vec<String>,
     /// `recorded` or `distro`.
     pub compared_with: Option<String>,
+    /// For a BAD package: diffoscope's output (a log blob), and its first
+    /// lines; or why there is none.
+    pub diffoscope: Option<String>,
+    pub diffoscope_excerpt: Option<String>,
+    pub diffoscope_note: Option<String>,
 }
+
+/// Lines of diffoscope's output a report shows.
+const DIFFOSCOPE_LINES: usize = 200;
 
 /// A package whose build time changed sharply between two builds.
 #[derive(Debug, Clone, Serialize)]
@@ -423,6 +431,16 @@ fn run_report(
                     })
                     .collect(),
                 compared_with: text("compared_with"),
+                diffoscope_excerpt: text("diffoscope").and_then(|log| {
+                    crate::logs::read(store, &log).ok().map(|t| {
+                        t.lines()
+                            .take(DIFFOSCOPE_LINES)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                }),
+                diffoscope: text("diffoscope"),
+                diffoscope_note: text("diffoscope_note"),
             }
         })
         .collect();
