@@ -70,7 +70,10 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         },
         jobs,
         retry_fail: args.retry_fail,
-        variations: args.vary.clone(),
+        variations: args.vary.clone().map(|mut v| {
+            v.prepare(&engine.store);
+            v
+        }),
         against_distro: args.against_distro,
         diffoscope: !args.no_diffoscope,
     };
@@ -102,6 +105,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
             "{}",
             serde_json::json!({
                 "event": "summary",
+                "run": engine.run_id().0,
                 "good": count(Verdict::Good),
                 "bad": count(Verdict::Bad),
                 "fail": count(Verdict::Fail),

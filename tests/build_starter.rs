@@ -181,6 +181,30 @@ fn the_starter_repository_builds_and_then_is_all_hits() {
     assert!(stdout.contains("\"state\":\"BAD\""), "{stdout}");
     assert!(stdout.contains("./usr/share/dated/day"), "{stdout}");
 
+    // A package that embeds directory order: GOOD pinned, BAD when the
+    // rebuild's readdir() returns entries back to front.
+    let ordered = repo.join("ordered");
+    std::fs::create_dir_all(ordered.join("src")).unwrap();
+    std::fs::write(ordered.join("src/README"), format!("order ({nonce})\n")).unwrap();
+    std::fs::write(
+        ordered.join("recipe.toml"),
+        "[package]\nname = \"ordered\"\nversion = \"1.0-1\"\nsummary = \"a listing\"\nlicense = \"MIT\"\n\n\
+         [source]\npath = \"src\"\n\n[build]\nscript = \"\"\"\n\
+         mkdir -p d \"$DESTDIR/usr/share/ordered\"\nfor f in one two three four five; do touch d/$f; done\n\
+         ls -U d > \"$DESTDIR/usr/share/ordered/listing\"\n\"\"\"\n\n\
+         [[output]]\nname = \"ordered\"\narchitecture = \"all\"\nfiles = [\"usr/share/ordered/**\"]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = comb(&repo, &["check", "ordered", "--json"]);
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, _) = comb(
+        &repo,
+        &["check", "ordered", "--vary", "directory_order", "--json"],
+    );
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("\"state\":\"BAD\""), "{stdout}");
+    assert!(stdout.contains("./usr/share/ordered/listing"), "{stdout}");
+
     // Independent verification: hello rebuilt here against Debian's own
     // hello 2.10-3 of the snapshot (fetched and verified). Either answer
     // is a finding; what must hold is what was compared.
@@ -206,7 +230,14 @@ fn the_starter_repository_builds_and_then_is_all_hits() {
         );
         // diffoscope, from the snapshot, ran in a sandbox over the two.
         assert!(hello["diffoscope"].is_string(), "{hello}");
-        let (ok, stdout, _) = comb(&repo, &["report"]);
+        // This store is shared: name the check's own run.
+        let run = stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["event"] == "summary")
+            .unwrap()["run"]
+            .to_string();
+        let (ok, stdout, _) = comb(&repo, &["report", "--run", &run]);
         assert!(ok);
         assert!(
             stdout.contains("+++ /comb-diff/0-rebuilt-hello.deb"),

@@ -271,10 +271,9 @@ fn a_variation_shows_what_a_build_embeds() {
     assert_eq!(plain["state"], "GOOD", "{plain}");
     let not_applied = plain["variations"]["not_applied"].as_object().unwrap();
     assert!(not_applied["uid"].as_str().unwrap().contains("uid 1000"));
-    assert!(not_applied["directory_order"]
-        .as_str()
-        .unwrap()
-        .contains("FUSE"));
+    // Directory order is reversed by a preloaded library compiled with the
+    // host's C compiler (CI has gcc).
+    assert!(!not_applied.contains_key("directory_order"), "{plain}");
     let applied = plain["variations"]["applied"].as_array().unwrap();
     assert!(applied.contains(&Value::from("hostname")) && applied.contains(&Value::from("locale")));
 

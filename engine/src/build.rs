@@ -885,7 +885,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
     spec.limits.wall_timeout = Some(BUILD_TIMEOUT);
     spec.hostname = "comb-build".into();
     if let Some(v) = variations {
-        vary::apply(&vary::plan(v, &env_layer.paths), &mut spec, share);
+        vary::apply(v, &vary::plan(v, &env_layer.paths), &mut spec, share);
     }
     let outcome = comb_sandbox::run_streaming(&engine.sandbox, &spec, |_, chunk| {
         engine.observer.output(name, chunk)

@@ -4,6 +4,7 @@
 //! environment cannot apply is reported as not applied, with the reason,
 //! never silently skipped.
 
+use comb_cache::Store;
 use comb_sandbox::{Bind, Spec};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,15 +70,70 @@ impl Variation {
     }
 }
 
-/// A set of variations.
+/// A set of variations, and what some of them need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Variations(pub BTreeSet<Variation>);
+pub struct Variations {
+    pub set: BTreeSet<Variation>,
+    /// The readdir-reversing library ([`Variations::prepare`]), or why
+    /// there is none.
+    disorder: Option<std::result::Result<PathBuf, String>>,
+}
+
+/// The source of the library that reverses directory order.
+const DISORDER_C: &str = include_str!("vary/disorder.c");
+const DISORDER_LIB: &str = "libcomb-disorder.so";
+
+/// The readdir-reversing library, compiled once from [`DISORDER_C`] with
+/// the host's C compiler into a store tree named by the source's digest.
+fn disorder_library(store: &Store) -> std::result::Result<PathBuf, String> {
+    let name = format!(
+        "disorder-{}",
+        &blake3::hash(DISORDER_C.as_bytes()).to_hex()[..16]
+    );
+    if let Some(dir) = store.tree_path(&name) {
+        return Ok(dir);
+    }
+    let tree = store.begin_tree().map_err(|e| e.to_string())?;
+    let source = tree.path().join("disorder.c");
+    std::fs::write(&source, DISORDER_C)
+        .map_err(|e| format!("writing {}: {e}", source.display()))?;
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(tree.path().join(DISORDER_LIB))
+        .arg(&source)
+        .args(["-ldl", "-lpthread"])
+        .output()
+        .map_err(|e| format!("no C compiler on this host (cc: {e})"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "compiling the directory-order library failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    match tree.publish(&name) {
+        Ok(dir) => Ok(dir),
+        // Another comb published it first.
+        Err(_) => store
+            .tree_path(&name)
+            .ok_or_else(|| "publishing the directory-order library failed".to_string()),
+    }
+}
 
 impl Variations {
+    /// Makes what the variations need (the directory-order library).
+    pub fn prepare(&mut self, store: &Store) {
+        if self.set.contains(&Variation::DirectoryOrder) && self.disorder.is_none() {
+            self.disorder = Some(disorder_library(store));
+        }
+    }
+
     /// `all`, or names separated by commas (`build_path,hostname`).
     pub fn parse(text: &str) -> Result<Variations, String> {
         if text.trim() == "all" {
-            return Ok(Variations(Variation::ALL.into_iter().collect()));
+            return Ok(Variations {
+                set: Variation::ALL.into_iter().collect(),
+                disorder: None,
+            });
         }
         let mut set = BTreeSet::new();
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -93,7 +149,10 @@ impl Variations {
                 })?;
             set.insert(v);
         }
-        Ok(Variations(set))
+        Ok(Variations {
+            set,
+            disorder: None,
+        })
     }
 }
 
@@ -107,7 +166,7 @@ pub struct VariationReport {
 /// Where a build works: `/build`, or a deeper, other path when varied.
 pub(crate) fn build_root(vary: Option<&Variations>) -> &'static str {
     match vary {
-        Some(v) if v.0.contains(&Variation::BuildPath) => "/usr/src/comb-varied/build-path",
+        Some(v) if v.set.contains(&Variation::BuildPath) => "/usr/src/comb-varied/build-path",
         _ => "/build",
     }
 }
@@ -131,13 +190,15 @@ fn has_tool(layers: &[PathBuf], name: &str) -> bool {
 /// What applying `vary` in an environment of `layers` does.
 pub fn plan(vary: &Variations, layers: &[PathBuf]) -> VariationReport {
     let mut report = VariationReport::default();
-    for v in &vary.0 {
+    for v in &vary.set {
         let missing = |what: &str| Some(format!("{what} is not in the build environment"));
         let why_not = match v {
             Variation::Uid => Some("the sandbox maps the builder to uid 1000 only".to_string()),
-            Variation::DirectoryOrder => {
-                Some("disorderfs needs FUSE, which the sandbox does not offer".to_string())
-            }
+            Variation::DirectoryOrder => match &vary.disorder {
+                Some(Ok(_)) => None,
+                Some(Err(e)) => Some(e.clone()),
+                None => Some("not prepared (Variations::prepare)".to_string()),
+            },
             Variation::Time if faketime_dir().is_none() => {
                 Some("libfaketime is not installed on this host (Debian: faketime)".to_string())
             }
@@ -159,13 +220,25 @@ pub fn plan(vary: &Variations, layers: &[PathBuf]) -> VariationReport {
 
 /// Applies the variations `report` says apply to a build's `spec` (whose
 /// command is `/bin/sh -c SCRIPT`) that would get `share` CPUs.
-pub(crate) fn apply(report: &VariationReport, spec: &mut Spec, share: usize) {
+pub(crate) fn apply(vary: &Variations, report: &VariationReport, spec: &mut Spec, share: usize) {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut wrappers: Vec<String> = Vec::new();
+    let mut preload: Vec<String> = Vec::new();
     for v in &report.applied {
         match v {
             // The build root is chosen by the caller (`build_root`).
-            Variation::BuildPath | Variation::Uid | Variation::DirectoryOrder => {}
+            Variation::BuildPath | Variation::Uid => {}
+            Variation::DirectoryOrder => {
+                if let Some(Ok(dir)) = &vary.disorder {
+                    let inside = Path::new("/usr/lib/comb-disorder");
+                    spec.binds.push(Bind {
+                        source: dir.clone(),
+                        target: inside.to_path_buf(),
+                        writable: false,
+                    });
+                    preload.push(inside.join(DISORDER_LIB).display().to_string());
+                }
+            }
             Variation::Hostname => spec.hostname = "comb-varied-host".into(),
             Variation::Domainname => spec.domainname = "varied.example".into(),
             Variation::Umask => spec.umask = 0o002,
@@ -206,15 +279,15 @@ pub(crate) fn apply(report: &VariationReport, spec: &mut Spec, share: usize) {
                         target: inside.to_path_buf(),
                         writable: false,
                     });
-                    env.push((
-                        "LD_PRELOAD".into(),
-                        inside.join("libfaketime.so.1").display().to_string(),
-                    ));
+                    preload.push(inside.join("libfaketime.so.1").display().to_string());
                     // A year and a week ahead, the clock still running.
                     env.push(("FAKETIME".into(), "+372d".into()));
                 }
             }
         }
+    }
+    if !preload.is_empty() {
+        env.push(("LD_PRELOAD".into(), preload.join(" ")));
     }
     for (k, v) in env {
         spec.env.retain(|(key, _)| *key != k);
@@ -234,10 +307,10 @@ mod tests {
     fn names_parse_and_unknown_ones_say_what_exists() {
         let v = Variations::parse("hostname, build-path").unwrap();
         assert_eq!(
-            v.0,
+            v.set,
             BTreeSet::from([Variation::Hostname, Variation::BuildPath])
         );
-        assert_eq!(Variations::parse("all").unwrap().0.len(), 15);
+        assert_eq!(Variations::parse("all").unwrap().set.len(), 15);
         let e = Variations::parse("moon").unwrap_err();
         assert!(
             e.contains("unknown variation \"moon\"") && e.contains("hostname"),
@@ -250,6 +323,7 @@ mod tests {
         let all = Variations::parse("all").unwrap();
         let report = plan(&all, &[]);
         assert!(report.not_applied.contains_key("uid"));
+        // Not prepared: no directory-order library.
         assert!(report.not_applied.contains_key("directory_order"));
         // No layers: no taskset or setarch.
         assert!(report.not_applied["cpus"].contains("taskset"));
