@@ -103,6 +103,9 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         fn plan(&self, packages: &[(String, u64)], jobs: usize) {
             self.0.plan(packages, jobs)
         }
+        fn waiting(&self, what: &str) {
+            self.0.waiting(what)
+        }
     }
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let engine = Engine::open(

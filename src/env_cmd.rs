@@ -83,6 +83,10 @@ impl Printer {
 }
 
 impl Observer for Printer {
+    fn waiting(&self, what: &str) {
+        eprintln!("comb: waiting for {what} to finish");
+    }
+
     fn node(&self, e: &NodeEvent) {
         if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
             bar.finish_and_clear();

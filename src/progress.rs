@@ -259,6 +259,12 @@ impl Observer for Reporter {
         }
     }
 
+    fn waiting(&self, what: &str) {
+        if self.mode != Mode::Json {
+            self.say(format!("comb: waiting for {what} to finish"));
+        }
+    }
+
     fn plan(&self, packages: &[(String, u64)], jobs: usize) {
         if let Some(live) = &self.live {
             live.overall.set_length(packages.len() as u64);

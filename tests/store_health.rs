@@ -168,4 +168,33 @@ fn gc_waits_for_a_running_build_which_loses_nothing() {
     // The store is consistent after both: building again works.
     let (code, _, _) = repo.build(&[]);
     assert_eq!(code, Some(0));
+
+    // The other way round: a build started while gc holds the store waits
+    // for it, and says so.
+    let store = repo.store.clone();
+    let holder = std::thread::spawn(move || {
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(store.join("locks/store"))
+            .unwrap();
+        // SAFETY: flock on a valid, owned file descriptor.
+        assert_eq!(
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+            0
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(lock);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let out = repo.comb(&["build", "--all"]);
+    assert!(out.status.success());
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting for a running comb gc"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    holder.join().unwrap();
 }

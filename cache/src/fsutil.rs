@@ -17,17 +17,25 @@ use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-/// Takes a shared flock on `file`, waiting while an exclusive one is held.
-pub(crate) fn flock_shared(file: &File) -> io::Result<()> {
+/// Takes a shared flock on `file`. `wait` blocks while an exclusive one is
+/// held; without it, returns `Ok(false)` at once.
+pub(crate) fn flock_shared(file: &File, wait: bool) -> io::Result<bool> {
+    let op = if wait {
+        libc::LOCK_SH
+    } else {
+        libc::LOCK_SH | libc::LOCK_NB
+    };
     loop {
         // SAFETY: flock on a valid, owned file descriptor.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
+        let r = unsafe { libc::flock(file.as_raw_fd(), op) };
         if r == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if !wait => return Ok(false),
+            _ => return Err(e),
         }
     }
 }

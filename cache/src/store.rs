@@ -623,8 +623,19 @@ impl Store {
     /// Waits while a collection runs.
     pub fn use_lock(&self) -> Result<StoreLock, StoreError> {
         let (file, path) = self.store_lock_file()?;
-        fsutil::flock_shared(&file).map_err(io_err("locking", &path))?;
+        fsutil::flock_shared(&file, true).map_err(io_err("locking", &path))?;
         Ok(StoreLock { _file: file })
+    }
+
+    /// [`Store::use_lock`] without waiting: `Ok(None)` while a collection
+    /// runs.
+    pub fn try_use_lock(&self) -> Result<Option<StoreLock>, StoreError> {
+        let (file, path) = self.store_lock_file()?;
+        if fsutil::flock_shared(&file, false).map_err(io_err("locking", &path))? {
+            Ok(Some(StoreLock { _file: file }))
+        } else {
+            Ok(None)
+        }
     }
 
     /// The exclusive side of [`Store::use_lock`], for garbage collection:

@@ -38,6 +38,8 @@ pub trait Observer: Sync {
     /// A chunk of the output of the running node `name` (a build or an
     /// installation), as it comes.
     fn output(&self, _name: &str, _chunk: &[u8]) {}
+    /// comb waits for `what` before it can go on.
+    fn waiting(&self, _what: &str) {}
     /// What a build run will do: each package with its last recorded
     /// build time (0 if never built), and how many build at once.
     fn plan(&self, _packages: &[(String, u64)], _jobs: usize) {}
@@ -102,8 +104,14 @@ impl Engine {
         observer: Box<dyn Observer + Send>,
     ) -> Result<Engine> {
         let store = Store::open(&store)?;
-        // Held for the whole run: `comb gc` waits for it.
-        let store_use = store.use_lock()?;
+        // Held for the whole run: `comb gc` waits for it, and it for gc.
+        let store_use = match store.try_use_lock()? {
+            Some(lock) => lock,
+            None => {
+                observer.waiting("a running comb gc");
+                store.use_lock()?
+            }
+        };
         let index = store.open_index()?;
         let run = index.begin_run(command_line)?;
         let sandbox = SandboxConfig::detect()?;
