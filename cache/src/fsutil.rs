@@ -20,34 +20,17 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 /// Takes a shared flock on `file`. `wait` blocks while an exclusive one is
 /// held; without it, returns `Ok(false)` at once.
 pub(crate) fn flock_shared(file: &File, wait: bool) -> io::Result<bool> {
-    let op = if wait {
-        libc::LOCK_SH
-    } else {
-        libc::LOCK_SH | libc::LOCK_NB
-    };
-    loop {
-        // SAFETY: flock on a valid, owned file descriptor.
-        let r = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) if !wait => return Ok(false),
-            _ => return Err(e),
-        }
-    }
+    flock(file, libc::LOCK_SH, wait)
 }
 
 /// Takes an exclusive flock on `file`. `wait` blocks until it is free;
 /// otherwise returns `Ok(false)` if another open file description holds it.
 pub(crate) fn flock_exclusive(file: &File, wait: bool) -> io::Result<bool> {
-    let op = if wait {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_EX | libc::LOCK_NB
-    };
+    flock(file, libc::LOCK_EX, wait)
+}
+
+fn flock(file: &File, kind: libc::c_int, wait: bool) -> io::Result<bool> {
+    let op = if wait { kind } else { kind | libc::LOCK_NB };
     loop {
         // SAFETY: flock on a valid, owned file descriptor.
         let r = unsafe { libc::flock(file.as_raw_fd(), op) };
