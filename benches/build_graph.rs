@@ -106,6 +106,8 @@
 //! builds the repositories (about 12 minutes for 1,000 recipes and 25 more
 //! for 3,000 on two CPUs, resumable); later runs take about 15 minutes.
 
+mod common;
+use common::*;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read};
@@ -139,10 +141,6 @@ const REAL_MAX_RATIO: f64 = 1.05;
 /// (this machine, two CPUs: resolution 1.7 s, pkg-env 0.3 s, build 0.05 s
 /// for a recipe with dependencies, two at a time).
 const DEFAULT_SETUP_RATE: f64 = 1.1;
-/// How long ext4 without a journal avoids reusing a freed inode.
-const INODE_REUSE_DELAY: Duration = Duration::from_secs(61);
-/// Holds when the benchmark last removed a large tree (Unix seconds).
-const REMOVED_STAMP: &str = "removed-at";
 /// Scratch directories removed at the end of a run.
 const SCRATCH_NAMES: [&str; 3] = ["trad", "chroot-builds", "sandbox-builds"];
 /// Written in a repository once all of it is built in the store named
@@ -590,53 +588,6 @@ fn generate(dir: &Path, what: &str, fill: impl FnOnce(&Path)) {
 
 // ------------------------------------------------------ running commands
 
-/// A finished command.
-struct Ran {
-    ok: bool,
-    wall: Duration,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` (stdin closed, stdout and stderr captured) and times it
-/// from spawn to exit.
-fn run(cmd: &mut Command) -> Ran {
-    run_to(cmd, Stdio::piped())
-}
-
-/// [`run`], with stdout sent to `stdout` (captured only if a pipe).
-fn run_to(cmd: &mut Command, stdout: Stdio) -> Ran {
-    let start = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| abort(&format!("cannot run {:?}: {e}", cmd.get_program())));
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| abort(&format!("waiting for {:?}: {e}", cmd.get_program())));
-    Ran {
-        ok: out.status.success(),
-        wall: start.elapsed(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Runs `cmd` and returns its stdout; aborts unless it exits 0.
-fn command_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    if !out.ok {
-        abort(&format!(
-            "{:?} failed:\n{}",
-            cmd.get_program(),
-            tail(&out.stderr, 10)
-        ));
-    }
-    out.stdout
-}
-
 /// A finished `comb ... --json`: its lines with the time each arrived,
 /// and what the kernel says the process used.
 struct CombRun {
@@ -818,15 +769,6 @@ fn full_build(bench: &Bench, repo: &Path, recipes: usize, args: &[&str]) -> (Com
         .filter(|e| e.stage == "build" && e.status == "built")
         .count();
     (out, built)
-}
-
-fn installed(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 // ------------------------------------------------------------ part 1: no-op
@@ -2329,107 +2271,6 @@ fn traditional(bench: &Bench, real: &Real, chroot: &Chroot, runs: usize, comb: D
 
 // ------------------------------------------------------------ plumbing
 
-fn sync() {
-    // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc::sync() };
-}
-
-fn unix_now() -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
-/// `--repo R --store S`.
-fn place(repo: &Path, store: &Path) -> Vec<String> {
-    vec![
-        "--repo".into(),
-        repo.display().to_string(),
-        "--store".into(),
-        store.display().to_string(),
-    ]
-}
-
-fn env_string(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn env_path(name: &str, default: &str) -> PathBuf {
-    std::env::var_os(name)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default))
-}
-
-fn env_count(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(text) => match text.parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => abort(&format!("{name}={text:?} is not a positive number")),
-        },
-        Err(_) => default,
-    }
-}
-
-fn mkdir_all(dir: &Path) {
-    std::fs::create_dir_all(dir)
-        .unwrap_or_else(|e| abort(&format!("creating {}: {e}", dir.display())));
-}
-
-fn remove_all(path: &Path) {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => abort(&format!("removing {}: {e}", path.display())),
-    }
-}
-
-fn rename(from: &Path, to: &Path) {
-    std::fs::rename(from, to).unwrap_or_else(|e| {
-        abort(&format!(
-            "renaming {} to {}: {e}",
-            from.display(),
-            to.display()
-        ))
-    });
-}
-
-fn write(path: &Path, data: &[u8]) {
-    std::fs::write(path, data)
-        .unwrap_or_else(|e| abort(&format!("writing {}: {e}", path.display())));
-}
-
-fn read_dir(dir: &Path) -> impl Iterator<Item = std::fs::DirEntry> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| abort(&format!("listing {}: {e}", dir.display())))
-        .flatten()
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The `q`-quantile (0.0 to 1.0) of `times`, nearest rank; the median is
-/// the mean of the two middle ones for an even count.
-fn quantile(times: &[Duration], q: f64) -> Duration {
-    let mut sorted = times.to_vec();
-    sorted.sort();
-    let n = sorted.len();
-    if n == 0 {
-        return Duration::ZERO;
-    }
-    if q == 0.5 && n % 2 == 0 {
-        return (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-    }
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    sorted[rank - 1]
-}
-
-fn median(times: &[Duration]) -> Duration {
-    quantile(times, 0.5)
-}
-
 fn median_f64(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -2437,25 +2278,6 @@ fn median_f64(values: &[f64]) -> f64 {
         0 => 0.0,
         n if n % 2 == 0 => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
         n => sorted[n / 2],
-    }
-}
-
-/// Puts `items` in a pseudo-random order (Fisher-Yates, xorshift).
-fn shuffle(items: &mut [usize], seed: &mut u64) {
-    for i in (1..items.len()).rev() {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        let j = (*seed % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "ok"
-    } else {
-        "MISSED"
     }
 }
 
@@ -2503,19 +2325,4 @@ fn thousands(n: usize) -> String {
         out.push(c);
     }
     out
-}
-
-/// `1 run`, `3 runs`.
-fn plural(n: usize, word: &str) -> String {
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
-}
-
-fn skip(reason: &str) -> ! {
-    println!("build_graph: skipped: {reason}");
-    std::process::exit(0);
-}
-
-fn abort(message: &str) -> ! {
-    eprintln!("build_graph: {message}");
-    std::process::exit(1);
 }

@@ -89,6 +89,8 @@
 //! about 5 minutes, plus about a minute of downloads the first time. The
 //! outputs of a run need about 6 GB of disk until it ends.
 
+mod common;
+use common::*;
 use serde_json::Value;
 use std::fs::File;
 use std::os::unix::fs::DirBuilderExt;
@@ -111,14 +113,6 @@ const INSTANTIATE_MIN_SPEEDUP: f64 = 100.0;
 const SCRATCH_MAX_RATIO: f64 = 1.0;
 /// What a complete bookworm base-build tarball weighs, roughly (bytes).
 const TARBALL_EXPECTED: (u64, u64) = (300_000_000, 700_000_000);
-/// How long ext4 without a journal avoids reusing a freed inode once it is
-/// written back (`RECENTCY_MIN` in `fs/ext4/ialloc.c`): until then, every
-/// file created scans past the freed inodes, and creating thousands of
-/// files right after removing thousands takes ten times as long. This
-/// machine's root file system has no journal, so the benchmark removes
-/// its scratch outputs only at the end, and waits this long after a
-/// removal before it measures anything.
-const INODE_REUSE_DELAY: Duration = Duration::from_secs(61);
 /// Scratch directories of the benchmark, removed at the end of a run (and
 /// at the start of the next, if a run was interrupted).
 const SCRATCH_NAMES: [&str; 5] = [
@@ -128,8 +122,6 @@ const SCRATCH_NAMES: [&str; 5] = [
     "mmdebstrap-warm",
     "pkg-seed.partial",
 ];
-/// Holds when the benchmark last removed a large tree (Unix seconds).
-const REMOVED_STAMP: &str = "removed-at";
 /// Mount points inside a sandbox whose contents are not the environment's;
 /// `tar --one-file-system` keeps each as an empty directory.
 const SANDBOX_MOUNTS: [&str; 3] = ["/proc", "/dev", "/tmp"];
@@ -1292,186 +1284,10 @@ fn resolved_count(store: &Path, events: &[Event], set: &str) -> usize {
 
 // ------------------------------------------------------------ plumbing
 
-/// A finished command.
-struct Ran {
-    ok: bool,
-    wall: Duration,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` (stdin closed, stdout and stderr captured) and times it
-/// from spawn to exit.
-fn run(cmd: &mut Command) -> Ran {
-    run_to(cmd, Stdio::piped())
-}
-
-/// [`run`], with stdout sent to `stdout` (captured only if a pipe).
-fn run_to(cmd: &mut Command, stdout: Stdio) -> Ran {
-    let start = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| abort(&format!("cannot run {:?}: {e}", cmd.get_program())));
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| abort(&format!("waiting for {:?}: {e}", cmd.get_program())));
-    Ran {
-        ok: out.status.success(),
-        wall: start.elapsed(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Runs `cmd` and returns its stdout; aborts unless it exits 0.
-fn command_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    if !out.ok {
-        abort(&format!(
-            "{:?} failed:\n{}",
-            cmd.get_program(),
-            tail(&out.stderr, 10)
-        ));
-    }
-    out.stdout
-}
-
-fn installed(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn sync() {
-    // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc::sync() };
-}
-
-fn unix_now() -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
 fn timed_sync() -> Duration {
     let start = Instant::now();
     sync();
     start.elapsed()
-}
-
-/// `--repo R --store S`.
-fn place(repo: &Path, store: &Path) -> Vec<String> {
-    vec![
-        "--repo".into(),
-        repo.display().to_string(),
-        "--store".into(),
-        store.display().to_string(),
-    ]
-}
-
-fn env_string(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn env_path(name: &str, default: &str) -> PathBuf {
-    std::env::var_os(name)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default))
-}
-
-fn env_count(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(text) => match text.parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => abort(&format!("{name}={text:?} is not a positive number")),
-        },
-        Err(_) => default,
-    }
-}
-
-fn mkdir_all(dir: &Path) {
-    std::fs::create_dir_all(dir)
-        .unwrap_or_else(|e| abort(&format!("creating {}: {e}", dir.display())));
-}
-
-fn remove_all(path: &Path) {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => abort(&format!("removing {}: {e}", path.display())),
-    }
-}
-
-fn rename(from: &Path, to: &Path) {
-    std::fs::rename(from, to).unwrap_or_else(|e| {
-        abort(&format!(
-            "renaming {} to {}: {e}",
-            from.display(),
-            to.display()
-        ))
-    });
-}
-
-fn write(path: &Path, data: &[u8]) {
-    std::fs::write(path, data)
-        .unwrap_or_else(|e| abort(&format!("writing {}: {e}", path.display())));
-}
-
-fn read_dir(dir: &Path) -> impl Iterator<Item = std::fs::DirEntry> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| abort(&format!("listing {}: {e}", dir.display())))
-        .flatten()
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The `q`-quantile (0.0 to 1.0) of `times`, nearest rank; the median is
-/// the mean of the two middle ones for an even count.
-fn quantile(times: &[Duration], q: f64) -> Duration {
-    let mut sorted = times.to_vec();
-    sorted.sort();
-    let n = sorted.len();
-    if n == 0 {
-        return Duration::ZERO;
-    }
-    if q == 0.5 && n % 2 == 0 {
-        return (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-    }
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    sorted[rank - 1]
-}
-
-fn median(times: &[Duration]) -> Duration {
-    quantile(times, 0.5)
-}
-
-/// Puts `items` in a pseudo-random order (Fisher-Yates, xorshift).
-fn shuffle(items: &mut [usize], seed: &mut u64) {
-    for i in (1..items.len()).rev() {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        let j = (*seed % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "ok"
-    } else {
-        "MISSED"
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -1494,21 +1310,6 @@ fn list_seconds(times: &[Duration]) -> String {
         .join(", ")
 }
 
-/// `1 run`, `3 runs`.
-fn plural(n: usize, word: &str) -> String {
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
-}
-
 fn megabytes(bytes: u64) -> String {
     format!("{:.0} MB", bytes as f64 / 1e6)
-}
-
-fn skip(reason: &str) -> ! {
-    println!("env_layers: skipped: {reason}");
-    std::process::exit(0);
-}
-
-fn abort(message: &str) -> ! {
-    eprintln!("env_layers: {message}");
-    std::process::exit(1);
 }

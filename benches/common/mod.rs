@@ -1,0 +1,205 @@
+//! What the benchmarks share: running and timing commands, reading their
+//! parameters from the environment, file-system steps that abort with the
+//! path on failure, and small statistics. Each benchmark uses part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Holds when the benchmark last removed a large tree (Unix seconds).
+pub const REMOVED_STAMP: &str = "removed-at";
+
+/// How long ext4 without a journal avoids reusing a freed inode.
+pub const INODE_REUSE_DELAY: Duration = Duration::from_secs(61);
+
+/// A finished command.
+pub struct Ran {
+    pub ok: bool,
+    pub wall: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (stdin closed, stdout and stderr captured) and times it
+/// from spawn to exit.
+pub fn run(cmd: &mut Command) -> Ran {
+    run_to(cmd, Stdio::piped())
+}
+
+/// [`run`], with stdout sent to `stdout` (captured only if a pipe).
+pub fn run_to(cmd: &mut Command, stdout: Stdio) -> Ran {
+    let start = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| abort(&format!("cannot run {:?}: {e}", cmd.get_program())));
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| abort(&format!("waiting for {:?}: {e}", cmd.get_program())));
+    Ran {
+        ok: out.status.success(),
+        wall: start.elapsed(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `cmd` and returns its stdout; aborts unless it exits 0.
+pub fn command_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    if !out.ok {
+        abort(&format!(
+            "{:?} failed:\n{}",
+            cmd.get_program(),
+            tail(&out.stderr, 10)
+        ));
+    }
+    out.stdout
+}
+
+pub fn installed(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub fn sync() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+pub fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// `--repo R --store S`.
+pub fn place(repo: &Path, store: &Path) -> Vec<String> {
+    vec![
+        "--repo".into(),
+        repo.display().to_string(),
+        "--store".into(),
+        store.display().to_string(),
+    ]
+}
+
+pub fn env_string(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+pub fn env_path(name: &str, default: &str) -> PathBuf {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default))
+}
+
+pub fn env_count(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(text) => match text.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => abort(&format!("{name}={text:?} is not a positive number")),
+        },
+        Err(_) => default,
+    }
+}
+
+pub fn mkdir_all(dir: &Path) {
+    std::fs::create_dir_all(dir)
+        .unwrap_or_else(|e| abort(&format!("creating {}: {e}", dir.display())));
+}
+
+pub fn remove_all(path: &Path) {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => abort(&format!("removing {}: {e}", path.display())),
+    }
+}
+
+pub fn rename(from: &Path, to: &Path) {
+    std::fs::rename(from, to).unwrap_or_else(|e| {
+        abort(&format!(
+            "renaming {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    });
+}
+
+pub fn write(path: &Path, data: &[u8]) {
+    std::fs::write(path, data)
+        .unwrap_or_else(|e| abort(&format!("writing {}: {e}", path.display())));
+}
+
+pub fn read_dir(dir: &Path) -> impl Iterator<Item = std::fs::DirEntry> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| abort(&format!("listing {}: {e}", dir.display())))
+        .flatten()
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The `q`-quantile (0.0 to 1.0) of `times`, nearest rank; the median is
+/// the mean of the two middle ones for an even count.
+pub fn quantile(times: &[Duration], q: f64) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    if n == 0 {
+        return Duration::ZERO;
+    }
+    if q == 0.5 && n % 2 == 0 {
+        return (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    }
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+    sorted[rank - 1]
+}
+
+pub fn median(times: &[Duration]) -> Duration {
+    quantile(times, 0.5)
+}
+
+/// Puts `items` in a pseudo-random order (Fisher-Yates, xorshift).
+pub fn shuffle(items: &mut [usize], seed: &mut u64) {
+    for i in (1..items.len()).rev() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let j = (*seed % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
+/// `1 run`, `3 runs`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+pub fn skip(reason: &str) -> ! {
+    println!("{}: skipped: {reason}", env!("CARGO_CRATE_NAME"));
+    std::process::exit(0);
+}
+
+pub fn abort(message: &str) -> ! {
+    eprintln!("{}: {message}", env!("CARGO_CRATE_NAME"));
+    std::process::exit(1);
+}
