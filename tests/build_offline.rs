@@ -190,6 +190,33 @@ fn bad_repositories_get_their_errors() {
     );
 }
 
+/// Starts `comb build --all` and reads its stderr until a build starts:
+/// the child, and the rest of its stderr.
+fn build_until_building(
+    repo: &Repo,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = repo
+        .command(&["build", "--all"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        eprintln!("{line}");
+        if line.starts_with("build") && line.contains("building") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+    }
+    (child, lines)
+}
+
 #[test]
 fn a_killed_build_is_finished_by_the_next_run() {
     if !is_root() {
@@ -201,21 +228,7 @@ fn a_killed_build_is_finished_by_the_next_run() {
         &native("slow", &[], "echo starting; sleep 5"),
         "s\n",
     );
-    let mut child = repo
-        .command(&["build", "--all"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        eprintln!("{line}");
-        if line.starts_with("build") && line.contains("building") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120));
-    }
+    let (mut child, _) = build_until_building(&repo);
     std::thread::sleep(Duration::from_millis(1000));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -241,19 +254,7 @@ fn ctrl_c_kills_the_running_builds_and_the_next_run_finishes() {
         &native("sleepy", &[], "echo starting; sleep 600"),
         "s\n",
     );
-    let mut child = repo
-        .command(&["build", "--all"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.starts_with("build") && line.contains("building") {
-            break;
-        }
-    }
+    let (mut child, lines) = build_until_building(&repo);
     std::thread::sleep(Duration::from_millis(500));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

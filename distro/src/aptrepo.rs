@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
@@ -52,20 +52,11 @@ impl RepoEntry {
     /// hashes from one pass over the file.
     pub fn from_deb(path: &Path, filename: &str) -> Result<RepoEntry> {
         let control = DebArchive::open(path)?.control()?;
-        let mut file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        let (mut sha256, mut md5, mut size) = (Sha256::new(), Md5::new(), 0u64);
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(|e| Error::io("reading", path, e))?;
-            if n == 0 {
-                break;
-            }
-            sha256.update(&buf[..n]);
-            md5.update(&buf[..n]);
-            size += n as u64;
-        }
+        let (mut sha256, mut md5) = (Sha256::new(), Md5::new());
+        let size = crate::fetch::read_chunks(path, |chunk| {
+            sha256.update(chunk);
+            md5.update(chunk);
+        })?;
         Ok(RepoEntry {
             control,
             filename: filename.to_string(),

@@ -159,8 +159,14 @@ pub(crate) fn temp_path(dest: &Path) -> PathBuf {
 
 /// Size and sha256 of a local file.
 pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut file = File::open(path).map_err(|e| Error::io("reading", path, e))?;
     let mut hasher = Sha256::new();
+    let size = read_chunks(path, |chunk| hasher.update(chunk))?;
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Passes the file at `path` to `f` in chunks; returns its size.
+pub(crate) fn read_chunks(path: &Path, mut f: impl FnMut(&[u8])) -> Result<u64> {
+    let mut file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
     loop {
@@ -168,12 +174,11 @@ pub fn hash_file(path: &Path) -> Result<(String, u64)> {
             .read(&mut buf)
             .map_err(|e| Error::io("reading", path, e))?;
         if n == 0 {
-            break;
+            return Ok(size);
         }
-        hasher.update(&buf[..n]);
+        f(&buf[..n]);
         size += n as u64;
     }
-    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// Lowercase hex sha256 of bytes.
