@@ -4,16 +4,10 @@
 //! (`$COMB_TEST_STORE`, default `/var/cache/comb-test-store`) so reruns
 //! neither download nor build again. Needs root, like CI.
 
-use std::path::{Path, PathBuf};
+mod real;
+
+use std::path::Path;
 use std::process::Command;
-
-const COMB: &str = env!("CARGO_BIN_EXE_comb");
-
-fn store() -> PathBuf {
-    std::env::var_os("COMB_TEST_STORE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/comb-test-store"))
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -28,21 +22,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `comb ARGS`: whether it succeeded, its stdout and its stderr.
 fn comb(repo: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(COMB)
-        .args(args)
-        .arg("--repo")
-        .arg(repo)
-        .arg("--store")
-        .arg(store())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
+    let out = real::comb(repo, args);
+    (
+        out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    eprintln!("comb {args:?}: {}\n{stderr}", out.status);
-    (out.status.success(), stdout, stderr)
+    )
 }
 
 #[test]

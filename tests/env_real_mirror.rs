@@ -7,34 +7,10 @@
 //! neither download nor build again. Needs root (CI runs as root) and the
 //! mirror; it is skipped, saying so, without either.
 
-use std::path::{Path, PathBuf};
+mod real;
+
+use real::{comb, store, COMB};
 use std::process::Command;
-
-const COMB: &str = env!("CARGO_BIN_EXE_comb");
-
-fn store() -> PathBuf {
-    std::env::var_os("COMB_TEST_STORE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/comb-test-store"))
-}
-
-fn comb(repo: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new(COMB)
-        .args(args)
-        .arg("--repo")
-        .arg(repo)
-        .arg("--store")
-        .arg(store())
-        .output()
-        .expect("running comb");
-    eprintln!(
-        "comb {args:?}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 #[test]
 fn hello_runs_as_the_builder_in_a_pkg_env_from_the_real_mirror() {
