@@ -135,6 +135,12 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, package)
     );
     CREATE INDEX checks_by_package ON checks (package, run_id);",
+    // 7: run graphs stored once each: `runs.graph` names one by digest
+    // (a repository's graph is the same run after run).
+    "CREATE TABLE graphs (
+        digest TEXT PRIMARY KEY,
+        graph  TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -346,7 +352,8 @@ pub struct NodeRecord {
     pub created_at: i64,
     /// How long producing the output took.
     pub duration_ms: u64,
-    /// Unix seconds; updated by [`Index::touch_node`] on every hit.
+    /// Unix seconds; updated on every hit ([`Index::record_hits`],
+    /// [`Index::touch_node`]).
     pub last_used_at: i64,
 }
 
@@ -690,7 +697,8 @@ impl Index {
     /// Forgets what no longer leads anywhere, and the history older than
     /// `before` (Unix seconds) beyond the newest `keep_runs` runs: runs
     /// (with their events), superseded failed attempts, shortcuts to
-    /// forgotten nodes. Returns the number of runs dropped.
+    /// forgotten nodes, graphs no run names. Returns the number of runs
+    /// dropped.
     pub fn prune(&self, before: i64, keep_runs: usize) -> Result<usize, IndexError> {
         let keep = i64::try_from(keep_runs).unwrap_or(i64::MAX);
         let runs = self.conn.execute(
@@ -708,6 +716,11 @@ impl Index {
         )?;
         self.conn.execute(
             "DELETE FROM node_use WHERE node_id NOT IN (SELECT id FROM nodes)",
+            [],
+        )?;
+        self.conn.execute(
+            "DELETE FROM graphs WHERE digest NOT IN
+             (SELECT graph FROM runs WHERE graph IS NOT NULL)",
             [],
         )?;
         Ok(runs)
@@ -995,20 +1008,27 @@ impl Index {
     ) -> Result<(), IndexError> {
         let json = serde_json::to_string(graph)
             .map_err(|e| IndexError::Corrupt(format!("a run's graph: {e}")))?;
-        self.conn.execute(
-            "UPDATE runs SET graph = ?1 WHERE id = ?2",
-            params![json, id.0],
-        )?;
+        let digest = key_of(&json);
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO graphs (digest, graph) VALUES (?1, ?2)")?
+            .execute(params![digest, json])?;
+        self.conn
+            .prepare_cached("UPDATE runs SET graph = ?1 WHERE id = ?2")?
+            .execute(params![digest, id.0])?;
         Ok(())
     }
 
     /// The package graph recorded for `run` (empty if none was).
     pub fn run_graph(&self, id: RunId) -> Result<BTreeMap<String, Vec<String>>, IndexError> {
+        // A digest into `graphs`, or (recorded before schema 7) the JSON.
         let json: Option<String> = self
             .conn
-            .query_row("SELECT graph FROM runs WHERE id = ?1", params![id.0], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT coalesce(g.graph, r.graph) FROM runs r
+                 LEFT JOIN graphs g ON g.digest = r.graph WHERE r.id = ?1",
+                params![id.0],
+                |r| r.get(0),
+            )
             .optional()?
             .flatten();
         match json {
@@ -1102,6 +1122,23 @@ impl Index {
             )?
             .execute(params![first, run.0])?;
         Ok(())
+    }
+
+    /// Whether `run` recorded an event of this kind and name.
+    pub fn run_has_event(
+        &self,
+        run: RunId,
+        kind: NodeKind,
+        name: &str,
+    ) -> Result<bool, IndexError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM events WHERE run_id = ?1 AND kind = ?2 AND name = ?3 LIMIT 1",
+            )?
+            .query_row(params![run.0, kind.as_str(), name], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// The events of `run`, in the order they were recorded.

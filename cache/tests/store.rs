@@ -1144,6 +1144,32 @@ fn last_use_follows_a_shared_node_and_pins_are_kept() {
 }
 
 #[test]
+fn a_run_graph_is_stored_once_however_many_runs_have_it() {
+    let (_dir, store) = new_store();
+    let idx = store.open_index().expect("index");
+    let graph: std::collections::BTreeMap<String, Vec<String>> = [
+        ("a".to_string(), vec![]),
+        ("b".to_string(), vec!["a".to_string()]),
+    ]
+    .into();
+    let runs: Vec<RunId> = (0..3)
+        .map(|_| idx.begin_run("comb build").expect("run"))
+        .collect();
+    for r in &runs {
+        idx.set_run_graph(*r, &graph).expect("graph");
+    }
+    for r in &runs {
+        assert_eq!(idx.run_graph(*r).expect("graph"), graph);
+    }
+    let conn = rusqlite::Connection::open(store.root().join(INDEX_FILE)).expect("sqlite");
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM graphs", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(stored, 1);
+    assert!(idx.run_graph(RunId(9_999)).expect("none").is_empty());
+}
+
+#[test]
 fn shortcuts_lead_to_recorded_nodes_only() {
     let (_dir, store) = new_store();
     let idx = store.open_index().expect("index");

@@ -448,12 +448,7 @@ const RUNS_SEARCHED: usize = 200;
 /// The newest run (of the last [`RUNS_SEARCHED`]) with a build event of
 /// `package`, or `run` if given (checked).
 pub fn run_of(index: &Index, package: &str, run: Option<RunId>) -> Result<RunId> {
-    let has = |r: RunId| -> Result<bool> {
-        Ok(index
-            .events(r)?
-            .iter()
-            .any(|e| e.kind == NodeKind::Build && e.name == package))
-    };
+    let has = |r: RunId| -> Result<bool> { Ok(index.run_has_event(r, NodeKind::Build, package)?) };
     if let Some(r) = run {
         if index.run(r)?.is_none() {
             return Err(Error::Other(format!("there is no run {r} in the store")));
