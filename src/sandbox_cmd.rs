@@ -21,6 +21,9 @@ enum As {
     Root,
     /// U: the unprivileged builder (uid 1000).
     Builder,
+    /// U under other ids (uid 2000, user builder2), as `comb check --vary uid`
+    /// builds.
+    Builder2,
 }
 
 #[derive(Args)]
@@ -127,6 +130,7 @@ pub fn run(command: SandboxCommand) -> Result<ExitCode> {
     spec.identity = match args.identity {
         As::Root => Identity::Root,
         As::Builder => Identity::Builder,
+        As::Builder2 => Identity::OtherBuilder,
     };
     spec.binds = args
         .binds

@@ -231,4 +231,34 @@ fn the_starter_repository_builds_and_then_is_all_hits() {
             "{stdout}"
         );
     }
+
+    // Every package of the repository, everything varied that the host can
+    // vary: each gets a state, every variation applies (the CI host has
+    // libfaketime, taskset, setarch and a C compiler), no variation breaks
+    // a build, and every BAD says which files differ.
+    let (_, stdout, stderr) = comb(
+        &repo,
+        &[
+            "check",
+            "--all",
+            "--vary",
+            "all",
+            "--no-diffoscope",
+            "--json",
+        ],
+    );
+    let packages: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["event"] == "package")
+        .map(|l| l["package"].clone())
+        .collect();
+    assert_eq!(packages.len(), 10, "{stdout}{stderr}");
+    for p in &packages {
+        assert!(p["state"] == "GOOD" || p["state"] == "BAD", "{p}");
+        assert_eq!(p["variations"]["not_applied"], serde_json::json!({}), "{p}");
+        if p["state"] == "BAD" {
+            assert!(!p["differences"].as_array().unwrap().is_empty(), "{p}");
+        }
+    }
 }

@@ -1021,6 +1021,38 @@ fn builder_writes_to_its_own_lower_files_stay_in_the_upper_layer() {
 }
 
 #[test]
+fn the_other_builder_has_its_own_ids_home_and_no_right_to_us_files() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("layer");
+    fs::create_dir_all(layer.join("home/builder")).unwrap();
+    let file = layer.join("home/builder/mine");
+    fs::write(&file, "U's on the host\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&file, Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::chown(layer.join("home/builder"), Some(1000), Some(1000)).unwrap();
+    let before = FileState::of(&file);
+    let run = sandbox().layer(&layer).who(Who::U2).run(&[
+        "sh",
+        "-c",
+        "echo \"$(id -u):$(id -g) $(id -un) $HOME\"; touch \"$HOME/ok\" && echo home-writable; \
+         attack write-file /home/builder/mine; attack write-file /home/builder/new; \
+         attack chown-file /home/builder/mine 2000",
+    ]);
+    assert!(
+        run.stdout
+            .contains("2000:2000 builder2 /home/builder2\nhome-writable\n"),
+        "{run}"
+    );
+    assert_eq!(run.stdout.matches("BLOCKED write-file").count(), 2, "{run}");
+    run.blocked_in("chown-file");
+    before.assert_unchanged(&file);
+    assert!(!layer.join("home/builder/new").exists());
+}
+
+#[test]
 fn concurrent_sandboxes_cannot_see_or_touch_each_other() {
     if !is_root() {
         return;

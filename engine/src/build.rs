@@ -638,19 +638,21 @@ fn build_node(
 
 /// Builds a recipe again from source, in its (cached) environment, never
 /// reading or writing its build node: what `comb check` compares with the
-/// recorded build.
-/// With variations (`ctx.variations`), also what of them applied.
+/// recorded build. With variations (`ctx.variations`), what of them apply
+/// is put in `variations` as soon as the environment is known, so a failed
+/// rebuild says it too.
 pub(crate) fn rebuild(
     ctx: &Ctx,
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
     needs: &Needs,
-) -> Result<(Manifest, Option<vary::VariationReport>)> {
+    variations: &mut Option<vary::VariationReport>,
+) -> Result<Manifest> {
     let requires = requires_of(recipe, debian);
     let (_, _, version) = inputs_of(ctx.engine, recipe, debian)?;
     let env_layer = env_for(ctx, recipe, &requires, needs)?;
-    let report = ctx.variations.map(|v| vary::plan(v, &env_layer.paths));
-    Ok((make(ctx, recipe, debian, &env_layer, &version)?, report))
+    *variations = ctx.variations.map(|v| vary::plan(v, &env_layer.paths));
+    make(ctx, recipe, debian, &env_layer, &version)
 }
 
 /// The environment a recipe builds in: base-build, or its pkg-env over it.
@@ -754,21 +756,18 @@ fn scratch(engine: &Engine, hint: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn chown_builder(path: &Path) -> Result<()> {
-    std::os::unix::fs::lchown(
-        path,
-        Some(comb_sandbox::BUILDER_ID),
-        Some(comb_sandbox::BUILDER_ID),
-    )
-    .map_err(|e| Error::io(format!("handing {} to the builder", path.display()), e))
+fn chown_builder(path: &Path, builder: Identity) -> Result<()> {
+    let id = builder.inside_id();
+    std::os::unix::fs::lchown(path, Some(id), Some(id))
+        .map_err(|e| Error::io(format!("handing {} to the builder", path.display()), e))
 }
 
 /// Copies a source tree for the builder (files, directories, symlinks),
-/// owned by U.
-fn copy_for_builder(from: &Path, to: &Path) -> Result<()> {
+/// owned by it.
+fn copy_for_builder(from: &Path, to: &Path, builder: Identity) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
-    chown_builder(to)?;
+    chown_builder(to, builder)?;
     for entry in
         std::fs::read_dir(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?
     {
@@ -777,13 +776,13 @@ fn copy_for_builder(from: &Path, to: &Path) -> Result<()> {
         let md = std::fs::symlink_metadata(&src)
             .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
         if md.is_dir() {
-            copy_for_builder(&src, &dst)?;
+            copy_for_builder(&src, &dst, builder)?;
         } else if md.file_type().is_symlink() {
             let target = std::fs::read_link(&src)
                 .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
             std::os::unix::fs::symlink(target, &dst)
                 .map_err(|e| Error::io(format!("creating {}", dst.display()), e))?;
-            chown_builder(&dst)?;
+            chown_builder(&dst, builder)?;
         } else if md.is_file() {
             std::fs::copy(&src, &dst)
                 .map_err(|e| Error::io(format!("copying {}", src.display()), e))?;
@@ -792,7 +791,7 @@ fn copy_for_builder(from: &Path, to: &Path) -> Result<()> {
                 std::fs::Permissions::from_mode(md.permissions().mode() & 0o755),
             )
             .map_err(|e| Error::io(format!("setting the mode of {}", dst.display()), e))?;
-            chown_builder(&dst)?;
+            chown_builder(&dst, builder)?;
         }
     }
     Ok(())
@@ -868,7 +867,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
         env_layer.paths.clone(),
         vec!["/bin/sh".into(), "-c".into(), format!("set -e\n{script}")],
     );
-    spec.identity = Identity::Builder;
+    spec.identity = vary::builder(variations);
     spec.cancel = engine.cancel.clone();
     spec.binds.push(Bind {
         source: work.to_path_buf(),
@@ -879,7 +878,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
     let (share, _running) = cpus.start();
     spec.env = vec![
         ("DEB_BUILD_OPTIONS".into(), format!("parallel={share}")),
-        ("HOME".into(), "/home/builder".into()),
+        ("HOME".into(), spec.identity.home_and_user().0.into()),
     ];
     spec.env.extend(extra_env);
     spec.limits.wall_timeout = Some(BUILD_TIMEOUT);
@@ -974,19 +973,20 @@ fn build_native(
 ) -> Result<Manifest> {
     let engine = ctx.engine;
     let root = vary::build_root(ctx.variations);
+    let builder = vary::builder(ctx.variations);
     let work = scratch(engine, "build")?;
     let result = (|| {
-        chown_builder(&work)?;
+        chown_builder(&work, builder)?;
         let mut script = String::new();
         match source {
-            NativeSource::Directory(dir) => copy_for_builder(dir, &work.join("src"))?,
+            NativeSource::Directory(dir) => copy_for_builder(dir, &work.join("src"), builder)?,
             NativeSource::Tarball(tarball) => {
                 let target = work.join("source.tar");
                 std::fs::copy(tarball, &target)
                     .map_err(|e| Error::io("copying the source tarball", e))?;
                 std::fs::create_dir(work.join("src"))
                     .map_err(|e| Error::io("creating the source directory", e))?;
-                chown_builder(&work.join("src"))?;
+                chown_builder(&work.join("src"), builder)?;
                 // Unpacked by U inside the sandbox; a single top directory
                 // (as most tarballs have) is stripped.
                 let flag = compression_flag(tarball)?;
@@ -999,7 +999,7 @@ fn build_native(
         }
         let dest = work.join("dest");
         std::fs::create_dir(&dest).map_err(|e| Error::io("creating DESTDIR", e))?;
-        chown_builder(&dest)?;
+        chown_builder(&dest, builder)?;
         script.push_str(recipe.build.script.as_deref().unwrap_or_default());
         let log = run_build(
             engine,
@@ -1186,12 +1186,13 @@ fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<V
 fn build_debian(ctx: &Ctx, env_layer: &Layer, name: &str, files: &[PathBuf]) -> Result<Manifest> {
     let engine = ctx.engine;
     let root = vary::build_root(ctx.variations);
+    let builder = vary::builder(ctx.variations);
     let work = scratch(engine, "build")?;
     let result = (|| {
-        chown_builder(&work)?;
+        chown_builder(&work, builder)?;
         let sources = work.join("sources");
         std::fs::create_dir(&sources).map_err(|e| Error::io("creating the sources dir", e))?;
-        chown_builder(&sources)?;
+        chown_builder(&sources, builder)?;
         let mut dsc = String::new();
         for f in files {
             let file_name = f
@@ -1200,7 +1201,7 @@ fn build_debian(ctx: &Ctx, env_layer: &Layer, name: &str, files: &[PathBuf]) -> 
                 .unwrap_or_default();
             std::fs::copy(f, sources.join(&file_name))
                 .map_err(|e| Error::io(format!("copying {}", f.display()), e))?;
-            chown_builder(&sources.join(&file_name))?;
+            chown_builder(&sources.join(&file_name), builder)?;
             if file_name.ends_with(".dsc") && dsc.is_empty() {
                 dsc = file_name;
             }

@@ -223,10 +223,11 @@ pub fn check(
             return Ok(recorded);
         }
         let mut attempts = 0;
+        let mut variations = None;
         let rebuilt = loop {
             attempts += 1;
             let varied = ctx.varying(request.variations.as_ref());
-            match build::rebuild(&varied, recipe, debian, needs) {
+            match build::rebuild(&varied, recipe, debian, needs, &mut variations) {
                 Err(e)
                     if failure_of(&e) == Failure::Infrastructure
                         && attempts <= request.retry_fail
@@ -237,10 +238,12 @@ pub fn check(
                 other => break other,
             }
         };
-        let (rebuilt, variations) = match rebuilt {
+        let rebuilt = match rebuilt {
             Ok(m) => m,
             Err(e) => {
-                keep(fail(name, &e, attempts));
+                let mut c = fail(name, &e, attempts);
+                c.variations = variations;
+                keep(c);
                 return Err(e);
             }
         };

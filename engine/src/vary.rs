@@ -5,7 +5,7 @@
 //! never silently skipped.
 
 use comb_cache::Store;
-use comb_sandbox::{Bind, Spec};
+use comb_sandbox::{Bind, Identity, Spec};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -171,6 +171,15 @@ pub(crate) fn build_root(vary: Option<&Variations>) -> &'static str {
     }
 }
 
+/// Who builds: U, or U under other ids (`builder2`, uid and gid 2000) when
+/// varied.
+pub(crate) fn builder(vary: Option<&Variations>) -> Identity {
+    match vary {
+        Some(v) if v.set.contains(&Variation::Uid) => Identity::OtherBuilder,
+        _ => Identity::Builder,
+    }
+}
+
 /// The host's libfaketime, if installed.
 fn faketime_dir() -> Option<PathBuf> {
     let arch_dir = format!("/usr/lib/{}-linux-gnu/faketime", std::env::consts::ARCH);
@@ -193,7 +202,6 @@ pub fn plan(vary: &Variations, layers: &[PathBuf]) -> VariationReport {
     for v in &vary.set {
         let missing = |what: &str| Some(format!("{what} is not in the build environment"));
         let why_not = match v {
-            Variation::Uid => Some("the sandbox maps the builder to uid 1000 only".to_string()),
             Variation::DirectoryOrder => match &vary.disorder {
                 Some(Ok(_)) => None,
                 Some(Err(e)) => Some(e.clone()),
@@ -226,7 +234,8 @@ pub(crate) fn apply(vary: &Variations, report: &VariationReport, spec: &mut Spec
     let mut preload: Vec<String> = Vec::new();
     for v in &report.applied {
         match v {
-            // The build root is chosen by the caller (`build_root`).
+            // The build root and U's ids are chosen by the caller
+            // (`build_root`, `builder`): the work directory is made for them.
             Variation::BuildPath | Variation::Uid => {}
             Variation::DirectoryOrder => {
                 if let Some(Ok(dir)) = &vary.disorder {
@@ -282,6 +291,10 @@ pub(crate) fn apply(vary: &Variations, report: &VariationReport, spec: &mut Spec
                     preload.push(inside.join("libfaketime.so.1").display().to_string());
                     // A year and a week ahead, the clock still running.
                     env.push(("FAKETIME".into(), "+372d".into()));
+                    // Timestamps set to "now" get the shifted now too:
+                    // without it libfaketime 0.9.10 hands utime(NULL) an
+                    // invalid time (EINVAL), and dpkg-source -x fails.
+                    env.push(("FAKE_UTIME".into(), "1".into()));
                 }
             }
         }
@@ -322,7 +335,7 @@ mod tests {
     fn what_cannot_be_applied_is_said() {
         let all = Variations::parse("all").unwrap();
         let report = plan(&all, &[]);
-        assert!(report.not_applied.contains_key("uid"));
+        assert!(report.applied.contains(&Variation::Uid));
         // Not prepared: no directory-order library.
         assert!(report.not_applied.contains_key("directory_order"));
         // No layers: no taskset or setarch.

@@ -1,8 +1,9 @@
 //! Host ids for the sandbox's user namespace.
 //!
 //! Each slot owns a block of `SLOT_STRIDE` host ids. Inside the sandbox,
-//! ids `0..1001` (R, the system users packages create, and U = 1000) and
-//! `65534..65536` (nobody/nogroup) are mapped onto the start of that block.
+//! ids `0..1001` (R, the system users packages create, and U = 1000),
+//! `65534..65536` (nobody/nogroup) and 2000 (U under other ids) are mapped
+//! onto the start of that block.
 //! Host uid 0 never appears in a map.
 
 use crate::SandboxError;
@@ -13,7 +14,11 @@ use std::process::Command;
 pub(crate) const SLOT_STRIDE: u32 = 1024;
 
 /// (inside start, offset in the slot's block, count)
-pub(crate) const SEGMENTS: [(u32, u32, u32); 2] = [(0, 0, 1001), (65534, 1001, 2)];
+pub(crate) const SEGMENTS: [(u32, u32, u32); 3] = [
+    (0, 0, 1001),
+    (65534, 1001, 2),
+    (crate::OTHER_BUILDER_ID, 1003, 1),
+];
 
 /// Default first host id when comb runs as root, well above the ranges
 /// `useradd` hands out in /etc/subuid.
@@ -232,11 +237,12 @@ mod tests {
         assert_eq!(a.host_uid(0), Some(DEFAULT_ROOT_ID_BASE));
         assert_eq!(a.host_uid(1000), Some(DEFAULT_ROOT_ID_BASE + 1000));
         assert_eq!(a.host_uid(65534), Some(DEFAULT_ROOT_ID_BASE + 1001));
-        assert_eq!(a.host_uid(2000), None);
-        assert!(b.host_uid(0).unwrap() > a.host_uid(65535).unwrap());
+        assert_eq!(a.host_uid(2000), Some(DEFAULT_ROOT_ID_BASE + 1003));
+        assert_eq!(a.host_uid(1500), None);
+        assert!(b.host_uid(0).unwrap() > a.host_uid(2000).unwrap());
         assert_eq!(
             SlotIds::map_lines(7000),
-            "0 7000 1001\n65534 8001 2\n".to_string()
+            "0 7000 1001\n65534 8001 2\n2000 8003 1\n".to_string()
         );
     }
 

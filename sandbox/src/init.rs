@@ -6,7 +6,7 @@
 
 use crate::copyout;
 use crate::mounts::{self, RootPlan};
-use crate::{seccomp, Identity, Limits, Spec, BUILDER_ID};
+use crate::{seccomp, Identity, Limits, Spec};
 use caps::{CapSet, Capability};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
@@ -94,6 +94,11 @@ pub(crate) fn pid1(p: Pid1) -> ! {
         Ok(keep) => keep,
         Err(e) => fail(&p.errors, &e),
     };
+    if p.spec.identity == Identity::OtherBuilder {
+        if let Err(e) = add_other_builder() {
+            fail(&p.errors, &e);
+        }
+    }
     if let Err(e) = nix::unistd::sethostname(&p.spec.hostname) {
         fail(&p.errors, &format!("sethostname: {e}"));
     }
@@ -295,10 +300,51 @@ fn limits(limits: &Limits, cgroup_memory: bool, cgroup_pids: bool) -> Result<(),
     Ok(())
 }
 
+/// Gives [`Identity::OtherBuilder`] a user, a group and a home in the
+/// sandbox's writable root, as U has in every environment, so that a build
+/// under it sees nothing unusual but its ids.
+fn add_other_builder() -> Result<(), String> {
+    use std::io::Write;
+    let id = Identity::OtherBuilder.inside_id();
+    let (home, user) = Identity::OtherBuilder.home_and_user();
+    for (file, line) in [
+        (
+            "/etc/passwd",
+            format!("{user}:x:{id}:{id}:comb builder (other ids):{home}:/bin/sh\n"),
+        ),
+        ("/etc/group", format!("{user}:x:{id}:\n")),
+    ] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        if text
+            .lines()
+            .any(|l| l.split(':').nth(2) == Some(id.to_string().as_str()))
+        {
+            continue;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .map_err(|e| format!("opening {file} to add {user}: {e}"))?;
+        let sep = if text.is_empty() || text.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        f.write_all(format!("{sep}{line}").as_bytes())
+            .map_err(|e| format!("adding {user} to {file}: {e}"))?;
+    }
+    std::fs::create_dir_all(home).map_err(|e| format!("creating {home}: {e}"))?;
+    std::os::unix::fs::chown(home, Some(id), Some(id))
+        .map_err(|e| format!("handing {home} to {user}: {e}"))?;
+    Ok(())
+}
+
 fn drop_identity(identity: Identity) -> Result<(), String> {
     let keep: &[Capability] = match identity {
         Identity::Root => &ROOT_CAPS,
-        Identity::Builder => &[],
+        Identity::Builder | Identity::OtherBuilder => &[],
     };
     for cap in caps::all() {
         if !keep.contains(&cap) {
@@ -306,11 +352,11 @@ fn drop_identity(identity: Identity) -> Result<(), String> {
         }
     }
     caps::clear(None, CapSet::Ambient).map_err(|e| format!("clearing ambient caps: {e}"))?;
-    if identity == Identity::Builder {
-        let id = Gid::from_raw(BUILDER_ID);
+    if identity != Identity::Root {
+        let id = Gid::from_raw(identity.inside_id());
         nix::unistd::setgroups(&[id]).map_err(|e| format!("setgroups: {e}"))?;
         nix::unistd::setresgid(id, id, id).map_err(|e| format!("setresgid: {e}"))?;
-        let id = Uid::from_raw(BUILDER_ID);
+        let id = Uid::from_raw(identity.inside_id());
         nix::unistd::setresuid(id, id, id).map_err(|e| format!("setresuid: {e}"))?;
     }
     let keep: caps::CapsHashSet = keep.iter().copied().collect();
@@ -322,10 +368,7 @@ fn drop_identity(identity: Identity) -> Result<(), String> {
 
 /// The clean environment: fixed PATH, HOME and TZ, then the spec's own.
 pub(crate) fn environment(spec: &Spec) -> Vec<(String, String)> {
-    let (home, user) = match spec.identity {
-        Identity::Root => ("/root", "root"),
-        Identity::Builder => ("/home/builder", "builder"),
-    };
+    let (home, user) = spec.identity.home_and_user();
     let mut env: Vec<(String, String)> = [
         (
             "PATH",

@@ -49,6 +49,9 @@ pub enum Identity {
     Root,
     /// U: uid/gid 1000, no capabilities.
     Builder,
+    /// U under other ids, [`OTHER_BUILDER_ID`], as user `builder2` with its
+    /// own home: a rebuild that shows whether U's ids leak into the output.
+    OtherBuilder,
 }
 
 impl Identity {
@@ -57,6 +60,16 @@ impl Identity {
         match self {
             Identity::Root => 0,
             Identity::Builder => BUILDER_ID,
+            Identity::OtherBuilder => OTHER_BUILDER_ID,
+        }
+    }
+
+    /// The home directory and user name this identity has inside.
+    pub fn home_and_user(self) -> (&'static str, &'static str) {
+        match self {
+            Identity::Root => ("/root", "root"),
+            Identity::Builder => ("/home/builder", "builder"),
+            Identity::OtherBuilder => ("/home/builder2", "builder2"),
         }
     }
 }
@@ -66,6 +79,9 @@ pub const DEFAULT_NPROC: u64 = 16384;
 
 /// U's uid and gid inside the sandbox.
 pub const BUILDER_ID: u32 = 1000;
+
+/// The uid and gid of [`Identity::OtherBuilder`] inside the sandbox.
+pub const OTHER_BUILDER_ID: u32 = 2000;
 
 /// An extra host directory or file made visible inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -229,7 +229,7 @@ impl Filter {
         // namespace, not from here. The parameter is the place for a
         // per-identity difference without changing the sandbox.
         match identity {
-            Identity::Root | Identity::Builder => {}
+            Identity::Root | Identity::Builder | Identity::OtherBuilder => {}
         }
 
         let ctx = ScmpFilterContext::new(ScmpAction::Allow).map_err(lib_err("new filter"))?;

@@ -50,6 +50,8 @@ pub fn is_root() -> bool {
 pub enum Who {
     R,
     U,
+    /// U under other ids (`comb check --vary uid`).
+    U2,
 }
 
 impl Who {
@@ -59,6 +61,7 @@ impl Who {
         match self {
             Who::R => "root",
             Who::U => "builder",
+            Who::U2 => "builder2",
         }
     }
 }
