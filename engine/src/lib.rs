@@ -23,6 +23,7 @@ pub mod vary;
 pub mod why;
 
 pub use comb_cache as cache;
+pub use comb_distro as distro;
 pub use comb_recipes as recipes;
 pub use comb_sandbox as sandbox;
 pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet};

@@ -1,5 +1,7 @@
 //! `comb.toml`, the repository file: where the distribution comes from
-//! (`[distro]`) and what every environment starts with (`[base]`).
+//! (`[distro]`), what every environment starts with (`[base]`), and, for
+//! `comb serve`, the pockets a build service publishes (`[pockets.NAME]`)
+//! and the hooks it runs on events (`[hooks]`).
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -21,6 +23,70 @@ pub struct RepoConfig {
     pub root: PathBuf,
     pub distro: DistroConfig,
     pub base: BaseConfig,
+    /// `[pockets.NAME]`, by name.
+    pub pockets: std::collections::BTreeMap<String, PocketConfig>,
+    pub hooks: HooksConfig,
+}
+
+/// `[pockets.NAME]`: one archive a build service publishes, and who may
+/// put packages into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PocketConfig {
+    pub name: String,
+    /// User names that may submit to (and promote into) it.
+    pub users: Vec<String>,
+    /// Group names whose members may.
+    pub groups: Vec<String>,
+    /// May a package's version go down (or stay)? Default no.
+    pub allow_backtracking: bool,
+    /// Where its APT repository is written (absolute; a relative path in
+    /// the file is taken from the repository).
+    pub publish: PathBuf,
+    /// The GnuPG key that signs its `Release`, if any.
+    pub sign_with: Option<String>,
+    /// A frozen pocket takes no submission or promotion.
+    pub frozen: bool,
+}
+
+/// The events a build service runs hooks on.
+pub const HOOK_EVENTS: [&str; 7] = [
+    "queued",
+    "started",
+    "succeeded",
+    "failed",
+    "refused",
+    "published",
+    "promoted",
+];
+
+/// `[hooks]`: executables run on the service's events, each given the
+/// event as JSON on stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HooksConfig {
+    /// (event, executable): `"any"` stands for every event. Executables are
+    /// absolute (a relative path is taken from the repository).
+    pub run: Vec<(String, PathBuf)>,
+    /// How long a hook may run before it is killed.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            run: Vec::new(),
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+impl HooksConfig {
+    /// The executables to run for `event`: those of `any`, then its own.
+    pub fn for_event<'a>(&'a self, event: &'a str) -> impl Iterator<Item = &'a Path> + 'a {
+        self.run
+            .iter()
+            .filter(move |(e, _)| e == event || e == "any")
+            .map(|(_, p)| p.as_path())
+    }
 }
 
 /// `[distro]`: every field is optional; what is missing comes from the
@@ -60,6 +126,39 @@ struct RawFile {
     distro: Option<RawDistro>,
     #[serde(default)]
     base: Option<RawBase>,
+    #[serde(default)]
+    pockets: std::collections::BTreeMap<String, Spanned<RawPocket>>,
+    #[serde(default)]
+    hooks: Option<RawHooks>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPocket {
+    #[serde(default)]
+    users: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_backtracking: bool,
+    publish: Spanned<String>,
+    sign_with: Option<Spanned<String>>,
+    #[serde(default)]
+    frozen: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    timeout: Option<Spanned<u64>>,
+    any: Option<Vec<Spanned<String>>>,
+    queued: Option<Vec<Spanned<String>>>,
+    started: Option<Vec<Spanned<String>>>,
+    succeeded: Option<Vec<Spanned<String>>>,
+    failed: Option<Vec<Spanned<String>>>,
+    refused: Option<Vec<Spanned<String>>>,
+    published: Option<Vec<Spanned<String>>>,
+    promoted: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -170,11 +269,94 @@ impl RepoConfig {
                 base.build = package_list(&list, "build").map_err(|(o, m)| bad(o, m))?;
             }
         }
+        let mut pockets = std::collections::BTreeMap::new();
+        for (name, raw) in raw.pockets {
+            let at = raw.span().start;
+            let raw = raw.into_inner();
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                || name.is_empty()
+            {
+                return Err(bad(
+                    at,
+                    format!("pocket name {name:?} is not a plain name (letters, digits, `-`, `_`)"),
+                ));
+            }
+            for (list, what) in [(&raw.users, "user"), (&raw.groups, "group")] {
+                if let Some(v) = list.iter().find(|v| !is_account_name(v.get_ref())) {
+                    return Err(bad(
+                        v.span().start,
+                        format!("{what} name {:?} is not a valid account name", v.get_ref()),
+                    ));
+                }
+            }
+            if raw.publish.get_ref().is_empty() {
+                return Err(bad(
+                    raw.publish.span().start,
+                    "publish is empty: give the directory its APT repository is written to".into(),
+                ));
+            }
+            if let Some(k) = &raw.sign_with {
+                if k.get_ref().is_empty() || k.get_ref().starts_with('-') {
+                    return Err(bad(
+                        k.span().start,
+                        format!("sign_with {:?} is not a key id", k.get_ref()),
+                    ));
+                }
+            }
+            pockets.insert(
+                name.clone(),
+                PocketConfig {
+                    name,
+                    users: raw.users.into_iter().map(Spanned::into_inner).collect(),
+                    groups: raw.groups.into_iter().map(Spanned::into_inner).collect(),
+                    allow_backtracking: raw.allow_backtracking,
+                    publish: root.join(raw.publish.get_ref()),
+                    sign_with: raw.sign_with.map(Spanned::into_inner),
+                    frozen: raw.frozen,
+                },
+            );
+        }
+        let mut hooks = HooksConfig::default();
+        if let Some(h) = raw.hooks {
+            if let Some(t) = h.timeout {
+                if *t.get_ref() == 0 {
+                    return Err(bad(
+                        t.span().start,
+                        "timeout must be at least 1 second".into(),
+                    ));
+                }
+                hooks.timeout = std::time::Duration::from_secs(*t.get_ref());
+            }
+            let events = [
+                ("any", h.any),
+                ("queued", h.queued),
+                ("started", h.started),
+                ("succeeded", h.succeeded),
+                ("failed", h.failed),
+                ("refused", h.refused),
+                ("published", h.published),
+                ("promoted", h.promoted),
+            ];
+            for (event, list) in events {
+                for exe in list.unwrap_or_default() {
+                    if exe.get_ref().is_empty() {
+                        return Err(bad(exe.span().start, "a hook path is empty".into()));
+                    }
+                    hooks
+                        .run
+                        .push((event.to_string(), root.join(exe.get_ref())));
+                }
+            }
+        }
         Ok(RepoConfig {
             path: path.to_path_buf(),
             root,
             distro,
             base,
+            pockets,
+            hooks,
         })
     }
 }
@@ -226,6 +408,16 @@ fn package_list(
         out.push(item.get_ref().clone());
     }
     Ok(out)
+}
+
+/// A user or group name as `useradd` takes it.
+fn is_account_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.$".contains(&b))
 }
 
 /// Debian policy 5.6.1: lowercase letters, digits, `+ - .`, at least two
@@ -311,6 +503,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("components is empty"), "{e}");
+    }
+
+    #[test]
+    fn pockets_and_hooks_are_read_and_checked() {
+        let c = parse(
+            "[pockets.dev]\nusers = [\"alice\", \"bob\"]\ngroups = [\"developers\"]\n\
+             allow_backtracking = true\npublish = \"apt/dev\"\nsign_with = \"ABCD1234\"\n\n\
+             [pockets.prod]\npublish = \"/srv/apt/prod\"\nfrozen = true\n\n\
+             [hooks]\ntimeout = 5\nfailed = [\"hooks/mail\"]\nany = [\"/usr/local/bin/post\"]\n",
+        )
+        .unwrap();
+        let dev = &c.pockets["dev"];
+        assert_eq!(dev.users, ["alice", "bob"]);
+        assert_eq!(dev.groups, ["developers"]);
+        assert!(dev.allow_backtracking && !dev.frozen);
+        assert_eq!(dev.publish, Path::new("/repo/apt/dev"));
+        assert_eq!(dev.sign_with.as_deref(), Some("ABCD1234"));
+        let prod = &c.pockets["prod"];
+        assert!(prod.frozen && !prod.allow_backtracking && prod.users.is_empty());
+        assert_eq!(c.hooks.timeout, std::time::Duration::from_secs(5));
+        let failed: Vec<_> = c.hooks.for_event("failed").collect();
+        assert_eq!(
+            failed,
+            [
+                Path::new("/usr/local/bin/post"),
+                Path::new("/repo/hooks/mail")
+            ]
+        );
+        assert_eq!(c.hooks.for_event("queued").count(), 1);
+
+        let e = parse("[pockets.dev]\nusers = [\"alice\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("publish"), "{e}");
+        let e = parse("[pockets.dev]\npublish = \"x\"\nusers = [\"-rf\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/repo/comb.toml:3:10:") && e.contains("-rf"),
+            "{e}"
+        );
+        let e = parse("[hooks]\nfinished = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/repo/comb.toml:2:1:")
+                && e.contains("finished")
+                && e.contains("succeeded"),
+            "{e}"
+        );
+        let e = parse("[pockets.dev]\npublish = \"x\"\nalow_backtracking = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/repo/comb.toml:3:"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,10 @@ mod recipe;
 mod relation;
 mod repo;
 
-pub use config::{BaseConfig, DistroConfig, RepoConfig, CONFIG_FILE, DEFAULT_BUILD_SET};
+pub use config::{
+    BaseConfig, DistroConfig, HooksConfig, PocketConfig, RepoConfig, CONFIG_FILE,
+    DEFAULT_BUILD_SET, HOOK_EVENTS,
+};
 pub use dsc::{Dsc, DscFile};
 pub use error::{CycleStep, Error, Location, Result};
 pub use glob::Glob;
