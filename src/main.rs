@@ -8,6 +8,7 @@ mod progress;
 mod report_cmd;
 mod report_html;
 mod sandbox_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -55,6 +56,22 @@ enum Command {
     Stats(report_cmd::StatsArgs),
     /// Print the stored log of a package's build (or failed stage).
     Log(report_cmd::LogArgs),
+    /// Run the build service: a queue of requests for pockets, over a
+    /// Unix socket.
+    Serve(serve_cmd::ServeArgs),
+    /// Queue a build of packages for a pocket of a running `comb serve`.
+    Submit(serve_cmd::SubmitArgs),
+    /// Copy packages built for one pocket into another, without a rebuild.
+    Promote(serve_cmd::PromoteArgs),
+    /// The requests a `comb serve` has queued and running.
+    Queue(serve_cmd::SocketArg),
+    /// Cancel a queued or running request.
+    Cancel(serve_cmd::CancelArgs),
+    /// Check or print the build service's audit log.
+    Audit {
+        #[command(subcommand)]
+        command: serve_cmd::AuditCommand,
+    },
     /// Run commands in comb's sandbox directly.
     Sandbox {
         #[command(subcommand)]
@@ -88,6 +105,12 @@ fn main() -> ExitCode {
         Command::Report(args) => report_cmd::report(args),
         Command::Gc(args) => report_cmd::gc(args),
         Command::Stats(args) => report_cmd::stats(args),
+        Command::Serve(args) => serve_cmd::serve(args),
+        Command::Submit(args) => serve_cmd::submit(args),
+        Command::Promote(args) => serve_cmd::promote(args),
+        Command::Queue(args) => serve_cmd::queue(args),
+        Command::Cancel(args) => serve_cmd::cancel(args),
+        Command::Audit { command } => serve_cmd::audit(command),
     };
     match result {
         Ok(code) => code,

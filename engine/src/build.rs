@@ -82,6 +82,26 @@ impl Built {
     }
 }
 
+/// The packages of `name`'s last recorded build: the build node the
+/// package last used, if it is still recorded and its manifest is in the
+/// store. Nothing is built.
+pub fn last_build(engine: &Engine, name: &str) -> Result<Option<Manifest>> {
+    let Some(node) = engine.index().last_used(NodeKind::Build, name)? else {
+        return Ok(None);
+    };
+    let comb_cache::NodeOutput::Blob(digest) = node.output else {
+        return Ok(None);
+    };
+    if engine.store.blob_path(&digest).is_none() {
+        return Ok(None);
+    }
+    let manifest = serde_json::from_reader(std::io::BufReader::new(
+        engine.store.open_blob(&digest)?,
+    ))
+    .map_err(|e| Error::Other(format!("reading the manifest {digest}: {e}")))?;
+    Ok(Some(manifest))
+}
+
 /// What `comb build` was asked for.
 pub struct BuildRequest {
     /// Recipes to build (with what they need); empty means all.

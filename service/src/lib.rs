@@ -13,6 +13,15 @@
 //! with a timeout and a clean environment; a failing hook never stops a
 //! build.
 
+pub mod access;
 pub mod audit;
+pub mod client;
+pub mod daemon;
+pub mod db;
+mod error;
 pub mod hooks;
+pub mod http;
+pub mod protocol;
 pub mod publish;
+
+pub use error::{Error, Result};

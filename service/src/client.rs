@@ -1,0 +1,40 @@
+//! The client side: one request to a daemon, its answers as they come.
+
+use crate::error::{Error, Result};
+use crate::protocol::Request;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+/// Sends `request` to the daemon at `socket` and hands every answer line
+/// to `each`; returns the last (the one with `"done": true`).
+pub fn call(socket: &Path, request: &Request, mut each: impl FnMut(&Value)) -> Result<Value> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        Error::io(
+            format!(
+                "connecting to comb serve at {} (is it running? give its --socket, or COMB_SOCKET)",
+                socket.display()
+            ),
+            e,
+        )
+    })?;
+    let mut line = serde_json::to_string(request).map_err(|e| Error::Other(e.to_string()))?;
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| Error::io("sending the request", e))?;
+    let mut last = None;
+    for answer in BufReader::new(stream).lines() {
+        let answer = answer.map_err(|e| Error::io("reading the daemon's answer", e))?;
+        let value: Value = serde_json::from_str(&answer)
+            .map_err(|e| Error::Other(format!("the daemon answered {answer:?}: {e}")))?;
+        each(&value);
+        let done = value["done"].as_bool().unwrap_or(true);
+        last = Some(value);
+        if done {
+            break;
+        }
+    }
+    last.ok_or_else(|| Error::Other("the daemon closed the connection without an answer".into()))
+}
