@@ -104,13 +104,12 @@ pub enum AuditCommand {
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let repo = crate::env_cmd::repo_config(args.repo.as_deref())?.root;
-    // HTTP-PENDING: comb_service::http::parse_addr
-    let http: Option<std::net::SocketAddr> = args
+    let http = args
         .http
         .as_deref()
-        .map(|a| a.parse())
+        .map(comb_service::http::parse_addr)
         .transpose()
-        .map_err(|e| anyhow::anyhow!("--http: {e}"))?;
+        .map_err(anyhow::Error::msg)?;
     daemon::serve(daemon::Options {
         repo,
         store: store_location(args.store)?,
@@ -131,13 +130,14 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
 /// when it was refused or failed.
 fn call(client: &SocketArg, request: Request) -> Result<ExitCode> {
     let json = client.json;
-    let last = comb_service::client::call(&socket_location(client.socket.clone()), &request, |v| {
-        if json {
-            println!("{v}");
-        } else {
-            print_answer(v);
-        }
-    })?;
+    let last =
+        comb_service::client::call(&socket_location(client.socket.clone()), &request, |v| {
+            if json {
+                println!("{v}");
+            } else {
+                print_answer(v);
+            }
+        })?;
     Ok(if last["ok"].as_bool() == Some(true) {
         ExitCode::SUCCESS
     } else {
@@ -222,7 +222,7 @@ pub fn promote(args: PromoteArgs) -> Result<ExitCode> {
 }
 
 pub fn queue(args: SocketArg) -> Result<ExitCode> {
-    call(&args, Request::Queue)
+    call(&args, Request::Queue {})
 }
 
 pub fn cancel(args: CancelArgs) -> Result<ExitCode> {
@@ -301,7 +301,9 @@ fn parse_since(text: &str) -> Result<i64> {
         let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
         ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d) * 86400)
     })()
-    .with_context(|| format!("--since {text:?}: give unix seconds, YYYY-MM-DD, or an age such as 12h"))
+    .with_context(|| {
+        format!("--since {text:?}: give unix seconds, YYYY-MM-DD, or an age such as 12h")
+    })
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.

@@ -82,24 +82,26 @@ impl Built {
     }
 }
 
-/// The packages of `name`'s last recorded build: the build node the
-/// package last used, if it is still recorded and its manifest is in the
-/// store. Nothing is built.
-pub fn last_build(engine: &Engine, name: &str) -> Result<Option<Manifest>> {
-    let Some(node) = engine.index().last_used(NodeKind::Build, name)? else {
-        return Ok(None);
-    };
-    let comb_cache::NodeOutput::Blob(digest) = node.output else {
-        return Ok(None);
-    };
-    if engine.store.blob_path(&digest).is_none() {
-        return Ok(None);
+/// The packages of every build of `name` the index still records (most
+/// recently used first) whose manifest is in the store. Nothing is built.
+pub fn recorded_builds(engine: &Engine, name: &str) -> Result<Vec<Manifest>> {
+    let nodes = engine
+        .index()
+        .nodes_named(NodeKind::Build, name, usize::MAX)?;
+    let mut manifests = Vec::new();
+    for node in nodes {
+        let comb_cache::NodeOutput::Blob(digest) = node.output else {
+            continue;
+        };
+        if engine.store.blob_path(&digest).is_none() {
+            continue;
+        }
+        let manifest =
+            serde_json::from_reader(std::io::BufReader::new(engine.store.open_blob(&digest)?))
+                .map_err(|e| Error::Other(format!("reading the manifest {digest}: {e}")))?;
+        manifests.push(manifest);
     }
-    let manifest = serde_json::from_reader(std::io::BufReader::new(
-        engine.store.open_blob(&digest)?,
-    ))
-    .map_err(|e| Error::Other(format!("reading the manifest {digest}: {e}")))?;
-    Ok(Some(manifest))
+    Ok(manifests)
 }
 
 /// What `comb build` was asked for.

@@ -55,8 +55,7 @@ impl Peer {
 
     /// Whether `pocket`'s access list names this user or one of its groups.
     pub fn may_use(&self, pocket: &PocketConfig) -> bool {
-        pocket.users.iter().any(|u| *u == self.user)
-            || pocket.groups.iter().any(|g| self.groups.contains(g))
+        pocket.users.contains(&self.user) || pocket.groups.iter().any(|g| self.groups.contains(g))
     }
 }
 

@@ -97,7 +97,14 @@ impl Shared {
 
     /// Appends to the audit log; a failure to is logged (it is also a
     /// fact worth a line on the daemon's stderr).
-    fn audit(&self, actor: &str, uid: Option<u32>, kind: &str, request: Option<i64>, detail: Value) {
+    fn audit(
+        &self,
+        actor: &str,
+        uid: Option<u32>,
+        kind: &str,
+        request: Option<i64>,
+        detail: Value,
+    ) {
         let db = self.db();
         let entry = crate::audit::NewEntry {
             actor,
@@ -161,13 +168,16 @@ pub fn serve(opts: Options) -> Result<()> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-    let _daemon_lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| {
-            Error::Other(format!(
-                "another comb serve owns the store {}: stop it first, or give this one another --store",
-                opts.store.display()
-            ))
-        })?;
+    let _daemon_lock = nix::fcntl::Flock::lock(
+        lock_file,
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|_| {
+        Error::Other(format!(
+            "another comb serve owns the store {}: stop it first, or give this one another --store",
+            opts.store.display()
+        ))
+    })?;
     let config = RepoConfig::load(&opts.repo.join(comb_engine::recipes::CONFIG_FILE))
         .map_err(|e| Error::Other(e.to_string()))?;
     let db = Db::open(&opts.store.join("service.sqlite"))?;
@@ -215,7 +225,7 @@ pub fn serve(opts: Options) -> Result<()> {
     }
     let _http = match shared.opts.http {
         Some(addr) => {
-            let server = http_pending(addr, shared.clone())
+            let server = crate::http::serve(addr, shared.clone())
                 .map_err(|e| Error::io(format!("serving the status page on {addr}"), e))?;
             eprintln!("comb serve: status page on http://{}/", server.addr());
             Some(server)
@@ -268,7 +278,10 @@ fn refuse_connection(shared: &Shared, mut stream: UnixStream, peer: &Peer) {
         "{} has {} connections open already: close some first",
         peer.user, shared.opts.max_connections
     );
-    eprintln!("comb serve: refused a connection of {} (pid {}): {message}", peer.user, peer.pid);
+    eprintln!(
+        "comb serve: refused a connection of {} (pid {}): {message}",
+        peer.user, peer.pid
+    );
     let _ = writeln!(
         stream,
         "{}",
@@ -309,8 +322,12 @@ fn bind_socket(path: &Path, group: Option<&str>) -> Result<UnixListener> {
             .flatten()
             .ok_or_else(|| Error::Other(format!("there is no group {group:?} (--group)")))?
             .gid;
-        nix::unistd::chown(path, None, Some(gid))
-            .map_err(|e| Error::io(format!("giving {} to group {group}", path.display()), e.into()))?;
+        nix::unistd::chown(path, None, Some(gid)).map_err(|e| {
+            Error::io(
+                format!("giving {} to group {group}", path.display()),
+                e.into(),
+            )
+        })?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))?;
     }
@@ -333,7 +350,13 @@ fn watch_signals(shared: Arc<Shared>) {
                 cancel.cancel();
             }
             shared.wake_worker();
-            shared.audit("comb-serve", None, "daemon-stopped", None, json!({"signal": format!("{sig:?}")}));
+            shared.audit(
+                "comb-serve",
+                None,
+                "daemon-stopped",
+                None,
+                json!({"signal": format!("{sig:?}")}),
+            );
             let deadline = Instant::now() + Duration::from_secs(20);
             while shared.live().request.is_some() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -354,7 +377,9 @@ fn handle_client(shared: &Shared, mut stream: UnixStream, peer: Peer) {
     let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
     let request = {
-        let Ok(read_half) = stream.try_clone() else { return };
+        let Ok(read_half) = stream.try_clone() else {
+            return;
+        };
         read_request(&mut BufReader::new(read_half))
     };
     let request = match request {
@@ -398,7 +423,7 @@ fn handle_client(shared: &Shared, mut stream: UnixStream, peer: Peer) {
             let id = queue_request(shared, &peer, "promote", &to, Some(&from), &packages);
             return answer_queued(shared, &mut stream, id, true);
         }
-        Request::Queue => match shared.db().active() {
+        Request::Queue {} => match shared.db().active() {
             Ok(rows) => json!({"ok": true, "done": true, "queue": rows}),
             Err(e) => json!({"ok": false, "done": true, "error": e.to_string()}),
         },
@@ -429,7 +454,12 @@ fn queue_request(
 ) -> std::result::Result<i64, Value> {
     let verdict = shared
         .reload_config()
-        .map_err(|e| Refused(Refusal::Malformed, format!("the repository cannot be read: {e}")))
+        .map_err(|e| {
+            Refused(
+                Refusal::Malformed,
+                format!("the repository cannot be read: {e}"),
+            )
+        })
         .and_then(|config| check_request(shared, &config, peer, pocket, from, packages));
     let (st, reason) = match &verdict {
         Ok(()) => (state::QUEUED, None),
@@ -451,8 +481,18 @@ fn queue_request(
     let row = shared.db().request(id).ok().flatten();
     match verdict {
         Ok(()) => {
-            eprintln!("comb serve: request {id}: {kind} {} for {pocket} by {}: queued", packages.join(" "), peer.user);
-            shared.audit(&peer.user, Some(peer.uid), "queued", Some(id), json!({"kind": kind, "pocket": pocket, "from": from, "packages": packages}));
+            eprintln!(
+                "comb serve: request {id}: {kind} {} for {pocket} by {}: queued",
+                packages.join(" "),
+                peer.user
+            );
+            shared.audit(
+                &peer.user,
+                Some(peer.uid),
+                "queued",
+                Some(id),
+                json!({"kind": kind, "pocket": pocket, "from": from, "packages": packages}),
+            );
             if let Some(row) = &row {
                 shared.event("queued", row, json!({}));
             }
@@ -460,7 +500,10 @@ fn queue_request(
             Ok(id)
         }
         Err(Refused(refusal, why)) => {
-            eprintln!("comb serve: request {id}: {kind} for {pocket} by {}: refused: {why}", peer.user);
+            eprintln!(
+                "comb serve: request {id}: {kind} for {pocket} by {}: refused: {why}",
+                peer.user
+            );
             shared.audit(&peer.user, Some(peer.uid), "refused", Some(id), json!({"refusal": refusal, "reason": why, "kind": kind, "pocket": pocket, "from": from, "packages": packages}));
             if let Some(row) = &row {
                 shared.event("refused", row, json!({"refusal": refusal, "reason": why}));
@@ -497,8 +540,12 @@ fn check_request(
             format!("pocket {pocket} is frozen: it takes no submission or promotion"),
         ));
     }
-    let repo = Repository::from_config(config.clone())
-        .map_err(|e| Refused(Refusal::Malformed, format!("the repository cannot be read: {e}")))?;
+    let repo = Repository::from_config(config.clone()).map_err(|e| {
+        Refused(
+            Refusal::Malformed,
+            format!("the repository cannot be read: {e}"),
+        )
+    })?;
     let db = shared.db();
     for name in packages {
         let Some(recipe) = repo.recipe(name) else {
@@ -537,14 +584,22 @@ fn db_refusal(e: Error) -> Refused {
     Refused(Refusal::Malformed, format!("the service database: {e}"))
 }
 
-fn pocket_of<'a>(config: &'a RepoConfig, name: &str) -> std::result::Result<&'a PocketConfig, Refused> {
+fn pocket_of<'a>(
+    config: &'a RepoConfig,
+    name: &str,
+) -> std::result::Result<&'a PocketConfig, Refused> {
     config.pockets.get(name).ok_or_else(|| {
         Refused(
             Refusal::UnknownPocket,
             format!(
                 "there is no pocket {name:?} in {}: the pockets are {}",
                 config.path.display(),
-                config.pockets.keys().cloned().collect::<Vec<_>>().join(", ")
+                config
+                    .pockets
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     })
@@ -560,12 +615,20 @@ fn check_version(
     if pocket.allow_backtracking {
         return Ok(());
     }
-    let Some(published) = db.published_one(&pocket.name, package).map_err(db_refusal)? else {
+    let Some(published) = db
+        .published_one(&pocket.name, package)
+        .map_err(db_refusal)?
+    else {
         return Ok(());
     };
     let greater = comb_engine::distro::version::compare_versions(version, &published.version)
         .map(|o| o == std::cmp::Ordering::Greater)
-        .map_err(|e| Refused(Refusal::VersionNotGreater, format!("{package} {version}: {e}")))?;
+        .map_err(|e| {
+            Refused(
+                Refusal::VersionNotGreater,
+                format!("{package} {version}: {e}"),
+            )
+        })?;
     if greater {
         Ok(())
     } else {
@@ -595,7 +658,10 @@ fn answer_queued(
         }
     };
     let mut last = shared.db().request(id).ok().flatten();
-    if !send(stream, &json!({"ok": true, "done": !wait, "request": last})) || !wait {
+    // A request may have ended before this first answer (a quick
+    // promotion): then it is the last.
+    let ended = last.as_ref().is_some_and(|r| state::is_final(&r.state));
+    if !send(stream, &answer(last.as_ref(), !wait || ended)) || !wait || ended {
         return;
     }
     loop {
@@ -608,12 +674,17 @@ fn answer_queued(
             continue;
         }
         let done = state::is_final(&row.state);
-        let ok = row.state != state::FAILED && row.state != state::CANCELLED;
-        if !send(stream, &json!({"ok": ok, "done": done, "request": row})) || done {
+        if !send(stream, &answer(Some(&row), done)) || done {
             return;
         }
         last = Some(row);
     }
+}
+
+/// One answer about a request: ok unless it failed or was cancelled.
+fn answer(row: Option<&RequestRow>, done: bool) -> Value {
+    let ok = row.is_some_and(|r| r.state != state::FAILED && r.state != state::CANCELLED);
+    json!({"ok": ok, "done": done, "request": row})
 }
 
 fn cancel(shared: &Shared, peer: &Peer, id: i64) -> Value {
@@ -625,16 +696,27 @@ fn cancel(shared: &Shared, peer: &Peer, id: i64) -> Value {
     if row.uid != peer.uid && peer.uid != 0 {
         return refusal_reply(
             Refusal::NotYours,
-            format!("request {id} is {}'s: only they or root may cancel it", row.user),
+            format!(
+                "request {id} is {}'s: only they or root may cancel it",
+                row.user
+            ),
         );
     }
     if state::is_final(&row.state) {
-        return refusal_reply(Refusal::NotFound, format!("request {id} has ended already ({})", row.state));
+        return refusal_reply(
+            Refusal::NotFound,
+            format!("request {id} has ended already ({})", row.state),
+        );
     }
     let reason = format!("cancelled by {}", peer.user);
-    match shared.db().finish(id, state::CANCELLED, Some(&reason), &BTreeMap::new()) {
+    match shared
+        .db()
+        .finish(id, state::CANCELLED, Some(&reason), &BTreeMap::new())
+    {
         Ok(true) => {}
-        Ok(false) => return refusal_reply(Refusal::NotFound, format!("request {id} has just ended")),
+        Ok(false) => {
+            return refusal_reply(Refusal::NotFound, format!("request {id} has just ended"))
+        }
         Err(e) => return json!({"ok": false, "done": true, "error": e.to_string()}),
     }
     if let Some((running, token)) = &shared.live().request {
@@ -642,8 +724,18 @@ fn cancel(shared: &Shared, peer: &Peer, id: i64) -> Value {
             token.cancel();
         }
     }
-    shared.audit(&peer.user, Some(peer.uid), "cancelled", Some(id), json!({"was": row.state}));
-    shared.event("failed", &row, json!({"state": state::CANCELLED, "reason": reason}));
+    shared.audit(
+        &peer.user,
+        Some(peer.uid),
+        "cancelled",
+        Some(id),
+        json!({"was": row.state}),
+    );
+    shared.event(
+        "failed",
+        &row,
+        json!({"state": state::CANCELLED, "reason": reason}),
+    );
     json!({"ok": true, "done": true, "request": shared.db().request(id).ok().flatten()})
 }
 
@@ -683,8 +775,18 @@ fn run_worker(shared: &Arc<Shared>) {
 
 fn run_request(shared: &Arc<Shared>, row: RequestRow) {
     let id = row.id;
-    eprintln!("comb serve: request {id}: started ({} {})", row.kind, row.packages.join(" "));
-    shared.audit("comb-serve", None, "started", Some(id), json!({"attempt": row.attempts}));
+    eprintln!(
+        "comb serve: request {id}: started ({} {})",
+        row.kind,
+        row.packages.join(" ")
+    );
+    shared.audit(
+        "comb-serve",
+        None,
+        "started",
+        Some(id),
+        json!({"attempt": row.attempts}),
+    );
     shared.event("started", &row, json!({"attempt": row.attempts}));
     let result = match row.kind.as_str() {
         "promote" => promote(shared, &row),
@@ -713,7 +815,10 @@ fn run_request(shared: &Arc<Shared>, row: RequestRow) {
     }
     eprintln!(
         "comb serve: request {id}: {st}{}",
-        reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
     );
     let row = shared.db().request(id).ok().flatten().unwrap_or(row);
     shared.audit(
@@ -723,7 +828,11 @@ fn run_request(shared: &Arc<Shared>, row: RequestRow) {
         Some(id),
         json!({"reason": reason, "versions": versions, "run": row.run}),
     );
-    shared.event(st, &row, json!({"reason": reason, "versions": versions, "run": row.run}));
+    shared.event(
+        st,
+        &row,
+        json!({"reason": reason, "versions": versions, "run": row.run}),
+    );
 }
 
 /// The engine observer of a request: what the status page shows live.
@@ -748,11 +857,14 @@ impl Observer for LiveObserver {
 
     fn output(&self, name: &str, chunk: &[u8]) {
         let mut live = self.0.live();
-        let Some(b) = live.building.get_mut(name) else { return };
+        let Some(b) = live.building.get_mut(name) else {
+            return;
+        };
         b.partial.push_str(&String::from_utf8_lossy(chunk));
         while let Some(at) = b.partial.find('\n') {
             let line: String = b.partial.drain(..=at).collect();
-            b.tail.push_back(line.trim_end().chars().take(400).collect());
+            b.tail
+                .push_back(line.trim_end().chars().take(400).collect());
             if b.tail.len() > TAIL_LINES {
                 b.tail.pop_front();
             }
@@ -764,13 +876,22 @@ impl Observer for LiveObserver {
 }
 
 /// Opens an engine for a request: its run, and what cancels it.
-fn open_engine(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<(Engine, Repository), String> {
+fn open_engine(
+    shared: &Arc<Shared>,
+    row: &RequestRow,
+) -> std::result::Result<(Engine, Repository), String> {
     let config = shared.reload_config().map_err(|e| e.to_string())?;
     let repo = Repository::from_config(config.clone()).map_err(|e| e.to_string())?;
     let engine = Engine::open(
         config,
         shared.opts.store.clone(),
-        &format!("comb serve: request {} ({} {} for {})", row.id, row.kind, row.packages.join(" "), row.pocket),
+        &format!(
+            "comb serve: request {} ({} {} for {})",
+            row.id,
+            row.kind,
+            row.packages.join(" "),
+            row.pocket
+        ),
         Box::new(LiveObserver(shared.clone())),
     )
     .map_err(|e| format!("opening the store: {e}"))?;
@@ -783,7 +904,10 @@ fn open_engine(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<(E
 }
 
 /// Builds a submission's packages and publishes them in its pocket.
-fn submit(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<BTreeMap<String, String>, String> {
+fn submit(
+    shared: &Arc<Shared>,
+    row: &RequestRow,
+) -> std::result::Result<BTreeMap<String, String>, String> {
     let (engine, repo) = open_engine(shared, row)?;
     let request = BuildRequest {
         packages: row.packages.clone(),
@@ -810,7 +934,9 @@ fn submit(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<BTreeMa
             },
             JobState::Done(_) => {}
             JobState::Failed(why) => problems.push(format!("{} failed: {why}", r.name)),
-            JobState::Skipped { because } => problems.push(format!("{} skipped: {because}", r.name)),
+            JobState::Skipped { because } => {
+                problems.push(format!("{} skipped: {because}", r.name))
+            }
         }
     }
     if !problems.is_empty() || engine.cancel.is_cancelled() {
@@ -820,7 +946,11 @@ fn submit(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<BTreeMa
         }
         return Err(problems.join("; "));
     }
-    let config = shared.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let config = shared
+        .config
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let result = (|| {
         let pocket = pocket_of(&config, &row.pocket).map_err(|Refused(_, why)| why)?;
         let mut new = Vec::new();
@@ -858,9 +988,16 @@ fn submit(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<BTreeMa
         })?;
         for p in &new {
             shared.audit("comb-serve", None, "published", Some(row.id), json!({"pocket": p.pocket, "package": p.package, "version": p.version, "debs": p.debs}));
-            shared.event("published", row, json!({"package": p.package, "version": p.version}));
+            shared.event(
+                "published",
+                row,
+                json!({"package": p.package, "version": p.version}),
+            );
         }
-        Ok(new.iter().map(|p| (p.package.clone(), p.version.clone())).collect())
+        Ok(new
+            .iter()
+            .map(|p| (p.package.clone(), p.version.clone()))
+            .collect())
     })();
     let _ = engine.finish(result.is_ok());
     result
@@ -889,16 +1026,29 @@ fn publish_into(
         key: key.to_string(),
         gnupghome: None,
     });
-    publish::write_pocket(&pocket.publish, signer.as_ref(), &debs, source).map_err(|e| e.to_string())?;
-    shared.db.lock().unwrap_or_else(|e| e.into_inner()).set_published(new).map_err(|e| e.to_string())
+    publish::write_pocket(&pocket.publish, signer.as_ref(), &debs, source)
+        .map_err(|e| e.to_string())?;
+    shared
+        .db
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_published(new)
+        .map_err(|e| e.to_string())
 }
 
 /// Copies published packages from one pocket into another, unbuilt, when
 /// the bytes in the first are the recorded output of the package's build.
-fn promote(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<BTreeMap<String, String>, String> {
+fn promote(
+    shared: &Arc<Shared>,
+    row: &RequestRow,
+) -> std::result::Result<BTreeMap<String, String>, String> {
     let from_name = row.from_pocket.clone().unwrap_or_default();
     let (engine, _) = open_engine(shared, row)?;
-    let config = shared.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let config = shared
+        .config
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let result = (|| {
         let from = pocket_of(&config, &from_name).map_err(|Refused(_, why)| why)?;
         let to = pocket_of(&config, &row.pocket).map_err(|Refused(_, why)| why)?;
@@ -909,25 +1059,30 @@ fn promote(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<BTreeM
                 .published_one(&from.name, name)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("{name} is not published in pocket {}", from.name))?;
-            check_version(&shared.db(), to, name, &published.version).map_err(|Refused(_, why)| why)?;
+            check_version(&shared.db(), to, name, &published.version)
+                .map_err(|Refused(_, why)| why)?;
             for deb in &published.debs {
                 publish::check_deb(&from.publish, deb).map_err(|e| format!("refused: {e}"))?;
             }
-            let recorded = build::last_build(&engine, name).map_err(|e| e.to_string())?;
-            let mut recorded: Vec<String> = recorded
-                .map(|m| m.debs.iter().map(|d| d.sha256.clone()).collect())
-                .unwrap_or_default();
-            let mut promoted: Vec<String> = published.debs.iter().map(|d| d.sha256.clone()).collect();
-            recorded.sort();
+            // The bytes must be what a build comb records made: a pocket's
+            // files are copied, never trusted.
+            let mut promoted: Vec<&str> =
+                published.debs.iter().map(|d| d.sha256.as_str()).collect();
             promoted.sort();
-            if recorded != promoted {
+            let recorded = build::recorded_builds(&engine, name).map_err(|e| e.to_string())?;
+            let matches = recorded.iter().any(|m| {
+                let mut made: Vec<&str> = m.debs.iter().map(|d| d.sha256.as_str()).collect();
+                made.sort();
+                made == promoted
+            });
+            if !matches {
                 return Err(format!(
-                    "refused: {name} {} in pocket {} is not the recorded output of {name}'s last build \
-                     (it has sha256 {}, the store records {}): submit it to {} instead",
+                    "refused: {name} {} in pocket {} is not the recorded output of any build of {name} \
+                     the store still records ({} recorded; the pocket has sha256 {}): submit it to {} instead",
                     published.version,
                     from.name,
+                    recorded.len(),
                     short_list(&promoted),
-                    if recorded.is_empty() { "no build".to_string() } else { short_list(&recorded) },
                     to.name
                 ));
             }
@@ -939,18 +1094,27 @@ fn promote(shared: &Arc<Shared>, row: &RequestRow) -> std::result::Result<BTreeM
             });
         }
         let from_dir = from.publish.clone();
-        publish_into(shared, to, &new, &move |d: &PocketDeb| Some(from_dir.join(publish::pool_path(d))))?;
+        publish_into(shared, to, &new, &move |d: &PocketDeb| {
+            Some(from_dir.join(publish::pool_path(d)))
+        })?;
         for p in &new {
             shared.audit("comb-serve", None, "promoted", Some(row.id), json!({"from": from.name, "to": to.name, "package": p.package, "version": p.version, "debs": p.debs}));
-            shared.event("promoted", row, json!({"package": p.package, "version": p.version}));
+            shared.event(
+                "promoted",
+                row,
+                json!({"package": p.package, "version": p.version}),
+            );
         }
-        Ok(new.iter().map(|p| (p.package.clone(), p.version.clone())).collect())
+        Ok(new
+            .iter()
+            .map(|p| (p.package.clone(), p.version.clone()))
+            .collect())
     })();
     let _ = engine.finish(result.is_ok());
     result
 }
 
-fn short_list(digests: &[String]) -> String {
+fn short_list(digests: &[&str]) -> String {
     digests
         .iter()
         .map(|d| d.chars().take(12).collect::<String>())
@@ -960,14 +1124,23 @@ fn short_list(digests: &[String]) -> String {
 
 fn run_hook_thread(shared: &Shared, events: mpsc::Receiver<(String, Value)>) {
     for (event, payload) in events {
-        let hooks = shared.config.lock().unwrap_or_else(|e| e.into_inner()).hooks.clone();
+        let hooks = shared
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hooks
+            .clone();
         for outcome in crate::hooks::run_hooks(&hooks, &event, &payload) {
             if !outcome.ok {
                 eprintln!(
                     "comb serve: hook {} on {event}: {}{}",
                     outcome.hook.display(),
                     outcome.status,
-                    if outcome.stderr_tail.is_empty() { String::new() } else { format!(": {}", outcome.stderr_tail.trim()) }
+                    if outcome.stderr_tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", outcome.stderr_tail.trim())
+                    }
                 );
             }
             shared.audit(
@@ -981,9 +1154,13 @@ fn run_hook_thread(shared: &Shared, events: mpsc::Receiver<(String, Value)>) {
     }
 }
 
-impl Shared /* HTTP-PENDING: crate::http::StatusSource for */ {
+impl crate::http::StatusSource for Shared {
     fn status(&self) -> Value {
-        let config = self.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let db = self.db();
         let active = db.active().unwrap_or_default();
         let live = self.live();
@@ -1043,13 +1220,19 @@ impl Shared /* HTTP-PENDING: crate::http::StatusSource for */ {
     }
 
     fn report_page(&self, run: i64) -> std::result::Result<String, String> {
-        let page = self.opts.report_page.ok_or("this daemon renders no report pages")?;
+        let page = self
+            .opts
+            .report_page
+            .ok_or("this daemon renders no report pages")?;
         Ok(page(&self.run_report(Some(run))?))
     }
 }
 
 impl Shared {
-    fn run_report(&self, run: Option<i64>) -> std::result::Result<comb_engine::report::Report, String> {
+    fn run_report(
+        &self,
+        run: Option<i64>,
+    ) -> std::result::Result<comb_engine::report::Report, String> {
         let store = comb_engine::cache::Store::open(&self.opts.store).map_err(|e| e.to_string())?;
         let index = store.open_index().map_err(|e| e.to_string())?;
         let runs = match run {
@@ -1063,16 +1246,5 @@ impl Shared {
             return Err("no run is recorded yet".into());
         }
         comb_engine::report::report(&store, &index, &runs).map_err(|e| e.to_string())
-    }
-}
-
-// HTTP-PENDING
-fn http_pending(_: std::net::SocketAddr, _: Arc<Shared>) -> std::io::Result<HttpStub> {
-    Err(std::io::Error::other("not yet"))
-}
-struct HttpStub;
-impl HttpStub {
-    fn addr(&self) -> &str {
-        ""
     }
 }

@@ -114,7 +114,8 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-const REQUEST_COLUMNS: &str = "id, kind, pocket, from_pocket, packages, uid, user, state, queued_at, \
+const REQUEST_COLUMNS: &str =
+    "id, kind, pocket, from_pocket, packages, uid, user, state, queued_at, \
      started_at, finished_at, attempts, run, reason, versions";
 
 fn request_row(r: &rusqlite::Row) -> rusqlite::Result<RequestRow> {
@@ -219,8 +220,10 @@ impl Db {
     }
 
     pub fn set_run(&self, id: i64, run: i64) -> Result<()> {
-        self.conn
-            .execute("UPDATE requests SET run = ?2 WHERE id = ?1", params![id, run])?;
+        self.conn.execute(
+            "UPDATE requests SET run = ?2 WHERE id = ?1",
+            params![id, run],
+        )?;
         Ok(())
     }
 

@@ -11,20 +11,19 @@ pub enum Error {
     Publish(#[from] crate::publish::PublishError),
     #[error(transparent)]
     Engine(#[from] comb_engine::Error),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    /// (The io error is part of the message, not a source, so that a
+    /// chain of errors does not print it twice.)
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error("{0}")]
     Other(String),
 }
 
 impl Error {
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> Error {
+    pub fn io(what: impl Into<String>, error: std::io::Error) -> Error {
         Error::Io {
             what: what.into(),
-            source,
+            error,
         }
     }
 }

@@ -30,8 +30,9 @@ pub enum Request {
         to: String,
         packages: Vec<String>,
     },
-    /// The queue and the running requests.
-    Queue,
+    /// The queue and the running requests. (A struct variant, so that
+    /// unknown fields are refused as for the others.)
+    Queue {},
     /// Cancel a queued or running request.
     Cancel { id: i64 },
     /// One request.
@@ -108,7 +109,10 @@ mod tests {
                 wait: false
             }
         );
-        assert_eq!(read(b"{\"op\":\"cancel\",\"id\":3}\n").unwrap(), Request::Cancel { id: 3 });
+        assert_eq!(
+            read(b"{\"op\":\"cancel\",\"id\":3}\n").unwrap(),
+            Request::Cancel { id: 3 }
+        );
         for bad in [
             &b"hello\n"[..],
             b"{\"op\":\"rm\"}\n",
