@@ -47,6 +47,10 @@ pub enum EnvCommand {
         /// Who runs the command: root (R) or builder (U).
         #[arg(long = "as", value_enum, default_value = "builder")]
         identity: As,
+        /// Also show a host directory or file inside (read-only unless
+        /// `:rw`); repeat.
+        #[arg(long = "bind", value_name = "SRC:DST[:rw]")]
+        binds: Vec<String>,
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },
@@ -207,8 +211,13 @@ pub fn run(command: EnvCommand) -> Result<ExitCode> {
             place,
             with,
             identity,
+            binds,
             command,
         } => {
+            let binds = binds
+                .iter()
+                .map(|b| crate::sandbox_cmd::parse_bind(b))
+                .collect::<Result<Vec<_>>>()?;
             let engine = open(&place, false, &command_line())?;
             let result = snapshot::load(&engine).and_then(|p| env::environment(&engine, &p, &with));
             let environment = match result {
@@ -222,7 +231,7 @@ pub fn run(command: EnvCommand) -> Result<ExitCode> {
                 As::Root => Identity::Root,
                 As::Builder => Identity::Builder,
             };
-            let outcome = env::run_in(&engine, &environment, identity, command);
+            let outcome = env::run_in(&engine, &environment, identity, binds, command);
             engine.finish(outcome.is_ok())?;
             let outcome = outcome?;
             if let Some(kill) = outcome.killed_by {

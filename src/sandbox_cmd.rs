@@ -94,7 +94,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-fn parse_bind(text: &str) -> Result<Bind> {
+pub(crate) fn parse_bind(text: &str) -> Result<Bind> {
     let parts: Vec<&str> = text.split(':').collect();
     let (source, target, writable) = match parts.as_slice() {
         [s, t] => (s, t, false),

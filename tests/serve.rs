@@ -525,6 +525,38 @@ fn wait_until_running(daemon: &Daemon, id: i64) {
     }
 }
 
+/// The status page as headless Chromium sees it after its script ran
+/// (None, with a note, where Chromium is not installed).
+fn status_page(daemon: &Daemon) -> Option<String> {
+    let log = daemon.log_text();
+    let addr = log
+        .lines()
+        .find_map(|l| l.strip_prefix("comb serve: status page on "))
+        .unwrap_or_else(|| panic!("no status page address:\n{log}"))
+        .to_string();
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("note: skipped the status page: headless Chromium not found (Debian: chromium)");
+        return None;
+    };
+    let out = Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(addr.trim())
+        .output()
+        .unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn builds_of(store: &Path, name: &str) -> i64 {
     let db = rusqlite::Connection::open(store.join("index.sqlite")).unwrap();
     db.query_row(
@@ -542,7 +574,15 @@ fn a_killed_daemon_resumes_its_queue_and_builds_nothing_twice() {
     }
     users();
     let repo = Repo::new();
-    repo.recipe("slow", &native("slow", &[], "sleep 4"), "s\n");
+    repo.recipe(
+        "slow",
+        &native(
+            "slow",
+            &[],
+            "echo slow build begins; echo '<b>bold</b>'; sleep 8",
+        ),
+        "s\n",
+    );
     repo.recipe("quick", &native("quick", &[], ""), "q\n");
     let apt = repo.root.parent().unwrap().join("apt");
     let mut toml = std::fs::read_to_string(repo.root.join("comb.toml")).unwrap();
@@ -551,7 +591,7 @@ fn a_killed_daemon_resumes_its_queue_and_builds_nothing_twice() {
         apt.display()
     ));
     std::fs::write(repo.root.join("comb.toml"), toml).unwrap();
-    let mut daemon = Daemon::start(&repo, &["--max-in-flight", "2"]);
+    let mut daemon = Daemon::start(&repo, &["--max-in-flight", "2", "--http", "127.0.0.1:0"]);
 
     let (ok, first) = daemon.last(None, &["submit", "--pocket", "dev", "slow"]);
     assert!(ok, "{first}");
@@ -567,6 +607,17 @@ fn a_killed_daemon_resumes_its_queue_and_builds_nothing_twice() {
     );
     wait_until_running(&daemon, first);
     std::thread::sleep(Duration::from_millis(1500));
+    // The status page shows the queue and the running build's log as it
+    // comes, as text.
+    if let Some(dom) = status_page(&daemon) {
+        assert!(dom.contains("id=\"queue\""), "{dom}");
+        assert!(dom.contains("slow build begins"), "{dom}");
+        assert!(
+            dom.contains("&lt;b&gt;bold&lt;/b&gt;") && !dom.contains("<b>bold"),
+            "{dom}"
+        );
+        assert!(dom.contains("quick"), "{dom}");
+    }
     // SIGKILL: no goodbye, the sandbox dies with its monitor.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.child.id() as i32),

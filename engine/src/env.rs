@@ -900,15 +900,17 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Runs a command in an environment: an overlay of its layers and a fresh
-/// upper directory, as R or U.
+/// upper directory, as R or U, with `binds` of the host.
 pub fn run_in(
     engine: &Engine,
     env: &Environment,
     identity: Identity,
+    binds: Vec<Bind>,
     command: Vec<String>,
 ) -> Result<comb_sandbox::Outcome> {
     let mut spec = Spec::new(env.top().paths.clone(), command);
     spec.identity = identity;
+    spec.binds = binds;
     spec.cancel = engine.cancel.clone();
     if identity == Identity::Builder {
         spec.cwd = PathBuf::from("/home/builder");

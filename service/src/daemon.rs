@@ -168,16 +168,15 @@ pub fn serve(opts: Options) -> Result<()> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-    let _daemon_lock = nix::fcntl::Flock::lock(
-        lock_file,
-        nix::fcntl::FlockArg::LockExclusiveNonblock,
-    )
-    .map_err(|_| {
-        Error::Other(format!(
+    let _daemon_lock =
+        nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+            |_| {
+                Error::Other(format!(
             "another comb serve owns the store {}: stop it first, or give this one another --store",
             opts.store.display()
         ))
-    })?;
+            },
+        )?;
     let config = RepoConfig::load(&opts.repo.join(comb_engine::recipes::CONFIG_FILE))
         .map_err(|e| Error::Other(e.to_string()))?;
     let db = Db::open(&opts.store.join("service.sqlite"))?;

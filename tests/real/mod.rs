@@ -15,15 +15,17 @@ pub fn store() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/comb-test-store"))
 }
 
-/// `comb ARGS --repo REPO --store STORE`, with what it said printed for a
-/// failing test's log.
+/// `comb ARGS --repo REPO --store STORE` (both before a `--` in ARGS),
+/// with what it said printed for a failing test's log.
 pub fn comb(repo: &Path, args: &[&str]) -> Output {
+    let end = args.iter().position(|a| *a == "--").unwrap_or(args.len());
     let out = Command::new(COMB)
-        .args(args)
+        .args(&args[..end])
         .arg("--repo")
         .arg(repo)
         .arg("--store")
         .arg(store())
+        .args(&args[end..])
         .output()
         .expect("running comb");
     eprintln!(
