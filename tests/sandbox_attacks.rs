@@ -991,18 +991,25 @@ fn builder_cannot_write_roots_files() {
     assert!(!layer.join("rootdir/new").exists() && !kept.join("var/rdir/new").exists());
 }
 
-#[test]
-fn builder_writes_to_its_own_lower_files_stay_in_the_upper_layer() {
-    if !is_root() {
-        return;
-    }
+/// A layer with a file of U's, `/home/builder/mine`: (dir, layer, file).
+fn layer_with_a_file_of_u() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let layer = dir.path().join("layer");
     fs::create_dir_all(layer.join("home/builder")).unwrap();
     let file = layer.join("home/builder/mine");
     fs::write(&file, "U's on the host\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::chown(&file, Some(1000), Some(1000)).unwrap();
     std::os::unix::fs::chown(layer.join("home/builder"), Some(1000), Some(1000)).unwrap();
+    (dir, layer, file)
+}
+
+#[test]
+fn builder_writes_to_its_own_lower_files_stay_in_the_upper_layer() {
+    if !is_root() {
+        return;
+    }
+    let (_dir, layer, file) = layer_with_a_file_of_u();
     let before = FileState::of(&file);
     let run = sandbox().layer(&layer).run(&[
         "sh",
@@ -1025,14 +1032,7 @@ fn the_other_builder_has_its_own_ids_home_and_no_right_to_us_files() {
     if !is_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let layer = dir.path().join("layer");
-    fs::create_dir_all(layer.join("home/builder")).unwrap();
-    let file = layer.join("home/builder/mine");
-    fs::write(&file, "U's on the host\n").unwrap();
-    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
-    std::os::unix::fs::chown(&file, Some(1000), Some(1000)).unwrap();
-    std::os::unix::fs::chown(layer.join("home/builder"), Some(1000), Some(1000)).unwrap();
+    let (_dir, layer, file) = layer_with_a_file_of_u();
     let before = FileState::of(&file);
     let run = sandbox().layer(&layer).who(Who::U2).run(&[
         "sh",

@@ -985,18 +985,7 @@ fn submit(
                 .ok()
                 .and_then(|digest| store.blob_path(&digest))
         })?;
-        for p in &new {
-            shared.audit("comb-serve", None, "published", Some(row.id), json!({"pocket": p.pocket, "package": p.package, "version": p.version, "debs": p.debs}));
-            shared.event(
-                "published",
-                row,
-                json!({"package": p.package, "version": p.version}),
-            );
-        }
-        Ok(new
-            .iter()
-            .map(|p| (p.package.clone(), p.version.clone()))
-            .collect())
+        Ok(announce(shared, row, "published", &new, json!({})))
     })();
     let _ = engine.finish(result.is_ok());
     result
@@ -1096,21 +1085,43 @@ fn promote(
         publish_into(shared, to, &new, &move |d: &PocketDeb| {
             Some(from_dir.join(publish::pool_path(d)))
         })?;
-        for p in &new {
-            shared.audit("comb-serve", None, "promoted", Some(row.id), json!({"from": from.name, "to": to.name, "package": p.package, "version": p.version, "debs": p.debs}));
-            shared.event(
-                "promoted",
-                row,
-                json!({"package": p.package, "version": p.version}),
-            );
-        }
-        Ok(new
-            .iter()
-            .map(|p| (p.package.clone(), p.version.clone()))
-            .collect())
+        Ok(announce(
+            shared,
+            row,
+            "promoted",
+            &new,
+            json!({"from": from.name, "to": to.name}),
+        ))
     })();
     let _ = engine.finish(result.is_ok());
     result
+}
+
+/// Audits and announces (to the hooks) each package `new` put into a
+/// pocket; returns package → version for the request's record.
+fn announce(
+    shared: &Shared,
+    row: &RequestRow,
+    event: &str,
+    new: &[Published],
+    extra: Value,
+) -> BTreeMap<String, String> {
+    for p in new {
+        let mut detail =
+            json!({"pocket": p.pocket, "package": p.package, "version": p.version, "debs": p.debs});
+        if let (Some(d), Value::Object(extra)) = (detail.as_object_mut(), extra.clone()) {
+            d.extend(extra);
+        }
+        shared.audit("comb-serve", None, event, Some(row.id), detail);
+        shared.event(
+            event,
+            row,
+            json!({"package": p.package, "version": p.version}),
+        );
+    }
+    new.iter()
+        .map(|p| (p.package.clone(), p.version.clone()))
+        .collect()
 }
 
 fn short_list(digests: &[&str]) -> String {
