@@ -62,15 +62,40 @@
 //!    starts a minute after comb's last removal (the peers keep their trees
 //!    until the end). Each round runs the three in a new order; the median
 //!    of the rounds' ratios is printed beside the ratio of the medians.
-//! 4. **Checks.** `comb check --all -j 2` of eight recipes (random
-//!    dependencies, each build sleeping 0.5 s) against eight sequential
-//!    `comb check PKG` runs: one run reuses the cached environments and
-//!    rebuilds each package once, two at a time (target: less time).
+//! 4. **Checks.** A copy of `examples/starter` (native recipes and Debian
+//!    source packages, some built on others' `.deb`s), built once
+//!    (untimed). `comb check --all -j 2` rebuilds every package from source
+//!    in its cached environment and compares the bytes with the recorded
+//!    `.deb`s. Its peer checks the packages one after another, in
+//!    dependency order, the traditional way: unpack the base-build tarball
+//!    of part 3 into a fresh directory, `apt-get update` from a flat
+//!    repository of `.deb`s (made once, like a mirror), install the build
+//!    dependencies, build as uid 1000, compare each `.deb` with comb's
+//!    recorded one. The build dependencies installed are exactly the
+//!    packages comb resolved for the package's pkg-env (its resolve node's
+//!    list: name, version, sha256), snapshot `.deb`s and the repository's
+//!    own (say `libgreet-dev` for `greet`, `libjansson-dev` for `jshon`,
+//!    from comb's recorded outputs): both sides build in the same
+//!    environment, and no second resolver can pick other versions. A Debian
+//!    source is built with `dpkg-source -x` and `dpkg-buildpackage -b -uc
+//!    -us` in `/build`, as comb does; a native recipe's script runs in
+//!    `/build/src` with `DESTDIR` and comb's `SOURCE_DATE_EPOCH`, and the
+//!    files of each `[[output]]` (the recipe's globs) are packed by the
+//!    benchmark with a minimal control file and `dpkg-deb --build`: that
+//!    packaging is the peer's, so those `.deb`s differ from comb's, and how
+//!    many `.deb`s came out the same bytes is informative only. The builds
+//!    get `DEB_BUILD_OPTIONS=parallel=` of every CPU, what comb gives a lone
+//!    build. Each cycle is timed whole, from the unpacking to the
+//!    comparison; the sum is compared with the median `comb check` run
+//!    (target: less time). Every comb run starts a minute after the last
+//!    one's removals; the traditional trees are kept until the end.
 //!
 //! Parameters (environment variables):
 //!
 //! - `COMB_BENCH_PARTS` (default `noop,schedule,real,check`);
-//! - `COMB_BENCH_CHECK_RUNS` (3): part 4;
+//! - `COMB_BENCH_CHECK_RUNS` (3): timed `comb check` runs of part 4;
+//! - `COMB_BENCH_TRAD_CHECK_RUNS` (1): runs of its traditional sequence
+//!   (each builds every package; the median run is printed);
 //! - `COMB_BENCH_SMALL` (1000), `COMB_BENCH_LARGE` (10000),
 //!   `COMB_BENCH_FALLBACK` (3000): repository sizes of part 1;
 //! - `COMB_BENCH_SETUP_BUDGET` (20): minutes the first full build of the
@@ -107,6 +132,8 @@
 //! for 3,000 on two CPUs, resumable); later runs take about 15 minutes.
 
 mod common;
+use comb_engine::build::NATIVE_SOURCE_DATE_EPOCH;
+use comb_engine::recipes::{Architecture, Output, Recipe, Source};
 use common::*;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -126,7 +153,6 @@ const GENERATOR: &str = "build_graph-1";
 /// Seeds of the random graphs.
 const NOOP_SEED: u64 = 0x6e6f_6f70_2d67_7261;
 const SCHED_SEED: u64 = 0x7363_6865_642d_3031;
-const CHECK_SEED: u64 = 0x6368_6563_6b2d_3031;
 /// No-op runs of each variant before measuring.
 const WARMUP_RUNS: usize = 2;
 /// Part 1: comb's no-op over ninja's.
@@ -142,7 +168,7 @@ const REAL_MAX_RATIO: f64 = 1.05;
 /// for a recipe with dependencies, two at a time).
 const DEFAULT_SETUP_RATE: f64 = 1.1;
 /// Scratch directories removed at the end of a run.
-const SCRATCH_NAMES: [&str; 3] = ["trad", "chroot-builds", "sandbox-builds"];
+const SCRATCH_NAMES: [&str; 4] = ["trad", "chroot-builds", "sandbox-builds", "trad-check"];
 /// Written in a repository once all of it is built in the store named
 /// inside.
 const COMPLETE_MARKER: &str = ".comb-bench-complete";
@@ -1332,81 +1358,6 @@ fn ninja_dir(bench: &Bench, dag: &Dag, n: usize) -> PathBuf {
 
 // ------------------------------------------------------- part 2: scheduling
 
-/// Part 4: `comb check --all -j 2` of a repository of eight recipes
-/// (random dependencies, each build sleeping 0.5 s) against eight
-/// sequential `comb check PKG` runs, each its own comb: one run reuses
-/// every cached environment and rebuilds each package once, two at a time.
-/// Target: the repository-wide check takes less time (ratio below 1).
-fn check_part(bench: &Bench) {
-    const N: usize = 8;
-    let runs = env_count("COMB_BENCH_CHECK_RUNS", 3);
-    let dag = Dag::generate(N, CHECK_SEED);
-    let name = |r: usize| format!("check{r}");
-    let repo = bench.dir.join("check");
-    generate(&repo, &format!("check {N} {CHECK_SEED:x}"), |dir| {
-        write(&dir.join("comb.toml"), b"");
-        for r in 0..N {
-            let src = dir.join(name(r)).join("src");
-            mkdir_all(&src);
-            write(&src.join("data"), format!("{}\n", name(r)).as_bytes());
-            let deps: Vec<String> = dag.deps[r].iter().map(|&d| name(d)).collect();
-            write(
-                &dir.join(name(r)).join("recipe.toml"),
-                recipe_text(&name(r), &deps, "sleep 0.5\n").as_bytes(),
-            );
-        }
-    });
-    bench.pin(&repo);
-    full_build(bench, &repo, N, &[]);
-    println!(
-        "4. comb check of {N} recipes (each build sleeps 0.5 s, {} edges): `comb check --all -j 2` against {N} sequential `comb check PKG`: median of {}",
-        dag.deps.iter().map(Vec::len).sum::<usize>(),
-        plural(runs, "run")
-    );
-    let check = |args: &[&str]| -> Duration {
-        let out = run(Command::new(&bench.comb)
-            .arg("check")
-            .args(args)
-            .arg("--json")
-            .args(bench.place(&repo)));
-        if !out.ok
-            || !out
-                .stdout
-                .contains("\"bad\":0,\"event\":\"summary\",\"fail\":0")
-        {
-            abort(&bench.redact(&format!(
-                "comb check {args:?} did not find every package GOOD:\n{}\n{}",
-                tail(&out.stdout, 5),
-                tail(&out.stderr, 5)
-            )));
-        }
-        out.wall
-    };
-    let mut together = Vec::new();
-    let mut one_by_one = Vec::new();
-    for _ in 0..runs {
-        together.push(check(&["--all", "-j", "2"]));
-        let names: Vec<String> = (0..N).map(name).collect();
-        one_by_one.push(names.iter().map(|p| check(&[p])).sum::<Duration>());
-    }
-    let (t, s) = (median(&together), median(&one_by_one));
-    println!(
-        "  comb check --all -j 2                              {:>8}",
-        seconds(t)
-    );
-    println!(
-        "  {N} x comb check PKG, one after the other            {:>8}",
-        seconds(s)
-    );
-    let ratio = t.as_secs_f64() / s.as_secs_f64();
-    println!(
-        "  {:<52} {:>8.2}x   target < 1.00x   {}",
-        "together / one by one",
-        ratio,
-        verdict(ratio < 1.0)
-    );
-}
-
 fn schedule(bench: &Bench) {
     let n = env_count("COMB_BENCH_SCHED_SIZE", 200);
     let jobs = env_count("COMB_BENCH_JOBS", 4);
@@ -1826,9 +1777,25 @@ fn real_setup(bench: &Bench, source: &str, name: &str) -> Real {
     });
     bench.pin(&repo);
     let (out, _) = full_build(bench, &repo, 1, &[]);
-    let events = out.events();
-    // A build found by its shortcut prints no resolve or pkg-env node: the
-    // index remembers which nodes those stages last used.
+    let base = base_layers(bench, &repo);
+    found_package(bench, &repo, &out.events(), name, &base, true)
+}
+
+/// What the build of `name` in `repo` used: the nodes of a run's
+/// `events` or, for those it did not print (a build found by its
+/// shortcut prints no resolve or pkg-env node), the nodes the index says
+/// each stage last used. A package with no build dependencies has no
+/// pkg-env: it builds on base-build, whose tree stands for its pkg-env's
+/// and which adds nothing. `debian`: a source package, whose source
+/// record must be there.
+fn found_package(
+    bench: &Bench,
+    repo: &Path,
+    events: &[Event],
+    name: &str,
+    base: &[PathBuf],
+    debian: bool,
+) -> Real {
     let index = bench.store.join("index.sqlite");
     let find = |stage: &str, node: &str| {
         events
@@ -1842,13 +1809,69 @@ fn real_setup(bench: &Bench, source: &str, name: &str) -> Real {
                 let key = key.trim();
                 (key.len() == 64).then(|| key.to_string())
             })
+    };
+    let need = |stage: &str, node: &str| {
+        find(stage, node)
             .unwrap_or_else(|| abort(&format!("comb build {name} printed no {stage} {node} node")))
     };
-    let build_key = find("build", name);
-    let pkg_env_tree = format!("pkg-env-{}", find("pkg-env", &format!("pkg-env:{name}")));
-    let resolved_text = blob_of_node(bench, &find("resolve", &format!("pkg-env:{name}")));
-    let record = blob_of_node(bench, &find("resolve", &format!("source:{name}")));
-    let resolved: Vec<Resolved> = serde_json::from_str::<Value>(&resolved_text)
+    let build_key = need("build", name);
+    let env_node = format!("pkg-env:{name}");
+    let mut layers = base.to_vec();
+    let (pkg_env_tree, resolved) = match find("pkg-env", &env_node) {
+        Some(key) => {
+            let tree = format!("pkg-env-{key}");
+            let mut own: Vec<(u32, PathBuf)> = read_dir(&bench.store.join("trees").join(&tree))
+                .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+                .collect();
+            own.sort();
+            layers.extend(own.into_iter().map(|(_, p)| p));
+            (tree, resolved_by(bench, &need("resolve", &env_node)))
+        }
+        None => {
+            let tree = base
+                .last()
+                .and_then(|l| l.parent()?.file_name()?.to_str())
+                .filter(|t| t.starts_with("base-build-"))
+                .unwrap_or_else(|| abort("the top base layer is not base-build's"));
+            (tree.to_string(), Vec::new())
+        }
+    };
+    let mut sources: Vec<(String, PathBuf)> = Vec::new();
+    if debian {
+        // The record's files, by sha256, from `Checksums-Sha256:`.
+        let record = blob_of_node(bench, &need("resolve", &format!("source:{name}")));
+        let mut in_field = false;
+        for line in record.lines() {
+            if !line.starts_with(' ') {
+                in_field = line.starts_with("Checksums-Sha256:");
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let (true, [sha, _size, file]) = (in_field, fields.as_slice()) {
+                sources.push((file.to_string(), sha256_blob(bench, sha)));
+            }
+        }
+        sources.sort_by_key(|(f, _)| !f.ends_with(".dsc"));
+        if !sources.first().is_some_and(|(f, _)| f.ends_with(".dsc")) {
+            abort(&format!("the stored source record of {name} lists no .dsc"));
+        }
+    }
+    Real {
+        name: name.to_string(),
+        repo: repo.to_path_buf(),
+        build_key,
+        layers,
+        pkg_env_tree,
+        resolved,
+        sources,
+        // A lone build gets every CPU (engine/src/build.rs, CpuShare).
+        parallel: bench.cpus,
+    }
+}
+
+/// The packages a resolve node's output lists.
+fn resolved_by(bench: &Bench, key: &str) -> Vec<Resolved> {
+    serde_json::from_str::<Value>(&blob_of_node(bench, key))
         .ok()
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default()
@@ -1863,42 +1886,7 @@ fn real_setup(bench: &Bench, source: &str, name: &str) -> Real {
             }
         })
         .filter(|r| r.sha256.len() == 64)
-        .collect();
-    // The record's files, by sha256, from `Checksums-Sha256:`.
-    let mut sources: Vec<(String, PathBuf)> = Vec::new();
-    let mut in_field = false;
-    for line in record.lines() {
-        if !line.starts_with(' ') {
-            in_field = line.starts_with("Checksums-Sha256:");
-            continue;
-        }
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if let (true, [sha, _size, file]) = (in_field, fields.as_slice()) {
-            sources.push((file.to_string(), sha256_blob(bench, sha)));
-        }
-    }
-    sources.sort_by_key(|(f, _)| !f.ends_with(".dsc"));
-    if !sources.first().is_some_and(|(f, _)| f.ends_with(".dsc")) {
-        abort(&format!("the stored source record of {name} lists no .dsc"));
-    }
-    let mut layers = base_layers(bench, &repo);
-    let tree = bench.store.join("trees").join(&pkg_env_tree);
-    let mut own: Vec<(u32, PathBuf)> = read_dir(&tree)
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
-        .collect();
-    own.sort();
-    layers.extend(own.into_iter().map(|(_, p)| p));
-    Real {
-        name: name.to_string(),
-        repo,
-        build_key,
-        layers,
-        pkg_env_tree,
-        resolved,
-        sources,
-        // A lone build gets every CPU (engine/src/build.rs, CpuShare).
-        parallel: bench.cpus,
-    }
+        .collect()
 }
 
 /// The text of the blob a node's row names as its output.
@@ -2267,6 +2255,477 @@ fn traditional(bench: &Bench, real: &Real, chroot: &Chroot, runs: usize, comb: D
         "traditional cycle / comb",
         median(&totals).as_secs_f64() / comb.as_secs_f64()
     );
+}
+
+// ------------------------------------------------------------ part 4: checks
+
+/// A package of the starter repository, as both checks see it.
+struct Checked {
+    /// Its build dependencies and sources, as comb's nodes recorded them.
+    real: Real,
+    /// The recipe of a native package; `None` for a Debian source package.
+    native: Option<Recipe>,
+    /// The `.deb`s comb recorded for it (its build node's manifest).
+    recorded: Vec<RecordedDeb>,
+}
+
+struct RecordedDeb {
+    name: String,
+    architecture: String,
+    filename: String,
+    sha256: String,
+}
+
+/// One package's traditional cycle: its phases, and how many of its
+/// `.deb`s came out the same bytes as comb's recorded ones.
+#[derive(Default, Clone, Copy)]
+struct Cycle {
+    total: Duration,
+    unpack: Duration,
+    deps: Duration,
+    build: Duration,
+    compare: Duration,
+    identical: usize,
+    missing: usize,
+}
+
+/// Part 4: `comb check --all -j 2` of `examples/starter` against checking
+/// its packages one after another the traditional way. Target: comb takes
+/// less time (ratio below 1).
+fn check_part(bench: &Bench) {
+    let runs = env_count("COMB_BENCH_CHECK_RUNS", 3);
+    let trad_runs = env_count("COMB_BENCH_TRAD_CHECK_RUNS", 1);
+    let repo = starter_repo(bench);
+    let recipes = repo_recipes(&repo);
+    let (out, built) = full_build(bench, &repo, recipes.len(), &[]);
+    // comb removed the build trees of whatever it built.
+    let mut removed = (built > 0).then(Instant::now);
+    let base = base_layers(bench, &repo);
+    let events = out.events();
+    let packages = in_dependency_order(
+        recipes
+            .into_iter()
+            .map(|recipe| {
+                let debian = !recipe.source.kind().is_native();
+                let real = found_package(bench, &repo, &events, &recipe.name, &base, debian);
+                let recorded = recorded_debs(bench, &real.build_key);
+                Checked {
+                    real,
+                    native: (!debian).then_some(recipe),
+                    recorded,
+                }
+            })
+            .collect(),
+    );
+    if packages.is_empty() {
+        abort(&format!("{} holds no recipe", repo.display()));
+    }
+    println!(
+        "4. comb check of examples/starter ({}): `comb check --all -j 2` against checking each in the traditional way (unpack, apt-get update, install build dependencies, build, compare), one at a time",
+        plural(packages.len(), "package")
+    );
+
+    let mut comb_runs = Vec::new();
+    let mut verdicts = String::new();
+    for _ in 0..runs {
+        wait_after(removed);
+        sync();
+        let (wall, summary) = comb_check_all(bench, &repo);
+        // comb removes each rebuild's tree when it ends.
+        removed = Some(Instant::now());
+        comb_runs.push(wall);
+        verdicts = summary;
+    }
+    let comb = median(&comb_runs);
+    println!(
+        "  {:<52} {:>9}   (median of {}: {}; {verdicts})",
+        "comb check --all -j 2",
+        seconds(comb),
+        plural(runs, "run"),
+        list_seconds(&comb_runs)
+    );
+
+    let missing: Vec<&str> = ["unshare", "chroot", "tar", "dpkg-scanpackages"]
+        .into_iter()
+        .filter(|t| !installed(t))
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "  traditional, one at a time: skipped, missing {} (apt-get install dpkg-dev util-linux)",
+            missing.join(", ")
+        );
+        return;
+    }
+    // Made once and kept, untimed: the traditional cycle starts from a
+    // tarball and a repository of `.deb`s as it would from a mirror.
+    let tarball = base_tarball(bench, &packages[0].real);
+    let debs: Vec<PathBuf> = packages
+        .iter()
+        .map(|p| local_repository(bench, &p.real))
+        .collect();
+    let scratch = bench.scratch("trad-check");
+    wait_after(removed);
+    // Each package's tree is kept until the end: nothing is removed
+    // between the cycles, so none waits.
+    let cycles: Vec<Vec<Cycle>> = (0..trad_runs)
+        .map(|k| {
+            packages
+                .iter()
+                .zip(&debs)
+                .map(|(p, debs)| {
+                    let root = scratch.join(format!("run-{k}")).join(&p.real.name);
+                    trad_cycle(bench, p, &tarball, debs, &root)
+                })
+                .collect()
+        })
+        .collect();
+    let per_package = |i: usize| {
+        let mut of: Vec<Cycle> = cycles.iter().map(|run| run[i]).collect();
+        of.sort_by_key(|c| c.total);
+        of[of.len() / 2]
+    };
+    let typical: Vec<Cycle> = (0..packages.len()).map(per_package).collect();
+    let totals: Vec<Duration> = cycles
+        .iter()
+        .map(|run| run.iter().map(|c| c.total).sum())
+        .collect();
+    let trad = median(&totals);
+    let each: Vec<String> = packages
+        .iter()
+        .zip(&typical)
+        .map(|(p, c)| format!("{} {:.1} s", p.real.name, c.total.as_secs_f64()))
+        .collect();
+    let label = if trad_runs == 1 {
+        "traditional, one at a time".to_string()
+    } else {
+        format!("traditional, one at a time, median of {trad_runs}")
+    };
+    println!(
+        "  {:<52} {:>9}   ({})",
+        label,
+        seconds(trad),
+        each.join(", ")
+    );
+    let sum = |f: fn(&Cycle) -> Duration| seconds(typical.iter().map(f).sum());
+    let recorded: usize = packages.iter().map(|p| p.recorded.len()).sum();
+    let identical: usize = typical.iter().map(|c| c.identical).sum();
+    let absent: usize = typical.iter().map(|c| c.missing).sum();
+    println!(
+        "  {:<52} {:>9}   (unpack {}, apt-get update + install {}, build {}, compare {}; DEB_BUILD_OPTIONS=parallel={})",
+        "  of which",
+        "",
+        sum(|c| c.unpack),
+        sum(|c| c.deps),
+        sum(|c| c.build),
+        sum(|c| c.compare),
+        bench.cpus
+    );
+    let same = format!("{identical} of {recorded}");
+    println!(
+        "  {:<52} {:>9}   (informative: the native packages are packed here with dpkg-deb, not by comb{})",
+        "  .debs the same bytes as comb's recorded ones",
+        same,
+        if absent > 0 {
+            format!("; {absent} not made by the traditional build")
+        } else {
+            String::new()
+        }
+    );
+    let ratio = comb.as_secs_f64() / trad.as_secs_f64();
+    println!(
+        "  {:<52} {:>8.2}x   target < 1.00x   {}",
+        "comb / traditional",
+        ratio,
+        verdict(ratio < 1.0)
+    );
+}
+
+/// A copy of `examples/starter` in the scratch directory, copied again
+/// when the example changes, pinned to the benchmark's snapshot.
+fn starter_repo(bench: &Bench) -> PathBuf {
+    let starter = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter");
+    if !starter.join("comb.toml").is_file() {
+        abort(&format!("{} has no comb.toml", starter.display()));
+    }
+    // Its files' names and bytes, but not its lock: the copy gets the
+    // benchmark's own.
+    let mut hasher = std::hash::DefaultHasher::new();
+    for file in files_under(&starter) {
+        if file != Path::new("comb.lock") {
+            std::hash::Hash::hash(&file, &mut hasher);
+            std::hash::Hash::hash(&std::fs::read(starter.join(&file)).ok(), &mut hasher);
+        }
+    }
+    let repo = bench.dir.join("starter");
+    let what = format!("starter {:016x}", std::hash::Hasher::finish(&hasher));
+    generate(&repo, &what, |dir| {
+        command_ok(Command::new("cp").arg("-a").arg(starter.join(".")).arg(dir));
+        let _ = std::fs::remove_file(dir.join("comb.lock"));
+    });
+    bench.pin(&repo);
+    repo
+}
+
+/// The recipes of a repository (one directory each), by name.
+fn repo_recipes(repo: &Path) -> Vec<Recipe> {
+    let mut recipes: Vec<Recipe> = read_dir(repo)
+        .map(|e| e.path().join("recipe.toml"))
+        .filter(|f| f.is_file())
+        .map(|f| Recipe::load(&f).unwrap_or_else(|e| abort(&format!("{}: {e}", f.display()))))
+        .collect();
+    recipes.sort_by(|a, b| a.name.cmp(&b.name));
+    recipes
+}
+
+/// The `.deb`s a build node's manifest lists.
+fn recorded_debs(bench: &Bench, build_key: &str) -> Vec<RecordedDeb> {
+    let manifest: Value = serde_json::from_str(&blob_of_node(bench, build_key))
+        .unwrap_or_else(|e| abort(&format!("the manifest of build {build_key}: {e}")));
+    let debs: Vec<RecordedDeb> = manifest["debs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            RecordedDeb {
+                name: text("name"),
+                architecture: text("architecture"),
+                filename: text("filename"),
+                sha256: text("sha256"),
+            }
+        })
+        .collect();
+    if debs.is_empty() || debs.iter().any(|d| d.filename.contains('/')) {
+        abort(&format!(
+            "the manifest of build {build_key} lists no good .debs"
+        ));
+    }
+    debs
+}
+
+/// `packages` with every package after those whose `.deb`s its
+/// environment holds (the recipes' `requires` and the Debian sources'
+/// `Build-Depends` alike, as comb resolved them), else by name.
+fn in_dependency_order(mut left: Vec<Checked>) -> Vec<Checked> {
+    let needs = |a: &Checked, b: &Checked| {
+        a.real
+            .resolved
+            .iter()
+            .any(|r| b.recorded.iter().any(|d| d.sha256 == r.sha256))
+    };
+    let mut order = Vec::new();
+    while !left.is_empty() {
+        let ready = (0..left.len())
+            .find(|&i| !(0..left.len()).any(|j| j != i && needs(&left[i], &left[j])))
+            .unwrap_or_else(|| abort("the starter's packages need each other in a cycle"));
+        order.push(left.remove(ready));
+    }
+    order
+}
+
+/// One `comb check --all -j 2 --json`: its wall time and its verdicts;
+/// aborts unless every package was checked (GOOD or BAD).
+fn comb_check_all(bench: &Bench, repo: &Path) -> (Duration, String) {
+    let out = run(Command::new(&bench.comb)
+        .args(["check", "--all", "-j", "2", "--json"])
+        .args(bench.place(repo)));
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let summary = lines.iter().find(|v| v["event"] == "summary");
+    let count = |k: &str| summary.and_then(|s| s[k].as_u64()).unwrap_or(0);
+    if summary.is_none() || count("fail") > 0 || count("skipped") > 0 {
+        abort(&bench.redact(&format!(
+            "comb check --all -j 2 did not check every package:\n{}\n{}",
+            tail(&out.stdout, 5),
+            tail(&out.stderr, 5)
+        )));
+    }
+    let bad: Vec<&str> = lines
+        .iter()
+        .filter(|v| v["event"] == "package" && v["package"]["state"] == "BAD")
+        .filter_map(|v| v["package"]["name"].as_str())
+        .collect();
+    let verdicts = if bad.is_empty() {
+        format!("{} GOOD", count("good"))
+    } else {
+        format!("{} GOOD, BAD: {}", count("good"), bad.join(", "))
+    };
+    (out.wall, verdicts)
+}
+
+/// The traditional check of one package in a fresh directory `root`:
+/// unpack the base-build tarball, `apt-get update` from the local
+/// repository and install the build dependencies, build, compare with the
+/// recorded `.deb`s. The tree is kept until the end of the run.
+fn trad_cycle(bench: &Bench, p: &Checked, tarball: &Path, debs: &Path, root: &Path) -> Cycle {
+    mkdir_all(root);
+    sync();
+    let start = Instant::now();
+    let unpack = untar(tarball, root);
+    let deps = install_deps(bench, &p.real, root, debs);
+    let building = Instant::now();
+    // Where comb builds: /build, the source in /build/src.
+    let dir = root.join("build");
+    let made = match &p.native {
+        Some(recipe) => native_build(bench, p, recipe, root, &dir),
+        None => {
+            chroot_build(bench, &p.real, root, &dir);
+            dir
+        }
+    };
+    let build = building.elapsed();
+    let comparing = Instant::now();
+    let mut cycle = Cycle::default();
+    for d in &p.recorded {
+        match std::fs::read(made.join(&d.filename)) {
+            Ok(bytes) => {
+                let recorded = std::fs::read(sha256_blob(bench, &d.sha256))
+                    .unwrap_or_else(|e| abort(&format!("reading {}: {e}", d.filename)));
+                cycle.identical += usize::from(bytes == recorded);
+            }
+            Err(_) => cycle.missing += 1,
+        }
+    }
+    Cycle {
+        total: start.elapsed(),
+        unpack,
+        deps,
+        build,
+        compare: comparing.elapsed(),
+        ..cycle
+    }
+}
+
+/// A native recipe built in the chroot `root` as comb builds it (its
+/// source in `dir/src`, its script run there by `sh` as uid 1000 with
+/// `DESTDIR` and comb's `SOURCE_DATE_EPOCH`), then packed by this peer:
+/// each `[[output]]`'s files (chosen by the recipe's globs) with a
+/// minimal control file, by `dpkg-deb --build`. Returns where the
+/// `.deb`s are.
+fn native_build(bench: &Bench, p: &Checked, recipe: &Recipe, root: &Path, dir: &Path) -> PathBuf {
+    let Source::Path { dir: source, .. } = &recipe.source else {
+        abort(&format!(
+            "{}: only `path` sources are built the traditional way here",
+            recipe.name
+        ));
+    };
+    let src = dir.join("src");
+    mkdir_all(&src);
+    mkdir_all(&dir.join("dest"));
+    command_ok(Command::new("cp").arg("-a").arg(source.join(".")).arg(&src));
+    command_ok(Command::new("chown").args(["-R", "1000:1000"]).arg(dir));
+    let script = format!(
+        "set -e\nexport DESTDIR=/build/dest SOURCE_DATE_EPOCH={}\ncd /build/src\n{}",
+        NATIVE_SOURCE_DATE_EPOCH,
+        recipe.build.script.as_deref().unwrap_or_default()
+    );
+    let out = in_chroot(root, true, None, &script, p.real.parallel);
+    if !out.ok {
+        abort(&bench.redact(&format!(
+            "the build script of {} in the chroot {} failed:\n{}\n{}",
+            recipe.name,
+            root.display(),
+            tail(&out.stdout, 10),
+            tail(&out.stderr, 10)
+        )));
+    }
+    let dest = dir.join("dest");
+    let files = files_under(&dest);
+    for output in &recipe.outputs {
+        let stage = dir.join("pkg").join(&output.name);
+        mkdir_all(&stage.join("DEBIAN"));
+        for file in files.iter().filter(|f| output.claims(&f.to_string_lossy())) {
+            copy_entry(&dest.join(file), &stage.join(file));
+        }
+        write(
+            &stage.join("DEBIAN/control"),
+            control_file(p, recipe, output).as_bytes(),
+        );
+    }
+    // SOURCE_DATE_EPOCH: dpkg-deb clamps the files' times to it.
+    let pack = format!(
+        "set -e\nexport SOURCE_DATE_EPOCH={NATIVE_SOURCE_DATE_EPOCH}\nmkdir -p /build/out\n\
+         for p in /build/pkg/*; do dpkg-deb --root-owner-group --build \"$p\" /build/out; done"
+    );
+    let out = in_chroot(root, false, None, &pack, p.real.parallel);
+    if !out.ok {
+        abort(&format!(
+            "dpkg-deb --build of {} failed:\n{}",
+            recipe.name,
+            tail(&out.stderr, 10)
+        ));
+    }
+    dir.join("out")
+}
+
+/// The few fields `dpkg-deb --build` wants, and the relations.
+fn control_file(p: &Checked, recipe: &Recipe, output: &Output) -> String {
+    let architecture = match output.architecture {
+        Architecture::All => "all".to_string(),
+        // The build's own, as comb recorded it.
+        Architecture::Any => p
+            .recorded
+            .iter()
+            .find(|d| d.name == output.name)
+            .map(|d| d.architecture.clone())
+            .unwrap_or_else(|| abort(&format!("comb recorded no {} .deb", output.name))),
+    };
+    let mut text = format!(
+        "Package: {}\nVersion: {}\nArchitecture: {architecture}\nMaintainer: {}\n",
+        output.name,
+        recipe.version.as_deref().unwrap_or("0"),
+        recipe
+            .package
+            .maintainer
+            .as_deref()
+            .unwrap_or("nobody <nobody@localhost>")
+    );
+    for (field, relations) in output.relation_fields() {
+        if !relations.is_empty() {
+            let list: Vec<&str> = relations.iter().map(|d| d.relation.text.as_str()).collect();
+            text.push_str(&format!("{field}: {}\n", list.join(", ")));
+        }
+    }
+    if let Some(section) = &output.section {
+        text.push_str(&format!("Section: {section}\n"));
+    }
+    text.push_str(&format!(
+        "Description: {}\n",
+        output.summary(recipe).unwrap_or(&output.name)
+    ));
+    text
+}
+
+/// Every entry under `dir` that is not a directory, relative, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        for entry in read_dir(&dir.join(&rel)) {
+            let path = rel.join(entry.file_name());
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => todo.push(path),
+                _ => found.push(path),
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Copies a file or a symbolic link (as a link), making its parents.
+fn copy_entry(from: &Path, to: &Path) {
+    if let Some(parent) = to.parent() {
+        mkdir_all(parent);
+    }
+    let done = match std::fs::read_link(from) {
+        Ok(target) => std::os::unix::fs::symlink(target, to),
+        Err(_) => std::fs::copy(from, to).map(|_| ()),
+    };
+    done.unwrap_or_else(|e| abort(&format!("copying {}: {e}", from.display())));
 }
 
 // ------------------------------------------------------------ plumbing

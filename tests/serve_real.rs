@@ -33,6 +33,9 @@ fn apt_get_in_a_sandbox_installs_from_a_signed_pocket() {
         &repo,
     );
 
+    // Pin the host's suite (the lock is not part of the example).
+    assert!(comb(&repo, &["update"]).status.success());
+
     // A signing key of the test's own.
     let gnupg = dir.path().join("gnupg");
     std::fs::create_dir(&gnupg).unwrap();
