@@ -129,7 +129,7 @@
 //!
 //! Run it with `cargo bench --bench build_graph`, as root. The first run
 //! builds the repositories (about 12 minutes for 1,000 recipes and 25 more
-//! for 3,000 on two CPUs, resumable); later runs take about 15 minutes.
+//! for 3,000 on two CPUs, resumable); later runs take about 20 minutes.
 
 mod common;
 use comb_engine::build::NATIVE_SOURCE_DATE_EPOCH;
@@ -2420,16 +2420,35 @@ fn check_part(bench: &Bench) {
         sum(|c| c.compare),
         bench.cpus
     );
-    let same = format!("{identical} of {recorded}");
+    // Which packages came out the same bytes, and which did not (with
+    // how many of their .debs did, if some).
+    let (same, other): (Vec<_>, Vec<_>) = packages
+        .iter()
+        .zip(&typical)
+        .partition(|(p, c)| c.identical == p.recorded.len());
+    let list = |of: &[(&Checked, &Cycle)]| match of {
+        [] => "none".to_string(),
+        _ => of
+            .iter()
+            .map(|(p, c)| match c.identical {
+                k if k == 0 || k == p.recorded.len() => p.real.name.clone(),
+                k => format!("{} ({k} of {})", p.real.name, p.recorded.len()),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let mut detail = format!(
+        "informative: all of {}; not: {}; the native packages are packed here with dpkg-deb, not by comb",
+        list(&same),
+        list(&other)
+    );
+    if absent > 0 {
+        detail.push_str(&format!("; {absent} not made by the traditional builds"));
+    }
+    let count = format!("{identical} of {recorded}");
     println!(
-        "  {:<52} {:>9}   (informative: the native packages are packed here with dpkg-deb, not by comb{})",
-        "  .debs the same bytes as comb's recorded ones",
-        same,
-        if absent > 0 {
-            format!("; {absent} not made by the traditional build")
-        } else {
-            String::new()
-        }
+        "  {:<52} {:>9}   ({detail})",
+        "  .debs the same bytes as comb's recorded ones", count
     );
     let ratio = comb.as_secs_f64() / trad.as_secs_f64();
     println!(
