@@ -529,9 +529,11 @@ fn wait_until_running(daemon: &Daemon, id: i64) {
 /// (None, with a note, where Chromium is not installed).
 fn status_page(daemon: &Daemon) -> Option<String> {
     let log = daemon.log_text();
+    // The daemon started last says where it serves.
     let addr = log
         .lines()
-        .find_map(|l| l.strip_prefix("comb serve: status page on "))
+        .filter_map(|l| l.strip_prefix("comb serve: status page on "))
+        .last()
         .unwrap_or_else(|| panic!("no status page address:\n{log}"))
         .to_string();
     let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
@@ -579,7 +581,7 @@ fn a_killed_daemon_resumes_its_queue_and_builds_nothing_twice() {
         &native(
             "slow",
             &[],
-            "echo slow build begins; echo '<b>bold</b>'; sleep 8",
+            "echo slow build begins; echo '<b>bold</b>'; sleep 12",
         ),
         "s\n",
     );
@@ -607,6 +609,18 @@ fn a_killed_daemon_resumes_its_queue_and_builds_nothing_twice() {
     );
     wait_until_running(&daemon, first);
     std::thread::sleep(Duration::from_millis(1500));
+    // SIGKILL: no goodbye, the sandbox dies with its monitor.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    daemon.child.wait().unwrap();
+    assert_eq!(builds_of(&repo.store, "slow"), 0);
+
+    daemon.restart();
+    wait_until_running(&daemon, first);
+    std::thread::sleep(Duration::from_millis(1500));
     // The status page shows the queue and the running build's log as it
     // comes, as text.
     if let Some(dom) = status_page(&daemon) {
@@ -618,16 +632,6 @@ fn a_killed_daemon_resumes_its_queue_and_builds_nothing_twice() {
         );
         assert!(dom.contains("quick"), "{dom}");
     }
-    // SIGKILL: no goodbye, the sandbox dies with its monitor.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    daemon.child.wait().unwrap();
-    assert_eq!(builds_of(&repo.store, "slow"), 0);
-
-    daemon.restart();
     let slow = daemon.wait_for(first, Duration::from_secs(120));
     let quick = daemon.wait_for(second, Duration::from_secs(120));
     assert_eq!(slow["state"], "succeeded", "{slow}\n{}", daemon.log_text());
