@@ -533,7 +533,7 @@ fn status_page(daemon: &Daemon) -> Option<String> {
     let addr = log
         .lines()
         .filter_map(|l| l.strip_prefix("comb serve: status page on "))
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no status page address:\n{log}"))
         .to_string();
     let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {

@@ -91,6 +91,14 @@ impl Shared {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `comb.toml` as last read.
+    fn config(&self) -> RepoConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -945,11 +953,7 @@ fn submit(
         }
         return Err(problems.join("; "));
     }
-    let config = shared
-        .config
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let config = shared.config();
     let result = (|| {
         let pocket = pocket_of(&config, &row.pocket).map_err(|Refused(_, why)| why)?;
         let mut new = Vec::new();
@@ -1032,11 +1036,7 @@ fn promote(
 ) -> std::result::Result<BTreeMap<String, String>, String> {
     let from_name = row.from_pocket.clone().unwrap_or_default();
     let (engine, _) = open_engine(shared, row)?;
-    let config = shared
-        .config
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let config = shared.config();
     let result = (|| {
         let from = pocket_of(&config, &from_name).map_err(|Refused(_, why)| why)?;
         let to = pocket_of(&config, &row.pocket).map_err(|Refused(_, why)| why)?;
@@ -1134,12 +1134,7 @@ fn short_list(digests: &[&str]) -> String {
 
 fn run_hook_thread(shared: &Shared, events: mpsc::Receiver<(String, Value)>) {
     for (event, payload) in events {
-        let hooks = shared
-            .config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .hooks
-            .clone();
+        let hooks = shared.config().hooks;
         for outcome in crate::hooks::run_hooks(&hooks, &event, &payload) {
             if !outcome.ok {
                 eprintln!(
@@ -1166,11 +1161,7 @@ fn run_hook_thread(shared: &Shared, events: mpsc::Receiver<(String, Value)>) {
 
 impl crate::http::StatusSource for Shared {
     fn status(&self) -> Value {
-        let config = self
-            .config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let config = self.config();
         let db = self.db();
         let active = db.active().unwrap_or_default();
         let live = self.live();
