@@ -648,6 +648,42 @@ fn a_killed_daemon_resumes_its_queue_and_builds_nothing_twice() {
     );
     let out = daemon.audit(&["show"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("requeued"));
+
+    // Cancelling: a queued request never runs; a running one is stopped
+    // (its sandbox killed) long before its build would end; a build that
+    // fails fails its request, with why.
+    repo.recipe("endless", &native("endless", &[], "sleep 300"), "e\n");
+    repo.recipe(
+        "broken",
+        &native("broken", &[], "echo no luck; exit 7"),
+        "b\n",
+    );
+    let id = |v: &Value| v["request"]["id"].as_i64().unwrap().to_string();
+    let (_, endless) = daemon.last(None, &["submit", "--pocket", "dev", "endless"]);
+    let (_, broken) = daemon.last(None, &["submit", "--pocket", "dev", "broken"]);
+    let (ok, cancelled) = daemon.last(None, &["cancel", &id(&broken)]);
+    assert!(ok, "{cancelled}");
+    assert_eq!(cancelled["request"]["state"], "cancelled");
+    wait_until_running(&daemon, endless["request"]["id"].as_i64().unwrap());
+    let started = Instant::now();
+    let (ok, cancelled) = daemon.last(None, &["cancel", &id(&endless)]);
+    assert!(ok, "{cancelled}");
+    let row = daemon.wait_for(
+        endless["request"]["id"].as_i64().unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(row["state"], "cancelled", "{row}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(builds_of(&repo.store, "broken"), 0);
+    let (ok, failed) = daemon.last(None, &["submit", "--pocket", "dev", "broken", "--wait"]);
+    assert!(!ok);
+    assert_eq!(failed["request"]["state"], "failed", "{failed}");
+    let reason = failed["request"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("broken failed") && reason.contains("exited with 7"),
+        "{reason}"
+    );
+    assert!(!packages_file(&apt.join("dev")).contains("Package: endless"));
 }
 
 /// Sends raw bytes and returns what the daemon answered (until it closed).
