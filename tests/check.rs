@@ -186,6 +186,30 @@ fn good_bad_fail_and_skipped() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("failing since:"), "{text}");
 
+    // Another repository in the same store has a history of its own: its
+    // `broken` builds, and the first repository's failures are not its.
+    let other = repo.root.parent().unwrap().join("other");
+    std::fs::create_dir_all(other.join("broken/src")).unwrap();
+    for file in ["comb.toml", "comb.lock"] {
+        std::fs::copy(repo.root.join(file), other.join(file)).unwrap();
+    }
+    std::fs::write(other.join("broken/recipe.toml"), native("broken", &[], "")).unwrap();
+    std::fs::write(other.join("broken/src/data"), "fine here\n").unwrap();
+    let in_other = |args: &[&str]| {
+        let mut c = Command::new(repo::COMB);
+        c.args(args)
+            .arg("--repo")
+            .arg(&other)
+            .arg("--store")
+            .arg(&repo.store);
+        repo::logged(args, &mut c)
+    };
+    assert!(in_other(&["check", "--all"]).status.success());
+    let out = in_other(&["report", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["checks"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["failing_since"], serde_json::json!([]), "{report}");
+
     // The report page of a check run.
     let page = repo.root.parent().unwrap().join("check.html");
     let out = repo.comb(&["check", "--html", page.to_str().unwrap()]);

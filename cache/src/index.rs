@@ -141,6 +141,10 @@ pub const MIGRATIONS: &[&str] = &[
         digest TEXT PRIMARY KEY,
         graph  TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 8: the repository a run was for (its directory), so that the check
+    // history of one repository is not mixed with another's in a shared
+    // store. Runs recorded before have none.
+    "ALTER TABLE runs ADD COLUMN repository TEXT;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -402,6 +406,8 @@ pub struct RunRecord {
     pub finished_at: Option<i64>,
     /// The argv, joined with spaces.
     pub command: String,
+    /// The repository's directory (none for runs recorded before it was).
+    pub repository: Option<String>,
     pub status: RunStatus,
     /// Its wall time, once finished.
     pub duration_ms: Option<u64>,
@@ -794,15 +800,29 @@ impl Index {
         Ok(())
     }
 
-    /// Every recorded check, oldest run first: (run, package, state,
-    /// details).
-    pub fn checks(&self) -> Result<Vec<(RunId, String, String, String)>, IndexError> {
+    /// The recorded checks of the runs for `repository` (and of runs
+    /// recorded before runs had one), oldest run first: (run, package,
+    /// state, details).
+    pub fn checks(
+        &self,
+        repository: Option<&str>,
+    ) -> Result<Vec<(RunId, String, String, String)>, IndexError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT run_id, package, state, details FROM checks ORDER BY run_id, package",
+            "SELECT c.run_id, c.package, c.state, c.details FROM checks c JOIN runs r ON r.id = c.run_id
+             WHERE r.repository IS NULL OR r.repository IS ?1 ORDER BY c.run_id, c.package",
         )?;
-        let rows = st.query_map([], |r| {
+        let rows = st.query_map(params![repository], |r| {
             Ok((RunId(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The checks of one run: (package, state, details), by package.
+    pub fn run_checks(&self, run: RunId) -> Result<Vec<(String, String, String)>, IndexError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT package, state, details FROM checks WHERE run_id = ?1 ORDER BY package",
+        )?;
+        let rows = st.query_map(params![run.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -969,10 +989,10 @@ impl Index {
     // ----------------------------------------------------------- runs, events
 
     /// Records the start of a run; its status is `running` until finished.
-    pub fn begin_run(&self, command: &str) -> Result<RunId, IndexError> {
+    pub fn begin_run(&self, command: &str, repository: &str) -> Result<RunId, IndexError> {
         self.conn.execute(
-            "INSERT INTO runs (started_at, command, status) VALUES (?1, ?2, ?3)",
-            params![unix_now(), command, RunStatus::Running.as_str()],
+            "INSERT INTO runs (started_at, command, status, repository) VALUES (?1, ?2, ?3, ?4)",
+            params![unix_now(), command, RunStatus::Running.as_str(), repository],
         )?;
         Ok(RunId(self.conn.last_insert_rowid()))
     }
@@ -1272,7 +1292,7 @@ impl Index {
         values: impl rusqlite::Params,
     ) -> Result<Vec<RunRecord>, IndexError> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT id, started_at, finished_at, command, status, duration_ms FROM runs
+            "SELECT id, started_at, finished_at, command, status, duration_ms, repository FROM runs
              WHERE {condition}"
         ))?;
         let rows = st.query_map(values, |r| {
@@ -1283,15 +1303,17 @@ impl Index {
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         })?;
         rows.map(|r| {
-            let (id, started_at, finished_at, command, status, duration_ms) = r?;
+            let (id, started_at, finished_at, command, status, duration_ms, repository) = r?;
             Ok(RunRecord {
                 id: RunId(id),
                 started_at,
                 finished_at,
                 command,
+                repository,
                 status: status.parse()?,
                 duration_ms: duration_ms.map(|d| to_u64(d, "run duration")).transpose()?,
             })

@@ -1007,8 +1007,8 @@ fn last_node_named_returns_the_newest() {
 fn runs_and_events() {
     let (_dir, store) = new_store();
     let idx = store.open_index().expect("index");
-    let r1 = idx.begin_run("comb build hello").expect("run");
-    let r2 = idx.begin_run("comb build --all").expect("run");
+    let r1 = idx.begin_run("comb build hello", "/repo").expect("run");
+    let r2 = idx.begin_run("comb build --all", "/repo").expect("run");
     assert_ne!(r1, r2);
     let hit = Event::new("k1", NodeKind::Fetch, "hello.deb", EventStatus::Hit);
     let mut failed = Event::new("k2", NodeKind::Build, "hello", EventStatus::Failed);
@@ -1051,7 +1051,7 @@ fn hits_are_recorded_at_once_and_mark_their_nodes_used() {
     let b = node(NodeKind::Build, "b", "[b]\n", 100);
     idx.record_node(&a).expect("a");
     idx.record_node(&b).expect("b");
-    let run = idx.begin_run("comb build").expect("run");
+    let run = idx.begin_run("comb build", "/repo").expect("run");
     let hits: Vec<Event> = (0..250)
         .map(|i| Event::new(&a.key, NodeKind::Build, &format!("a{i}"), EventStatus::Hit))
         .collect();
@@ -1122,7 +1122,7 @@ fn last_use_follows_a_shared_node_and_pins_are_kept() {
         Some(shared.clone())
     );
     // A batch of hits records their last use too.
-    let run = idx.begin_run("comb build").expect("run");
+    let run = idx.begin_run("comb build", "/repo").expect("run");
     let other = node(NodeKind::PkgEnv, "env-c", "[other]\n", 100);
     idx.record_node(&other).expect("node");
     let hit = Event::new(&other.key, NodeKind::PkgEnv, "pkg-env:b", EventStatus::Hit);
@@ -1153,7 +1153,7 @@ fn a_run_graph_is_stored_once_however_many_runs_have_it() {
     ]
     .into();
     let runs: Vec<RunId> = (0..3)
-        .map(|_| idx.begin_run("comb build").expect("run"))
+        .map(|_| idx.begin_run("comb build", "/repo").expect("run"))
         .collect();
     for r in &runs {
         idx.set_run_graph(*r, &graph).expect("graph");
@@ -1247,7 +1247,7 @@ fn two_connections_write_concurrently() {
             thread::spawn(move || {
                 let idx = store.open_index().expect("index");
                 barrier.wait();
-                let run = idx.begin_run(&format!("writer {t}")).expect("run");
+                let run = idx.begin_run(&format!("writer {t}"), "/repo").expect("run");
                 for i in 0..200 {
                     let desc = format!("writer={t}\ni={i}\n");
                     let n = NodeRecord::new(

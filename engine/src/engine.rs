@@ -113,7 +113,7 @@ impl Engine {
             }
         };
         let index = store.open_index()?;
-        let run = index.begin_run(command_line)?;
+        let run = index.begin_run(command_line, &repo.root.display().to_string())?;
         let sandbox = SandboxConfig::detect()?;
         Ok(Engine {
             repo,

@@ -216,11 +216,15 @@ pub struct FailingSince {
     pub reason: Option<String>,
 }
 
-/// The check history: counts per check run and the failing packages.
-fn check_history(index: &Index) -> Result<(Vec<CheckRun>, Vec<FailingSince>)> {
+/// The check history of `repository` (and of runs recorded before runs
+/// had one): counts per check run and the failing packages.
+fn check_history(
+    index: &Index,
+    repository: Option<&str>,
+) -> Result<(Vec<CheckRun>, Vec<FailingSince>)> {
     let mut runs: BTreeMap<RunId, CheckRun> = BTreeMap::new();
     let mut by_package: BTreeMap<String, Vec<(RunId, String, String)>> = BTreeMap::new();
-    for (run, package, state, details) in index.checks()? {
+    for (run, package, state, details) in index.checks(repository)? {
         let counts = runs.entry(run).or_insert_with(|| CheckRun {
             run,
             started_at: 0,
@@ -300,7 +304,9 @@ pub fn report(store: &Store, index: &Index, runs: &[RunRecord]) -> Result<Report
                 .collect(),
         })
         .collect();
-    let (checks, failing_since) = check_history(index)?;
+    // The history of the repository the newest reported run was for.
+    let repository = runs.first().and_then(|r| r.repository.as_deref());
+    let (checks, failing_since) = check_history(index, repository)?;
     Ok(Report {
         schema: SCHEMA,
         runs: reports,
@@ -406,10 +412,9 @@ fn run_report(
         .collect();
     let critical_path = critical_path(&graph, &cost);
     let checks = index
-        .checks()?
+        .run_checks(run.id)?
         .into_iter()
-        .filter(|(r, _, _, _)| *r == run.id)
-        .map(|(_, package, state, details)| {
+        .map(|(package, state, details)| {
             let v: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
             let text = |k: &str| v[k].as_str().map(String::from);
             CheckRow {
