@@ -684,6 +684,27 @@ fn a_killed_daemon_resumes_its_queue_and_builds_nothing_twice() {
         "{reason}"
     );
     assert!(!packages_file(&apt.join("dev")).contains("Package: endless"));
+
+    // A daemon that dies after publishing but before it ends the request
+    // runs it again, and its own publication is no older version.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let db = rusqlite::Connection::open(repo.store.join("service.sqlite")).unwrap();
+    db.execute(
+        "UPDATE requests SET state = 'running' WHERE id = ?1",
+        [second],
+    )
+    .unwrap();
+    drop(db);
+    daemon.restart();
+    let quick = daemon.wait_for(second, Duration::from_secs(60));
+    assert_eq!(
+        quick["state"],
+        "succeeded",
+        "{quick}\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(quick["attempts"], 2, "{quick}");
 }
 
 /// Sends raw bytes and returns what the daemon answered (until it closed).

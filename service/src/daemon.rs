@@ -962,7 +962,18 @@ fn submit(
                 .first()
                 .map(|d| d.version.clone())
                 .ok_or_else(|| format!("{name} made no .deb"))?;
-            check_version(&shared.db(), pocket, name, &version).map_err(|Refused(_, why)| why)?;
+            // A daemon that died after publishing but before ending the
+            // request runs it again: what it published then is no older
+            // version to refuse.
+            let republished = shared
+                .db()
+                .published_one(&pocket.name, name)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|p| p.request == row.id && p.version == version);
+            if !republished {
+                check_version(&shared.db(), pocket, name, &version)
+                    .map_err(|Refused(_, why)| why)?;
+            }
             new.push(Published {
                 pocket: row.pocket.clone(),
                 package: name.clone(),
