@@ -302,8 +302,15 @@ fn refuse_connection(shared: &Shared, mut stream: UnixStream, peer: &Peer) {
 fn bind_socket(path: &Path, group: Option<&str>) -> Result<UnixListener> {
     if let Some(parent) = path.parent() {
         if !parent.exists() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::io(
+                    format!(
+                        "creating {} (give --socket a path in a directory you may write)",
+                        parent.display()
+                    ),
+                    e,
+                )
+            })?;
             let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
         }
     }
