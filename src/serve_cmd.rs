@@ -17,6 +17,8 @@ pub struct ServeArgs {
     /// directory or the nearest one above it that has one).
     #[arg(long, value_name = "DIR")]
     repo: Option<PathBuf>,
+    /// The store the daemon owns (default: $COMB_STORE, else
+    /// $XDG_CACHE_HOME/comb, or /var/cache/comb for root).
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
     /// The Unix socket clients connect to (default: $COMB_SOCKET, else
