@@ -48,19 +48,9 @@ pub struct PocketConfig {
     pub frozen: bool,
 }
 
-/// The events a build service runs hooks on.
-pub const HOOK_EVENTS: [&str; 7] = [
-    "queued",
-    "started",
-    "succeeded",
-    "failed",
-    "refused",
-    "published",
-    "promoted",
-];
-
-/// `[hooks]`: executables run on the service's events, each given the
-/// event as JSON on stdin.
+/// `[hooks]`: executables run on the service's events (queued, started,
+/// succeeded, failed, refused, published, promoted), each given the event
+/// as JSON on stdin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HooksConfig {
     /// (event, executable): `"any"` stands for every event. Executables are

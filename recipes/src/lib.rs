@@ -22,8 +22,7 @@ mod relation;
 mod repo;
 
 pub use config::{
-    BaseConfig, DistroConfig, HooksConfig, PocketConfig, RepoConfig, CONFIG_FILE,
-    DEFAULT_BUILD_SET, HOOK_EVENTS,
+    BaseConfig, DistroConfig, HooksConfig, PocketConfig, RepoConfig, CONFIG_FILE, DEFAULT_BUILD_SET,
 };
 pub use dsc::{Dsc, DscFile};
 pub use error::{CycleStep, Error, Location, Result};
