@@ -111,11 +111,100 @@ pub struct Limits {
     pub wall_timeout: Option<Duration>,
     /// Kill the sandbox when it has printed nothing for this long.
     pub idle_timeout: Option<Duration>,
-    /// Size of the tmpfs that holds the upper layer when it is not kept.
+    /// Everything the sandbox may write, together: its upper layer, `/tmp`
+    /// and the writable binds (which live on the host's disk). Pid 1
+    /// measures it a few times a second and kills the sandbox when it is
+    /// exceeded ([`Kill::Disk`]); the tmpfs mounts are capped at it too.
+    pub disk_bytes: Option<u64>,
+    /// Size of the tmpfs that holds the upper layer (kept or not).
     pub upper_size_bytes: u64,
     pub tmp_size_bytes: u64,
     pub shm_size_bytes: u64,
 }
+
+impl Limits {
+    /// The limits every build and environment step gets unless its
+    /// repository or recipe says otherwise.
+    pub fn build_defaults() -> Limits {
+        Limits {
+            memory_bytes: Some(DEFAULT_BUILD_MEMORY),
+            pids: Some(DEFAULT_BUILD_PIDS),
+            file_size_bytes: Some(DEFAULT_BUILD_FILE_SIZE),
+            cpu_time: Some(DEFAULT_BUILD_CPU_TIME),
+            disk_bytes: Some(DEFAULT_BUILD_DISK),
+            upper_size_bytes: DEFAULT_BUILD_DISK,
+            ..Limits::default()
+        }
+    }
+
+    /// What a limit is set to, in words: `disk limit 20 GiB`.
+    pub fn describe(&self, kill: Kill) -> String {
+        let value = match kill {
+            Kill::WallTimeout => self.wall_timeout.map(duration_words),
+            Kill::IdleTimeout => self.idle_timeout.map(duration_words),
+            Kill::Memory => self.memory_bytes.map(size_words),
+            Kill::Pids => Some(self.pids.unwrap_or(DEFAULT_NPROC).to_string()),
+            Kill::CpuTime => self.cpu_time.map(duration_words),
+            Kill::FileSize => self.file_size_bytes.map(size_words),
+            Kill::Disk => self.disk_bytes.map(size_words),
+            Kill::Cancelled => None,
+        };
+        match (kill, value) {
+            (Kill::Cancelled, _) => "cancelled".to_string(),
+            (_, Some(v)) => format!("{} {v}", kill.name()),
+            (_, None) => kill.name().to_string(),
+        }
+    }
+
+    /// The message for a sandbox that `kill` stopped: `disk limit 20 GiB
+    /// reached`.
+    pub fn reached(&self, kill: Kill) -> String {
+        match kill {
+            Kill::Cancelled => "cancelled".to_string(),
+            Kill::WallTimeout | Kill::IdleTimeout => format!("{} expired", self.describe(kill)),
+            _ => format!("{} reached", self.describe(kill)),
+        }
+    }
+}
+
+/// `20 GiB`, `1.5 GiB`, `512 MiB`, `100 bytes`.
+pub fn size_words(bytes: u64) -> String {
+    for (unit, shift) in [("TiB", 40u32), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        let one = 1u64 << shift;
+        if bytes >= one {
+            return if bytes % one == 0 {
+                format!("{} {unit}", bytes / one)
+            } else {
+                format!("{:.1} {unit}", bytes as f64 / one as f64)
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+fn duration_words(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{} h", s / 3600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{:.3} s", d.as_secs_f64()).replace(".000 s", " s")
+    }
+}
+
+/// Default memory of a build or environment step (with its RAM-backed
+/// file systems).
+pub const DEFAULT_BUILD_MEMORY: u64 = 8 << 30;
+/// Default process limit of a build.
+pub const DEFAULT_BUILD_PIDS: u64 = 4096;
+/// Default largest single file a build may write.
+pub const DEFAULT_BUILD_FILE_SIZE: u64 = 8 << 30;
+/// Default CPU time of a build, all its processes together where a cgroup
+/// counts them (each process otherwise).
+pub const DEFAULT_BUILD_CPU_TIME: Duration = Duration::from_secs(12 * 3600);
+/// Default disk a build may fill: its work directory, upper layer and /tmp.
+pub const DEFAULT_BUILD_DISK: u64 = 20 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -127,6 +216,7 @@ impl Default for Limits {
             cpu_time: None,
             wall_timeout: None,
             idle_timeout: None,
+            disk_bytes: None,
             upper_size_bytes: 8 << 30,
             tmp_size_bytes: 4 << 30,
             shm_size_bytes: 64 << 20,
@@ -257,8 +347,26 @@ pub enum Kill {
     Pids,
     CpuTime,
     FileSize,
+    /// Everything writable together exceeded [`Limits::disk_bytes`].
+    Disk,
     /// The caller went away or asked for the sandbox to stop.
     Cancelled,
+}
+
+impl Kill {
+    /// The limit's name in words.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kill::WallTimeout => "wall-clock timeout",
+            Kill::IdleTimeout => "idle timeout",
+            Kill::Memory => "memory limit",
+            Kill::Pids => "process limit",
+            Kill::CpuTime => "CPU time limit",
+            Kill::FileSize => "file size limit",
+            Kill::Disk => "disk limit",
+            Kill::Cancelled => "cancellation",
+        }
+    }
 }
 
 /// How a limit was enforced on this host.
@@ -267,8 +375,14 @@ pub enum Kill {
 pub enum Enforcement {
     CgroupV2,
     CgroupV1,
+    /// A per-process resource limit (`setrlimit`): for memory, each
+    /// process's address space, with the RAM-backed file systems capped so
+    /// that together they fit in the limit too.
     Rlimit,
     Timer,
+    /// Pid 1 measures it a few times a second, the tmpfs mounts are capped
+    /// at it, and the sandbox is killed when it is exceeded.
+    Measured,
     NotLimited,
 }
 
@@ -281,9 +395,27 @@ pub struct EnforcedBy {
     pub cpu_time: Enforcement,
     pub wall_timeout: Enforcement,
     pub idle_timeout: Enforcement,
+    pub disk: Enforcement,
+    /// The sizes of the sandbox's RAM-backed file systems (the upper
+    /// layer, `/tmp`, `/dev/shm`), which count as memory.
+    pub ram_filesystems: RamFilesystems,
     /// How the whole sandbox is killed: `cgroup.kill`, or the pid
     /// namespace's teardown.
     pub kill_all: String,
+}
+
+/// The size caps of the tmpfs mounts a sandbox gets, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RamFilesystems {
+    pub upper: u64,
+    pub tmp: u64,
+    pub shm: u64,
+}
+
+impl RamFilesystems {
+    pub fn total(&self) -> u64 {
+        self.upper.saturating_add(self.tmp).saturating_add(self.shm)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +424,9 @@ pub struct Usage {
     pub user_cpu_ms: u64,
     pub system_cpu_ms: u64,
     pub peak_memory_bytes: u64,
+    /// The most the sandbox had written at once (upper layer, `/tmp` and
+    /// writable binds), as pid 1 last measured it; 0 without a disk limit.
+    pub peak_disk_bytes: u64,
 }
 
 /// What happened to one sandboxed command.
@@ -301,6 +436,9 @@ pub struct Outcome {
     pub killed_by: Option<Kill>,
     pub usage: Usage,
     pub enforced_by: EnforcedBy,
+    /// The limits as applied: after the RAM-backed file systems were fitted
+    /// into the memory limit, where they had to be.
+    pub limits: Limits,
     pub slot: u32,
     /// Host uid that R and U ran as.
     pub host_root_uid: u32,

@@ -539,6 +539,7 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         killed_by,
         usage,
         enforced_by,
+        limits: spec.limits.clone(),
         slot: req.slot,
         host_root_uid: req.ids.host_uid(0).unwrap_or(0),
         host_builder_uid: req.ids.host_uid(crate::BUILDER_ID).unwrap_or(0),
@@ -682,6 +683,7 @@ fn usage(started: Instant, cgroup: Option<&Cgroup>) -> Usage {
         user_cpu_ms: children.as_ref().map_or(0, |u| ms(u.user_time())),
         system_cpu_ms: children.as_ref().map_or(0, |u| ms(u.system_time())),
         peak_memory_bytes: cgroup.map_or(rss, |c| c.peak_memory().max(rss)),
+        peak_disk_bytes: 0,
     }
 }
 
@@ -706,6 +708,12 @@ fn enforcement(spec: &Spec, cgroup: Option<&Cgroup>) -> EnforcedBy {
         ),
         wall_timeout: pick(l.wall_timeout.is_some(), Enforcement::Timer),
         idle_timeout: pick(l.idle_timeout.is_some(), Enforcement::Timer),
+        disk: pick(l.disk_bytes.is_some(), Enforcement::Measured),
+        ram_filesystems: crate::RamFilesystems {
+            upper: l.upper_size_bytes,
+            tmp: l.tmp_size_bytes,
+            shm: l.shm_size_bytes,
+        },
         kill_all: match cgroup {
             Some(Cgroup::V2 { .. }) => "cgroup.kill".to_string(),
             _ => "pid-namespace".to_string(),
