@@ -61,7 +61,8 @@ pub struct RunArgs {
     /// CPU time limit in seconds.
     #[arg(long, value_name = "SECS")]
     cpu_time: Option<u64>,
-    /// Size of the writable upper layer and of /tmp, in bytes.
+    /// Everything the command may write, in bytes: the upper layer, /tmp
+    /// and writable binds together.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     disk: Option<u64>,
     /// Keep the writable upper layer as a new layer in DIR (root only).
@@ -156,6 +157,7 @@ pub fn run(command: SandboxCommand) -> Result<ExitCode> {
     spec.limits.file_size_bytes = args.file_size;
     spec.limits.cpu_time = args.cpu_time.map(Duration::from_secs);
     if let Some(disk) = args.disk {
+        spec.limits.disk_bytes = Some(disk);
         spec.limits.upper_size_bytes = disk;
         spec.limits.tmp_size_bytes = disk;
     }

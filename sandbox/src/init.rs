@@ -5,6 +5,7 @@
 //! Both run in a fork of the single-threaded monitor, so allocating is safe.
 
 use crate::copyout;
+use crate::disk::DiskWatch;
 use crate::mounts::{self, RootPlan};
 use crate::{seccomp, Identity, Limits, Spec};
 use caps::{CapSet, Capability};
@@ -58,6 +59,7 @@ pub(crate) struct Pid1<'a> {
     /// Limits cgroups already enforce, so rlimits need not.
     pub cgroup_memory: bool,
     pub cgroup_pids: bool,
+    pub seccomp: &'a seccomp::Compiled,
 }
 
 fn fail(errors: &OwnedFd, message: &str) -> ! {
@@ -132,10 +134,17 @@ pub(crate) fn pid1(p: Pid1) -> ! {
     };
     drop(p.stdout);
     drop(p.stderr);
-    let status = reap_until(child, &forwarded);
+    let mut disk = p.spec.limits.disk_bytes.map(|limit| {
+        let writable = p.plan.binds.iter().filter(|b| b.2).map(|b| b.0).collect();
+        DiskWatch::new(limit, writable)
+    });
+    let mut status = reap_until(child, &forwarded, disk.as_mut());
     // The command is done: nothing else in the sandbox may outlive it.
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     while waitpid(None, None).is_ok() {}
+    if let Some(watch) = &disk {
+        status.push_str(&format!("\npeak_disk {}", watch.peak));
+    }
     if let Some(keep) = keep {
         if let Err(e) = copyout::copy_tree(&keep.from, &keep.to) {
             fail(&p.errors, &e);
@@ -157,11 +166,29 @@ fn become_root() -> Result<(), String> {
     Ok(())
 }
 
-/// Reaps children, forwarding signals to the command, until it exits.
-/// Returns its status as "exited N" or "signaled N".
-fn reap_until(command: Pid, signals: &SigSet) -> String {
+/// Reaps children, forwarding signals to the command, until it exits,
+/// or kills everything when the disk limit is exceeded. Returns the
+/// command's status as "exited N" or "signaled N", followed by "\nkilled
+/// disk" when pid 1 killed it.
+fn reap_until(command: Pid, signals: &SigSet, mut disk: Option<&mut DiskWatch>) -> String {
     loop {
-        let Ok(sig) = signals.wait() else { continue };
+        if let Some(watch) = disk.as_deref_mut() {
+            if watch.exceeded() {
+                let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                while waitpid(None, None).is_ok() {}
+                return format!("signaled {}\nkilled disk", libc::SIGKILL);
+            }
+        }
+        let sig = match disk.as_deref() {
+            Some(watch) => match wait_signal(signals, watch.until_due()) {
+                Some(sig) => sig,
+                None => continue,
+            },
+            None => match signals.wait() {
+                Ok(sig) => sig,
+                Err(_) => continue,
+            },
+        };
         if sig != Signal::SIGCHLD {
             let _ = kill(command, sig);
             continue;
@@ -179,6 +206,18 @@ fn reap_until(command: Pid, signals: &SigSet) -> String {
             }
         }
     }
+}
+
+/// Waits at most `timeout` for one of `signals` (blocked in this process).
+fn wait_signal(signals: &SigSet, timeout: std::time::Duration) -> Option<Signal> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    let set: &libc::sigset_t = signals.as_ref();
+    // SAFETY: valid sigset and timespec; no siginfo wanted.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    Signal::try_from(sig).ok()
 }
 
 /// The command process. Never returns.
@@ -224,12 +263,9 @@ fn command(p: &Pid1) -> ! {
             );
         }
     };
-    // SAFETY: prctl with constant arguments.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        fail(errors, "PR_SET_NO_NEW_PRIVS failed");
-    }
     // Last: the filter also applies to this process's remaining steps.
-    if let Err(e) = seccomp::install(spec.identity) {
+    // Loading sets PR_SET_NO_NEW_PRIVS first.
+    if let Err(e) = p.seccomp.load() {
         fail(errors, &e.to_string());
     }
     let to_c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
@@ -406,8 +442,35 @@ fn resolve(program: &str, env: &[(String, String)]) -> Option<PathBuf> {
         .find(|candidate| nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok())
 }
 
+/// What pid 1 reports to the monitor at the end.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pid1Report {
+    pub status: Option<crate::ExitStatus>,
+    /// Pid 1 killed the sandbox for exceeding the disk limit.
+    pub disk_killed: bool,
+    pub peak_disk: u64,
+}
+
+/// Parses the lines pid 1 writes for the monitor: the status first, then
+/// `killed disk` and `peak_disk N` where they apply.
+pub(crate) fn parse_report(text: &str) -> Pid1Report {
+    let mut lines = text.lines();
+    let mut report = Pid1Report {
+        status: lines.next().and_then(parse_status),
+        ..Pid1Report::default()
+    };
+    for line in lines {
+        if line == "killed disk" {
+            report.disk_killed = true;
+        } else if let Some(n) = line.strip_prefix("peak_disk ") {
+            report.peak_disk = n.parse().unwrap_or(0);
+        }
+    }
+    report
+}
+
 /// Parses the status line pid 1 writes for the monitor.
-pub(crate) fn parse_status(text: &str) -> Option<crate::ExitStatus> {
+fn parse_status(text: &str) -> Option<crate::ExitStatus> {
     let (kind, value) = text.trim().split_once(' ')?;
     let value = value.parse().ok()?;
     match kind {

@@ -23,6 +23,7 @@
 
 mod cgroup;
 mod copyout;
+mod disk;
 pub mod extract;
 mod idmap;
 mod init;
@@ -172,7 +173,7 @@ pub fn size_words(bytes: u64) -> String {
     for (unit, shift) in [("TiB", 40u32), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
         let one = 1u64 << shift;
         if bytes >= one {
-            return if bytes % one == 0 {
+            return if bytes.is_multiple_of(one) {
                 format!("{} {unit}", bytes / one)
             } else {
                 format!("{:.1} {unit}", bytes as f64 / one as f64)
@@ -184,9 +185,9 @@ pub fn size_words(bytes: u64) -> String {
 
 fn duration_words(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{} h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         format!("{} min", s / 60)
     } else {
         format!("{:.3} s", d.as_secs_f64()).replace(".000 s", " s")

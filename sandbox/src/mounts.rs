@@ -150,7 +150,7 @@ fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan) -> MountResult<()> {
         fd_path(dev.as_raw_fd()).as_str(),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("size=1m,mode=0755"),
+        Some(format!("size={},mode=0755", crate::runner::DEV_SIZE).as_str()),
     )
     .map_err(|e| errno("mounting /dev", e))?;
     let dev = dir_in_root(root, Path::new("dev"))?; // the new tmpfs

@@ -45,6 +45,9 @@ struct Request {
     ids: SlotIds,
     mount_point: PathBuf,
     idmapped: bool,
+    /// The seccomp filter, compiled by the caller once for all its
+    /// sandboxes.
+    seccomp: crate::seccomp::Compiled,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -106,6 +109,9 @@ pub fn run_streaming(
         ids: slot.ids,
         mount_point: slot.mount_point.clone(),
         idmapped: config.ids.idmapped(),
+        seccomp: crate::seccomp::compiled(spec.identity)
+            .map_err(|e| SandboxError::Setup(e.to_string()))?
+            .clone(),
     };
     let (report_r, report_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::io("pipe", e.into()))?;
@@ -358,18 +364,31 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 
 /// The monitor: one sandbox from clone to outcome.
 fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
-    let spec = &req.spec;
+    let mut spec = req.spec.clone();
     let started = Instant::now();
     let keep_dir = match &spec.keep_upper {
         Some(keep) => Some(prepare_keep(keep)?),
         None => None,
     };
     let cgroup = Cgroup::create(req.slot, &spec.limits);
+    let memory_by_cgroup = cgroup
+        .as_ref()
+        .is_some_and(|c| c.memory_enforcement() != Enforcement::Rlimit);
+    fit_file_systems(&mut spec.limits, memory_by_cgroup);
+    let spec = &spec;
     let (go_r, go_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let (errors_r, errors_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    // A pipe belongs to its creator, mode 0600, so R and U (other host
+    // ids) could not reopen their own stdout as /dev/stdout or
+    // /dev/fd/1, which builds and test suites do. Only processes that may
+    // ptrace one holding it can reach a pipe by /proc path at all.
+    for fd in [&out_w, &err_w] {
+        nix::sys::stat::fchmod(fd, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .map_err(|e| SandboxError::io("opening the output pipes to the sandbox", e.into()))?;
+    }
     let (sock_monitor, sock_pid1) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -454,6 +473,7 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
             stderr,
             cgroup_memory,
             cgroup_pids,
+            seccomp: &req.seccomp,
         })
     });
     // SAFETY: the monitor is single-threaded; the child gets a copy of the
@@ -494,7 +514,7 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
     let mut error_text = String::new();
     let _ = std::fs::File::from(errors_r).read_to_string(&mut error_text);
 
-    let usage = usage(started, cgroup.as_ref());
+    let mut usage = usage(started, cgroup.as_ref());
     let events = cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
     let enforced_by = enforcement(spec, cgroup.as_ref());
     if let Some(cg) = cgroup {
@@ -512,11 +532,13 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
             None => SandboxError::Setup(error_text),
         });
     }
-    let reported = init::parse_status(&status_text);
+    let pid1_report = init::parse_report(&status_text);
+    let reported = pid1_report.status;
     let status = reported.unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
     // A limit the kernel enforced on its own (the OOM killer, a refused
     // fork, an rlimit signal) counts even if no tick of `watch` saw it.
     let enforced_by_kernel = match status {
+        _ if pid1_report.disk_killed => Some(Kill::Disk),
         _ if events.oom_kills > 0 => Some(Kill::Memory),
         _ if events.pids_max_hits > 0 => Some(Kill::Pids),
         ExitStatus::Signaled(libc::SIGXCPU) => Some(Kill::CpuTime),
@@ -524,6 +546,7 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         _ => None,
     };
     let killed_by = watch.or(enforced_by_kernel);
+    usage.peak_disk_bytes = pid1_report.peak_disk;
     // Pid 1 reports only after copying the upper layer out: without its
     // report the copy may be partial, and is dropped.
     let kept_upper = match (keep_dir, &spec.keep_upper) {
@@ -718,6 +741,32 @@ fn enforcement(spec: &Spec, cgroup: Option<&Cgroup>) -> EnforcedBy {
             Some(Cgroup::V2 { .. }) => "cgroup.kill".to_string(),
             _ => "pid-namespace".to_string(),
         },
+    }
+}
+
+/// The size of the sandbox's `/dev` tmpfs (mount points and links only).
+pub(crate) const DEV_SIZE: u64 = 1 << 20;
+
+/// Caps the tmpfs mounts at the disk limit, and, where no cgroup counts
+/// their pages as the sandbox's memory, fits them into the memory limit:
+/// RAM-backed file systems are memory too.
+fn fit_file_systems(limits: &mut crate::Limits, memory_by_cgroup: bool) {
+    if let Some(disk) = limits.disk_bytes {
+        limits.upper_size_bytes = limits.upper_size_bytes.min(disk);
+        limits.tmp_size_bytes = limits.tmp_size_bytes.min(disk);
+    }
+    let Some(memory) = limits.memory_bytes.filter(|_| !memory_by_cgroup) else {
+        return;
+    };
+    let mut left = memory.saturating_sub(DEV_SIZE);
+    limits.shm_size_bytes = limits.shm_size_bytes.min(left / 8);
+    left -= limits.shm_size_bytes;
+    let (tmp, upper) = (limits.tmp_size_bytes, limits.upper_size_bytes);
+    if tmp.saturating_add(upper) > left {
+        // Shared in proportion to what was asked, at least a page each.
+        let share = (left as u128 * tmp as u128 / (tmp as u128 + upper as u128).max(1)) as u64;
+        limits.tmp_size_bytes = share.max(4096);
+        limits.upper_size_bytes = left.saturating_sub(share).max(4096);
     }
 }
 

@@ -17,8 +17,20 @@
 //!   `perf_event_open`, `userfaultfd`, `io_uring`, modules, kexec, the
 //!   clock, swap, quotas, `open_by_handle_at`, `syslog`, `iopl`/`ioperm`...
 //!
+//! - reaching past the network namespace: socket families other than
+//!   unix, inet, inet6 and netlink (routing only) — vsock reaches the
+//!   hypervisor's host — and i386's `socketcall`, which hides the family;
+//! - another process's descriptors (`pidfd_getfd`), local descriptor tables
+//!   (`modify_ldt`), and `personality` flags other than those `setarch`
+//!   needs (32-bit, `UNAME26`, `ADDR_NO_RANDOMIZE`).
+//!
 //! Everything else is allowed: the command is an arbitrary package build,
-//! so the filter is a deny-list.
+//! so the filter is a deny-list, with allow-lists for the arguments of
+//! `socket`, `socketpair` and `personality`.
+//!
+//! The filter is compiled once per process ([`compiled`]) into classic BPF
+//! ([`Compiled`]) and loaded by the sandboxed command with two `prctl`
+//! calls: no libseccomp, no rule building at every start.
 //!
 //! Answers: EPERM for a refusal; ENOSYS where the interesting argument sits
 //! behind a pointer that seccomp cannot read (`openat2`, `clone3`), because
@@ -32,8 +44,9 @@
 //! there (e.g. i386's `umount` does not exist on x86_64). A syscall that
 //! the kernel has but the installed libseccomp does not know at all (Debian
 //! 12's 2.5.4 knows nothing after `fchmodat2`, while the kernel may have
-//! `setxattrat` & co.) is refused by number by a tiny second filter
-//! (`LATE_SYSCALLS`); the kernel runs both filters and the refusal wins.
+//! `setxattrat` & co.) is refused by number by the second, hand-written
+//! filter (`LATE_SYSCALLS`, `argument_program`), which also holds the
+//! argument allow-lists; the kernel runs both filters and the refusal wins.
 
 use crate::Identity;
 use libseccomp::{
@@ -51,7 +64,133 @@ pub struct SeccompError(pub String);
 /// threads are not filtered. It sets `PR_SET_NO_NEW_PRIVS` itself if it was
 /// not set yet.
 pub fn install(identity: Identity) -> Result<(), SeccompError> {
-    Filter::build(identity)?.load()
+    compile(identity)?.load()
+}
+
+/// The filter for `identity` as classic BPF programs, ready to load in a
+/// forked child without libseccomp or any allocation. Compiling takes
+/// libseccomp about a millisecond, so callers compile once and keep it.
+pub fn compile(identity: Identity) -> Result<Compiled, SeccompError> {
+    let filter = Filter::build(identity)?;
+    let main = export(&filter.ctx)?;
+    let checks = argument_program(&filter.by_number);
+    Ok(Compiled {
+        programs: vec![pack(&main), pack(&checks)],
+    })
+}
+
+/// Compiled filters, each a list of BPF instructions packed into `u64`s
+/// (code, jt, jf, k), loaded in order; the kernel runs them all and the
+/// most restrictive answer wins.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Compiled {
+    programs: Vec<Vec<u64>>,
+}
+
+impl Compiled {
+    /// Loads the filters into the calling thread, setting
+    /// `PR_SET_NO_NEW_PRIVS` first.
+    pub fn load(&self) -> Result<(), SeccompError> {
+        // SAFETY: prctl with constant arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(SeccompError(format!(
+                "PR_SET_NO_NEW_PRIVS: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        for program in &self.programs {
+            let mut instructions: Vec<libc::sock_filter> =
+                program.iter().map(|&i| unpack(i)).collect();
+            if instructions.is_empty() || instructions.len() > u16::MAX as usize {
+                return Err(SeccompError("an empty or oversized filter".into()));
+            }
+            let fprog = libc::sock_fprog {
+                len: instructions.len() as libc::c_ushort,
+                filter: instructions.as_mut_ptr(),
+            };
+            // SAFETY: fprog points to a valid program that outlives the call.
+            let rc = unsafe {
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                    &fprog as *const libc::sock_fprog,
+                )
+            };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(SeccompError(format!("loading the filter: {e}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pack(program: &[libc::sock_filter]) -> Vec<u64> {
+    program
+        .iter()
+        .map(|i| {
+            (u64::from(i.code) << 48)
+                | (u64::from(i.jt) << 40)
+                | (u64::from(i.jf) << 32)
+                | u64::from(i.k)
+        })
+        .collect()
+}
+
+fn unpack(packed: u64) -> libc::sock_filter {
+    libc::sock_filter {
+        code: (packed >> 48) as u16,
+        jt: (packed >> 40) as u8,
+        jf: (packed >> 32) as u8,
+        k: packed as u32,
+    }
+}
+
+/// libseccomp's program for `ctx`, read back through a memfd.
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    use std::io::{Read, Seek};
+    // SAFETY: a plain system call with a NUL-terminated name.
+    let raw = unsafe { libc::memfd_create(c"comb-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(SeccompError(format!("memfd_create: {e}")));
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    ctx.export_bpf(&fd).map_err(lib_err("export"))?;
+    let mut file = std::fs::File::from(fd);
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| SeccompError(format!("reading the exported filter: {e}")))?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if bytes.is_empty() || bytes.len() % size != 0 {
+        return Err(SeccompError(format!(
+            "libseccomp exported {} bytes, not a whole number of instructions",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
+}
+
+/// Compiled once per process: the filter does not change while it runs.
+pub fn compiled(identity: Identity) -> Result<&'static Compiled, SeccompError> {
+    // R and U get the same rules (see `Filter::build`), so one program
+    // serves every identity.
+    let _ = identity;
+    static COMPILED: std::sync::OnceLock<Result<Compiled, String>> = std::sync::OnceLock::new();
+    COMPILED
+        .get_or_init(|| compile(Identity::Builder).map_err(|e| e.0))
+        .as_ref()
+        .map_err(|e| SeccompError(e.clone()))
 }
 
 /// Refused with EPERM whatever the arguments. Names missing on an arch
@@ -79,8 +218,9 @@ const DENY: &[&str] = &[
     // A new user namespace would give back every capability inside it.
     "unshare",
     "setns",
-    // Other processes' memory.
+    // Other processes' memory and descriptors.
     "ptrace",
+    "pidfd_getfd",
     "process_vm_readv",
     "process_vm_writev",
     // Attack surface.
@@ -114,6 +254,8 @@ const DENY: &[&str] = &[
     "vhangup",
     "iopl",
     "ioperm",
+    // Local descriptor tables: 16-bit segments, a source of kernel bugs.
+    "modify_ldt",
     "nfsservctl",
     "fanotify_init",
     "uselib",
@@ -165,6 +307,7 @@ const LATE_SYSCALLS: &[(&str, u32)] = &[
     ("fspick", 433),
     ("clone3", 435),
     ("openat2", 437),
+    ("pidfd_getfd", 438),
     ("mount_setattr", 442),
     ("quotactl_fd", 443),
     ("fchmodat2", 452),
@@ -335,83 +478,233 @@ impl Filter {
         }
         Ok(())
     }
-
-    fn load(self) -> Result<(), SeccompError> {
-        // libseccomp sets PR_SET_NO_NEW_PRIVS first (its default), which the
-        // second, raw filter needs too.
-        self.ctx.load().map_err(lib_err("load"))?;
-        if self.by_number.is_empty() {
-            return Ok(());
-        }
-        let mut prog = by_number_program(&self.by_number);
-        let fprog = libc::sock_fprog {
-            len: prog.len() as libc::c_ushort,
-            filter: prog.as_mut_ptr(),
-        };
-        // SAFETY: fprog points to a valid program that outlives the call.
-        let rc = unsafe {
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-                &fprog as *const libc::sock_fprog,
-            )
-        };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(SeccompError(format!("load by-number filter: {e}")));
-        }
-        Ok(())
-    }
 }
 
-/// A classic BPF program refusing the syscalls `refused` (number, errno)
-/// on x86_64, x32 and i386, and allowing everything else.
+/// Socket families a build may use: local sockets, IPv4 and IPv6 (the
+/// network namespace has only loopback) and netlink, for reading the
+/// interfaces. Everything else (vsock, packet, key, alg, xdp, bluetooth,
+/// tipc, rds, …) reaches the kernel or the hypervisor past the network
+/// namespace, and gets EAFNOSUPPORT.
+const SOCKET_FAMILIES: [u32; 4] = [
+    libc::AF_UNIX as u32,
+    libc::AF_INET as u32,
+    libc::AF_INET6 as u32,
+    libc::AF_NETLINK as u32,
+];
+/// The only netlink protocol allowed: routing (interfaces and addresses).
+const NETLINK_ROUTE: u32 = 0;
+/// Flags `personality` may set: 32-bit (`PER_LINUX32`), `UNAME26` and
+/// `ADDR_NO_RANDOMIZE` (`setarch`, `--vary kernel`/`aslr`); 0xffffffff
+/// only queries. Other flags (`READ_IMPLIES_EXEC`, `MMAP_PAGE_ZERO`, the
+/// other personas) weaken the process or expose old kernel code.
+const PERSONALITY_ALLOWED: u32 = 0x0008 | 0x0002_0000 | 0x0004_0000;
+const PERSONALITY_QUERY: u32 = 0xffff_ffff;
+
+/// Syscall numbers the argument checks need, per ABI: (x86_64 and x32,
+/// i386).
+const NR_SOCKET: (u32, u32) = (41, 359);
+const NR_SOCKETPAIR: (u32, u32) = (53, 360);
+const NR_PERSONALITY: (u32, u32) = (135, 136);
+/// i386's multiplexer hides the socket family behind a pointer: refused
+/// with ENOSYS, so libc uses `socket()`, whose family is checked.
+const NR_SOCKETCALL_I386: u32 = 102;
+
+/// The second filter, written by hand because libseccomp cannot say "only
+/// these values": the socket family allow-list, the `personality`
+/// allow-list, i386's `socketcall`, and the syscalls refused by number
+/// (`refused`: number, errno) that libseccomp could not name.
 ///
 /// ```text
-///  0      A = arch
-///  1      if A == X86_64 goto 2 else goto 5
-///  2      A = nr
-///  3      A &= ~X32_SYSCALL_BIT        (x32 numbers are the x86_64 ones | bit)
-///  4      goto 7
-///  5      if A == I386 goto 6 else goto ALLOW
-///  6      A = nr
-///  7+i    if A == nr_i goto 8+n+i      (n = refused.len())
-///  7+n    ALLOW: return ALLOW
-///  8+n+i  return ERRNO(errno_i)
+///        A = arch
+///        x86_64/x32: A = nr & ~X32_SYSCALL_BIT, then the 64-bit numbers
+///        i386:       A = nr, then the i386 numbers (and socketcall)
+///        anything else: ALLOW (the first filter kills it)
+/// SOCKET: A = low word of args[0]; a listed family → ALLOW (netlink →
+///         NETLINK), else EAFNOSUPPORT
+/// NETLINK: A = low word of args[2]; routing → ALLOW, else EPROTONOSUPPORT
+/// PERSONALITY: A = low word of args[0]; query → ALLOW;
+///         A &= ~allowed; A == 0 → ALLOW, else EPERM
 /// ```
-fn by_number_program(refused: &[(u32, i32)]) -> Vec<libc::sock_filter> {
-    use libc::{
-        BPF_ABS, BPF_ALU, BPF_AND, BPF_JA, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W,
-    };
-    let n = refused.len();
-    assert!(n < 200, "too many syscalls refused by number");
-    let op = |code: u32, k: u32, jt: usize, jf: usize| libc::sock_filter {
-        code: code as u16,
-        jt: jt as u8,
-        jf: jf as u8,
-        k,
-    };
-    // offsetof(struct seccomp_data, nr) and (…, arch)
-    const NR: u32 = 0;
-    const ARCH: u32 = 4;
-    let mut p = vec![
-        op(BPF_LD | BPF_W | BPF_ABS, ARCH, 0, 0),
-        op(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
-        op(BPF_LD | BPF_W | BPF_ABS, NR, 0, 0),
-        op(BPF_ALU | BPF_AND | BPF_K, !X32_SYSCALL_BIT, 0, 0),
-        op(BPF_JMP | BPF_JA, 2, 0, 0),
-        op(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_I386, 0, n + 1),
-        op(BPF_LD | BPF_W | BPF_ABS, NR, 0, 0),
-    ];
-    for &(nr, _) in refused {
-        p.push(op(BPF_JMP | BPF_JEQ | BPF_K, nr, n, 0));
+///
+/// The kernel takes the family, protocol and persona as 32-bit ints, so
+/// only the low word is compared: high bits cannot smuggle a value past.
+fn argument_program(refused: &[(u32, i32)]) -> Vec<libc::sock_filter> {
+    use Label::*;
+    let mut p = Bpf::default();
+    p.load(ARCH);
+    p.jeq(AUDIT_ARCH_X86_64, Here, Skip(3));
+    p.load(NR);
+    p.and(!X32_SYSCALL_BIT);
+    p.jump(To("abi64"));
+    p.jeq(AUDIT_ARCH_I386, Here, To("allow"));
+    p.load(NR);
+    p.jeq(NR_SOCKETCALL_I386, To("enosys"), Here);
+    for (nr, target) in [
+        (NR_SOCKET.1, "socket"),
+        (NR_SOCKETPAIR.1, "socket"),
+        (NR_PERSONALITY.1, "personality"),
+    ] {
+        p.jeq(nr, To(target), Here);
     }
-    p.push(op(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0));
-    for &(_, errno) in refused {
-        let data = errno as u32 & libc::SECCOMP_RET_DATA;
-        p.push(op(BPF_RET | BPF_K, libc::SECCOMP_RET_ERRNO | data, 0, 0));
+    p.jump(To("numbers"));
+    p.label("abi64");
+    for (nr, target) in [
+        (NR_SOCKET.0, "socket"),
+        (NR_SOCKETPAIR.0, "socket"),
+        (NR_PERSONALITY.0, "personality"),
+    ] {
+        p.jeq(nr, To(target), Here);
     }
-    p
+    p.label("numbers");
+    for (i, &(nr, _)) in refused.iter().enumerate() {
+        p.jeq(nr, Refused(i), Here);
+    }
+    p.jump(To("allow"));
+
+    p.label("socket");
+    p.load(ARG0_LOW);
+    for family in SOCKET_FAMILIES {
+        let target = if family == libc::AF_NETLINK as u32 {
+            "netlink"
+        } else {
+            "allow"
+        };
+        p.jeq(family, To(target), Here);
+    }
+    p.ret(errno(libc::EAFNOSUPPORT));
+    p.label("netlink");
+    p.load(ARG2_LOW);
+    p.jeq(NETLINK_ROUTE, To("allow"), Here);
+    p.ret(errno(libc::EPROTONOSUPPORT));
+
+    p.label("personality");
+    p.load(ARG0_LOW);
+    p.jeq(PERSONALITY_QUERY, To("allow"), Here);
+    p.and(!PERSONALITY_ALLOWED);
+    p.jeq(0, To("allow"), Here);
+    p.ret(errno(libc::EPERM));
+
+    p.label("enosys");
+    p.ret(errno(libc::ENOSYS));
+    for (i, &(_, e)) in refused.iter().enumerate() {
+        p.refused_label(i);
+        p.ret(errno(e));
+    }
+    p.label("allow");
+    p.ret(libc::SECCOMP_RET_ALLOW);
+    p.finish()
+}
+
+/// Offsets in `struct seccomp_data`: nr, arch, and the low words of
+/// args[0] and args[2] (little-endian).
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const ARG0_LOW: u32 = 16;
+const ARG2_LOW: u32 = 32;
+
+fn errno(e: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
+}
+
+/// Where a jump goes: the next instruction, some further on, a named
+/// label, or the refusal of the i-th syscall refused by number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Here,
+    Skip(usize),
+    To(&'static str),
+    Refused(usize),
+}
+
+/// A tiny assembler for classic BPF with forward jumps to labels.
+#[derive(Default)]
+struct Bpf {
+    code: Vec<(libc::sock_filter, Option<Label>, Option<Label>)>,
+    labels: Vec<(Label, usize)>,
+}
+
+impl Bpf {
+    fn op(&mut self, code: u32, k: u32, jt: Option<Label>, jf: Option<Label>) {
+        let insn = libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        self.code.push((insn, jt, jf));
+    }
+    fn load(&mut self, offset: u32) {
+        self.op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            offset,
+            None,
+            None,
+        );
+    }
+    fn and(&mut self, mask: u32) {
+        self.op(
+            libc::BPF_ALU | libc::BPF_AND | libc::BPF_K,
+            mask,
+            None,
+            None,
+        );
+    }
+    fn jeq(&mut self, value: u32, yes: Label, no: Label) {
+        self.op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            value,
+            Some(yes),
+            Some(no),
+        );
+    }
+    fn jump(&mut self, to: Label) {
+        self.op(libc::BPF_JMP | libc::BPF_JA, 0, Some(to), None);
+    }
+    fn ret(&mut self, value: u32) {
+        self.op(libc::BPF_RET | libc::BPF_K, value, None, None);
+    }
+    fn label(&mut self, name: &'static str) {
+        self.labels.push((Label::To(name), self.code.len()));
+    }
+    fn refused_label(&mut self, i: usize) {
+        self.labels.push((Label::Refused(i), self.code.len()));
+    }
+
+    /// Resolves the labels. Panics on a backward or too long jump: the
+    /// program is fixed, so that is a bug caught by the tests.
+    fn finish(self) -> Vec<libc::sock_filter> {
+        let target = |from: usize, label: Label| -> usize {
+            let to = match label {
+                Label::Here => from + 1,
+                Label::Skip(n) => from + 1 + n,
+                named => {
+                    self.labels
+                        .iter()
+                        .find(|(n, _)| *n == named)
+                        .expect("every label used is placed")
+                        .1
+                }
+            };
+            assert!(to > from, "backward jump to {to} from {from}");
+            to - from - 1
+        };
+        let mut out = Vec::with_capacity(self.code.len());
+        for (i, (mut insn, jt, jf)) in self.code.iter().copied().enumerate() {
+            let is_ja = insn.code == (libc::BPF_JMP | libc::BPF_JA) as u16;
+            if is_ja {
+                insn.k = target(i, jt.expect("a jump has a target")) as u32;
+            } else {
+                if let Some(l) = jt {
+                    insn.jt = u8::try_from(target(i, l)).expect("jump too long");
+                }
+                if let Some(l) = jf {
+                    insn.jf = u8::try_from(target(i, l)).expect("jump too long");
+                }
+            }
+            out.push(insn);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -932,6 +1225,125 @@ mod tests {
         // ioctl (54) TIOCSTI on fd -1: refused before the fd is looked at.
         assert_eq!(filtered(|| int80(54, u32::MAX, TIOCSTI as u32, 0)), EPERM);
         assert_eq!(filtered(|| int80(20, 0, 0, 0)), Done); // getpid
+    }
+
+    /// Closes a descriptor a successful socket call returned.
+    fn sock(ret: libc::c_long) -> Outcome {
+        let out = check(ret);
+        if out == Done {
+            unsafe { libc::close(ret as i32) };
+        }
+        out
+    }
+
+    #[test]
+    fn socket_families_are_an_allow_list() {
+        const EAFNOSUPPORT: Outcome = Errno(libc::EAFNOSUPPORT);
+        let socket = |family: u64, kind: i32, proto: i32| {
+            sock(unsafe { libc::syscall(libc::SYS_socket, family, kind, proto) })
+        };
+        for family in [
+            libc::AF_VSOCK,
+            libc::AF_PACKET,
+            libc::AF_KEY,
+            libc::AF_ALG,
+            libc::AF_XDP,
+            libc::AF_BLUETOOTH,
+            libc::AF_TIPC,
+            libc::AF_RDS,
+            libc::AF_UNSPEC,
+            255,
+        ] {
+            let out = filtered(|| socket(family as u64, libc::SOCK_DGRAM, 0));
+            assert_eq!(out, EAFNOSUPPORT, "family {family}");
+        }
+        // The kernel reads an int: high bits must not hide the family.
+        let high = (1u64 << 32) | libc::AF_VSOCK as u64;
+        assert_eq!(
+            filtered(|| socket(high, libc::SOCK_STREAM, 0)),
+            EAFNOSUPPORT
+        );
+        let x32 = libc::SYS_socket | X32_SYSCALL_BIT as libc::c_long;
+        assert_eq!(
+            filtered(|| check(unsafe { libc::syscall(x32, libc::AF_VSOCK, 1, 0) })),
+            EAFNOSUPPORT
+        );
+        assert_eq!(
+            filtered(|| socket(libc::AF_NETLINK as u64, libc::SOCK_RAW, libc::NETLINK_AUDIT)),
+            Errno(libc::EPROTONOSUPPORT)
+        );
+        for (family, kind) in [
+            (libc::AF_UNIX, libc::SOCK_STREAM),
+            (libc::AF_INET, libc::SOCK_DGRAM),
+            (libc::AF_INET6, libc::SOCK_DGRAM),
+        ] {
+            assert_eq!(filtered(|| socket(family as u64, kind, 0)), Done);
+        }
+        assert_eq!(
+            filtered(|| socket(libc::AF_NETLINK as u64, libc::SOCK_RAW, libc::NETLINK_ROUTE)),
+            Done
+        );
+        let mut pair = [0i32; 2];
+        let pair_ptr = pair.as_mut_ptr() as u64;
+        assert_eq!(
+            filtered(|| sys(
+                libc::SYS_socketpair,
+                &[libc::AF_VSOCK as u64, 1, 0, pair_ptr]
+            )),
+            EAFNOSUPPORT
+        );
+        // i386: socketcall hides the family (ENOSYS, so libc falls back to
+        // socket(), 359), whose family is checked.
+        assert_eq!(filtered(|| int80(102, 1, 0, 0)), ENOSYS);
+        assert_eq!(
+            filtered(|| int80(359, libc::AF_VSOCK as u32, 1, 0)),
+            EAFNOSUPPORT
+        );
+        assert_eq!(filtered(|| int80(359, libc::AF_UNIX as u32, 1, 0)), Done);
+    }
+
+    #[test]
+    fn personality_only_takes_what_setarch_needs() {
+        let personality = |p: u64| {
+            let out = check(unsafe { libc::syscall(libc::SYS_personality, p) });
+            unsafe { libc::syscall(libc::SYS_personality, 0u64) };
+            out
+        };
+        for refused in [
+            0x0040_0000u64,
+            0x0010_0000,
+            0x0001,
+            0x0006,
+            (1 << 32) | 0x0040_0000,
+        ] {
+            assert_eq!(filtered(|| personality(refused)), EPERM, "{refused:#x}");
+        }
+        for allowed in [
+            0xffff_ffffu64,
+            0,
+            0x0004_0000,
+            0x0002_0000,
+            0x0008,
+            0x0006_0008,
+        ] {
+            assert_eq!(filtered(|| personality(allowed)), Done, "{allowed:#x}");
+        }
+        // i386 personality (136) goes through the same check.
+        assert_eq!(filtered(|| int80(136, 0x0040_0000, 0, 0)), EPERM);
+    }
+
+    #[test]
+    fn pidfd_getfd_and_modify_ldt_refused() {
+        let own = || {
+            let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+            assert!(pidfd >= 0, "pidfd_open");
+            check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, 1, 0) })
+        };
+        assert_eq!(in_child_plain(own), Done, "pidfd_getfd works unfiltered");
+        assert_eq!(filtered(own), EPERM);
+        let mut buf = [0u8; 16];
+        let ptr = buf.as_mut_ptr() as u64;
+        assert_eq!(filtered(|| sys(libc::SYS_modify_ldt, &[0, ptr, 16])), EPERM);
     }
 
     #[test]
