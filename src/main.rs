@@ -80,8 +80,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Must come first: this binary doubles as the sandbox's monitor.
+    // Must come first: this binary doubles as the sandbox's monitor (which
+    // closes what it was not given itself).
     comb_engine::sandbox::helper_main_if_requested();
+    // Whatever the caller left open (`exec 9</etc/shadow; comb ...`) must
+    // not reach anything comb starts: closed before anything is forked.
+    comb_engine::sandbox::close_inherited_fds(3);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -29,15 +29,16 @@ pub(crate) enum Cgroup {
 }
 
 impl Cgroup {
-    /// Creates (or empties and reuses) the slot's cgroup and applies the
-    /// limits. `None` when the host gives comb no cgroup to manage.
-    pub fn create(slot: u32, limits: &Limits) -> Option<Cgroup> {
+    /// Creates (or empties and reuses) the cgroup of the slot whose host
+    /// ids start at `uid_base`, and applies the limits. `None` when the
+    /// host gives comb no cgroup to manage.
+    pub fn create(uid_base: u32, limits: &Limits) -> Option<Cgroup> {
         let wanted =
             limits.memory_bytes.is_some() || limits.pids.is_some() || limits.cpu_time.is_some();
         if !wanted || !nix::unistd::geteuid().is_root() {
             return None;
         }
-        let name = format!("comb-slot-{slot}");
+        let name = format!("comb-ids-{uid_base}");
         if Path::new(ROOT).join("cgroup.controllers").exists() {
             return Self::create_v2(&name, limits);
         }

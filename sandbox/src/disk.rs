@@ -1,6 +1,6 @@
 //! The disk limit: pid 1 adds up what the sandbox has written (its upper
-//! layer and `/tmp`, both tmpfs, and its writable binds, which live on the
-//! host's disk) a few times a second, and the sandbox is killed once the
+//! layer, `/tmp` and `/dev/shm`, on one tmpfs, and its writable binds,
+//! which live on the host's disk) a few times a second, and the sandbox is killed once the
 //! sum exceeds [`crate::Limits::disk_bytes`].
 //!
 //! Pid 1 measures from inside, as R of the user namespace: it can read
@@ -64,10 +64,9 @@ impl<'a> DiskWatch<'a> {
     /// Bytes in use, or `None` for a tree too deep to measure.
     fn measure(&self) -> Option<u64> {
         let mut total = 0u64;
-        // The overlay reports its upper file system: the staging tmpfs.
-        for fs in ["/", "/tmp"] {
-            total = total.saturating_add(filesystem_used(fs));
-        }
+        // The overlay reports its upper file system: the staging tmpfs,
+        // which also holds /tmp, /dev and /dev/shm.
+        total = total.saturating_add(filesystem_used("/"));
         let mut seen = HashSet::new();
         for root in &self.binds {
             total = total.saturating_add(tree_bytes(root.as_fd(), &mut seen)?);

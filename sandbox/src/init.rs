@@ -135,7 +135,13 @@ pub(crate) fn pid1(p: Pid1) -> ! {
     drop(p.stdout);
     drop(p.stderr);
     let mut disk = p.spec.limits.disk_bytes.map(|limit| {
-        let writable = p.plan.binds.iter().filter(|b| b.2).map(|b| b.0).collect();
+        let writable = p
+            .plan
+            .binds
+            .iter()
+            .filter(|b| b.writable)
+            .map(|b| b.fd)
+            .collect();
         DiskWatch::new(limit, writable)
     });
     let mut status = reap_until(child, &forwarded, disk.as_mut());

@@ -38,7 +38,9 @@ use std::time::Duration;
 
 pub use idmap::IdSource;
 
-pub use runner::{helper_main_if_requested, run, run_streaming, Stream, HELPER_ARG};
+pub use runner::{
+    close_inherited_fds, helper_main_if_requested, run, run_streaming, Stream, HELPER_ARG,
+};
 pub use slot::processes_in_range;
 
 /// Who runs the command inside the sandbox.

@@ -14,6 +14,12 @@ use nix::sys::stat::{mkdirat, Mode};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path};
 
+/// Where pid 1 mounts its staging tmpfs (in its own mount namespace, over
+/// whatever the host has there): the overlay's options name the layers
+/// and the upper directory below it, as `/proc/self/mountinfo` shows them
+/// inside, so it must say nothing about the host.
+pub(crate) const STAGE: &str = "/tmp";
+
 /// The devices the sandbox gets, bound from the host's.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -26,12 +32,29 @@ pub(crate) struct RootPlan<'a> {
     pub layers: &'a [OwnedFd],
     /// Directory holding `upper/` and `work/` when the upper is kept.
     pub keep: Option<&'a OwnedFd>,
-    /// (fd, target inside, writable, idmapped detached tree)
-    pub binds: Vec<(&'a OwnedFd, &'a Path, bool)>,
+    pub binds: Vec<BindPlan<'a>>,
     pub idmapped: bool,
     pub upper_size: u64,
     pub tmp_size: u64,
     pub shm_size: u64,
+}
+
+/// One bind: the source's fd (an idmapped detached tree when comb is root),
+/// where it goes, and for a writable directory the overlay's way around it.
+pub(crate) struct BindPlan<'a> {
+    pub fd: &'a OwnedFd,
+    pub target: &'a Path,
+    pub writable: bool,
+    pub aux: Option<BindAuxPlan<'a>>,
+}
+
+/// The source's parent directory as one tree (overlayfs wants its upper
+/// and work directories on the same mount), with the names in it of the
+/// source and of the sibling holding the empty `lower/` and `work/`.
+pub(crate) struct BindAuxPlan<'a> {
+    pub parent: &'a OwnedFd,
+    pub source_name: &'a str,
+    pub aux_name: &'a str,
 }
 
 /// A path for a layer fd that overlayfs can use. overlayfs clones its
@@ -74,7 +97,13 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
         None::<&str>,
     )
     .map_err(|e| errno("making / private", e))?;
-    let tmpfs_opts = format!("size={},mode=0755", plan.upper_size);
+    // One tmpfs holds everything the sandbox writes in RAM: the upper
+    // layer, /tmp, /dev and /dev/shm (see `scratch_dir`).
+    let size = plan
+        .upper_size
+        .saturating_add(plan.tmp_size)
+        .saturating_add(plan.shm_size);
+    let tmpfs_opts = format!("size={size},mode=0755");
     mount(
         Some("tmpfs"),
         plan.stage,
@@ -84,7 +113,9 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
     )
     .map_err(|e| errno("mounting the staging tmpfs", e))?;
     let root = plan.stage.join("root");
-    for dir in ["root", "upper", "work", "layers"] {
+    for dir in [
+        "root", "upper", "work", "layers", "binds", "empty", "scratch",
+    ] {
         std::fs::create_dir(plan.stage.join(dir)).map_err(|e| format!("creating {dir}: {e}"))?;
     }
     // The upper layer is always on the size-capped tmpfs, so `--disk`
@@ -124,8 +155,8 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
 
     let root_fd = open_dir(libc::AT_FDCWD, &root)?;
     mount_system_dirs(&root_fd, plan)?;
-    for (fd, target, writable) in &plan.binds {
-        bind(&root_fd, fd, target, *writable, plan.idmapped)?;
+    for (i, b) in plan.binds.iter().enumerate() {
+        bind(plan, &root_fd, b, i)?;
     }
     drop(root_fd);
     pivot(&root)?;
@@ -145,15 +176,14 @@ fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan) -> MountResult<()> {
     .map_err(|e| errno("mounting /proc", e))?;
 
     let dev = dir_in_root(root, Path::new("dev"))?;
-    mount(
-        Some("tmpfs"),
-        fd_path(dev.as_raw_fd()).as_str(),
-        Some("tmpfs"),
+    scratch_dir(
+        plan,
+        &dev,
+        "dev",
+        0o755,
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some(format!("size={},mode=0755", crate::runner::DEV_SIZE).as_str()),
-    )
-    .map_err(|e| errno("mounting /dev", e))?;
-    let dev = dir_in_root(root, Path::new("dev"))?; // the new tmpfs
+    )?;
+    let dev = dir_in_root(root, Path::new("dev"))?; // the new one
     for name in DEVICES {
         let node = openat(
             &dev,
@@ -188,40 +218,72 @@ fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan) -> MountResult<()> {
         fd_path(pts.as_raw_fd()).as_str(),
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=620,gid=5"),
+        // No gid=: its host id would show in /proc/self/mountinfo.
+        Some("newinstance,ptmxmode=0666,mode=620"),
     )
     .map_err(|e| errno("mounting /dev/pts", e))?;
     let shm = dir_in_root(&dev, Path::new("shm"))?;
-    let shm_opts = format!("size={},mode=1777", plan.shm_size);
-    mount(
-        Some("tmpfs"),
-        fd_path(shm.as_raw_fd()).as_str(),
-        Some("tmpfs"),
+    scratch_dir(
+        plan,
+        &shm,
+        "shm",
+        0o1777,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(shm_opts.as_str()),
-    )
-    .map_err(|e| errno("mounting /dev/shm", e))?;
-
+    )?;
     let tmp = dir_in_root(root, Path::new("tmp"))?;
-    let tmp_opts = format!("size={},mode=1777", plan.tmp_size);
-    mount(
-        Some("tmpfs"),
-        fd_path(tmp.as_raw_fd()).as_str(),
-        Some("tmpfs"),
+    scratch_dir(
+        plan,
+        &tmp,
+        "tmp",
+        0o1777,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(tmp_opts.as_str()),
-    )
-    .map_err(|e| errno("mounting /tmp", e))?;
+    )?;
     Ok(())
 }
 
-fn bind(
-    root: &OwnedFd,
-    source: &OwnedFd,
-    target: &Path,
-    writable: bool,
-    idmapped: bool,
+/// Mounts a fresh, empty directory of the staging tmpfs (`/tmp`, `/dev`,
+/// `/dev/shm`) onto `target`. It is an overlay over an empty layer rather
+/// than a tmpfs of its own: a tmpfs made in the user namespace would show
+/// the host ids of R in its options in `/proc/self/mountinfo`; these show
+/// only stage paths. Their sizes are the staging tmpfs's.
+fn scratch_dir(
+    plan: &RootPlan,
+    target: &OwnedFd,
+    name: &str,
+    mode: u32,
+    flags: MsFlags,
 ) -> MountResult<()> {
+    let base = plan.stage.join("scratch").join(name);
+    for dir in ["", "upper", "work"] {
+        let path = base.join(dir);
+        std::fs::create_dir(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    }
+    let upper = base.join("upper");
+    std::fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(|e| format!("setting the mode of {}: {e}", upper.display()))?;
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        plan.stage.join("empty").display(),
+        upper.display(),
+        base.join("work").display()
+    );
+    mount(
+        Some("overlay"),
+        fd_path(target.as_raw_fd()).as_str(),
+        Some("overlay"),
+        flags,
+        Some(options.as_str()),
+    )
+    .map_err(|e| errno(&format!("mounting /{name}"), e))
+}
+
+/// Mounts one bind. A directory is shown through an overlay where it can
+/// be (read-only: the source over an empty layer; writable: the source as
+/// the upper layer of an empty one, with a work directory beside it on
+/// the same file system), so that `/proc/self/mountinfo` shows the stage's
+/// paths instead of the source's host path, as a bind mount would.
+fn bind(plan: &RootPlan, root: &OwnedFd, b: &BindPlan, index: usize) -> MountResult<()> {
+    let (source, target, writable, idmapped) = (b.fd, b.target, b.writable, plan.idmapped);
     let rel = target.strip_prefix("/").unwrap_or(target);
     let source_is_dir = nix::sys::stat::fstat(source)
         .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
@@ -232,6 +294,58 @@ fn bind(
         file_in_root(root, rel)?
     };
     let target_path = fd_path(target_fd.as_raw_fd());
+    if source_is_dir && (!writable || b.aux.is_some()) {
+        let src = attach(plan, source, &format!("binds/{index}"))?;
+        let empty = plan.stage.join("empty").display().to_string();
+        // Held until the overlay is mounted: its options name them.
+        let mut held = Vec::new();
+        let (options, mut flags) = match &b.aux {
+            Some(aux) if writable => {
+                let parent = attach(plan, aux.parent, &format!("binds/{index}.parent"))?;
+                let parent = open_dir(libc::AT_FDCWD, Path::new(&parent))?;
+                // By descriptor, so the options name no host directory.
+                for rel in [
+                    aux.source_name.to_string(),
+                    format!("{}/lower", aux.aux_name),
+                    format!("{}/work", aux.aux_name),
+                ] {
+                    held.push(open_dir(parent.as_raw_fd(), Path::new(&rel))?);
+                }
+                let [upper, lower, work] = [0, 1, 2].map(|i| fd_path(held[i].as_raw_fd()));
+                (
+                    format!("lowerdir={lower},upperdir={upper},workdir={work},userxattr"),
+                    MsFlags::empty(),
+                )
+            }
+            _ => (
+                format!("lowerdir={src}:{empty},userxattr"),
+                MsFlags::MS_RDONLY,
+            ),
+        };
+        flags |= MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        let mounted = mount(
+            Some("overlay"),
+            target_path.as_str(),
+            Some("overlay"),
+            flags,
+            Some(options.as_str()),
+        );
+        drop(held);
+        if mounted.is_ok() {
+            return Ok(());
+        }
+        // Say, a source that is a mount of another file system than its
+        // parent's: shown as a plain bind.
+        return plain_bind(
+            &src,
+            &target_path,
+            target,
+            writable,
+            root,
+            rel,
+            source_is_dir,
+        );
+    }
     if idmapped {
         // The monitor made the source a detached, idmapped (and, if asked,
         // read-only) tree: attach it onto the opened target itself.
@@ -239,10 +353,31 @@ fn bind(
             .map_err(|e| format!("attaching bind {}: {e}", target.display()))?;
         return Ok(());
     }
-    let src = fd_path(source.as_raw_fd());
+    plain_bind(
+        &fd_path(source.as_raw_fd()),
+        &target_path,
+        target,
+        writable,
+        root,
+        rel,
+        source_is_dir,
+    )
+}
+
+/// A bind mount of `src` onto `target_path`, made read-only unless
+/// `writable`.
+fn plain_bind(
+    src: &str,
+    target_path: &str,
+    target: &Path,
+    writable: bool,
+    root: &OwnedFd,
+    rel: &Path,
+    source_is_dir: bool,
+) -> MountResult<()> {
     mount(
-        Some(src.as_str()),
-        target_path.as_str(),
+        Some(src),
+        target_path,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,

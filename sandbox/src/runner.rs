@@ -11,7 +11,7 @@
 use crate::cgroup::Cgroup;
 use crate::idmap::SlotIds;
 use crate::init::{self, Pid1};
-use crate::mounts::RootPlan;
+use crate::mounts::{BindAuxPlan, BindPlan, RootPlan};
 use crate::slot::{self, ensure_private_dir};
 use crate::{
     extract, EnforcedBy, Enforcement, ExitStatus, IdSource, Kill, Outcome, SandboxConfig,
@@ -43,7 +43,6 @@ struct Request {
     spec: Spec,
     slot: u32,
     ids: SlotIds,
-    mount_point: PathBuf,
     idmapped: bool,
     /// The seccomp filter, compiled by the caller once for all its
     /// sandboxes.
@@ -72,13 +71,12 @@ impl SandboxConfig {
         let helper_exe = std::env::current_exe()
             .map_err(|e| SandboxError::io("finding the current executable", e))?;
         let uid = nix::unistd::geteuid();
+        // Never from the environment: every sandbox of these host ids
+        // must meet at the same locks.
         let slot_dir = if uid.is_root() {
             PathBuf::from("/run/comb/slots")
         } else {
-            match std::env::var_os("XDG_RUNTIME_DIR") {
-                Some(dir) if Path::new(&dir).is_dir() => PathBuf::from(dir).join("comb/slots"),
-                _ => PathBuf::from(format!("/tmp/comb-{uid}/slots")),
-            }
+            PathBuf::from(format!("/tmp/comb-{uid}/slots"))
         };
         let max_slots = ids.slot_count();
         Ok(SandboxConfig {
@@ -107,7 +105,6 @@ pub fn run_streaming(
         spec: spec.clone(),
         slot: slot.index,
         ids: slot.ids,
-        mount_point: slot.mount_point.clone(),
         idmapped: config.ids.idmapped(),
         seccomp: crate::seccomp::compiled(spec.identity)
             .map_err(|e| SandboxError::Setup(e.to_string()))?
@@ -117,7 +114,12 @@ pub fn run_streaming(
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::io("pipe", e.into()))?;
     let report_raw = report_w.as_raw_fd();
     let mut command = Command::new(&config.helper_exe);
+    // Pid 1 is a fork of the monitor: its command line and environment
+    // are what a sandbox could read of it, so they name no host path.
     command
+        .arg0("comb")
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
         .arg(HELPER_ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -313,12 +315,34 @@ fn validate(config: &SandboxConfig, spec: &Spec) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Closes every descriptor from `first` up: those a caller leaked into
+/// this process. Call it before any thread or child is started.
+pub fn close_inherited_fds(first: RawFd) {
+    // SAFETY: close_range only closes descriptors; nothing of this process
+    // holds one of them yet.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
+    if rc != 0 {
+        // Kernels before 5.9: close them one by one.
+        let max = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX)
+            .ok()
+            .flatten()
+            .unwrap_or(1024)
+            .min(1 << 20) as RawFd;
+        for fd in first..max {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// Call first thing in `main`: if this process was started as the sandbox
 /// monitor, it runs the sandbox and exits; otherwise it returns at once.
 pub fn helper_main_if_requested() {
     if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new(HELPER_ARG)) {
         return;
     }
+    // The monitor is given stdio and its report pipe, nothing else.
+    close_inherited_fds(REPORT_FD + 1);
     let mut line = String::new();
     let report = match std::io::stdin().lock().read_line(&mut line) {
         Ok(_) => match serde_json::from_str::<Request>(&line) {
@@ -370,12 +394,13 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         Some(keep) => Some(prepare_keep(keep)?),
         None => None,
     };
-    let cgroup = Cgroup::create(req.slot, &spec.limits);
+    let cgroup = Cgroup::create(req.ids.uid_base, &spec.limits);
     let memory_by_cgroup = cgroup
         .as_ref()
         .is_some_and(|c| c.memory_enforcement() != Enforcement::Rlimit);
     fit_file_systems(&mut spec.limits, memory_by_cgroup);
     let spec = &spec;
+    let aux = BindAux::prepare(spec, req.idmapped);
     let (go_r, go_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let (errors_r, errors_w) = pipe()?;
@@ -404,7 +429,7 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS;
     let mut stack = vec![0u8; 8 << 20];
-    let stage = req.mount_point.clone();
+    let stage = PathBuf::from(crate::mounts::STAGE);
     let pid1_fds = (go_r, status_w, errors_w, out_w, err_w, sock_pid1);
     let cgroup_memory = cgroup
         .as_ref()
@@ -434,7 +459,10 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         // Idmapped trees come from the monitor; plain paths are opened
         // here, still with the caller's credentials (which may traverse the
         // caller's private directories) and in this mount namespace.
-        let count = spec.layers.len() + spec.binds.len() + usize::from(spec.keep_upper.is_some());
+        let count = spec.layers.len()
+            + spec.binds.len()
+            + usize::from(spec.keep_upper.is_some())
+            + aux.count();
         let fds = if req.idmapped {
             receive_fds(&sock, count)
         } else {
@@ -448,7 +476,8 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
             }
         };
         let (layers, rest) = fds.split_at(spec.layers.len());
-        let (keep, binds) = rest.split_at(usize::from(spec.keep_upper.is_some()));
+        let (keep, rest) = rest.split_at(usize::from(spec.keep_upper.is_some()));
+        let (binds, mut aux_fds) = rest.split_at(spec.binds.len());
         init::pid1(Pid1 {
             spec,
             plan: RootPlan {
@@ -458,7 +487,21 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
                 binds: binds
                     .iter()
                     .zip(&spec.binds)
-                    .map(|(fd, b)| (fd, b.target.as_path(), b.writable))
+                    .zip(&aux.dirs)
+                    .map(|((fd, b), aux)| BindPlan {
+                        fd,
+                        target: b.target.as_path(),
+                        writable: b.writable,
+                        aux: aux.as_ref().and_then(|aux| {
+                            let (first, rest) = aux_fds.split_first()?;
+                            aux_fds = rest;
+                            Some(BindAuxPlan {
+                                parent: first,
+                                source_name: &aux.source_name,
+                                aux_name: &aux.aux_name,
+                            })
+                        }),
+                    })
                     .collect(),
                 idmapped: req.idmapped,
                 upper_size: spec.limits.upper_size_bytes,
@@ -501,6 +544,9 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         }
         for bind in &spec.binds {
             fds.push(idmapped_tree(&bind.source, pid, !bind.writable).map_err(abort)?);
+        }
+        for dir in aux.dirs.iter().flatten() {
+            fds.push(idmapped_tree(&dir.parent, pid, false).map_err(abort)?);
         }
         send_fds(&sock_monitor, &fds).map_err(abort)?;
     }
@@ -744,30 +790,97 @@ fn enforcement(spec: &Spec, cgroup: Option<&Cgroup>) -> EnforcedBy {
     }
 }
 
-/// The size of the sandbox's `/dev` tmpfs (mount points and links only).
-pub(crate) const DEV_SIZE: u64 = 1 << 20;
+/// For each writable directory bind (comb as root only), a directory
+/// beside its source holding the empty `lower/` and the `work/` of the
+/// overlay that shows the bind inside (see `mounts::bind`); removed when
+/// the sandbox ends.
+struct BindAux {
+    dirs: Vec<Option<AuxDir>>,
+}
 
-/// Caps the tmpfs mounts at the disk limit, and, where no cgroup counts
-/// their pages as the sandbox's memory, fits them into the memory limit:
-/// RAM-backed file systems are memory too.
+struct AuxDir {
+    parent: PathBuf,
+    source_name: String,
+    aux_name: String,
+}
+
+impl BindAux {
+    fn prepare(spec: &Spec, idmapped: bool) -> BindAux {
+        let dirs = spec
+            .binds
+            .iter()
+            .enumerate()
+            .map(|(i, bind)| {
+                if !idmapped || !bind.writable || !bind.source.is_dir() {
+                    return None;
+                }
+                // Names go into overlay options: nothing that needs escaping.
+                let source_name = bind.source.file_name()?.to_str()?.to_string();
+                if source_name.contains([',', ':', '\\', '=']) {
+                    return None;
+                }
+                let parent = bind.source.parent()?.to_path_buf();
+                let aux_name = format!(".{source_name}.comb-bind-{}-{i}", std::process::id());
+                let dir = parent.join(&aux_name);
+                let made = std::fs::create_dir(&dir).and_then(|()| {
+                    std::fs::create_dir(dir.join("lower"))?;
+                    std::fs::create_dir(dir.join("work"))
+                });
+                match made {
+                    Ok(()) => Some(AuxDir {
+                        parent,
+                        source_name,
+                        aux_name,
+                    }),
+                    Err(_) => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        None
+                    }
+                }
+            })
+            .collect();
+        BindAux { dirs }
+    }
+
+    fn count(&self) -> usize {
+        self.dirs.iter().flatten().count()
+    }
+}
+
+impl Drop for BindAux {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().flatten() {
+            let _ = std::fs::remove_dir_all(dir.parent.join(&dir.aux_name));
+        }
+    }
+}
+
+/// Caps the RAM-backed file systems (one tmpfs holds the upper layer,
+/// `/tmp`, `/dev` and `/dev/shm`, see `mounts`) at the disk limit, and,
+/// where no cgroup counts their pages as the sandbox's memory, at the
+/// memory limit: RAM-backed file systems are memory too.
 fn fit_file_systems(limits: &mut crate::Limits, memory_by_cgroup: bool) {
-    if let Some(disk) = limits.disk_bytes {
-        limits.upper_size_bytes = limits.upper_size_bytes.min(disk);
-        limits.tmp_size_bytes = limits.tmp_size_bytes.min(disk);
-    }
-    let Some(memory) = limits.memory_bytes.filter(|_| !memory_by_cgroup) else {
-        return;
+    let rlimit_memory = limits.memory_bytes.filter(|_| !memory_by_cgroup);
+    let cap = [limits.disk_bytes, rlimit_memory]
+        .into_iter()
+        .flatten()
+        .min();
+    let Some(cap) = cap else { return };
+    let ram = crate::RamFilesystems {
+        upper: limits.upper_size_bytes,
+        tmp: limits.tmp_size_bytes,
+        shm: limits.shm_size_bytes,
     };
-    let mut left = memory.saturating_sub(DEV_SIZE);
-    limits.shm_size_bytes = limits.shm_size_bytes.min(left / 8);
-    left -= limits.shm_size_bytes;
-    let (tmp, upper) = (limits.tmp_size_bytes, limits.upper_size_bytes);
-    if tmp.saturating_add(upper) > left {
-        // Shared in proportion to what was asked, at least a page each.
-        let share = (left as u128 * tmp as u128 / (tmp as u128 + upper as u128).max(1)) as u64;
-        limits.tmp_size_bytes = share.max(4096);
-        limits.upper_size_bytes = left.saturating_sub(share).max(4096);
+    if ram.total() <= cap {
+        return;
     }
+    limits.shm_size_bytes = ram.shm.min(cap / 8);
+    let left = cap - limits.shm_size_bytes;
+    // Shared in proportion to what was asked, at least a page each.
+    let (tmp, upper) = (ram.tmp as u128, ram.upper as u128);
+    let share = (left as u128 * tmp / (tmp + upper).max(1)) as u64;
+    limits.tmp_size_bytes = share.max(4096);
+    limits.upper_size_bytes = left.saturating_sub(share).max(4096);
 }
 
 /// A private directory beside `keep` holding the overlay's upper/ and work/.

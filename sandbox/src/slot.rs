@@ -1,6 +1,11 @@
 //! Slots: each running sandbox holds one, with its own block of host ids,
 //! under an exclusive lock. Before a slot is used, every host process still
 //! running with one of its ids is killed.
+//!
+//! A lock is named after the first host uid of its block, and its
+//! directory depends only on who the caller is, never on the environment:
+//! two sandboxes of the same host ids always meet at the same lock, so one
+//! can never take the other's slot and kill its processes as leftovers.
 
 use crate::idmap::{SlotIds, SLOT_STRIDE};
 use crate::{SandboxConfig, SandboxError};
@@ -13,8 +18,6 @@ use std::time::Duration;
 pub(crate) struct Slot {
     pub index: u32,
     pub ids: SlotIds,
-    /// An empty directory the sandbox mounts its staging tmpfs on.
-    pub mount_point: PathBuf,
     clean_marker: PathBuf,
     _lock: Flock<File>,
 }
@@ -27,7 +30,9 @@ impl Slot {
 }
 
 /// Creates `dir` (and parents) if needed; refuses a directory that belongs
-/// to someone else or is a symlink, since /tmp is shared.
+/// to someone else or is a symlink, since /tmp is shared, and a path
+/// through a directory that someone else could change (see
+/// [`check_ancestors`]).
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), SandboxError> {
     // 0711: sandboxes run as other host ids and must traverse to their
     // mount point, but may not list or change anything here.
@@ -43,6 +48,34 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), SandboxError> {
             "{} must be a directory owned by you and writable only by you; remove it or choose another slot directory",
             dir.display()
         )));
+    }
+    check_ancestors(dir)
+}
+
+/// Every directory above `dir` must belong to root or to us and be
+/// writable by nobody else, unless it is root's and sticky (as /tmp is:
+/// others may add entries there, but not replace ours).
+pub(crate) fn check_ancestors(dir: &Path) -> Result<(), SandboxError> {
+    let me = nix::unistd::geteuid().as_raw();
+    let mut current = Some(dir);
+    while let Some(path) = current {
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| SandboxError::io(format!("reading {}", path.display()), e))?;
+        let owner_ok = meta.uid() == 0 || meta.uid() == me;
+        let shared = meta.mode() & 0o022 != 0;
+        let sticky_root = meta.mode() & 0o1000 != 0 && meta.uid() == 0;
+        if meta.file_type().is_symlink() || !owner_ok || (shared && !sticky_root) {
+            return Err(SandboxError::Invalid(format!(
+                "{} (mode {:o}, owner uid {}) is on the path to the sandbox slots in {} but could be \
+                 changed by another user; slots must be reached through directories only root \
+                 or you can write",
+                path.display(),
+                meta.mode() & 0o7777,
+                meta.uid(),
+                dir.display()
+            )));
+        }
+        current = path.parent();
     }
     Ok(())
 }
@@ -60,7 +93,8 @@ pub(crate) fn acquire(config: &SandboxConfig) -> Result<Slot, SandboxError> {
     let mut delay = Duration::from_millis(5);
     loop {
         for index in 0..max {
-            let path = config.slot_dir.join(format!("slot-{index}.lock"));
+            let ids = config.ids.slot(index);
+            let path = config.slot_dir.join(lock_name(&ids));
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -72,19 +106,15 @@ pub(crate) fn acquire(config: &SandboxConfig) -> Result<Slot, SandboxError> {
             let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
                 continue;
             };
-            let ids = config.ids.slot(index);
             // Scanning /proc costs milliseconds; it is needed only when the
             // slot's last user did not end cleanly (say, comb was killed).
-            let clean = config.slot_dir.join(format!("slot-{index}.clean"));
+            let clean = path.with_extension("clean");
             if std::fs::remove_file(&clean).is_err() {
                 kill_leftovers(&ids);
             }
-            let mount_point = config.slot_dir.join(format!("slot-{index}"));
-            ensure_private_dir(&mount_point)?;
             return Ok(Slot {
                 index,
                 ids,
-                mount_point,
                 clean_marker: clean,
                 _lock: lock,
             });
@@ -92,6 +122,11 @@ pub(crate) fn acquire(config: &SandboxConfig) -> Result<Slot, SandboxError> {
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(200));
     }
+}
+
+/// The lock of the block of host ids starting at `ids.uid_base`.
+pub fn lock_name(ids: &SlotIds) -> String {
+    format!("ids-{}.lock", ids.uid_base)
 }
 
 /// SIGKILLs every process whose real, effective, saved or filesystem uid is

@@ -634,7 +634,7 @@ fn assert_slot_empty(run: &Run, must: bool) {
         base + 1000,
         "U's host uid is R's + 1000\n{run}"
     );
-    let lock = Path::new(SLOT_DIR).join(format!("slot-{}.lock", run.slot()));
+    let lock = Path::new(SLOT_DIR).join(format!("ids-{base}.lock"));
     let file = File::options()
         .read(true)
         .write(true)
