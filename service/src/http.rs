@@ -351,6 +351,58 @@ struct Request {
     host: Option<String>,
 }
 
+/// A request head as [`parse_request_head`] understood it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method, a token (`GET`, `HEAD`, or anything else well formed).
+    pub method: String,
+    /// The request target as sent, not yet decoded.
+    pub target: String,
+    /// The Host header's value, trimmed (None: none sent, HTTP/1.0 only).
+    pub host: Option<String>,
+}
+
+/// Why [`parse_request_head`] refused a head: the HTTP status answered and
+/// the message shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status,
+            reason(self.status),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for HeadError {}
+
+/// Parses one request head (request line and header lines, up to and
+/// without the blank line), exactly as the server does with what it read
+/// from a client. This is the entry point for fuzzing the parser: it must
+/// never panic, whatever the bytes, and an error is the answer the client
+/// would get.
+pub fn parse_request_head(head: &[u8]) -> Result<RequestHead, HeadError> {
+    match parse_head(head) {
+        Ok(r) => Ok(RequestHead {
+            method: r.method,
+            target: r.target,
+            host: r.host,
+        }),
+        Err(r) => Err(HeadError {
+            status: r.status,
+            message: r.message,
+        }),
+    }
+}
+
 fn parse_head(head: &[u8]) -> Result<Request, Response> {
     let mut lines = head
         .split(|&b| b == b'\n')
@@ -604,6 +656,8 @@ struct Response {
     content_type: &'static str,
     body: Vec<u8>,
     headers: Vec<(&'static str, String)>,
+    /// For an error, its message as text (the body is HTML or JSON).
+    message: String,
 }
 
 impl Response {
@@ -615,6 +669,7 @@ impl Response {
             content_type: "application/json",
             body,
             headers: Vec::new(),
+            message: String::new(),
         }
     }
 
@@ -624,14 +679,22 @@ impl Response {
             content_type: "text/html; charset=utf-8",
             body: page.into_bytes(),
             headers: vec![("Content-Security-Policy", PAGE_CSP.into())],
+            message: String::new(),
         }
     }
 
     /// An error as `{"error": msg}` for the API, as a small page otherwise.
     fn error(status: u16, msg: &str, api: bool) -> Response {
-        if api {
-            return Response::json(status, &json!({ "error": msg }));
-        }
+        let mut response = if api {
+            Response::json(status, &json!({ "error": msg }))
+        } else {
+            Response::error_page(status, msg)
+        };
+        response.message = msg.to_string();
+        response
+    }
+
+    fn error_page(status: u16, msg: &str) -> Response {
         let title = reason(status);
         Response::html(
             status,
@@ -1648,6 +1711,25 @@ mod tests {
 
     fn get(addr: SocketAddr, target: &str) -> Reply {
         request(addr, "GET", target)
+    }
+
+    #[test]
+    fn parse_request_head_is_the_servers_parser() {
+        let head =
+            parse_request_head(b"GET /api/status?x=1 HTTP/1.1\r\nHost:  localhost:8470 \r\n")
+                .unwrap();
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.target, "/api/status?x=1");
+        assert_eq!(head.host.as_deref(), Some("localhost:8470"));
+        let err = parse_request_head(b"GET / HTTP/1.1\r\n").unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.message, "HTTP/1.1 needs a Host header");
+        assert!(err.to_string().starts_with("400 Bad Request: "), "{err}");
+        let err = parse_request_head(b"GET / HTTP/2.0\r\nHost: a\r\n").unwrap_err();
+        assert_eq!(err.status, 505);
+        for junk in [&b""[..], b"\xff\xfe", b" ", b"GET  / HTTP/1.1", b"\n\n\n:"] {
+            assert!(parse_request_head(junk).is_err());
+        }
     }
 
     #[test]
