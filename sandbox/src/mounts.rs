@@ -301,8 +301,16 @@ fn bind(plan: &RootPlan, root: &OwnedFd, b: &BindPlan, index: usize) -> MountRes
         let mut held = Vec::new();
         let (options, mut flags) = match &b.aux {
             Some(aux) if writable => {
-                let parent = attach(plan, aux.parent, &format!("binds/{index}.parent"))?;
-                let parent = open_dir(libc::AT_FDCWD, Path::new(&parent))?;
+                // An idmapped tree must be attached first; a plain fd is a
+                // directory already.
+                let attached = match plan.idmapped {
+                    true => {
+                        let path = attach(plan, aux.parent, &format!("binds/{index}.parent"))?;
+                        Some(open_dir(libc::AT_FDCWD, Path::new(&path))?)
+                    }
+                    false => None,
+                };
+                let parent = attached.as_ref().unwrap_or(aux.parent);
                 // By descriptor, so the options name no host directory.
                 for rel in [
                     aux.source_name.to_string(),

@@ -27,6 +27,7 @@ use nix::unistd::{pipe2, Pid};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -466,7 +467,7 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         let fds = if req.idmapped {
             receive_fds(&sock, count)
         } else {
-            open_paths(spec)
+            open_paths(spec, &aux)
         };
         let fds = match fds {
             Ok(fds) => fds,
@@ -790,10 +791,12 @@ fn enforcement(spec: &Spec, cgroup: Option<&Cgroup>) -> EnforcedBy {
     }
 }
 
-/// For each writable directory bind (comb as root only), a directory
-/// beside its source holding the empty `lower/` and the `work/` of the
-/// overlay that shows the bind inside (see `mounts::bind`); removed when
-/// the sandbox ends.
+/// For each writable directory bind, a directory beside its source holding
+/// the empty `lower/` and the `work/` of the overlay that shows the bind
+/// inside (see `mounts::bind`); removed when the sandbox ends. Without
+/// idmapped mounts R must be able to write `work/`, so it is made
+/// world-writable, inside a directory of an unguessable name that only
+/// its owner can list.
 struct BindAux {
     dirs: Vec<Option<AuxDir>>,
 }
@@ -811,7 +814,7 @@ impl BindAux {
             .iter()
             .enumerate()
             .map(|(i, bind)| {
-                if !idmapped || !bind.writable || !bind.source.is_dir() {
+                if !bind.writable || !bind.source.is_dir() {
                     return None;
                 }
                 // Names go into overlay options: nothing that needs escaping.
@@ -820,12 +823,22 @@ impl BindAux {
                     return None;
                 }
                 let parent = bind.source.parent()?.to_path_buf();
-                let aux_name = format!(".{source_name}.comb-bind-{}-{i}", std::process::id());
+                let aux_name = format!(".comb-bind-{}-{i}-{:016x}", std::process::id(), random());
                 let dir = parent.join(&aux_name);
-                let made = std::fs::create_dir(&dir).and_then(|()| {
-                    std::fs::create_dir(dir.join("lower"))?;
-                    std::fs::create_dir(dir.join("work"))
-                });
+                let made = std::fs::DirBuilder::new()
+                    .mode(0o711)
+                    .create(&dir)
+                    .and_then(|()| {
+                        std::fs::create_dir(dir.join("lower"))?;
+                        std::fs::create_dir(dir.join("work"))?;
+                        if !idmapped {
+                            std::fs::set_permissions(
+                                dir.join("work"),
+                                std::fs::Permissions::from_mode(0o777),
+                            )?;
+                        }
+                        Ok(())
+                    });
                 match made {
                     Ok(()) => Some(AuxDir {
                         parent,
@@ -847,10 +860,32 @@ impl BindAux {
     }
 }
 
+/// 64 random bits from the kernel.
+fn random() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom fills the buffer it is given.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        // Unguessable is what matters; the clock is a weak fallback.
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    }
+    u64::from_ne_bytes(bytes)
+}
+
 impl Drop for BindAux {
     fn drop(&mut self) {
         for dir in self.dirs.iter().flatten() {
-            let _ = std::fs::remove_dir_all(dir.parent.join(&dir.aux_name));
+            let aux = dir.parent.join(&dir.aux_name);
+            // overlayfs leaves work/work (mode 0, R's without idmapped
+            // mounts): empty, so removable though not listable.
+            if let Ok(entries) = std::fs::read_dir(aux.join("work")) {
+                for entry in entries.flatten() {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+            let _ = std::fs::remove_dir_all(aux);
         }
     }
 }
@@ -920,11 +955,12 @@ fn publish_upper(dir: &Path, keep: &Path) -> Result<PathBuf, SandboxError> {
 /// Layers and bind sources as O_PATH fds, for a sandbox without idmapped
 /// mounts: ids on disk are then shown as they are (the caller's files
 /// appear as nobody inside).
-fn open_paths(spec: &Spec) -> Result<Vec<OwnedFd>, String> {
+fn open_paths(spec: &Spec, aux: &BindAux) -> Result<Vec<OwnedFd>, String> {
     let paths = spec
         .layers
         .iter()
-        .chain(spec.binds.iter().map(|b| &b.source));
+        .chain(spec.binds.iter().map(|b| &b.source))
+        .chain(aux.dirs.iter().flatten().map(|d| &d.parent));
     paths
         .map(|path| {
             nix::fcntl::open(

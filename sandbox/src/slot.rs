@@ -173,3 +173,27 @@ pub fn processes_in_range(start: u32, end: u32) -> Vec<i32> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_path_others_could_change_is_refused() {
+        // /tmp itself is root's and sticky: fine above our own directory.
+        let base = tempfile::tempdir_in("/tmp").unwrap();
+        let ours = base.path().join("ours");
+        ensure_private_dir(&ours).unwrap();
+        // A directory anyone may write on the way is not.
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_private_dir(&ours.join("slots")).unwrap_err().to_string();
+        assert!(err.contains(&base.path().display().to_string()), "{err}");
+        assert!(err.contains("mode 777"), "{err}");
+        // Nor a symlink to our directory.
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&ours, &link).unwrap();
+        assert!(ensure_private_dir(&link).is_err());
+    }
+}

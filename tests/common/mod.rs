@@ -220,11 +220,73 @@ impl Guard {
     }
 }
 
+/// Who runs `comb` on the host: root (a build server), or an ordinary user
+/// with a subordinate id range (hasher's usual C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Root,
+    User,
+}
+
+impl Caller {
+    pub const ALL: [Caller; 2] = [Caller::Root, Caller::User];
+
+    /// Where this caller's sandboxes keep their slot locks.
+    pub fn slot_dir(self) -> PathBuf {
+        match self {
+            Caller::Root => PathBuf::from(SLOT_DIR),
+            Caller::User => PathBuf::from(format!("/tmp/comb-{}/slots", ordinary_user().0)),
+        }
+    }
+}
+
+/// The ordinary user the tests run comb as, with its subordinate ranges:
+/// (uid, gid). Made once per machine (`useradd`), kept.
+pub fn ordinary_user() -> (u32, u32) {
+    static USER: OnceLock<(u32, u32)> = OnceLock::new();
+    *USER.get_or_init(|| {
+        const NAME: &str = "comb-test-caller";
+        const RANGE: &str = "600000:65536";
+        let exists = Command::new("id")
+            .arg(NAME)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            let status = Command::new("useradd")
+                .args(["--no-create-home", NAME])
+                .status()
+                .expect("useradd (package passwd)");
+            assert!(status.success(), "useradd {NAME}");
+        }
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if !text.lines().any(|l| l == format!("{NAME}:{RANGE}")) {
+                let mut lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.starts_with(&format!("{NAME}:")))
+                    .collect();
+                let entry = format!("{NAME}:{RANGE}");
+                lines.push(&entry);
+                std::fs::write(file, lines.join("\n") + "\n").unwrap();
+            }
+        }
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, NAME]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        (id("-u"), id("-g"))
+    })
+}
+
 /// One `comb sandbox run --json` invocation being put together.
 pub struct Sandbox {
     args: Vec<OsString>,
     exclusive: bool,
     inherit: Vec<(RawFd, RawFd)>,
+    caller: Caller,
+    env: Vec<(OsString, OsString)>,
 }
 
 /// A sandbox on the fixture layer, as U unless told otherwise.
@@ -239,12 +301,26 @@ pub fn sandbox() -> Sandbox {
         ],
         exclusive: false,
         inherit: Vec::new(),
+        caller: Caller::Root,
+        env: Vec::new(),
     }
 }
 
 impl Sandbox {
     pub fn who(self, who: Who) -> Sandbox {
         self.args(["--as", who.arg()])
+    }
+
+    /// Sets an environment variable of `comb` itself.
+    pub fn host_env(mut self, name: &str, value: impl AsRef<OsStr>) -> Sandbox {
+        self.env.push((name.into(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Run `comb` as this caller.
+    pub fn caller(mut self, caller: Caller) -> Sandbox {
+        self.caller = caller;
+        self
     }
 
     /// Another layer on top of those already given.
@@ -280,7 +356,26 @@ impl Sandbox {
 
     pub fn spawn(self, command: &[&str]) -> Running {
         let guard = Guard::take(self.exclusive);
-        let mut cmd = Command::new(COMB);
+        let mut cmd = match self.caller {
+            Caller::Root => Command::new(COMB),
+            Caller::User => {
+                let (uid, gid) = ordinary_user();
+                // setpriv keeps the descriptors it was given, as a shell
+                // would (runuser's PAM session may not).
+                let mut cmd = Command::new("setpriv");
+                cmd.args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={gid}"),
+                    "--clear-groups".to_string(),
+                    "--".to_string(),
+                    COMB.to_string(),
+                ])
+                .current_dir("/")
+                .env("HOME", "/");
+                cmd
+            }
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.args)
             .arg("--")
             .args(command)
@@ -303,7 +398,12 @@ impl Sandbox {
             }
         }
         let description = format!(
-            "comb {} -- {}",
+            "{}comb {} -- {}",
+            if self.caller == Caller::User {
+                "(as an ordinary user) "
+            } else {
+                ""
+            },
             self.args
                 .iter()
                 .map(|a| a.to_string_lossy())
@@ -346,6 +446,7 @@ impl Sandbox {
             started,
             description,
             guard,
+            caller: self.caller,
         }
     }
 
@@ -365,6 +466,7 @@ pub struct Running {
     started: Instant,
     description: String,
     guard: Guard,
+    caller: Caller,
 }
 
 impl Running {
@@ -437,7 +539,7 @@ impl Running {
             elapsed,
         };
         if run.outcome.is_some() {
-            assert_slot_empty(&run, self.guard.exclusive());
+            assert_slot_empty(&run, self.caller, self.guard.exclusive());
         }
         drop(self.guard);
         run
@@ -627,14 +729,14 @@ pub fn uid_of(pid: i32) -> Option<u32> {
 /// Asserts that no host process holds an id of the run's slot, while
 /// holding the slot's lock so no new sandbox is using it. A slot another
 /// process is using is only waited for when the run was exclusive.
-fn assert_slot_empty(run: &Run, must: bool) {
+fn assert_slot_empty(run: &Run, caller: Caller, must: bool) {
     let base = run.host_root_uid();
     assert_eq!(
         run.host_builder_uid(),
         base + 1000,
         "U's host uid is R's + 1000\n{run}"
     );
-    let lock = Path::new(SLOT_DIR).join(format!("ids-{base}.lock"));
+    let lock = caller.slot_dir().join(format!("ids-{base}.lock"));
     let file = File::options()
         .read(true)
         .write(true)
