@@ -23,16 +23,20 @@ const MAX_DEPTH: usize = crate::extract::LAYER_MAX_DEPTH;
 
 type CopyResult<T> = Result<T, String>;
 
-/// Copies the tree under `from` into the empty directory `to`.
-pub(crate) fn copy_tree(from: &OwnedFd, to: &OwnedFd) -> CopyResult<()> {
+/// Copies the tree under `from` into the empty directory `to`, leaving out
+/// the top-level directories named in `skip` (the sandbox's own `/tmp` and
+/// `/dev`, which live in the upper layer but belong to no layer).
+pub(crate) fn copy_tree(from: &OwnedFd, to: &OwnedFd, skip: &[&str]) -> CopyResult<()> {
     let mut copier = Copier {
         root: to.as_fd(),
         links: HashMap::new(),
+        skip,
     };
     copier.copy_dir(from.as_fd(), to.as_fd(), Path::new(""), 0)
 }
 
 struct Copier<'a> {
+    skip: &'a [&'a str],
     root: BorrowedFd<'a>,
     /// Inodes with several links, by source inode: the first copy's path,
     /// so later names become links to it.
@@ -71,6 +75,9 @@ impl Copier<'_> {
             }
         }
         for name in names {
+            if depth == 0 && self.skip.iter().any(|s| s.as_bytes() == name.to_bytes()) {
+                continue;
+            }
             let entry_path = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
             self.copy_entry(from, to, &name, &entry_path, depth)?;
         }

@@ -152,7 +152,7 @@ pub(crate) fn pid1(p: Pid1) -> ! {
         status.push_str(&format!("\npeak_disk {}", watch.peak));
     }
     if let Some(keep) = keep {
-        if let Err(e) = copyout::copy_tree(&keep.from, &keep.to) {
+        if let Err(e) = copyout::copy_tree(&keep.from, &keep.to, keep.skip) {
             fail(&p.errors, &e);
         }
     }

@@ -85,6 +85,42 @@ fn errno(what: &str, e: nix::Error) -> String {
 pub(crate) struct KeepCopy {
     pub from: OwnedFd,
     pub to: OwnedFd,
+    /// The sandbox's own directories in the upper layer, not copied.
+    pub skip: &'static [&'static str],
+}
+
+/// `/tmp` and `/dev`, made in the upper layer as opaque directories so that
+/// nothing of the layers below shows through.
+const FRESH_DIRS: [(&str, u32); 2] = [("tmp", 0o1777), ("dev", 0o755)];
+
+/// Makes the fresh directories in the upper layer before the overlay is
+/// mounted. False when the staging tmpfs takes no `user.*` xattrs (Linux
+/// before 6.6): they are then separate mounts (`scratch_dir`).
+fn fresh_dirs(upper: &Path) -> bool {
+    FRESH_DIRS.iter().all(|(name, mode)| {
+        let dir = upper.join(name);
+        let made = std::fs::create_dir(&dir).and_then(|()| {
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+        });
+        made.is_ok() && set_opaque(&dir)
+    })
+}
+
+fn set_opaque(dir: &Path) -> bool {
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: valid NUL-terminated strings and a one-byte value.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            c"user.overlay.opaque".as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    rc == 0
 }
 
 /// Builds the root under `plan.stage` and pivots into it.
@@ -122,12 +158,19 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
     // holds; a kept one is copied out by pid 1 at the end.
     let upper = plan.stage.join("upper").display().to_string();
     let work = plan.stage.join("work").display().to_string();
+    let fresh = fresh_dirs(Path::new(&upper));
+    if !fresh {
+        for (name, _) in FRESH_DIRS {
+            let _ = std::fs::remove_dir(Path::new(&upper).join(name));
+        }
+    }
     let keep = match plan.keep {
         Some(fd) => {
             let base = attach(plan, fd, "keep")?;
             Some(KeepCopy {
                 from: open_dir(libc::AT_FDCWD, Path::new(&upper))?,
                 to: open_dir(libc::AT_FDCWD, &Path::new(&base).join("upper"))?,
+                skip: if fresh { &["tmp", "dev"] } else { &[] },
             })
         }
         None => None,
@@ -154,7 +197,7 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
     .map_err(|e| errno("mounting the overlay of the layers", e))?;
 
     let root_fd = open_dir(libc::AT_FDCWD, &root)?;
-    mount_system_dirs(&root_fd, plan)?;
+    mount_system_dirs(&root_fd, plan, fresh)?;
     for (i, b) in plan.binds.iter().enumerate() {
         bind(plan, &root_fd, b, i)?;
     }
@@ -163,7 +206,7 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
     Ok(keep)
 }
 
-fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan) -> MountResult<()> {
+fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan, fresh: bool) -> MountResult<()> {
     let noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc_dir = dir_in_root(root, Path::new("proc"))?;
     mount(
@@ -176,13 +219,10 @@ fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan) -> MountResult<()> {
     .map_err(|e| errno("mounting /proc", e))?;
 
     let dev = dir_in_root(root, Path::new("dev"))?;
-    scratch_dir(
-        plan,
-        &dev,
-        "dev",
-        0o755,
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-    )?;
+    if !fresh {
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+        scratch_dir(plan, &dev, "dev", 0o755, flags)?;
+    }
     let dev = dir_in_root(root, Path::new("dev"))?; // the new one
     for name in DEVICES {
         let node = openat(
@@ -223,27 +263,23 @@ fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan) -> MountResult<()> {
     )
     .map_err(|e| errno("mounting /dev/pts", e))?;
     let shm = dir_in_root(&dev, Path::new("shm"))?;
-    scratch_dir(
-        plan,
-        &shm,
-        "shm",
-        0o1777,
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-    )?;
+    if fresh {
+        // A directory of the fresh /dev, on the staging tmpfs like /tmp.
+        nix::sys::stat::fchmod(&shm, Mode::from_bits_truncate(0o1777))
+            .map_err(|e| errno("setting the mode of /dev/shm", e))?;
+        return Ok(());
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    scratch_dir(plan, &shm, "shm", 0o1777, flags)?;
     let tmp = dir_in_root(root, Path::new("tmp"))?;
-    scratch_dir(
-        plan,
-        &tmp,
-        "tmp",
-        0o1777,
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-    )?;
+    scratch_dir(plan, &tmp, "tmp", 0o1777, flags)?;
     Ok(())
 }
 
 /// Mounts a fresh, empty directory of the staging tmpfs (`/tmp`, `/dev`,
-/// `/dev/shm`) onto `target`. It is an overlay over an empty layer rather
-/// than a tmpfs of its own: a tmpfs made in the user namespace would show
+/// `/dev/shm`) onto `target`, where the upper layer cannot hold them as
+/// opaque directories ([`fresh_dirs`]). It is an overlay over an empty
+/// layer rather than a tmpfs of its own: a tmpfs made in the user namespace would show
 /// the host ids of R in its options in `/proc/self/mountinfo`; these show
 /// only stage paths. Their sizes are the staging tmpfs's.
 fn scratch_dir(

@@ -89,6 +89,209 @@ impl SandboxConfig {
     }
 }
 
+/// The monitor's process and the caller's ends of its pipes.
+struct MonitorProcess {
+    process: MonitorChild,
+    /// Its stdin: closing it stops the sandbox.
+    control: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    report: OwnedFd,
+}
+
+enum MonitorChild {
+    Spawned(std::process::Child),
+    Forked(Pid),
+}
+
+impl MonitorChild {
+    fn wait(self) -> Result<std::process::ExitStatus, SandboxError> {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            MonitorChild::Spawned(mut child) => child
+                .wait()
+                .map_err(|e| SandboxError::io("waiting for the sandbox monitor", e)),
+            MonitorChild::Forked(pid) => loop {
+                match waitpid(pid, None) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
+                        return Ok(std::process::ExitStatus::from_raw(code << 8))
+                    }
+                    Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                        return Ok(std::process::ExitStatus::from_raw(sig as i32))
+                    }
+                    Ok(_) | Err(nix::Error::EINTR) => continue,
+                    Err(e) => {
+                        return Err(SandboxError::io(
+                            "waiting for the sandbox monitor",
+                            e.into(),
+                        ))
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// True when this process runs one thread, so that a fork of it may go on
+/// running Rust code (a multi-threaded one could fork holding a lock).
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1)
+}
+
+impl MonitorProcess {
+    /// Re-executes the helper binary as the monitor and sends it the
+    /// request: safe from any process, however many threads it runs.
+    fn spawn(config: &SandboxConfig, request: &Request) -> Result<MonitorProcess, SandboxError> {
+        let (report_r, report_w) = pipe()?;
+        let report_raw = report_w.as_raw_fd();
+        let mut command = Command::new(&config.helper_exe);
+        // Pid 1 is a fork of the monitor: its command line and environment
+        // are what a sandbox could read of it, so they name no host path.
+        command
+            .arg0("comb")
+            .env_clear()
+            .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+            .arg(HELPER_ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if report_raw == REPORT_FD {
+                    libc::fcntl(REPORT_FD, libc::F_SETFD, 0);
+                } else if libc::dup2(report_raw, REPORT_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| {
+            SandboxError::io(
+                format!(
+                    "starting the sandbox monitor {}",
+                    config.helper_exe.display()
+                ),
+                e,
+            )
+        })?;
+        drop(report_w);
+        let mut control = child.stdin.take().expect("piped stdin");
+        let line =
+            serde_json::to_string(request).map_err(|e| SandboxError::Invalid(e.to_string()))?;
+        control
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| SandboxError::io("sending the request to the sandbox monitor", e))?;
+        Ok(MonitorProcess {
+            control: Some(OwnedFd::from(control)),
+            stdout: OwnedFd::from(child.stdout.take().expect("piped stdout")),
+            stderr: OwnedFd::from(child.stderr.take().expect("piped stderr")),
+            report: report_r,
+            process: MonitorChild::Spawned(child),
+        })
+    }
+
+    /// Forks this single-threaded process into the monitor: no exec, no
+    /// second start of the binary, the request already in memory.
+    fn fork(request: &Request) -> Result<MonitorProcess, SandboxError> {
+        let (control_r, control_w) = pipe()?;
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (report_r, report_w) = pipe()?;
+        // SAFETY: this process has one thread, so the child may allocate.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                // SAFETY: prctl with constant arguments.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                let ends = [&control_r, &out_w, &err_w, &report_w];
+                if install_stdio(ends).is_err() {
+                    // SAFETY: leaving the forked child at once.
+                    unsafe { libc::_exit(125) };
+                }
+                close_inherited_fds(REPORT_FD + 1);
+                hide_command_line();
+                let report = match monitor(request) {
+                    Ok(outcome) => Report::Done(Box::new(outcome)),
+                    Err(e) => failed(e),
+                };
+                write_report(&report);
+                // SAFETY: a forked child leaves without running the
+                // parent's destructors.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(MonitorProcess {
+                process: MonitorChild::Forked(child),
+                control: Some(control_w),
+                stdout: out_r,
+                stderr: err_r,
+                report: report_r,
+            }),
+            Err(e) => Err(SandboxError::io("forking the sandbox monitor", e.into())),
+        }
+    }
+}
+
+/// Puts the monitor's four ends on fds 0 to 3, without close-on-exec.
+fn install_stdio(ends: [&OwnedFd; 4]) -> nix::Result<()> {
+    // Moved out of the way first: one of them may already sit on 0 to 3.
+    let mut high = Vec::with_capacity(4);
+    for fd in ends {
+        // SAFETY: duplicating a descriptor this process owns.
+        let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 16) };
+        if dup < 0 {
+            return Err(nix::Error::last());
+        }
+        high.push(dup);
+    }
+    for (target, fd) in high.into_iter().enumerate() {
+        // SAFETY: as above; dup2 leaves the new fd without close-on-exec.
+        if unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+            return Err(nix::Error::last());
+        }
+    }
+    Ok(())
+}
+
+/// Overwrites this process's command line, which its fork pid 1 shares:
+/// the caller's (`comb sandbox run --layer /host/path ...`) must not be
+/// readable in the sandbox's `/proc/1/cmdline`.
+fn hide_command_line() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which may hold spaces: arg_start and
+    // arg_end are fields 48 and 49 (the first after ')' is field 3).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<usize>().ok());
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return;
+    };
+    if start == 0 || end <= start {
+        return;
+    }
+    let text = b"comb\0__comb-sandbox-monitor\0";
+    // SAFETY: [arg_start, arg_end) is this process's own argument block,
+    // mapped and writable; nothing in this forked child reads the
+    // arguments again.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        area.fill(0);
+        let n = text.len().min(area.len());
+        area[..n].copy_from_slice(&text[..n]);
+    }
+}
+
+/// Writes the report on fd 3 for the caller.
+fn write_report(report: &Report) {
+    // SAFETY: fd 3 was set up by the caller for this report.
+    let mut out = unsafe { std::fs::File::from_raw_fd(REPORT_FD) };
+    let _ = out.write_all(serde_json::to_string(report).unwrap_or_default().as_bytes());
+}
+
 /// Runs `spec` in a fresh sandbox and collects its output.
 pub fn run(config: &SandboxConfig, spec: &Spec) -> Result<Outcome, SandboxError> {
     run_streaming(config, spec, |_, _| {})
@@ -107,63 +310,23 @@ pub fn run_streaming(
         slot: slot.index,
         ids: slot.ids,
         idmapped: config.ids.idmapped(),
-        seccomp: crate::seccomp::compiled(spec.identity)
-            .map_err(|e| SandboxError::Setup(e.to_string()))?
-            .clone(),
+        seccomp: crate::seccomp::cached(spec.identity, &config.slot_dir)
+            .map_err(|e| SandboxError::Setup(e.to_string()))?,
     };
-    let (report_r, report_w) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::io("pipe", e.into()))?;
-    let report_raw = report_w.as_raw_fd();
-    let mut command = Command::new(&config.helper_exe);
-    // Pid 1 is a fork of the monitor: its command line and environment
-    // are what a sandbox could read of it, so they name no host path.
-    command
-        .arg0("comb")
-        .env_clear()
-        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
-        .arg(HELPER_ARG)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if report_raw == REPORT_FD {
-                libc::fcntl(REPORT_FD, libc::F_SETFD, 0);
-            } else if libc::dup2(report_raw, REPORT_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| {
-        SandboxError::io(
-            format!(
-                "starting the sandbox monitor {}",
-                config.helper_exe.display()
-            ),
-            e,
-        )
-    })?;
-    drop(report_w);
-    let mut control = Some(child.stdin.take().expect("piped stdin"));
-    let line = serde_json::to_string(&request).map_err(|e| SandboxError::Invalid(e.to_string()))?;
-    control
-        .as_mut()
-        .expect("just taken")
-        .write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| SandboxError::io("sending the request to the sandbox monitor", e))?;
-
-    let stdout = child.stdout.take().expect("piped stdout");
-    let stderr = child.stderr.take().expect("piped stderr");
+    let mut monitor = if single_threaded() {
+        MonitorProcess::fork(&request)?
+    } else {
+        MonitorProcess::spawn(config, &request)?
+    };
+    let mut control = monitor.control.take();
+    let (stdout, stderr, report_r) = (monitor.stdout, monitor.stderr, monitor.report);
     let cap = spec.output_cap_bytes;
     let mut captured = [Vec::new(), Vec::new()];
     let mut report = Vec::new();
     {
         let mut sources: Vec<(OwnedFd, Option<Stream>)> = vec![
-            (OwnedFd::from(stdout), Some(Stream::Stdout)),
-            (OwnedFd::from(stderr), Some(Stream::Stderr)),
+            (stdout, Some(Stream::Stdout)),
+            (stderr, Some(Stream::Stderr)),
             (report_r, None),
         ];
         let mut buf = vec![0u8; 64 * 1024];
@@ -209,9 +372,7 @@ pub fn run_streaming(
             }
         }
     }
-    let status = child
-        .wait()
-        .map_err(|e| SandboxError::io("waiting for the sandbox monitor", e))?;
+    let status = monitor.process.wait()?;
     drop(control);
     if status.success() {
         // The monitor saw pid 1 die, which took the whole pid namespace
@@ -355,13 +516,7 @@ pub fn helper_main_if_requested() {
         },
         Err(e) => failed(SandboxError::io("reading the monitor request", e)),
     };
-    // SAFETY: fd 3 was set up by the caller for this report.
-    let mut out = unsafe { std::fs::File::from_raw_fd(REPORT_FD) };
-    let _ = out.write_all(
-        serde_json::to_string(&report)
-            .unwrap_or_default()
-            .as_bytes(),
-    );
+    write_report(&report);
     std::process::exit(0);
 }
 

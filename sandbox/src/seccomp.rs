@@ -193,6 +193,97 @@ pub fn compiled(identity: Identity) -> Result<&'static Compiled, SeccompError> {
         .map_err(|e| SeccompError(e.clone()))
 }
 
+/// Like [`compiled`], but kept between processes in `dir` (the caller's
+/// private slot directory), so that a short-lived `comb` does not compile
+/// it at every start. The file is named after this binary and the
+/// libseccomp it links, so a new build or library compiles anew; a file
+/// that is not ours alone, or not a valid program, is compiled over.
+pub fn cached(identity: Identity, dir: &std::path::Path) -> Result<Compiled, SeccompError> {
+    let Some(key) = cache_key() else {
+        return compiled(identity).cloned();
+    };
+    let path = dir.join(format!("seccomp-{key:016x}.bpf"));
+    if let Some(found) = read_cache(&path) {
+        return Ok(found);
+    }
+    let fresh = compiled(identity)?.clone();
+    write_cache(dir, &path, &fresh);
+    Ok(fresh)
+}
+
+/// Identifies this binary and the installed libseccomp.
+fn cache_key() -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let exe = std::fs::metadata("/proc/self/exe").ok()?;
+    let version = libseccomp::ScmpVersion::current().ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        exe.dev(),
+        exe.ino(),
+        exe.size(),
+        exe.mtime(),
+        exe.mtime_nsec(),
+    )
+        .hash(&mut h);
+    (version.major, version.minor, version.micro).hash(&mut h);
+    Some(h.finish())
+}
+
+fn read_cache(path: &std::path::Path) -> Option<Compiled> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0;
+    if !ours || !meta.is_file() || meta.len() > 1 << 20 {
+        return None;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    let compiled: Compiled = serde_json::from_str(&text).ok()?;
+    let valid = compiled.programs.len() == 2
+        && compiled
+            .programs
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= u16::MAX as usize);
+    valid.then_some(compiled)
+}
+
+fn write_cache(dir: &std::path::Path, path: &std::path::Path, compiled: &Compiled) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Programs of other builds of comb are of no more use.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("seccomp-") && name.ends_with(".bpf") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let tmp = dir.join(format!(".seccomp-{}.tmp", std::process::id()));
+    let Ok(text) = serde_json::to_string(compiled) else {
+        return;
+    };
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 /// Refused with EPERM whatever the arguments. Names missing on an arch
 /// (`umount`, `stime`, `clock_settime64`, `clock_adjtime64` are i386 only)
 /// are skipped there.

@@ -187,7 +187,9 @@ mod tests {
         ensure_private_dir(&ours).unwrap();
         // A directory anyone may write on the way is not.
         std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = ensure_private_dir(&ours.join("slots")).unwrap_err().to_string();
+        let err = ensure_private_dir(&ours.join("slots"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&base.path().display().to_string()), "{err}");
         assert!(err.contains("mode 777"), "{err}");
         // Nor a symlink to our directory.
