@@ -174,7 +174,7 @@ pub fn run(command: SandboxCommand) -> Result<ExitCode> {
     } else if let Some(kill) = outcome.killed_by {
         eprintln!(
             "comb: the sandbox was killed: {}",
-            serde_json::to_value(kill)?.as_str().unwrap_or("limit")
+            outcome.limits.reached(kill)
         );
     }
     Ok(ExitCode::from(outcome.status.code().clamp(0, 255) as u8))
