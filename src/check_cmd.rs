@@ -141,6 +141,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
                 ),
                 Verdict::Skipped => r.reason.clone().unwrap_or_default(),
             };
+            let detail = crate::term::safe(&detail);
             println!("{:<8} {:<32} {detail}", r.state.as_str(), r.name);
             if let Some(v) = &r.variations {
                 for (name, why) in &v.not_applied {

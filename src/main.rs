@@ -9,6 +9,7 @@ mod report_cmd;
 mod report_html;
 mod sandbox_cmd;
 mod serve_cmd;
+mod term;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

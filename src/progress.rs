@@ -74,8 +74,10 @@ impl Reporter {
         }
     }
 
-    /// A line above the bars, or on stderr.
+    /// A line above the bars, or on stderr; a build's text in it is
+    /// shown, never run by the terminal.
     fn say(&self, line: String) {
+        let line = crate::term::safe(&line).into_owned();
         match &self.live {
             Some(live) => {
                 let _ = live.multi.println(line);
@@ -254,7 +256,7 @@ impl Observer for Reporter {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(name)
             {
-                bar.set_message(line);
+                bar.set_message(crate::term::safe(&line).into_owned());
             }
         }
     }

@@ -6,6 +6,7 @@ use clap::Args;
 use comb_engine::cache::{NodeKind, RunId, Store};
 use comb_engine::store_location;
 use comb_engine::why::{self, MissReason, PackageWhy};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,13 +70,14 @@ pub fn why(args: WhyArgs) -> Result<ExitCode> {
     let run = why::run_of(&index, &args.package, args.run.map(RunId))?;
     let binaries = why::binaries_of_run(&store, &index, run)?;
     let mut explained = why::explain(&index, &args.package, run, &binaries)?;
+    why::limits_of(&store, &index, &mut explained)?;
     if let Some(stage) = args.stage {
         explained.stages.retain(|s| s.stage == stage);
     }
     if args.json {
         println!("{}", why_json(&explained));
     } else {
-        print!("{}", why_text(&explained));
+        print!("{}", crate::term::safe(&why_text(&explained)));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -95,6 +97,7 @@ pub fn why_json(w: &PackageWhy) -> serde_json::Value {
                 "reasons": s.reasons.iter().map(reason_json).collect::<Vec<_>>(),
                 "error": s.error,
                 "log": s.log,
+                "limits": s.limits,
             })
         })
         .collect();
@@ -142,6 +145,9 @@ pub fn why_text(w: &PackageWhy) -> String {
             let first = error.lines().next().unwrap_or("");
             out.push_str(&format!("      {first}\n"));
         }
+        if let Some(limits) = &s.limits {
+            out.push_str(&format!("      ran under: {limits}\n"));
+        }
     }
     if build_hit && !w.stages.iter().any(|s| s.stage == NodeKind::PkgEnv) {
         out.push_str("  (its build was a hit: its environment was not needed)\n");
@@ -159,7 +165,12 @@ pub fn log(args: LogArgs) -> Result<ExitCode> {
     };
     for run in runs {
         if let Some(text) = why::log_of(&store, &index, &args.package, run, args.stage)? {
-            print!("{text}");
+            // Byte for byte into a pipe or file; shown, not run, on a terminal.
+            if std::io::stdout().is_terminal() {
+                print!("{}", crate::term::safe(&text));
+            } else {
+                print!("{text}");
+            }
             return Ok(ExitCode::SUCCESS);
         }
     }

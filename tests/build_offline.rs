@@ -347,3 +347,110 @@ fn a_url_source_is_verified_then_built() {
         .unwrap();
     assert!(String::from_utf8_lossy(&listing.stdout).contains("./usr/share/doc/tool/README"));
 }
+
+/// A build runs under the repository's `[limits]`, a recipe's
+/// `[build.limits]` override them, a build that goes over one is killed
+/// with a failure that names it, and `comb why` says what a build ran
+/// under.
+#[test]
+fn builds_run_under_limits_that_name_themselves_when_they_fire() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    let toml = repo.root.join("comb.toml");
+    let mut config = std::fs::read_to_string(&toml).unwrap();
+    config.push_str("\n[limits]\ndisk = \"48M\"\nfile_size = \"40M\"\n");
+    std::fs::write(&toml, config).unwrap();
+    // Writes 96 MiB into its work directory (on the host's disk, not a
+    // tmpfs) in 8 MiB files, then waits for pid 1 to measure it.
+    let fill = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do dd if=/dev/zero of=fill$i bs=1M count=8 2>/dev/null; done; sleep 3; rm -f fill*";
+    repo.recipe("filler", &native("filler", &[], fill), "f\n");
+    // The same with its own, larger disk limit.
+    let roomy = format!(
+        "{}\n[build.limits]\ndisk = \"1G\"\n",
+        native("roomy", &[], fill)
+    );
+    repo.recipe("roomy", &roomy, "r\n");
+    // One file larger than the repository's file size limit.
+    let big = "dd if=/dev/zero of=one bs=1M count=64 2>/dev/null; rm -f one";
+    let bigfile = format!(
+        "{}\n[build.limits]\ndisk = \"1G\"\n",
+        native("bigfile", &[], big)
+    );
+    repo.recipe("bigfile", &bigfile, "b\n");
+
+    let (code, builds, events) = repo.build(&["--keep-going"]);
+    assert_eq!(code, Some(1), "{events:?}");
+    assert_eq!(
+        builds,
+        statuses(&[
+            ("bigfile", "failed"),
+            ("filler", "failed"),
+            ("roomy", "built")
+        ])
+    );
+    let reason = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["stage"] == "build" && e["name"] == name)
+            .and_then(|e| e["reason"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        reason("filler").contains("disk limit 48 MiB reached"),
+        "{}",
+        reason("filler")
+    );
+    let bigfile_reason = reason("bigfile");
+    assert!(
+        bigfile_reason.contains("file size limit 40 MiB reached"),
+        "{bigfile_reason}"
+    );
+
+    let out = repo.comb(&["why", "roomy"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("ran under:")
+            && text.contains("disk limit 1 GiB (measured)")
+            && text.contains("file size limit 40 MiB (rlimit)"),
+        "{text}"
+    );
+}
+
+/// A build's escape sequences reach the user's terminal as text: the
+/// failure's log tail and `-v`'s stream show them escaped, and the stored
+/// log keeps them byte for byte.
+#[test]
+fn a_build_log_cannot_drive_the_terminal() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe(
+        "hostile",
+        &native("hostile", &[], "cat data; exit 3"),
+        "title \x1b]0;pwned\x07 clear \x1b[2J \u{9b} line\r\n",
+    );
+    let out = repo.comb(&["build", "--all", "-v"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r"title \x1b]0;pwned\x07 clear \x1b[2J"),
+        "{err}"
+    );
+    for raw in [0x1b_u8, 0x07, 0xc2, b'\r'] {
+        assert!(
+            !out.stderr.contains(&raw),
+            "byte {raw:#x} reached stderr: {err}"
+        );
+    }
+    let log = repo.comb(&["log", "hostile"]);
+    assert!(
+        log.stdout.windows(4).any(|w| w == b"\x1b]0;"),
+        "the stored log is not byte-exact: {}",
+        String::from_utf8_lossy(&log.stdout)
+    );
+}

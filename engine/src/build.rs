@@ -47,6 +47,24 @@ pub struct Manifest {
     pub debs: Vec<BuiltDeb>,
     /// The build log: a blob digest (zstd-compressed; see `logs::read`).
     pub log: String,
+    /// The limits the build ran under, and how this host enforced each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<Confinement>,
+}
+
+/// The limits a sandboxed step ran under (as applied) and how each was
+/// enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    pub limits: comb_sandbox::Limits,
+    pub enforced_by: comb_sandbox::EnforcedBy,
+}
+
+impl Confinement {
+    /// One line: `memory limit 8 GiB (rlimit), process limit 4096 (rlimit), …`.
+    pub fn describe(&self) -> String {
+        self.enforced_by.describe(&self.limits).join(", ")
+    }
 }
 
 /// How a package ended in a run.
@@ -724,7 +742,7 @@ fn make(
         }
         (Source::Debian { .. }, Some(s)) => {
             let files = fetch_source(engine, pinned, s)?;
-            build_debian(ctx, env_layer, &recipe.name, &files)?
+            build_debian(ctx, env_layer, recipe, &files)?
         }
         (Source::Dsc(dsc), _) => {
             let mut files: Vec<PathBuf> = dsc
@@ -733,7 +751,7 @@ fn make(
                 .map(|f| dsc.file.parent().unwrap_or(Path::new(".")).join(&f.name))
                 .collect();
             files.insert(0, dsc.file.clone());
-            build_debian(ctx, env_layer, &recipe.name, &files)?
+            build_debian(ctx, env_layer, recipe, &files)?
         }
         _ => unreachable!("refused above"),
     })
@@ -872,9 +890,16 @@ struct BuildCommand<'a> {
     cpus: &'a CpuShare,
     /// What to vary (a `comb check` rebuild).
     variations: Option<&'a Variations>,
+    /// The recipe's `[build.limits]`.
+    limits: &'a comb_recipes::LimitsConfig,
 }
 
-fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Result<String> {
+/// Runs a build; its log and the limits it ran under.
+fn run_build(
+    engine: &Engine,
+    env_layer: &Layer,
+    command: BuildCommand,
+) -> Result<(String, Confinement)> {
     let BuildCommand {
         name,
         work,
@@ -884,6 +909,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
         extra_env,
         cpus,
         variations,
+        limits,
     } = command;
     let mut spec = Spec::new(
         env_layer.paths.clone(),
@@ -903,7 +929,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
         ("HOME".into(), spec.identity.home_and_user().0.into()),
     ];
     spec.env.extend(extra_env);
-    spec.limits.wall_timeout = Some(BUILD_TIMEOUT);
+    spec.limits = engine.limits(Some(limits), BUILD_TIMEOUT);
     spec.hostname = "comb-build".into();
     if let Some(v) = variations {
         vary::apply(v, &vary::plan(v, &env_layer.paths), &mut spec, share);
@@ -915,7 +941,7 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
     log.push_str(&String::from_utf8_lossy(&outcome.stderr));
     if !outcome.status.success() || outcome.killed_by.is_some() {
         let message = match outcome.killed_by {
-            Some(kill) => format!("killed by the {kill:?} limit"),
+            Some(kill) => outcome.limits.reached(kill),
             None => format!("the build exited with {}", outcome.status.code()),
         };
         return Err(Error::Stage {
@@ -926,7 +952,11 @@ fn run_build(engine: &Engine, env_layer: &Layer, command: BuildCommand) -> Resul
             stored_log: crate::logs::store(engine, &log).ok(),
         });
     }
-    Ok(log)
+    let confinement = Confinement {
+        limits: outcome.limits,
+        enforced_by: outcome.enforced_by,
+    };
+    Ok((log, confinement))
 }
 
 /// Where a native recipe's source comes from.
@@ -1023,7 +1053,7 @@ fn build_native(
         std::fs::create_dir(&dest).map_err(|e| Error::io("creating DESTDIR", e))?;
         chown_builder(&dest, builder)?;
         script.push_str(recipe.build.script.as_deref().unwrap_or_default());
-        let log = run_build(
+        let (log, confinement) = run_build(
             engine,
             env_layer,
             BuildCommand {
@@ -1041,6 +1071,7 @@ fn build_native(
                 ],
                 cpus: ctx.cpus,
                 variations: ctx.variations,
+                limits: &recipe.build.limits,
             },
         )?;
         // Read what U left only through the safe walk: no links followed
@@ -1074,17 +1105,23 @@ fn build_native(
                 unclaimed.join(", ")
             ));
         }
-        manifest(engine, debs, &log)
+        manifest(engine, debs, &log, confinement)
     })();
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
 /// A build's record: its packages, and its log stored as a blob.
-fn manifest(engine: &Engine, debs: Vec<BuiltDeb>, log: &str) -> Result<Manifest> {
+fn manifest(
+    engine: &Engine,
+    debs: Vec<BuiltDeb>,
+    log: &str,
+    confinement: Confinement,
+) -> Result<Manifest> {
     Ok(Manifest {
         debs,
         log: crate::logs::store(engine, log)?,
+        confinement: Some(confinement),
     })
 }
 
@@ -1205,7 +1242,13 @@ fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<V
 
 /// `dpkg-source -x` and `dpkg-buildpackage -b -uc -us` as U; `files` are
 /// the `.dsc` (first) and the files it lists.
-fn build_debian(ctx: &Ctx, env_layer: &Layer, name: &str, files: &[PathBuf]) -> Result<Manifest> {
+fn build_debian(
+    ctx: &Ctx,
+    env_layer: &Layer,
+    recipe: &Recipe,
+    files: &[PathBuf],
+) -> Result<Manifest> {
+    let (name, limits) = (recipe.name.as_str(), &recipe.build.limits);
     let engine = ctx.engine;
     let root = vary::build_root(ctx.variations);
     let builder = vary::builder(ctx.variations);
@@ -1231,7 +1274,7 @@ fn build_debian(ctx: &Ctx, env_layer: &Layer, name: &str, files: &[PathBuf]) -> 
         let script = format!(
             "cd {root} && dpkg-source --no-check -x sources/{dsc} src && cd src && dpkg-buildpackage -b -uc -us"
         );
-        let log = run_build(
+        let (log, confinement) = run_build(
             engine,
             env_layer,
             BuildCommand {
@@ -1243,6 +1286,7 @@ fn build_debian(ctx: &Ctx, env_layer: &Layer, name: &str, files: &[PathBuf]) -> 
                 extra_env: Vec::new(),
                 cpus: ctx.cpus,
                 variations: ctx.variations,
+                limits,
             },
         )?;
         let mut debs = Vec::new();
@@ -1266,7 +1310,7 @@ fn build_debian(ctx: &Ctx, env_layer: &Layer, name: &str, files: &[PathBuf]) -> 
                 stored_log: crate::logs::store(engine, &log).ok(),
             });
         }
-        manifest(engine, debs, &log)
+        manifest(engine, debs, &log, confinement)
     })();
     let _ = std::fs::remove_dir_all(&work);
     result

@@ -178,6 +178,39 @@ impl Engine {
         Ok(())
     }
 
+    /// The limits of a sandboxed step: the sandbox's build defaults (and
+    /// `timeout` of wall clock), then the repository's `[limits]`, then a
+    /// recipe's `[build.limits]`.
+    pub(crate) fn limits(
+        &self,
+        recipe: Option<&comb_recipes::LimitsConfig>,
+        timeout: std::time::Duration,
+    ) -> comb_sandbox::Limits {
+        let set = match recipe {
+            Some(r) => self.repo.limits.overridden_by(r),
+            None => self.repo.limits,
+        };
+        let mut limits = comb_sandbox::Limits::build_defaults();
+        limits.wall_timeout = Some(set.timeout.unwrap_or(timeout));
+        if let Some(m) = set.memory {
+            limits.memory_bytes = Some(m);
+        }
+        if let Some(p) = set.pids {
+            limits.pids = Some(p);
+        }
+        if let Some(c) = set.cpu_time {
+            limits.cpu_time = Some(c);
+        }
+        if let Some(f) = set.file_size {
+            limits.file_size_bytes = Some(f);
+        }
+        if let Some(d) = set.disk {
+            limits.disk_bytes = Some(d);
+            limits.upper_size_bytes = d;
+        }
+        limits
+    }
+
     pub(crate) fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         // A panic elsewhere cannot leave SQLite half-written: keep going.
         self.index.lock().unwrap_or_else(|e| e.into_inner())

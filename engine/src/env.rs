@@ -757,7 +757,7 @@ fn install_in_sandbox(
             ("DEBCONF_NONINTERACTIVE_SEEN".into(), "true".into()),
             ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
         ];
-        spec.limits.wall_timeout = Some(INSTALL_TIMEOUT);
+        spec.limits = engine.limits(None, INSTALL_TIMEOUT);
         let outcome = comb_sandbox::run_streaming(&engine.sandbox, &spec, |_, chunk| {
             engine.observer.output(what, chunk)
         })?;
@@ -765,7 +765,7 @@ fn install_in_sandbox(
             let mut log = String::from_utf8_lossy(&outcome.stdout).into_owned();
             log.push_str(&String::from_utf8_lossy(&outcome.stderr));
             let message = match outcome.killed_by {
-                Some(kill) => format!("killed by the {kill:?} limit"),
+                Some(kill) => outcome.limits.reached(kill),
                 None => format!("the installation exited with {}", outcome.status.code()),
             };
             let _ = std::fs::remove_dir_all(upper);

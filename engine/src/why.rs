@@ -432,6 +432,9 @@ pub struct StageWhy {
     pub error: Option<String>,
     /// The stored log (a blob digest), if any.
     pub log: Option<String>,
+    /// The limits a build ran under and how each was enforced, in words
+    /// (from its manifest: see [`limits_of`]).
+    pub limits: Option<String>,
 }
 
 /// What `comb why PKG` prints: the package's stages in one run.
@@ -604,6 +607,7 @@ pub fn explain_events(
             reasons,
             error,
             log: e.log.clone(),
+            limits: None,
         });
     }
     // In pipeline order (hits are recorded in batches, after the builds).
@@ -651,6 +655,18 @@ pub fn binaries_of_run(
         }
     }
     Ok(binaries)
+}
+
+/// Fills in the limits each built build stage of `w` ran under.
+pub fn limits_of(store: &Store, index: &Index, w: &mut PackageWhy) -> Result<()> {
+    for s in &mut w.stages {
+        if s.stage == NodeKind::Build && s.status == EventStatus::Built {
+            s.limits = manifest_of(store, index, &s.key)?
+                .and_then(|m| m.confinement)
+                .map(|c| c.describe());
+        }
+    }
+    Ok(())
 }
 
 /// The manifest a build node recorded, if the node and its blob are there.

@@ -1,9 +1,11 @@
 //! `comb.toml`, the repository file: where the distribution comes from
 //! (`[distro]`), what every environment starts with (`[base]`), and, for
 //! `comb serve`, the pockets a build service publishes (`[pockets.NAME]`)
-//! and the hooks it runs on events (`[hooks]`).
+//! and the hooks it runs on events (`[hooks]`), and the limits of every
+//! build and environment step (`[limits]`).
 
 use crate::error::{Error, Result};
+use crate::limits::{LimitsConfig, RawLimits};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -26,6 +28,9 @@ pub struct RepoConfig {
     /// `[pockets.NAME]`, by name.
     pub pockets: std::collections::BTreeMap<String, PocketConfig>,
     pub hooks: HooksConfig,
+    /// `[limits]`: of every build and environment step (a recipe's
+    /// `[build.limits]` overrides them for its build).
+    pub limits: LimitsConfig,
 }
 
 /// `[pockets.NAME]`: one archive a build service publishes, and who may
@@ -120,6 +125,8 @@ struct RawFile {
     pockets: std::collections::BTreeMap<String, Spanned<RawPocket>>,
     #[serde(default)]
     hooks: Option<RawHooks>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
 }
 
 #[derive(Deserialize)]
@@ -340,6 +347,12 @@ impl RepoConfig {
                 }
             }
         }
+        let limits = match raw.limits {
+            Some(l) => l
+                .check()
+                .map_err(|(o, m)| bad(o, format!("[limits] {m}")))?,
+            None => LimitsConfig::default(),
+        };
         Ok(RepoConfig {
             path: path.to_path_buf(),
             root,
@@ -347,6 +360,7 @@ impl RepoConfig {
             base,
             pockets,
             hooks,
+            limits,
         })
     }
 }
@@ -427,6 +441,30 @@ mod tests {
 
     fn parse(text: &str) -> Result<RepoConfig> {
         RepoConfig::parse(Path::new("/repo/comb.toml"), text)
+    }
+
+    #[test]
+    fn limits_are_read_and_bad_ones_named() {
+        let c = parse(
+            "[limits]\nmemory = \"2G\"\npids = 512\ntimeout = \"90min\"\ndisk = 1073741824\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.memory, Some(2 << 30));
+        assert_eq!(c.limits.pids, Some(512));
+        assert_eq!(c.limits.timeout, Some(std::time::Duration::from_secs(5400)));
+        assert_eq!(c.limits.disk, Some(1 << 30));
+        assert_eq!(c.limits.cpu_time, None);
+        let e = parse("[limits]\n\nmemory = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("comb.toml:3:") && e.contains("[limits] memory"),
+            "{e}"
+        );
+        let e = parse("[limits]\npids = 0\n").unwrap_err().to_string();
+        assert!(e.contains("pids"), "{e}");
+        let e = parse("[limits]\nswap = \"1G\"\n").unwrap_err().to_string();
+        assert!(e.contains("swap"), "{e}");
     }
 
     #[test]

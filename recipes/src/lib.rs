@@ -17,6 +17,7 @@ mod dsc;
 mod error;
 mod glob;
 mod graph;
+mod limits;
 mod recipe;
 mod relation;
 mod repo;
@@ -28,6 +29,7 @@ pub use dsc::{Dsc, DscFile};
 pub use error::{CycleStep, Error, Location, Result};
 pub use glob::Glob;
 pub use graph::{Node, PackageGraph, SourceFacts};
+pub use limits::LimitsConfig;
 pub use recipe::{
     Architecture, Build, Dependency, Output, Package, Recipe, Requirement, Source, SourceKind,
     RECIPE_FILE,

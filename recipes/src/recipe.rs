@@ -152,6 +152,8 @@ pub struct Build {
     /// of the source with `$DESTDIR` set. `None` for `debian`/`dsc` sources,
     /// which `dpkg-buildpackage -b` builds.
     pub script: Option<String>,
+    /// `[build.limits]`: this build's limits, over the repository's.
+    pub limits: crate::LimitsConfig,
 }
 
 /// A build requirement and the place it was written.
@@ -344,6 +346,7 @@ struct RawSource {
 struct RawBuild {
     requires: List,
     script: Text,
+    limits: Option<crate::limits::RawLimits>,
 }
 
 #[derive(Deserialize)]
@@ -941,6 +944,14 @@ impl Parser<'_> {
                 }
             }
         }
+        if let Some(limits) = &b.limits {
+            match limits.check() {
+                Ok(l) => build.limits = l,
+                Err((at, message)) => {
+                    errors.push(self.err(at, format!("[build.limits] {message}")))
+                }
+            }
+        }
         match (&b.script, kind) {
             (Some(s), Some(k)) if !k.is_native() => errors.push(self.err(
                 s.span().start,
@@ -1203,6 +1214,28 @@ mod tests {
     }
 
     const DEBIAN: &str = "[source]\ndebian = \"hello=2.10-3\"\n";
+
+    #[test]
+    fn build_limits_are_read_and_bad_ones_named() {
+        let r = parse(&format!(
+            "{DEBIAN}[build.limits]\ndisk = \"40G\"\ncpu_time = \"2h\"\n"
+        ))
+        .unwrap();
+        assert_eq!(r.build.limits.disk, Some(40 << 30));
+        assert_eq!(
+            r.build.limits.cpu_time,
+            Some(std::time::Duration::from_secs(7200))
+        );
+        let e = parse(&format!("{DEBIAN}[build.limits]\nmemory = \"1K\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("recipe.toml:4:")
+                && e.contains("[build.limits] memory")
+                && e.contains("too small"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn debian_source_needs_nothing_else() {

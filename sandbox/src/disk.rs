@@ -8,6 +8,11 @@
 //! caller on the host may not. The binds are walked from the descriptors
 //! pid 1 mounted them from, never by path, without following a link or
 //! crossing into another mount, so the command cannot steer the walk.
+//!
+//! The same walk finds the evidence of the file size limit: the kernel
+//! stops a write at the limit (and signals the writer, whichever process
+//! of the build that is), so a failed command that left a file of exactly
+//! that size behind ran into it.
 
 use nix::dir::Dir;
 use nix::fcntl::{AtFlags, OFlag};
@@ -69,10 +74,26 @@ impl<'a> DiskWatch<'a> {
         total = total.saturating_add(filesystem_used("/"));
         let mut seen = HashSet::new();
         for root in &self.binds {
-            total = total.saturating_add(tree_bytes(root.as_fd(), &mut seen)?);
+            total = total.saturating_add(walk_tree(root.as_fd(), &mut seen)?.total);
         }
         Some(total)
     }
+}
+
+/// Whether a regular file below one of `roots` has reached `limit` bytes.
+pub(crate) fn any_file_reached(roots: &[BorrowedFd], limit: u64) -> bool {
+    let mut seen = HashSet::new();
+    roots
+        .iter()
+        .any(|root| walk_tree(*root, &mut seen).is_some_and(|w| w.largest >= limit))
+}
+
+/// What a walk of a tree found.
+struct TreeSize {
+    /// Allocated bytes, directories included, hard links once.
+    total: u64,
+    /// The size of the largest regular file.
+    largest: u64,
 }
 
 fn filesystem_used(path: &str) -> u64 {
@@ -85,19 +106,23 @@ fn filesystem_used(path: &str) -> u64 {
     }
 }
 
-/// Allocated bytes below `root` (directories included, hard links once).
-/// Depth first, holding one descriptor per level.
-fn tree_bytes(root: BorrowedFd, seen: &mut HashSet<(u64, u64)>) -> Option<u64> {
+/// Measures the tree below `root`, depth first, holding one descriptor
+/// per level; `None` for a tree deeper than [`MAX_DEPTH`].
+fn walk_tree(root: BorrowedFd, seen: &mut HashSet<(u64, u64)>) -> Option<TreeSize> {
     let Ok(top) = fstatat(root, "", AtFlags::AT_EMPTY_PATH) else {
-        return Some(0);
+        return Some(TreeSize {
+            total: 0,
+            largest: 0,
+        });
     };
     let mut walk = Walk {
         device: top.st_dev,
         total: top.st_blocks as u64 * 512,
+        largest: 0,
         seen,
     };
     let Ok(first) = Dir::openat(root, ".", DIR_FLAGS, Mode::empty()) else {
-        return Some(walk.total);
+        return Some(walk.size());
     };
     let mut stack = vec![walk.level(first)];
     while let Some(level) = stack.last_mut() {
@@ -116,7 +141,7 @@ fn tree_bytes(root: BorrowedFd, seen: &mut HashSet<(u64, u64)>) -> Option<u64> {
         let next = walk.level(dir);
         stack.push(next);
     }
-    Some(walk.total)
+    Some(walk.size())
 }
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -127,6 +152,7 @@ const DIR_FLAGS: OFlag = OFlag::O_RDONLY
 struct Walk<'s> {
     device: u64,
     total: u64,
+    largest: u64,
     seen: &'s mut HashSet<(u64, u64)>,
 }
 
@@ -137,6 +163,13 @@ struct Level {
 }
 
 impl Walk<'_> {
+    fn size(&self) -> TreeSize {
+        TreeSize {
+            total: self.total,
+            largest: self.largest,
+        }
+    }
+
     /// Counts the entries of `dir` and lists its subdirectories.
     fn level(&mut self, mut dir: Dir) -> Level {
         let mut subdirs = Vec::new();
@@ -161,8 +194,10 @@ impl Walk<'_> {
                 continue;
             }
             self.total = self.total.saturating_add(st.st_blocks as u64 * 512);
-            if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR {
-                subdirs.push(name.to_owned());
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => subdirs.push(name.to_owned()),
+                libc::S_IFREG => self.largest = self.largest.max(st.st_size as u64),
+                _ => {}
             }
         }
         Level { dir, subdirs }

@@ -9,11 +9,12 @@ use crate::disk::DiskWatch;
 use crate::mounts::{self, RootPlan};
 use crate::{seccomp, Identity, Limits, Spec};
 use caps::{CapSet, Capability};
+use nix::fcntl::OFlag;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Capabilities R keeps: what dpkg and maintainer scripts need to own,
@@ -151,6 +152,11 @@ pub(crate) fn pid1(p: Pid1) -> ! {
     if let Some(watch) = &disk {
         status.push_str(&format!("\npeak_disk {}", watch.peak));
     }
+    if let Some(limit) = p.spec.limits.file_size_bytes {
+        if !status.starts_with("exited 0") && file_size_reached(&p.plan, limit) {
+            status.push_str("\nkilled file-size");
+        }
+    }
     if let Some(keep) = keep {
         if let Err(e) = copyout::copy_tree(&keep.from, &keep.to, keep.skip) {
             fail(&p.errors, &e);
@@ -160,6 +166,30 @@ pub(crate) fn pid1(p: Pid1) -> ! {
     let _ = nix::unistd::write(&p.status, status.as_bytes());
     // SAFETY: leaving without destructors, as a forked child must.
     unsafe { libc::_exit(0) }
+}
+
+/// Whether the failed command left a file at the file size limit where
+/// it writes: its writable binds, `/tmp` and `/dev/shm`.
+fn file_size_reached(plan: &RootPlan, limit: u64) -> bool {
+    let own: Vec<OwnedFd> = ["/tmp", "/dev/shm"]
+        .into_iter()
+        .filter_map(|path| {
+            nix::fcntl::open(
+                path,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()
+        })
+        .collect();
+    let roots: Vec<BorrowedFd> = plan
+        .binds
+        .iter()
+        .filter(|b| b.writable)
+        .map(|b| b.fd.as_fd())
+        .chain(own.iter().map(|fd| fd.as_fd()))
+        .collect();
+    crate::disk::any_file_reached(&roots, limit)
 }
 
 fn become_root() -> Result<(), String> {
@@ -454,11 +484,13 @@ pub(crate) struct Pid1Report {
     pub status: Option<crate::ExitStatus>,
     /// Pid 1 killed the sandbox for exceeding the disk limit.
     pub disk_killed: bool,
+    /// The command failed and left a file at the file size limit.
+    pub file_size_reached: bool,
     pub peak_disk: u64,
 }
 
 /// Parses the lines pid 1 writes for the monitor: the status first, then
-/// `killed disk` and `peak_disk N` where they apply.
+/// `killed disk`, `peak_disk N` and `killed file-size` where they apply.
 pub(crate) fn parse_report(text: &str) -> Pid1Report {
     let mut lines = text.lines();
     let mut report = Pid1Report {
@@ -468,6 +500,8 @@ pub(crate) fn parse_report(text: &str) -> Pid1Report {
     for line in lines {
         if line == "killed disk" {
             report.disk_killed = true;
+        } else if line == "killed file-size" {
+            report.file_size_reached = true;
         } else if let Some(n) = line.strip_prefix("peak_disk ") {
             report.peak_disk = n.parse().unwrap_or(0);
         }

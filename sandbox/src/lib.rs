@@ -389,6 +389,19 @@ pub enum Enforcement {
     NotLimited,
 }
 
+impl Enforcement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Enforcement::CgroupV2 => "cgroup v2",
+            Enforcement::CgroupV1 => "cgroup v1",
+            Enforcement::Rlimit => "rlimit",
+            Enforcement::Timer => "timer",
+            Enforcement::Measured => "measured",
+            Enforcement::NotLimited => "not limited",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnforcedBy {
     pub memory: Enforcement,
@@ -405,6 +418,39 @@ pub struct EnforcedBy {
     /// How the whole sandbox is killed: `cgroup.kill`, or the pid
     /// namespace's teardown.
     pub kill_all: String,
+}
+
+impl EnforcedBy {
+    /// Every limit in `limits` (as applied), with how it was enforced:
+    /// `memory limit 8 GiB (rlimit)`, `disk limit 20 GiB (measured)`.
+    pub fn describe(&self, limits: &Limits) -> Vec<String> {
+        let kills = [
+            (Kill::Memory, self.memory, limits.memory_bytes.is_some()),
+            (Kill::Pids, self.pids, true),
+            (Kill::CpuTime, self.cpu_time, limits.cpu_time.is_some()),
+            (
+                Kill::FileSize,
+                self.file_size,
+                limits.file_size_bytes.is_some(),
+            ),
+            (Kill::Disk, self.disk, limits.disk_bytes.is_some()),
+            (
+                Kill::WallTimeout,
+                self.wall_timeout,
+                limits.wall_timeout.is_some(),
+            ),
+            (
+                Kill::IdleTimeout,
+                self.idle_timeout,
+                limits.idle_timeout.is_some(),
+            ),
+        ];
+        kills
+            .into_iter()
+            .filter(|(_, _, set)| *set)
+            .map(|(kill, how, _)| format!("{} ({})", limits.describe(kill), how.name()))
+            .collect()
+    }
 }
 
 /// The size caps of the tmpfs mounts a sandbox gets, in bytes.

@@ -745,6 +745,7 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         _ if events.pids_max_hits > 0 => Some(Kill::Pids),
         ExitStatus::Signaled(libc::SIGXCPU) => Some(Kill::CpuTime),
         ExitStatus::Signaled(libc::SIGXFSZ) => Some(Kill::FileSize),
+        _ if pid1_report.file_size_reached => Some(Kill::FileSize),
         _ => None,
     };
     let killed_by = watch.or(enforced_by_kernel);
