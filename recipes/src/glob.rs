@@ -137,6 +137,11 @@ fn check_brackets(pattern: &str) -> Result<(), (usize, &'static str)> {
                 if i + 1 == chars.len() {
                     return Err((at, "a `\\` at the end escapes nothing"));
                 }
+                // Components are split at every `/`, so `\/` would leave
+                // a `\` at the end of one that escapes nothing.
+                if chars[i + 1].1 == '/' {
+                    return Err((at, "a `\\` cannot escape `/`: a file name holds no `/`"));
+                }
                 i += 1;
             }
             '[' => {
@@ -256,7 +261,8 @@ fn contains_double_star(component: &str) -> bool {
     false
 }
 
-/// Tokens of one component; brackets are known to be closed.
+/// Tokens of one component; brackets are known to be closed, and every
+/// `\` to escape a character of the component.
 fn tokens(component: &str) -> Vec<Token> {
     let chars: Vec<(usize, char)> = component.char_indices().collect();
     let mut out = Vec::new();
@@ -265,7 +271,9 @@ fn tokens(component: &str) -> Vec<Token> {
         match chars[i].1 {
             '\\' => {
                 i += 1;
-                out.push(Token::Char(chars[i].1));
+                if let Some(&(_, c)) = chars.get(i) {
+                    out.push(Token::Char(c));
+                }
             }
             '*' => out.push(Token::Star),
             '?' => out.push(Token::One),
@@ -422,5 +430,17 @@ mod tests {
         assert!(e("usr/../etc").message.contains("`..`"));
         assert!(e("usr/bin\\").message.contains("escapes nothing"));
         assert!(e("usr[/]bin").message.contains("cannot hold `/`"));
+    }
+
+    /// Found by the `glob` fuzz target: `\/` left a `\` at the end of a
+    /// component, and compiling it read past the component's end.
+    #[test]
+    fn an_escaped_slash_is_refused() {
+        let x = Glob::new("usr/share\\/doc").unwrap_err();
+        assert_eq!(x.offset, 9);
+        assert!(x.message.contains("cannot escape `/`"), "{}", x.message);
+        let fuzzed = "usshuare\u{fffd}r/sharg\\/er\0e\0t-phrasebgree\u{fffd}-phrases";
+        assert!(Glob::new(fuzzed).is_err());
+        assert!(Glob::new("{usr\\/a,b}").is_err());
     }
 }
