@@ -412,6 +412,15 @@ fn parse_head(head: &[u8]) -> Result<Request, Response> {
         .ok()
         .filter(|l| l.is_ascii())
         .ok_or_else(|| Response::error(400, "the request line is not ASCII", false))?;
+    // Only single spaces separate its parts: any other control character
+    // (a bare CR, NUL, a tab) would end up in the method, target or version.
+    if line.bytes().any(|b| b.is_ascii_control()) {
+        return Err(Response::error(
+            400,
+            "control characters in the request line",
+            false,
+        ));
+    }
     let parts: Vec<&str> = line.split(' ').collect();
     let [method, target, version] = parts[..] else {
         return Err(Response::error(400, "malformed request line", false));
@@ -436,6 +445,15 @@ fn parse_head(head: &[u8]) -> Result<Request, Response> {
     }
     let mut host = None;
     for line in lines.filter(|l| !l.is_empty()) {
+        // A bare CR or a NUL in a field is invalid and dangerous (RFC 9110
+        // 5.5): refused rather than passed on in the Host value.
+        if line.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
+            return Err(Response::error(
+                400,
+                "control characters in a header line",
+                false,
+            ));
+        }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             return Err(Response::error(400, "malformed header line", false));
         };
@@ -1730,6 +1748,28 @@ mod tests {
         for junk in [&b""[..], b"\xff\xfe", b" ", b"GET  / HTTP/1.1", b"\n\n\n:"] {
             assert!(parse_request_head(junk).is_err());
         }
+    }
+
+    /// Found by the `http_head` fuzz target: a bare CR and NULs were taken
+    /// into the request target, and a header value kept them too.
+    #[test]
+    fn control_characters_in_a_head_are_refused() {
+        let mut fuzzed = b"GET /%2e\r".to_vec();
+        fuzzed.extend([0u8; 33]);
+        fuzzed.extend(b"ueue HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for head in [
+            &fuzzed[..],
+            b"GET /a\rb HTTP/1.1\r\nHost: localhost\r\n",
+            b"GET\t/ HTTP/1.1\r\nHost: localhost\r\n",
+            b"GET / HTTP/1.1\r\nHost: local\rhost\r\n",
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\0b\r\n",
+        ] {
+            let err = parse_request_head(head).unwrap_err();
+            assert_eq!(err.status, 400, "{}", String::from_utf8_lossy(head));
+            assert!(err.message.contains("control characters"), "{err}");
+        }
+        let tab = parse_request_head(b"GET / HTTP/1.1\r\nHost:\tlocalhost\r\nX-A: a\tb\r\n");
+        assert_eq!(tab.unwrap().host.as_deref(), Some("localhost"));
     }
 
     #[test]
