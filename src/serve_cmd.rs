@@ -13,10 +13,20 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The repository: a directory with comb.toml (default: the current
-    /// directory or the nearest one above it that has one).
-    #[arg(long, value_name = "DIR")]
-    repo: Option<PathBuf>,
+    /// The repository: the directory with the comb.toml the daemon reads
+    /// (required: the daemon never searches for one). It, its hooks and
+    /// every directory above them must be writable only by root and the
+    /// daemon's user.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required = true,
+        long_help = "The repository: the directory with the comb.toml the daemon reads. \
+                     Required: the daemon never searches for one, since the file names hooks \
+                     it runs as its own user. comb.toml, its hooks and every directory above \
+                     them must be writable only by root and the daemon's user."
+    )]
+    repo: PathBuf,
     /// The store the daemon owns (default: $COMB_STORE, else
     /// $XDG_CACHE_HOME/comb, or /var/cache/comb for root).
     #[arg(long, value_name = "DIR")]
@@ -39,6 +49,20 @@ pub struct ServeArgs {
     /// Queued and running requests one user may have.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_in_flight: u32,
+    /// Requests a second one user may make on average (root and the
+    /// daemon's own user are not limited).
+    #[arg(long, value_name = "N", default_value_t = 2.0)]
+    rate: f64,
+    /// Requests one user may make at once before --rate applies.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    burst: u32,
+    /// Time a client has from connecting to sending its request and
+    /// reading the answer, in milliseconds (for tests).
+    #[arg(long, value_name = "MS", hide = true)]
+    request_deadline_ms: Option<u64>,
+    /// Hook events that may wait; more are dropped and counted (for tests).
+    #[arg(long, value_name = "N", hide = true)]
+    hook_queue: Option<usize>,
 }
 
 #[derive(Args)]
@@ -86,8 +110,14 @@ pub struct CancelArgs {
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check the audit log's hash chain: an edited or deleted entry fails.
+    /// Check the audit log's keyed hash chain: an edited or deleted entry
+    /// fails. Run it as the daemon's user (or root): it reads the key.
     Verify {
+        /// Also check what a hook sent off-site: the log still has entry N
+        /// and its hash is HASH (an event's audit_length and audit_head),
+        /// so a log cut short or rewritten since is caught.
+        #[arg(long, value_name = "N:HASH")]
+        expect: Vec<String>,
         #[command(flatten)]
         store: StoreArg,
     },
@@ -105,7 +135,13 @@ pub enum AuditCommand {
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let repo = crate::env_cmd::repo_config(args.repo.as_deref())?.root;
+    let repo = std::path::absolute(&args.repo)
+        .with_context(|| format!("--repo {}", args.repo.display()))?;
+    anyhow::ensure!(
+        args.rate > 0.0 && args.rate.is_finite(),
+        "--rate {}: give a number of requests a second above 0",
+        args.rate
+    );
     let http = args
         .http
         .as_deref()
@@ -123,6 +159,14 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         max_in_flight: args.max_in_flight.max(1),
         max_connections: 32,
+        rate: comb_service::throttle::RateLimit {
+            burst: args.burst.max(1),
+            per_second: args.rate,
+        },
+        request_deadline: args
+            .request_deadline_ms
+            .map_or(daemon::REQUEST_DEADLINE, std::time::Duration::from_millis),
+        hook_queue: args.hook_queue.unwrap_or(daemon::HOOK_QUEUE),
         report_page: Some(crate::report_html::page),
     })?;
     Ok(ExitCode::SUCCESS)
@@ -233,8 +277,8 @@ pub fn cancel(args: CancelArgs) -> Result<ExitCode> {
 
 pub fn audit(command: AuditCommand) -> Result<ExitCode> {
     let (store, since, json, verify) = match command {
-        AuditCommand::Verify { store } => (store, None, false, true),
-        AuditCommand::Show { since, json, store } => (store, since, json, false),
+        AuditCommand::Verify { expect, store } => (store, None, false, Some(expect)),
+        AuditCommand::Show { since, json, store } => (store, since, json, None),
     };
     let store = store_location(store.store)?;
     let path = store.join("service.sqlite");
@@ -244,11 +288,57 @@ pub fn audit(command: AuditCommand) -> Result<ExitCode> {
         store.display()
     );
     let db = comb_service::db::Db::open(&path)?;
-    if verify {
-        return Ok(match comb_service::audit::verify(db.conn()) {
-            Ok(n) => {
-                println!("the audit log is intact: {n} entries, each chained to the one before");
+    if let Some(expect) = verify {
+        let expected = expect
+            .iter()
+            .map(|e| comb_service::audit::parse_expectation(e))
+            .collect::<std::result::Result<Vec<_>, String>>()
+            .map_err(anyhow::Error::msg)?;
+        let key = comb_service::audit::Key::load(&store)?;
+        let checked = comb_service::audit::verify(db.conn(), key.as_ref()).and_then(|v| {
+            for (n, hash) in &expected {
+                comb_service::audit::expect(db.conn(), *n, hash)?;
+            }
+            Ok(v)
+        });
+        return Ok(match checked {
+            Ok(v) => {
+                let head = v
+                    .head
+                    .as_ref()
+                    .map(|(n, h)| format!("; head {n}:{h}"))
+                    .unwrap_or_default();
+                let legacy = if v.legacy > 0 {
+                    format!(
+                        " (the first {} unkeyed, from before the key, sealed by the next)",
+                        v.legacy
+                    )
+                } else {
+                    String::new()
+                };
+                let seen = if expected.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; it has the {} entr{} seen off-site",
+                        expected.len(),
+                        if expected.len() == 1 { "y" } else { "ies" }
+                    )
+                };
+                println!(
+                    "the audit log is intact: {} entries{legacy}, each chained to the one \
+                     before with the store's key{seen}{head}",
+                    v.entries
+                );
                 ExitCode::SUCCESS
+            }
+            Err(
+                e @ (comb_service::audit::AuditError::Key(_)
+                | comb_service::audit::AuditError::Unkeyed { .. }
+                | comb_service::audit::AuditError::NoKey { .. }),
+            ) => {
+                eprintln!("comb: the audit log cannot be verified: {e}");
+                ExitCode::from(1)
             }
             Err(e) => {
                 eprintln!("comb: the audit log was tampered with: {e}");

@@ -60,6 +60,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(repo: &Repo, extra: &[&str]) -> Daemon {
+        Daemon::start_with_store(repo, &repo.store, extra)
+    }
+
+    fn start_with_store(repo: &Repo, store: &Path, extra: &[&str]) -> Daemon {
         // Everyone may reach the socket's directory; the socket itself is
         // the group's only.
         let dir = repo.root.parent().unwrap().join("run");
@@ -79,7 +83,7 @@ impl Daemon {
             log: dir.join("serve.log"),
             args,
             repo_root: repo.root.clone(),
-            store: repo.store.clone(),
+            store: store.to_path_buf(),
         };
         d.restart();
         d
@@ -797,6 +801,739 @@ fn many_clients_are_answered_and_bad_requests_are_refused() {
         .unwrap();
     assert_eq!(succeeded, 200);
     assert_eq!(builds_of(&repo.store, "greet"), 1);
+    let out = daemon.audit(&["verify"]);
+    assert!(out.status.success());
+}
+
+/// Appends `text` to the repository's comb.toml.
+fn add_to_config(repo: &Repo, text: &str) {
+    let mut toml = std::fs::read_to_string(repo.root.join("comb.toml")).unwrap();
+    toml.push_str(text);
+    std::fs::write(repo.root.join("comb.toml"), toml).unwrap();
+}
+
+/// A hook that appends each event it gets to `seen` (after `delay`).
+fn recording_hook(dir: &Path, seen: &Path, delay: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let hook = dir.join("record");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\nsleep {delay}\ncat >> '{}'\n", seen.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hook
+}
+
+/// The events a recording hook saw.
+fn seen_events(seen: &Path) -> Vec<Value> {
+    std::fs::read_to_string(seen)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The audit log as JSON, straight from the database.
+fn audit_entries(store: &Path) -> Vec<Value> {
+    let out = Command::new(COMB)
+        .args(["audit", "show", "--json", "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits until `cond` holds (checked every 100 ms), or panics with `what`.
+fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_trickled_request_is_cut_off_at_its_deadline_and_others_are_served() {
+    if !is_root() {
+        return;
+    }
+    users();
+    let repo = Repo::new();
+    let deadline = Duration::from_secs(2);
+    let daemon = Daemon::start(&repo, &["--request-deadline-ms", "2000"]);
+    // Each trickles a queue request, a byte every half second: every read
+    // is quick, the request as a whole is not (7.5 s).
+    let tricklers: Vec<_> = (0..8)
+        .map(|_| {
+            let socket = daemon.socket.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let s = UnixStream::connect(&socket).unwrap();
+                let mut writer = s.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    for b in b"{\"op\":\"queue\"}\n" {
+                        if writer.write_all(&[*b]).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                });
+                let mut reader = s;
+                reader
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut answer = String::new();
+                let _ = reader.read_to_string(&mut answer);
+                (start.elapsed(), answer)
+            })
+        })
+        .collect();
+    // Meanwhile, others are answered at once.
+    std::thread::sleep(Duration::from_millis(700));
+    for _ in 0..3 {
+        let t = Instant::now();
+        let answer = raw(&daemon.socket, b"{\"op\":\"queue\"}\n");
+        assert!(answer.contains("\"ok\":true"), "{answer}");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    let t = Instant::now();
+    let (ok, _) = daemon.last(Some(BOB), &["queue"]);
+    assert!(ok);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    for t in tricklers {
+        let (took, answer) = t.join().unwrap();
+        assert!(
+            answer.contains("\"refusal\":\"malformed\"")
+                && answer.contains("not sent within 2.0 s"),
+            "{answer}"
+        );
+        assert!(!answer.contains("\"queue\""), "{answer}");
+        assert!(
+            took >= deadline - Duration::from_millis(100)
+                && took < deadline + Duration::from_millis(1500),
+            "cut off after {took:?}"
+        );
+    }
+}
+
+/// The environment variable that makes [`flood_helper`] flood.
+const FLOOD_ENV: &str = "COMB_TEST_FLOOD";
+
+/// Not a test of its own: the flood of
+/// `refusals_cost_little_and_a_legitimate_user_is_served`, run as another
+/// user by executing this test binary again.
+#[test]
+#[ignore]
+fn flood_helper() {
+    let Ok(spec) = std::env::var(FLOOD_ENV) else {
+        return;
+    };
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let socket = PathBuf::from(spec["socket"].as_str().unwrap());
+    let line = spec["line"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    let mut by = std::collections::BTreeMap::<String, u64>::new();
+    let mut retry_after = 0;
+    for _ in 0..spec["count"].as_u64().unwrap() {
+        let answer = raw(&socket, line.as_bytes());
+        let v: Value =
+            serde_json::from_str(answer.lines().next().unwrap_or("null")).unwrap_or(Value::Null);
+        if v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0) {
+            retry_after += 1;
+        }
+        let word =
+            v["refusal"]
+                .as_str()
+                .unwrap_or(if v["ok"] == true { "ok" } else { "no answer" });
+        *by.entry(word.to_string()).or_default() += 1;
+    }
+    println!(
+        "FLOOD-RESULT {}",
+        serde_json::json!({"by": by, "retry_after": retry_after,
+                           "ms": start.elapsed().as_millis() as u64})
+    );
+}
+
+#[test]
+fn refusals_cost_little_and_a_legitimate_user_is_served() {
+    if !is_root() {
+        return;
+    }
+    let (alice, _) = users();
+    // (Command::uid drops the supplementary groups: the socket's group is
+    // given as the primary one.)
+    let clients = nix::unistd::Group::from_name(CLIENTS_GROUP)
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    let repo = Repo::new();
+    repo.recipe("greet", &native("greet", &[], ""), "g\n");
+    let dir = repo.root.parent().unwrap().to_path_buf();
+    let seen = dir.join("seen.jsonl");
+    let hook = recording_hook(&dir.join("hooks"), &seen, "0");
+    add_to_config(
+        &repo,
+        &format!(
+            "\n[pockets.dev]\nusers = [\"{BOB}\"]\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
+            dir.display(),
+            hook.display()
+        ),
+    );
+    let daemon = Daemon::start(&repo, &[]);
+    let rows_before = audit_entries(&repo.store).len();
+
+    // alice, in no access list, sends 2000 submissions as fast as she can,
+    // while others ask for the queue.
+    let total = 2000;
+    use std::os::unix::process::CommandExt;
+    let mut flood = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "flood_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(
+            FLOOD_ENV,
+            serde_json::json!({"socket": daemon.socket, "count": total,
+                "line": "{\"op\":\"submit\",\"pocket\":\"dev\",\"packages\":[\"greet\"]}\n"})
+            .to_string(),
+        )
+        .uid(alice)
+        .gid(clients)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answered_meanwhile = 0;
+    let mut slowest = Duration::ZERO;
+    while flood.try_wait().unwrap().is_none() {
+        let t = Instant::now();
+        let answer = raw(&daemon.socket, b"{\"op\":\"queue\"}\n");
+        assert!(answer.contains("\"ok\":true"), "{answer}");
+        slowest = slowest.max(t.elapsed());
+        answered_meanwhile += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    let (ok, queue) = daemon.last(Some(BOB), &["queue"]);
+    assert!(ok, "{queue}");
+    let bob_waited = t.elapsed();
+    let out = flood.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Value = stdout
+        .lines()
+        .find_map(|l| l.split_once("FLOOD-RESULT ").map(|(_, r)| r))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    eprintln!(
+        "flood: {result}; {answered_meanwhile} answered meanwhile, the slowest in {slowest:?}; \
+         bob waited {bob_waited:?}"
+    );
+    assert!(answered_meanwhile >= 1);
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+    assert!(bob_waited < Duration::from_secs(3), "{bob_waited:?}");
+    let by = &result["by"];
+    let count = |w: &str| by[w].as_u64().unwrap_or(0);
+    // Every one was answered: at most the burst (and what the rate gave
+    // back meanwhile) got as far as the access list; the rest were told
+    // when to come back.
+    let secs = result["ms"].as_u64().unwrap() / 1000 + 1;
+    let checked = count("not_in_access_list") + count("too_many_in_flight");
+    assert_eq!(checked + count("rate_limited"), total, "{result}");
+    assert!(checked >= 1 && checked <= 20 + 2 * secs, "{result}");
+    assert_eq!(result["retry_after"], count("rate_limited"), "{result}");
+    assert!(count("rate_limited") >= total - 100, "{result}");
+
+    // Once the burst is over, it is one entry with counts.
+    wait_until(
+        Duration::from_secs(30),
+        "the burst was never recorded",
+        || {
+            audit_entries(&repo.store)
+                .iter()
+                .any(|e| e["kind"] == "coalesced" && e["actor"] == ALICE)
+        },
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the hook never heard of it",
+        || {
+            seen_events(&seen)
+                .iter()
+                .any(|e| e["coalesced"].as_u64().is_some())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let entries = audit_entries(&repo.store);
+    let of_alice: Vec<&Value> = entries.iter().filter(|e| e["actor"] == ALICE).collect();
+    assert!(of_alice.len() <= 3, "{of_alice:#?}");
+    let coalesced = of_alice.iter().find(|e| e["kind"] == "coalesced").unwrap();
+    assert_eq!(coalesced["detail"]["count"], total - 1, "{coalesced}");
+    assert_eq!(
+        coalesced["detail"]["by"]["rate_limited"],
+        count("rate_limited"),
+        "{coalesced}"
+    );
+    let first = of_alice.iter().find(|e| e["kind"] == "refused").unwrap();
+    assert_eq!(first["detail"]["refusal"], "not_in_access_list", "{first}");
+    // All that 2000 refusals added: a handful of entries, a couple of hook
+    // runs, and no request.
+    let added = entries.len() - rows_before;
+    assert!(added <= 12, "{added} entries: {entries:#?}");
+    let hook_runs = seen_events(&seen)
+        .iter()
+        .filter(|e| e["user"] == ALICE)
+        .count();
+    assert!(hook_runs <= 3, "{hook_runs}");
+    let db = rusqlite::Connection::open(repo.store.join("service.sqlite")).unwrap();
+    let requests: i64 = db
+        .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(requests, 0);
+    // The rate comes back: alice is answered again (and her client waits
+    // as long as the daemon says when it must).
+    let (ok, answer) = daemon.last(Some(ALICE), &["submit", "--pocket", "dev", "greet"]);
+    assert!(!ok);
+    assert_eq!(refusal(&answer), "not_in_access_list", "{answer}");
+    let out = daemon.audit(&["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_full_hook_queue_drops_events_and_says_how_many() {
+    if !is_root() {
+        return;
+    }
+    users();
+    let repo = Repo::new();
+    repo.recipe("greet", &native("greet", &[], ""), "g\n");
+    // Without the snapshot's lock, a request fails at once: events come
+    // fast, with no build.
+    std::fs::remove_file(repo.root.join("comb.lock")).unwrap();
+    let dir = repo.root.parent().unwrap().to_path_buf();
+    let seen = dir.join("seen.jsonl");
+    let hook = recording_hook(&dir.join("hooks"), &seen, "0.3");
+    add_to_config(
+        &repo,
+        &format!(
+            "\n[pockets.dev]\nusers = [\"root\"]\nallow_backtracking = true\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
+            dir.display(),
+            hook.display()
+        ),
+    );
+    let daemon = Daemon::start(&repo, &["--hook-queue", "2"]);
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        // (It may have failed already when it is answered.)
+        let (_, v) = daemon.last(None, &["submit", "--pocket", "dev", "greet"]);
+        ids.push(v["request"]["id"].as_i64().unwrap_or_else(|| panic!("{v}")));
+    }
+    let mut events = 0;
+    for id in &ids {
+        let row = daemon.wait_for(*id, Duration::from_secs(60));
+        assert_eq!(row["state"], "failed", "{row}");
+        // queued, started, failed
+        events += 2 + row["attempts"].as_i64().unwrap();
+    }
+    // Let the queue drain, then one more event: it carries the count of
+    // what was dropped before it.
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, _) = daemon.last(None, &["submit", "--pocket", "dev", "nosuch"]);
+    assert!(!ok);
+    events += 1;
+    let dropped_in = |seen: &[Value]| -> i64 {
+        seen.iter()
+            .map(|e| {
+                e["dropped"]
+                    .as_i64()
+                    .expect("every event says what was dropped")
+            })
+            .sum()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the hook never saw the last event",
+        || seen_events(&seen).iter().any(|e| e["event"] == "refused"),
+    );
+    let got = seen_events(&seen);
+    let dropped = dropped_in(&got);
+    assert!(dropped > 0, "nothing was dropped: {got:#?}");
+    // Every event either ran its hook or was counted as dropped.
+    assert_eq!(got.len() as i64 + dropped, events, "{got:#?}");
+    // The audit log says so too.
+    let entries = audit_entries(&repo.store);
+    let audited: i64 = entries
+        .iter()
+        .filter(|e| e["kind"] == "hooks-dropped")
+        .map(|e| e["detail"]["dropped"].as_i64().unwrap())
+        .sum();
+    assert_eq!(audited, dropped);
+    assert!(daemon.log_text().contains("hook events were dropped"));
+}
+
+/// Starts `comb serve` expecting it to refuse to start; returns what it
+/// said.
+fn serve_refuses(repo: &Repo, socket: &Path) -> String {
+    let mut child = Command::new(COMB)
+        .arg("serve")
+        .arg("--repo")
+        .arg(&repo.root)
+        .arg("--store")
+        .arg(&repo.store)
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(!status.success(), "{err}");
+            return err;
+        }
+        if Instant::now() > deadline || UnixStream::connect(socket).is_ok() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("comb serve started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_comb_toml_or_hook_others_may_write_is_refused() {
+    if !is_root() {
+        return;
+    }
+    users();
+    let repo = Repo::new();
+    let dir = repo.root.parent().unwrap().to_path_buf();
+    for d in [&dir, &dir.parent().unwrap().to_path_buf()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let seen = dir.join("seen.jsonl");
+    let hooks = dir.join("hooks");
+    let hook = recording_hook(&hooks, &seen, "0");
+    add_to_config(
+        &repo,
+        &format!(
+            "\n[pockets.dev]\nusers = [\"root\"]\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
+            dir.display(),
+            hook.display()
+        ),
+    );
+    let socket = dir.join("run/comb.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let config = repo.root.join("comb.toml");
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+
+    // comb.toml in a world-writable directory: anyone could replace it.
+    chmod(&repo.root, 0o777);
+    let err = serve_refuses(&repo, &socket);
+    assert!(!socket.exists(), "{err}");
+    assert!(err.contains(&config.display().to_string()), "{err}");
+    assert!(err.contains(&repo.root.display().to_string()), "{err}");
+    assert!(err.contains("mode 0777"), "{err}");
+    assert!(err.contains("chmod go-w"), "{err}");
+    chmod(&repo.root, 0o755);
+    // comb.toml writable by its group, or another user's.
+    chmod(&config, 0o664);
+    let err = serve_refuses(&repo, &socket);
+    assert!(err.contains(&config.display().to_string()), "{err}");
+    assert!(err.contains("group-writable (mode 0664"), "{err}");
+    chmod(&config, 0o644);
+    let (alice, _) = users();
+    nix::unistd::chown(&config, Some(nix::unistd::Uid::from_raw(alice)), None).unwrap();
+    let err = serve_refuses(&repo, &socket);
+    assert!(err.contains(ALICE) && err.contains("mode 0644"), "{err}");
+    nix::unistd::chown(&config, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    // A hook writable by its group or by anyone, or in such a directory.
+    for (path, mode) in [(&hook, 0o775), (&hook, 0o757), (&hooks, 0o777)] {
+        chmod(path, mode);
+        let err = serve_refuses(&repo, &socket);
+        assert!(err.contains(&hook.display().to_string()), "{err}");
+        assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
+        chmod(path, 0o755);
+    }
+
+    // Without --repo, comb serve does not look for a comb.toml.
+    let out = Command::new(COMB)
+        .args(["serve", "--store"])
+        .arg(&repo.store)
+        .arg("--socket")
+        .arg(&socket)
+        .current_dir(&repo.root)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--repo"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!socket.exists());
+
+    // While it runs: a hook made writable by others is not run, and a
+    // comb.toml made so is not read.
+    let daemon = Daemon::start(&repo, &[]);
+    let (ok, v) = daemon.last(None, &["submit", "--pocket", "dev", "nosuch"]);
+    assert!(!ok, "{v}");
+    wait_until(Duration::from_secs(20), "the hook did not run", || {
+        !seen_events(&seen).is_empty()
+    });
+    chmod(&hook, 0o777);
+    let (_, v) = daemon.last(Some(BOB), &["submit", "--pocket", "dev", "nosuch"]);
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains(&hook.display().to_string()) && error.contains("mode 0777"),
+        "{v}"
+    );
+    wait_until(Duration::from_secs(20), "no hook outcome", || {
+        audit_entries(&repo.store).iter().any(|e| {
+            e["kind"] == "hook"
+                && e["detail"]["status"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("mode 0777"))
+        })
+    });
+    assert_eq!(seen_events(&seen).len(), 1, "the hook ran");
+    chmod(&hook, 0o755);
+    chmod(&config, 0o666);
+    let (ok, v) = daemon.last(None, &["submit", "--pocket", "dev", "nosuch"]);
+    assert!(!ok);
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains(&config.display().to_string()) && error.contains("mode 0666"),
+        "{v}"
+    );
+    chmod(&config, 0o644);
+}
+
+#[test]
+fn the_audit_head_goes_out_with_every_event_and_catches_truncation_and_rewrites() {
+    if !is_root() {
+        return;
+    }
+    users();
+    let repo = Repo::new();
+    repo.recipe("greet", &native("greet", &[], ""), "g\n");
+    std::fs::remove_file(repo.root.join("comb.lock")).unwrap();
+    let dir = repo.root.parent().unwrap().to_path_buf();
+    let seen = dir.join("seen.jsonl");
+    let hook = recording_hook(&dir.join("hooks"), &seen, "0");
+    add_to_config(
+        &repo,
+        &format!(
+            "\n[pockets.dev]\nusers = [\"root\"]\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
+            dir.display(),
+            hook.display()
+        ),
+    );
+    let mut daemon = Daemon::start(&repo, &[]);
+    // The key: the daemon's user's only.
+    let key = repo.store.join("service.key");
+    let md = std::fs::symlink_metadata(&key).unwrap();
+    assert_eq!((md.permissions().mode() & 0o7777, md.len()), (0o600, 32));
+
+    let (ok, _) = daemon.last(None, &["submit", "--pocket", "dev", "greet", "--wait"]);
+    assert!(!ok);
+    let (ok, _) = daemon.last(Some(ALICE), &["submit", "--pocket", "dev", "greet"]);
+    assert!(!ok);
+    wait_until(Duration::from_secs(30), "the hooks did not run", || {
+        seen_events(&seen).len() >= 4
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let events = seen_events(&seen);
+    let heads: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let n = e["audit_length"].as_i64().expect("audit_length");
+            let h = e["audit_head"].as_str().expect("audit_head");
+            assert_eq!(h.len(), 64);
+            format!("{n}:{h}")
+        })
+        .collect();
+    let mut args = vec!["verify"];
+    for h in &heads {
+        args.extend(["--expect", h]);
+    }
+    let out = daemon.audit(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("intact"), "{stdout}");
+    // A head that was never the chain's is not.
+    let last = heads.last().unwrap().clone();
+    let (n, _) = last.split_once(':').unwrap();
+    let out = daemon.audit(&["verify", "--expect", &format!("{n}:{}", "0".repeat(64))]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // The intruder stops the daemon, deletes the last entries and resets
+    // the counter: the chain is whole, but shorter than what went out.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let n: i64 = n.parse().unwrap();
+    let db = rusqlite::Connection::open(repo.store.join("service.sqlite")).unwrap();
+    db.execute_batch("DROP TRIGGER audit_no_delete").unwrap();
+    db.execute("DELETE FROM audit WHERE id >= ?1", [n - 2])
+        .unwrap();
+    db.execute(
+        "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'audit'",
+        [n - 3],
+    )
+    .unwrap();
+    drop(db);
+    let out = daemon.audit(&["verify"]);
+    assert!(out.status.success());
+    let out = daemon.audit(&["verify", "--expect", &last]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("has {} entries, but entry {n} was seen", n - 3))
+            && stderr.contains("removed from its end"),
+        "{stderr}"
+    );
+
+    // Another key (the intruder's, or a key replaced) does not verify it.
+    let good = std::fs::read(&key).unwrap();
+    std::fs::write(&key, [0x5a; 32]).unwrap();
+    let out = daemon.audit(&["verify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another key"), "{stderr}");
+    // Nor does a key others may read.
+    std::fs::write(&key, good).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = daemon.audit(&["verify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("mode 0644"), "{stderr}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(daemon.audit(&["verify"]).status.success());
+}
+
+#[test]
+fn a_link_at_the_socket_path_is_replaced_not_followed() {
+    if !is_root() {
+        return;
+    }
+    users();
+    let repo = Repo::new();
+    let dir = repo.root.parent().unwrap().to_path_buf();
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let socket = run.join("comb.sock");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let victim_dir = dir.join("victim-dir");
+    std::fs::create_dir(&victim_dir).unwrap();
+    std::fs::set_permissions(&victim_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let clients = nix::unistd::Group::from_name(CLIENTS_GROUP)
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for target in [&victim, &victim_dir] {
+        std::os::unix::fs::symlink(target, &socket).unwrap();
+        let daemon = Daemon::start(&repo, &[]);
+        // What the link pointed to is as it was.
+        let md = std::fs::metadata(target).unwrap();
+        let mode = if target == &victim { 0o640 } else { 0o700 };
+        assert_eq!(md.permissions().mode() & 0o7777, mode, "{target:?}");
+        assert_eq!((md.uid(), md.gid()), (0, 0), "{target:?}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // The link is gone: the path is the daemon's socket, the clients'
+        // group's.
+        let md = std::fs::symlink_metadata(&socket).unwrap();
+        assert!(md.file_type().is_socket());
+        assert_eq!(md.permissions().mode() & 0o777, 0o660);
+        assert_eq!(md.gid(), clients);
+        let (ok, _) = daemon.last(Some(ALICE), &["queue"]);
+        assert!(ok);
+        // Nothing else was left in the directory.
+        let names: Vec<_> = std::fs::read_dir(&run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| n == "comb.sock" || n == "serve.log"),
+            "{names:?}"
+        );
+        drop(daemon);
+        let _ = std::fs::remove_file(&socket);
+    }
+    // A daemon stopping removes its socket, and nothing put in its place.
+    let mut daemon = Daemon::start(&repo, &[]);
+    std::fs::remove_file(&socket).unwrap();
+    std::fs::write(&socket, "not the daemon's").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.child.wait().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&socket).unwrap(),
+        "not the daemon's"
+    );
+    // And a path that is not a socket nor a link is not taken over.
+    let err = serve_refuses(&repo, &socket);
+    assert!(err.contains("exists and is not a socket"), "{err}");
+}
+
+#[test]
+fn a_new_store_directory_works() {
+    if !is_root() {
+        return;
+    }
+    users();
+    let repo = Repo::new();
+    repo.recipe("greet", &native("greet", &[], ""), "g\n");
+    let dir = repo.root.parent().unwrap().to_path_buf();
+    add_to_config(
+        &repo,
+        &format!(
+            "\n[pockets.dev]\nusers = [\"root\"]\npublish = \"{}/apt/dev\"\n",
+            dir.display()
+        ),
+    );
+    let store = dir.join("new-store");
+    std::fs::create_dir(&store).unwrap();
+    let daemon = Daemon::start_with_store(&repo, &store, &["--http", "127.0.0.1:0"]);
+    let (ok, done) = daemon.last(None, &["submit", "--pocket", "dev", "greet", "--wait"]);
+    assert!(ok, "{done}\n{}", daemon.log_text());
+    assert_eq!(done["request"]["state"], "succeeded", "{done}");
+    assert!(store.join("format").is_file());
+    assert!(packages_file(&dir.join("apt/dev")).contains("Package: greet"));
     let out = daemon.audit(&["verify"]);
     assert!(out.status.success());
 }

@@ -6,10 +6,42 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long [`call`] keeps trying again when the daemon says the caller
+/// sends requests too fast.
+const RATE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Sends `request` to the daemon at `socket` and hands every answer line
-/// to `each`; returns the last (the one with `"done": true`).
+/// to `each`; returns the last (the one with `"done": true`). Refused for
+/// its rate, it waits as long as the daemon says and tries again, for up to
+/// a minute.
 pub fn call(socket: &Path, request: &Request, mut each: impl FnMut(&Value)) -> Result<Value> {
+    let start = Instant::now();
+    loop {
+        let mut first = true;
+        let mut retry = None;
+        let last = call_once(socket, request, |v| {
+            if first && v["refusal"] == "rate_limited" {
+                if let Some(ms) = v["retry_after_ms"].as_u64() {
+                    let wait = Duration::from_millis(ms.clamp(1, 60_000));
+                    if start.elapsed() + wait < RATE_PATIENCE {
+                        retry = Some(wait);
+                        return;
+                    }
+                }
+            }
+            first = false;
+            each(v)
+        })?;
+        match retry {
+            Some(wait) => std::thread::sleep(wait),
+            None => return Ok(last),
+        }
+    }
+}
+
+fn call_once(socket: &Path, request: &Request, mut each: impl FnMut(&Value)) -> Result<Value> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         Error::io(
             format!(

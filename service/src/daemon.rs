@@ -1,24 +1,37 @@
 //! `comb serve`: the socket, the checks made before anything is queued,
 //! the worker that builds requests in order through the engine, and
 //! publication into pockets.
+//!
+//! What one client can cost is bounded: each connection has one deadline
+//! for sending its request and reading the answer; each uid has a number
+//! of connections open and a token bucket of requests (root and the
+//! daemon's own user, who can stop the daemon anyway, have none), and a
+//! request refused for its rate is answered from the accept loop without
+//! a thread, a lookup or a write to the database. Refusals and reads are
+//! audited one entry per burst per uid, with counts; hook events wait in a
+//! bounded queue, and what it drops is counted, audited and told to the
+//! next hook.
 
 use crate::access::Peer;
+use crate::audit::Key;
 use crate::db::{self, state, Db, NewRequest, Published, RequestRow};
 use crate::error::{Error, Result};
 use crate::protocol::{read_request, Refusal, Request};
 use crate::publish::{self, PocketDeb};
+use crate::throttle::{Bursts, HookQueue, Limiter, RateLimit};
 use comb_engine::build::{self, BuildRequest};
 use comb_engine::cache::NodeKind;
 use comb_engine::recipes::{PocketConfig, RepoConfig, Repository};
 use comb_engine::{snapshot, Engine, JobState, NodeEvent, Observer};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where clients and the daemon meet unless told otherwise.
@@ -47,12 +60,36 @@ pub struct Options {
     pub max_in_flight: u32,
     /// Connections one uid may have open.
     pub max_connections: usize,
+    /// Requests one uid may make (root and the daemon's own user are not
+    /// limited).
+    pub rate: RateLimit,
+    /// Time a client has from connecting to sending its whole request
+    /// and reading its answer ([`REQUEST_DEADLINE`]).
+    pub request_deadline: Duration,
+    /// Hook events that may wait for the hook thread; more are dropped,
+    /// and counted ([`HOOK_QUEUE`]).
+    pub hook_queue: usize,
     /// Renders a run's report as a page (the binary's HTML report).
     pub report_page: Option<fn(&comb_engine::report::Report) -> String>,
 }
 
-/// Seconds a client has to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has from connecting to having sent its request and read
+/// the answer, however it trickles its bytes. (Following a request with
+/// `wait` lasts as long as the request; each line of that must be taken
+/// within [`WRITE_TIMEOUT`].)
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Time the answer to a request still gets when working it out took the
+/// daemon itself past the deadline.
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
+/// Time each line of a followed request has to be taken by the client.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Hook events that may wait.
+pub const HOOK_QUEUE: usize = 256;
+/// A uid's refusals and reads are one burst until it has been quiet this
+/// long…
+const BURST_QUIET: Duration = Duration::from_secs(5);
+/// …or the burst has lasted this long.
+const BURST_LONGEST: Duration = Duration::from_secs(60);
 /// Lines of each running build's log the status page shows.
 const TAIL_LINES: usize = 30;
 
@@ -74,11 +111,17 @@ struct Live {
 pub(crate) struct Shared {
     opts: Options,
     db: Mutex<Db>,
+    /// The audit chain's key.
+    key: Key,
     config: Mutex<RepoConfig>,
     live: Mutex<Live>,
     work: (Mutex<bool>, Condvar),
-    hooks: Mutex<mpsc::Sender<(String, Value)>>,
+    hooks: HookQueue,
     connections: Mutex<HashMap<u32, usize>>,
+    limiter: Limiter,
+    bursts: Bursts,
+    /// The socket as bound: (device, inode), so that only it is removed.
+    socket_id: (u64, u64),
     stopping: AtomicBool,
     started_at: i64,
 }
@@ -121,15 +164,21 @@ impl Shared {
             request,
             detail: &detail,
         };
-        if let Err(e) = crate::audit::append(db.conn(), &entry) {
+        if let Err(e) = crate::audit::append(db.conn(), &self.key, &entry) {
             eprintln!("comb serve: could not append to the audit log: {e}");
         }
     }
 
+    /// A refusal or a read by `uid`: true when it is the first of a burst
+    /// and is to be recorded in full; otherwise it was counted, and the
+    /// burst's count is recorded when it ends (see `run_housekeeping`).
+    fn first_of_burst(&self, uid: u32, what: &str) -> bool {
+        self.bursts.note(uid, what, Instant::now(), db::now())
+    }
+
     /// Re-reads `comb.toml`: access lists and pockets take effect at once.
     fn reload_config(&self) -> Result<RepoConfig> {
-        let config = RepoConfig::load(&self.opts.repo.join(comb_engine::recipes::CONFIG_FILE))
-            .map_err(|e| Error::Other(e.to_string()))?;
+        let config = load_config(&self.opts.repo)?;
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config.clone();
         Ok(config)
     }
@@ -151,11 +200,16 @@ impl Shared {
         if let (Some(p), Value::Object(extra)) = (payload.as_object_mut(), extra) {
             p.extend(extra);
         }
-        let _ = self
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send((event.to_string(), payload));
+        self.hook(event, payload);
+    }
+
+    /// Queues `payload` for the hooks of `event`; a full queue drops it
+    /// (and counts it).
+    fn hook(&self, event: &str, payload: Value) {
+        if self.config().hooks.for_event(event).next().is_none() {
+            return;
+        }
+        self.hooks.push(event.to_string(), payload);
     }
 
     fn wake_worker(&self) {
@@ -165,10 +219,39 @@ impl Shared {
     }
 }
 
+/// Reads `comb.toml` of `repo`, refusing it, and any hook it names, when
+/// someone other than root and the daemon's user could have changed it
+/// ([`crate::trust`]).
+fn load_config(repo: &Path) -> Result<RepoConfig> {
+    let me = crate::trust::me();
+    let path = repo.join(comb_engine::recipes::CONFIG_FILE);
+    crate::trust::check(&path, "configuration file", me).map_err(|e| Error::Other(e.0))?;
+    let config = RepoConfig::load(&path).map_err(|e| Error::Other(e.to_string()))?;
+    for (_, hook) in &config.hooks.run {
+        match crate::trust::check(hook, "hook", me) {
+            Ok(()) => {}
+            // One not installed yet is reported when it would run (and is
+            // checked then).
+            Err(_) if std::fs::symlink_metadata(hook).is_err() => {}
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "{} (named in {})",
+                    e.0,
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(config)
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn serve(opts: Options) -> Result<()> {
-    std::fs::create_dir_all(&opts.store)
-        .map_err(|e| Error::io(format!("creating {}", opts.store.display()), e))?;
+    // The engine's store first: it refuses a non-empty directory that is
+    // not a store yet, and the service's own files below would make a new
+    // one non-empty.
+    comb_engine::cache::Store::open(&opts.store)
+        .map_err(|e| Error::Other(format!("opening the store: {e}")))?;
     let lock_path = opts.store.join("service.lock");
     let lock_file = std::fs::OpenOptions::new()
         .create(true)
@@ -185,20 +268,23 @@ pub fn serve(opts: Options) -> Result<()> {
         ))
             },
         )?;
-    let config = RepoConfig::load(&opts.repo.join(comb_engine::recipes::CONFIG_FILE))
-        .map_err(|e| Error::Other(e.to_string()))?;
+    let config = load_config(&opts.repo)?;
+    let key = Key::load_or_create(&opts.store)?;
     let db = Db::open(&opts.store.join("service.sqlite"))?;
     let requeued = db.requeue_running()?;
-    let listener = bind_socket(&opts.socket, opts.socket_group.as_deref())?;
-    let (hook_tx, hook_rx) = mpsc::channel();
+    let (listener, socket_id) = bind_socket(&opts.socket, opts.socket_group.as_deref())?;
     let shared = Arc::new(Shared {
+        hooks: HookQueue::new(opts.hook_queue),
+        limiter: Limiter::new(opts.rate),
+        bursts: Bursts::new(BURST_QUIET, BURST_LONGEST),
         opts,
         db: Mutex::new(db),
+        key,
         config: Mutex::new(config),
         live: Mutex::new(Live::default()),
         work: (Mutex::new(true), Condvar::new()),
-        hooks: Mutex::new(hook_tx),
         connections: Mutex::new(HashMap::new()),
+        socket_id,
         stopping: AtomicBool::new(false),
         started_at: db::now(),
     });
@@ -217,18 +303,23 @@ pub fn serve(opts: Options) -> Result<()> {
         None,
         "daemon-started",
         None,
-        json!({"pid": std::process::id(), "socket": shared.opts.socket, "requeued": requeued}),
+        json!({"pid": std::process::id(), "socket": shared.opts.socket, "requeued": requeued,
+               "config": shared.config().path}),
     );
     eprintln!(
-        "comb serve: listening on {} (store {}, repository {})",
+        "comb serve: listening on {} (store {}, configuration {})",
         shared.opts.socket.display(),
         shared.opts.store.display(),
-        shared.opts.repo.display()
+        shared.config().path.display()
     );
     watch_signals(shared.clone());
     {
         let shared = shared.clone();
-        std::thread::spawn(move || run_hook_thread(&shared, hook_rx));
+        std::thread::spawn(move || run_hook_thread(&shared));
+    }
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || run_housekeeping(&shared));
     }
     let _http = match shared.opts.http {
         Some(addr) => {
@@ -243,109 +334,306 @@ pub fn serve(opts: Options) -> Result<()> {
         let shared = shared.clone();
         std::thread::spawn(move || run_worker(&shared))
     };
+    let me = crate::trust::me();
     for stream in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
         let Ok(stream) = stream else { continue };
-        let peer = match Peer::of(&stream) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("comb serve: a client whose credentials cannot be read: {e}");
+        let accepted = Instant::now();
+        let cred =
+            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!(
+                        "comb serve: a client whose credentials cannot be read: SO_PEERCRED: {e}"
+                    );
+                    continue;
+                }
+            };
+        let uid = cred.uid();
+        // Before anything that costs: no thread, no lookup, no database.
+        if uid != 0 && uid != me {
+            if let Err(wait) = shared.limiter.take(uid, accepted) {
+                refuse_rate(&shared, stream, uid, wait);
                 continue;
             }
-        };
+        }
         {
             let mut open = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
-            let n = open.entry(peer.uid).or_default();
+            let n = open.entry(uid).or_default();
             if *n >= shared.opts.max_connections {
                 drop(open);
-                refuse_connection(&shared, stream, &peer);
+                refuse_connection(&shared, stream, uid);
                 continue;
             }
             *n += 1;
         }
         let shared = shared.clone();
         std::thread::spawn(move || {
-            let uid = peer.uid;
-            handle_client(&shared, stream, peer);
+            let peer = Peer::from_ids(uid, cred.gid(), cred.pid());
+            let deadline = accepted + shared.opts.request_deadline;
+            handle_client(&shared, stream, peer, deadline);
             let mut open = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(n) = open.get_mut(&uid) {
                 *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&uid);
+                }
             }
         });
     }
     let _ = worker.join();
-    let _ = std::fs::remove_file(&shared.opts.socket);
+    remove_socket(&shared);
     Ok(())
 }
 
-fn refuse_connection(shared: &Shared, mut stream: UnixStream, peer: &Peer) {
+/// The user name of `uid`, for the log.
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid:{uid}"), |u| u.name)
+}
+
+/// Answers a connection the accept loop turns away, without waiting for
+/// the client: what it already sent is read (so that closing does not
+/// reset the connection before it reads the answer), the answer is
+/// written if it fits, and the connection is closed.
+fn turn_away(mut stream: UnixStream, answer: &Value) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut sink = [0u8; 8192];
+    let mut left = crate::protocol::MAX_REQUEST_BYTES;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+    let mut line = answer.to_string();
+    line.push('\n');
+    let _ = stream.write(line.as_bytes());
+}
+
+/// Refuses a connection for its uid's rate: the answer says when to try
+/// again; the audit log has the first of a burst, then a count.
+fn refuse_rate(shared: &Shared, stream: UnixStream, uid: u32, wait: Duration) {
+    let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
     let message = format!(
-        "{} has {} connections open already: close some first",
-        peer.user, shared.opts.max_connections
+        "uid {uid} sends requests faster than {} a second (bursts of {}): try again in {:.1} s",
+        shared.opts.rate.per_second,
+        shared.opts.rate.burst,
+        ms as f64 / 1000.0
     );
-    eprintln!(
-        "comb serve: refused a connection of {} (pid {}): {message}",
-        peer.user, peer.pid
-    );
-    let _ = writeln!(
+    turn_away(
         stream,
-        "{}",
-        json!({"ok": false, "done": true, "refusal": Refusal::TooManyInFlight, "error": message})
+        &json!({"ok": false, "done": true, "refusal": Refusal::RateLimited, "error": message, "retry_after_ms": ms}),
     );
+    if shared.first_of_burst(uid, "rate_limited") {
+        let user = user_name(uid);
+        eprintln!(
+            "comb serve: refused a request of {user}: {message} (more are counted, not logged)"
+        );
+        shared.audit(
+            &user,
+            Some(uid),
+            "refused",
+            None,
+            json!({"refusal": Refusal::RateLimited, "reason": message}),
+        );
+    }
+}
+
+fn refuse_connection(shared: &Shared, stream: UnixStream, uid: u32) {
+    let message = format!(
+        "uid {uid} has {} connections open already: close some first",
+        shared.opts.max_connections
+    );
+    turn_away(
+        stream,
+        &json!({"ok": false, "done": true, "refusal": Refusal::TooManyInFlight, "error": message}),
+    );
+    if shared.first_of_burst(uid, "too_many_connections") {
+        let user = user_name(uid);
+        eprintln!("comb serve: refused a connection of {user}: {message}");
+        shared.audit(
+            &user,
+            Some(uid),
+            "refused",
+            None,
+            json!({"refusal": Refusal::TooManyInFlight, "reason": message}),
+        );
+    }
 }
 
 /// The socket, bound with no permission for anyone but the daemon's user
-/// (and `group`, when given). A socket left by a daemon that died is
-/// replaced; one a live daemon answers on is not.
-fn bind_socket(path: &Path, group: Option<&str>) -> Result<UnixListener> {
-    if let Some(parent) = path.parent() {
-        if !parent.exists() {
-            std::fs::create_dir_all(parent).map_err(|e| {
+/// (and `group`, when given), without any step that follows a symbolic
+/// link: it is bound, given its group and mode in a directory of the
+/// daemon's own that nobody else can enter, then renamed into place, which
+/// replaces whatever is at the path (a link itself, never what it points
+/// to). A socket left by a daemon that died is replaced; one a live daemon
+/// answers on is not, nor anything that is not a socket or a link.
+/// Returns the listener and the socket's (device, inode).
+fn bind_socket(path: &Path, group: Option<&str>) -> Result<(UnixListener, (u64, u64))> {
+    use nix::fcntl::{open, openat, renameat, AtFlags, OFlag};
+    use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
+    let gid = group
+        .map(|group| {
+            nix::unistd::Group::from_name(group)
+                .ok()
+                .flatten()
+                .map(|g| g.gid)
+                .ok_or_else(|| Error::Other(format!("there is no group {group:?} (--group)")))
+        })
+        .transpose()?;
+    let name = path.file_name().ok_or_else(|| {
+        Error::Other(format!(
+            "--socket {}: give the path of a socket file",
+            path.display()
+        ))
+    })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let nix_err = |what: String| move |e: nix::Error| Error::io(what, e.into());
+    let dir_flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    if std::fs::symlink_metadata(&parent).is_err() {
+        if let Some(grand) = parent.parent().filter(|g| !g.as_os_str().is_empty()) {
+            std::fs::create_dir_all(grand).map_err(|e| {
                 Error::io(
+                    format!(
+                        "creating {} (give --socket a path in a directory you may write)",
+                        grand.display()
+                    ),
+                    e,
+                )
+            })?;
+        }
+        match std::fs::create_dir(&parent) {
+            Ok(()) => {
+                // Its mode is set on what was made, never through a link
+                // put in its place meanwhile.
+                let fd = open(&parent, dir_flags | OFlag::O_NOFOLLOW, Mode::empty())
+                    .map_err(nix_err(format!("opening {}", parent.display())))?;
+                fchmod(&fd, Mode::from_bits_truncate(0o755))
+                    .map_err(nix_err(format!("setting the mode of {}", parent.display())))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Error::io(
                     format!(
                         "creating {} (give --socket a path in a directory you may write)",
                         parent.display()
                     ),
                     e,
-                )
-            })?;
-            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
+                ))
+            }
         }
     }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(Error::Other(format!(
-                "a comb serve already listens on {}: stop it, or give this one another --socket",
-                path.display()
-            )));
+    let dir = open(&parent, dir_flags, Mode::empty())
+        .map_err(nix_err(format!("opening {}", parent.display())))?;
+    match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            if kind == SFlag::S_IFSOCK {
+                if UnixStream::connect(path).is_ok() {
+                    return Err(Error::Other(format!(
+                        "a comb serve already listens on {}: stop it, or give this one another --socket",
+                        path.display()
+                    )));
+                }
+            } else if kind == SFlag::S_IFLNK {
+                eprintln!(
+                    "comb serve: {} is a symbolic link: replacing the link (what it points to is left alone)",
+                    path.display()
+                );
+            } else {
+                return Err(Error::Other(format!(
+                    "{} exists and is not a socket: remove it, or give --socket another path",
+                    path.display()
+                )));
+            }
         }
-        std::fs::remove_file(path)
-            .map_err(|e| Error::io(format!("removing the stale socket {}", path.display()), e))?;
-    }
-    // The socket is made with the umask's mode: none for others from the
-    // start, so there is no moment a stranger could connect.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener = bound.map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
-    if let Some(group) = group {
-        let gid = nix::unistd::Group::from_name(group)
-            .ok()
-            .flatten()
-            .ok_or_else(|| Error::Other(format!("there is no group {group:?} (--group)")))?
-            .gid;
-        nix::unistd::chown(path, None, Some(gid)).map_err(|e| {
-            Error::io(
-                format!("giving {} to group {group}", path.display()),
+        Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(Error::io(
+                format!("looking at {}", path.display()),
                 e.into(),
-            )
-        })?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))?;
+            ))
+        }
     }
-    Ok(listener)
+    // The private directory: made by us with mode 0700, so nobody else
+    // can enter it or put anything in it.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let private = format!(
+        ".{}.{}-{nanos:08x}",
+        name.to_string_lossy(),
+        std::process::id()
+    );
+    mkdirat(&dir, private.as_str(), Mode::from_bits_truncate(0o700)).map_err(nix_err(format!(
+        "creating a directory in {} (give --socket a path in a directory you may write)",
+        parent.display()
+    )))?;
+    let bound = (|| {
+        let pdir = openat(
+            &dir,
+            private.as_str(),
+            dir_flags | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(nix_err(format!(
+            "opening {}",
+            parent.join(&private).display()
+        )))?;
+        // The mode comes from the umask at bind: there is no moment with
+        // more permission than it should have.
+        let umask = if gid.is_some() { 0o117 } else { 0o177 };
+        let old = nix::sys::stat::umask(Mode::from_bits_truncate(umask));
+        let via_fd = format!("/proc/self/fd/{}/s", pdir.as_raw_fd());
+        let mut bound = UnixListener::bind(&via_fd);
+        if bound.is_err() {
+            // No /proc: the path, which leads to the same directory or
+            // fails (the socket is then not found in it below).
+            bound = UnixListener::bind(parent.join(&private).join("s"));
+        }
+        nix::sys::stat::umask(old);
+        let listener = bound.map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
+        if let Some(gid) = gid {
+            nix::unistd::fchownat(&pdir, "s", None, Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(nix_err(format!(
+                    "giving {} to group {}",
+                    path.display(),
+                    group.unwrap_or_default()
+                )))?;
+        }
+        renameat(&pdir, "s", &dir, name)
+            .map_err(nix_err(format!("moving the socket to {}", path.display())))?;
+        let st = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(nix_err(format!("looking at {}", path.display())))?;
+        Ok((listener, (st.st_dev, st.st_ino)))
+    })();
+    let _ = nix::unistd::unlinkat(
+        &dir,
+        private.as_str(),
+        nix::unistd::UnlinkatFlags::RemoveDir,
+    );
+    bound
+}
+
+/// Removes the socket, if it is still the one this daemon bound.
+fn remove_socket(shared: &Shared) {
+    let path = &shared.opts.socket;
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if (md.dev(), md.ino()) == shared.socket_id {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// SIGTERM or SIGINT: stop the running build (its request is queued again
@@ -375,55 +663,111 @@ fn watch_signals(shared: Arc<Shared>) {
             while shared.live().request.is_some() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = std::fs::remove_file(&shared.opts.socket);
+            remove_socket(&shared);
             std::process::exit(0);
         }
     });
 }
 
-fn send(stream: &mut UnixStream, value: &Value) -> bool {
+/// Writes one answer line, all of it by `by`, however slowly the client
+/// reads.
+fn send(stream: &mut UnixStream, value: &Value, by: Instant) -> bool {
     let mut line = value.to_string();
     line.push('\n');
-    stream.write_all(line.as_bytes()).is_ok()
+    let bytes = line.as_bytes();
+    let mut written = 0;
+    while written < bytes.len() {
+        let left = by.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return false,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
-fn handle_client(shared: &Shared, mut stream: UnixStream, peer: Peer) {
-    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+/// Reads from a client until one deadline, however it trickles its bytes
+/// (a timeout per read would let a byte every few seconds go on forever).
+struct DeadlineReader {
+    stream: UnixStream,
+    deadline: Instant,
+    allowed: Duration,
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let late = || {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the request was not sent within {:.1} s of connecting",
+                    self.allowed.as_secs_f64()
+                ),
+            )
+        };
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(late());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        match self.stream.read(buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(late())
+            }
+            other => other,
+        }
+    }
+}
+
+fn handle_client(shared: &Shared, mut stream: UnixStream, peer: Peer, deadline: Instant) {
     let request = {
         let Ok(read_half) = stream.try_clone() else {
             return;
         };
-        read_request(&mut BufReader::new(read_half))
+        read_request(&mut BufReader::new(DeadlineReader {
+            stream: read_half,
+            deadline,
+            allowed: shared.opts.request_deadline,
+        }))
     };
+    // The answer is due by the deadline, unless the daemon itself (not the
+    // client) took it past it.
+    let by = deadline.max(Instant::now() + ANSWER_GRACE);
     let request = match request {
         Ok(r) => r,
         Err(e) => {
-            eprintln!(
-                "comb serve: {} (uid {}, pid {}) sent a bad request: {e}; disconnected",
-                peer.user, peer.uid, peer.pid
-            );
-            shared.audit(
-                &peer.user,
-                Some(peer.uid),
-                "disconnected",
-                None,
-                json!({"pid": peer.pid, "reason": e}),
-            );
+            if shared.first_of_burst(peer.uid, "malformed") {
+                eprintln!(
+                    "comb serve: {} (uid {}, pid {}) sent a bad request: {e}; disconnected \
+                     (more of theirs are counted, not logged)",
+                    peer.user, peer.uid, peer.pid
+                );
+                shared.audit(
+                    &peer.user,
+                    Some(peer.uid),
+                    "disconnected",
+                    None,
+                    json!({"pid": peer.pid, "reason": e}),
+                );
+            }
             send(
                 &mut stream,
                 &json!({"ok": false, "done": true, "refusal": Refusal::Malformed, "error": e}),
+                by,
             );
             return;
         }
     };
-    shared.audit(
-        &peer.user,
-        Some(peer.uid),
-        "request",
-        None,
-        json!({"pid": peer.pid, "request": request}),
-    );
     let reply = match request {
         Request::Submit {
             pocket,
@@ -431,33 +775,84 @@ fn handle_client(shared: &Shared, mut stream: UnixStream, peer: Peer) {
             wait,
         } => {
             let id = queue_request(shared, &peer, "submit", &pocket, None, &packages);
-            return answer_queued(shared, &mut stream, id, wait);
+            return answer_queued(shared, &mut stream, id, wait, by);
         }
         Request::Promote { from, to, packages } => {
             let id = queue_request(shared, &peer, "promote", &to, Some(&from), &packages);
-            return answer_queued(shared, &mut stream, id, true);
+            return answer_queued(shared, &mut stream, id, true, by);
         }
-        Request::Queue {} => match shared.db().active() {
-            Ok(rows) => json!({"ok": true, "done": true, "queue": rows}),
-            Err(e) => json!({"ok": false, "done": true, "error": e.to_string()}),
-        },
+        Request::Queue {} => {
+            read_noted(shared, &peer, "queue", &request);
+            match shared.db().active() {
+                Ok(rows) => json!({"ok": true, "done": true, "queue": rows}),
+                Err(e) => json!({"ok": false, "done": true, "error": e.to_string()}),
+            }
+        }
         Request::Status { id } => match shared.db().request(id) {
-            Ok(Some(row)) => json!({"ok": true, "done": true, "request": row}),
-            Ok(None) => refusal_reply(Refusal::NotFound, format!("there is no request {id}")),
+            Ok(Some(row)) => {
+                read_noted(shared, &peer, "status", &request);
+                json!({"ok": true, "done": true, "request": row})
+            }
+            Ok(None) => refused(
+                shared,
+                &peer,
+                Refusal::NotFound,
+                format!("there is no request {id}"),
+                &request,
+            ),
             Err(e) => json!({"ok": false, "done": true, "error": e.to_string()}),
         },
-        Request::Cancel { id } => cancel(shared, &peer, id),
+        Request::Cancel { id } => cancel(shared, &peer, id, &request),
     };
-    send(&mut stream, &reply);
+    send(&mut stream, &reply, by);
+}
+
+/// A read (queue, status): audited as the first of a burst, else counted.
+fn read_noted(shared: &Shared, peer: &Peer, what: &str, request: &Request) {
+    if shared.first_of_burst(peer.uid, &format!("read:{what}")) {
+        shared.audit(
+            &peer.user,
+            Some(peer.uid),
+            "request",
+            None,
+            json!({"pid": peer.pid, "request": request}),
+        );
+    }
+}
+
+/// A refused request that queues nothing (cancel, status): audited as the
+/// first of a burst, else counted. Returns the reply.
+fn refused(
+    shared: &Shared,
+    peer: &Peer,
+    refusal: Refusal,
+    why: String,
+    request: &Request,
+) -> Value {
+    if shared.first_of_burst(peer.uid, &format!("refused:{}", refusal_word(refusal))) {
+        shared.audit(
+            &peer.user,
+            Some(peer.uid),
+            "refused",
+            None,
+            json!({"pid": peer.pid, "refusal": refusal, "reason": why, "request": request}),
+        );
+    }
+    refusal_reply(refusal, why)
+}
+
+fn refusal_word(refusal: Refusal) -> String {
+    json!(refusal).as_str().unwrap_or("refused").to_string()
 }
 
 fn refusal_reply(refusal: Refusal, message: String) -> Value {
     json!({"ok": false, "done": true, "refusal": refusal, "error": message})
 }
 
-/// Checks a submission or promotion and records it: queued, or refused
-/// with why. Returns the request's id, or the reply when even recording
-/// it failed.
+/// Checks a submission or promotion and queues it. Returns the request's
+/// id, or the reply: a refusal (which queues nothing and records nothing
+/// but the audit entry of the first of a burst), or why even recording it
+/// failed.
 fn queue_request(
     shared: &Shared,
     peer: &Peer,
@@ -475,10 +870,23 @@ fn queue_request(
             )
         })
         .and_then(|config| check_request(shared, &config, peer, pocket, from, packages));
-    let (st, reason) = match &verdict {
-        Ok(()) => (state::QUEUED, None),
-        Err(Refused(_, why)) => (state::REFUSED, Some(why.as_str())),
-    };
+    if let Err(Refused(refusal, why)) = verdict {
+        if shared.first_of_burst(peer.uid, &format!("refused:{}", refusal_word(refusal))) {
+            eprintln!(
+                "comb serve: {kind} for {pocket} by {}: refused: {why} (more refusals of theirs \
+                 are counted, not logged)",
+                peer.user
+            );
+            shared.audit(&peer.user, Some(peer.uid), "refused", None, json!({"pid": peer.pid, "refusal": refusal, "reason": why, "kind": kind, "pocket": pocket, "from": from, "packages": packages}));
+            shared.hook(
+                "refused",
+                json!({"event": "refused", "kind": kind, "pocket": pocket, "from": from,
+                       "packages": packages, "user": peer.user, "uid": peer.uid,
+                       "refusal": refusal, "reason": why, "at": db::now()}),
+            );
+        }
+        return Err(refusal_reply(refusal, why));
+    }
     let id = shared
         .db()
         .insert_request(&NewRequest {
@@ -488,45 +896,28 @@ fn queue_request(
             packages,
             uid: peer.uid,
             user: &peer.user,
-            state: st,
-            reason,
+            state: state::QUEUED,
+            reason: None,
         })
         .map_err(|e| json!({"ok": false, "done": true, "error": e.to_string()}))?;
     let row = shared.db().request(id).ok().flatten();
-    match verdict {
-        Ok(()) => {
-            eprintln!(
-                "comb serve: request {id}: {kind} {} for {pocket} by {}: queued",
-                packages.join(" "),
-                peer.user
-            );
-            shared.audit(
-                &peer.user,
-                Some(peer.uid),
-                "queued",
-                Some(id),
-                json!({"kind": kind, "pocket": pocket, "from": from, "packages": packages}),
-            );
-            if let Some(row) = &row {
-                shared.event("queued", row, json!({}));
-            }
-            shared.wake_worker();
-            Ok(id)
-        }
-        Err(Refused(refusal, why)) => {
-            eprintln!(
-                "comb serve: request {id}: {kind} for {pocket} by {}: refused: {why}",
-                peer.user
-            );
-            shared.audit(&peer.user, Some(peer.uid), "refused", Some(id), json!({"refusal": refusal, "reason": why, "kind": kind, "pocket": pocket, "from": from, "packages": packages}));
-            if let Some(row) = &row {
-                shared.event("refused", row, json!({"refusal": refusal, "reason": why}));
-            }
-            let mut reply = refusal_reply(refusal, why);
-            reply["request"] = json!(row);
-            Err(reply)
-        }
+    eprintln!(
+        "comb serve: request {id}: {kind} {} for {pocket} by {}: queued",
+        packages.join(" "),
+        peer.user
+    );
+    shared.audit(
+        &peer.user,
+        Some(peer.uid),
+        "queued",
+        Some(id),
+        json!({"pid": peer.pid, "kind": kind, "pocket": pocket, "from": from, "packages": packages}),
+    );
+    if let Some(row) = &row {
+        shared.event("queued", row, json!({}));
     }
+    shared.wake_worker();
+    Ok(id)
 }
 
 /// What must hold before a request is queued.
@@ -656,18 +1047,19 @@ fn check_version(
     }
 }
 
-/// Answers a queued (or refused) request; with `wait`, follows it to its
-/// end, a line per change of state.
+/// Answers a queued (or refused) request, by `by`; with `wait`, follows
+/// it to its end, a line per change of state.
 fn answer_queued(
     shared: &Shared,
     stream: &mut UnixStream,
     queued: std::result::Result<i64, Value>,
     wait: bool,
+    by: Instant,
 ) {
     let id = match queued {
         Ok(id) => id,
         Err(reply) => {
-            send(stream, &reply);
+            send(stream, &reply, by);
             return;
         }
     };
@@ -675,7 +1067,7 @@ fn answer_queued(
     // A request may have ended before this first answer (a quick
     // promotion): then it is the last.
     let ended = last.as_ref().is_some_and(|r| state::is_final(&r.state));
-    if !send(stream, &answer(last.as_ref(), !wait || ended)) || !wait || ended {
+    if !send(stream, &answer(last.as_ref(), !wait || ended), by) || !wait || ended {
         return;
     }
     loop {
@@ -688,7 +1080,12 @@ fn answer_queued(
             continue;
         }
         let done = state::is_final(&row.state);
-        if !send(stream, &answer(Some(&row), done)) || done {
+        if !send(
+            stream,
+            &answer(Some(&row), done),
+            Instant::now() + WRITE_TIMEOUT,
+        ) || done
+        {
             return;
         }
         last = Some(row);
@@ -701,25 +1098,39 @@ fn answer(row: Option<&RequestRow>, done: bool) -> Value {
     json!({"ok": ok, "done": done, "request": row})
 }
 
-fn cancel(shared: &Shared, peer: &Peer, id: i64) -> Value {
+fn cancel(shared: &Shared, peer: &Peer, id: i64, request: &Request) -> Value {
     let row = match shared.db().request(id) {
         Ok(Some(r)) => r,
-        Ok(None) => return refusal_reply(Refusal::NotFound, format!("there is no request {id}")),
+        Ok(None) => {
+            return refused(
+                shared,
+                peer,
+                Refusal::NotFound,
+                format!("there is no request {id}"),
+                request,
+            )
+        }
         Err(e) => return json!({"ok": false, "done": true, "error": e.to_string()}),
     };
     if row.uid != peer.uid && peer.uid != 0 {
-        return refusal_reply(
+        return refused(
+            shared,
+            peer,
             Refusal::NotYours,
             format!(
                 "request {id} is {}'s: only they or root may cancel it",
                 row.user
             ),
+            request,
         );
     }
     if state::is_final(&row.state) {
-        return refusal_reply(
+        return refused(
+            shared,
+            peer,
             Refusal::NotFound,
             format!("request {id} has ended already ({})", row.state),
+            request,
         );
     }
     let reason = format!("cancelled by {}", peer.user);
@@ -729,7 +1140,13 @@ fn cancel(shared: &Shared, peer: &Peer, id: i64) -> Value {
     {
         Ok(true) => {}
         Ok(false) => {
-            return refusal_reply(Refusal::NotFound, format!("request {id} has just ended"))
+            return refused(
+                shared,
+                peer,
+                Refusal::NotFound,
+                format!("request {id} has just ended"),
+                request,
+            )
         }
         Err(e) => return json!({"ok": false, "done": true, "error": e.to_string()}),
     }
@@ -743,7 +1160,7 @@ fn cancel(shared: &Shared, peer: &Peer, id: i64) -> Value {
         Some(peer.uid),
         "cancelled",
         Some(id),
-        json!({"was": row.state}),
+        json!({"pid": peer.pid, "was": row.state}),
     );
     shared.event(
         "failed",
@@ -1150,8 +1567,34 @@ fn short_list(digests: &[&str]) -> String {
         .join(", ")
 }
 
-fn run_hook_thread(shared: &Shared, events: mpsc::Receiver<(String, Value)>) {
-    for (event, payload) in events {
+/// Runs hooks, one event at a time, from the bounded queue. Each event
+/// carries how many were dropped before it (`dropped`) and the audit
+/// chain's length and head (`audit_length`, `audit_head`: what
+/// `comb audit verify --expect N:HASH` checks), as of just before its
+/// hooks ran.
+fn run_hook_thread(shared: &Shared) {
+    loop {
+        let (event, mut payload, dropped) = shared.hooks.pop();
+        if dropped > 0 {
+            eprintln!(
+                "comb serve: the hook queue was full ({} events waiting): {dropped} hook events \
+                 were dropped",
+                shared.hooks.capacity()
+            );
+            shared.audit(
+                "comb-serve",
+                None,
+                "hooks-dropped",
+                None,
+                json!({"dropped": dropped, "queue": shared.hooks.capacity()}),
+            );
+        }
+        let head = crate::audit::head(shared.db().conn()).ok().flatten();
+        if let Some(p) = payload.as_object_mut() {
+            p.insert("dropped".into(), json!(dropped));
+            p.insert("audit_length".into(), json!(head.as_ref().map(|h| h.0)));
+            p.insert("audit_head".into(), json!(head.as_ref().map(|h| &h.1)));
+        }
         let hooks = shared.config().hooks;
         for outcome in crate::hooks::run_hooks(&hooks, &event, &payload) {
             if !outcome.ok {
@@ -1173,6 +1616,46 @@ fn run_hook_thread(shared: &Shared, events: mpsc::Receiver<(String, Value)>) {
                 payload["request"].as_i64(),
                 json!({"hook": outcome.hook, "event": event, "ok": outcome.ok, "status": outcome.status, "duration_ms": outcome.duration_ms}),
             );
+        }
+    }
+}
+
+/// Once a second: records the bursts of refusals and reads that ended
+/// (one entry each, with counts, and one `refused` hook event when there
+/// were refusals), and forgets idle rate buckets.
+fn run_housekeeping(shared: &Shared) {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = Instant::now();
+        shared.limiter.prune(now);
+        for (uid, burst) in shared.bursts.ended(now) {
+            let user = user_name(uid);
+            let refusals: u64 = burst
+                .by
+                .iter()
+                .filter(|(what, _)| !what.starts_with("read:"))
+                .map(|(_, n)| n)
+                .sum();
+            let by: Vec<String> = burst.by.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            eprintln!(
+                "comb serve: {user} (uid {uid}): {} more requests in a burst: {}",
+                burst.count,
+                by.join(", ")
+            );
+            shared.audit(
+                &user,
+                Some(uid),
+                "coalesced",
+                None,
+                json!({"count": burst.count, "by": burst.by, "from": burst.from, "to": burst.to}),
+            );
+            if refusals > 0 {
+                shared.hook(
+                    "refused",
+                    json!({"event": "refused", "user": user, "uid": uid, "coalesced": refusals,
+                           "by": burst.by, "from": burst.from, "to": burst.to, "at": db::now()}),
+                );
+            }
         }
     }
 }

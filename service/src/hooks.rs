@@ -1,6 +1,8 @@
 //! Hooks: executables run on the service's events, outside any sandbox.
 //!
-//! A hook runs as the daemon's own user with a clean environment (only
+//! A hook runs only if it is trusted ([`crate::trust`]: nobody but root
+//! and the daemon's user can change it or a directory above it), as the
+//! daemon's own user with a clean environment (only
 //! `PATH`, `LANG`, `HOME` and `COMB_EVENT`), in `/`, and gets the event as
 //! one line of JSON on stdin. Its stdout is discarded; the tail of its
 //! stderr is kept for the audit log. It runs in a process group of its
@@ -82,6 +84,10 @@ fn run_one(hook: &Path, event: &str, input: &[u8], timeout: Duration) -> HookOut
             "could not start: the path is not absolute".into(),
             b"",
         );
+    }
+    // Checked again at every run: it runs as the daemon's user.
+    if let Err(e) = crate::trust::check(hook, "hook", crate::trust::me()) {
+        return outcome(false, format!("could not start: {e}"), b"");
     }
     let mut child = match spawn(hook, event) {
         Ok(c) => c,
@@ -497,6 +503,35 @@ mod tests {
         assert!(got[0].ok, "{got:?}");
         let pid = read_pid(&pidfile);
         assert!(wait_gone(pid), "the hook's child {pid} survived");
+    }
+
+    #[test]
+    fn a_hook_others_may_write_is_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        for (mode, dir_mode, words) in [
+            (0o775, 0o755, "group-writable"),
+            (0o757, 0o755, "world-writable"),
+            (0o755, 0o777, "world-writable without the sticky bit"),
+        ] {
+            let hooks = dir.path().join(format!("hooks-{mode:o}-{dir_mode:o}"));
+            std::fs::create_dir(&hooks).unwrap();
+            let hook = script(&hooks, "hook", &format!("touch '{}'\n", ran.display()));
+            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(mode)).unwrap();
+            std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+            let got = run_hooks(
+                &config(&[("queued", &hook)], Duration::from_secs(5)),
+                "queued",
+                &json!({}),
+            );
+            assert!(!got[0].ok);
+            let status = &got[0].status;
+            assert!(status.contains(&hook.display().to_string()), "{status}");
+            assert!(status.contains(words), "{status}");
+            let shown = if mode == 0o755 { dir_mode } else { mode };
+            assert!(status.contains(&format!("mode {shown:04o}")), "{status}");
+            assert!(!ran.exists(), "the hook ran");
+        }
     }
 
     #[test]

@@ -12,8 +12,11 @@
 //! `textContent` and attributes, never markup.
 //!
 //! The server is small and written on `std` so that every limit is explicit:
-//! a request head of at most 16 KiB read within 10 s, a bounded number of
-//! connections in flight, GET and HEAD only, one request per connection.
+//! a request head of at most 16 KiB read within 10 s, one deadline for the
+//! whole connection from accept to close (head, answer and the drain after
+//! it: 20 s), a bounded number of connections in flight, GET and HEAD
+//! only, one request per connection. A client that trickles bytes cannot
+//! hold a connection past the deadline, so it cannot hold every slot.
 //! A server bound to loopback answers only to loopback host names, so a web
 //! page cannot reach it through DNS rebinding.
 
@@ -59,7 +62,11 @@ const MAX_CONNECTIONS: usize = 64;
 /// Time allowed to send a whole request head, so slow clients cannot hold
 /// a connection open.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a connection may take from accept to close, whatever the client
+/// does: sending its head, reading the answer, and the drain after it.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(20);
+/// The longest drain of what a client still sends after its answer.
+const LINGER: Duration = Duration::from_secs(2);
 /// How often the accept loop looks at the stop flag.
 const STOP_POLL_MS: u16 = 100;
 
@@ -163,11 +170,23 @@ struct Shared {
     /// Bound to a loopback address: answer only to loopback host names.
     loopback_only: bool,
     active: AtomicUsize,
+    /// Of each connection, from accept to close.
+    deadline: Duration,
 }
 
 /// Serves on addr in background threads until the returned handle is
 /// dropped or `stop()`ped. Returns the bound address (port 0 picks one).
 pub fn serve(addr: SocketAddr, source: Arc<dyn StatusSource>) -> io::Result<HttpServer> {
+    serve_with_deadline(addr, source, CONNECTION_DEADLINE)
+}
+
+/// [`serve`], with `deadline` for each connection from accept to close
+/// instead of [`CONNECTION_DEADLINE`].
+pub fn serve_with_deadline(
+    addr: SocketAddr,
+    source: Arc<dyn StatusSource>,
+    deadline: Duration,
+) -> io::Result<HttpServer> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     listener.set_nonblocking(true)?;
@@ -176,6 +195,7 @@ pub fn serve(addr: SocketAddr, source: Arc<dyn StatusSource>) -> io::Result<Http
         source,
         loopback_only: local.ip().is_loopback(),
         active: AtomicUsize::new(0),
+        deadline,
     });
     let thread = std::thread::Builder::new()
         .name("comb-http".into())
@@ -227,6 +247,7 @@ impl Drop for Active {
 }
 
 fn dispatch(mut stream: TcpStream, shared: &Arc<Shared>) {
+    let accepted = Instant::now();
     if stream.set_nonblocking(false).is_err() {
         return;
     }
@@ -242,7 +263,7 @@ fn dispatch(mut stream: TcpStream, shared: &Arc<Shared>) {
         .name("comb-http-conn".into())
         .spawn(move || {
             let active = active;
-            handle_connection(stream, &active.0);
+            handle_connection(stream, &active.0, accepted + active.0.deadline);
         });
 }
 
@@ -256,7 +277,12 @@ fn turn_away(stream: &mut TcpStream) {
     let mut sink = [0u8; 4096];
     let _ = stream.read(&mut sink);
     let busy = Response::error(503, "too many connections; try again shortly", false);
-    let _ = write_response(stream, &busy, false);
+    let _ = write_response(
+        stream,
+        &busy,
+        false,
+        Instant::now() + Duration::from_secs(1),
+    );
     let _ = stream.shutdown(std::net::Shutdown::Write);
     if stream.set_nonblocking(true).is_ok() {
         for _ in 0..16 {
@@ -267,9 +293,11 @@ fn turn_away(stream: &mut TcpStream) {
     }
 }
 
-fn handle_connection(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let (response, head_only) = match read_head(&mut stream) {
+/// Answers one connection; whatever the client does, it is closed by
+/// `deadline`.
+fn handle_connection(mut stream: TcpStream, shared: &Shared, deadline: Instant) {
+    let head_deadline = deadline.min(Instant::now() + REQUEST_TIMEOUT);
+    let (response, head_only) = match read_head(&mut stream, head_deadline) {
         Ok(None) => return,
         Ok(Some(head)) => {
             match catch_unwind(AssertUnwindSafe(|| answer(&head, shared))) {
@@ -283,15 +311,14 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
         }
         Err(response) => (response, false),
     };
-    if write_response(&mut stream, &response, head_only).is_ok() {
-        linger(&mut stream);
+    if write_response(&mut stream, &response, head_only, deadline).is_ok() {
+        linger(&mut stream, deadline.min(Instant::now() + LINGER));
     }
 }
 
 /// Reads the request head up to its blank line. Ok(None): the client went
 /// away without a request. Err: the answer to a bad or slow request.
-fn read_head(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, Response> {
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Option<Vec<u8>>, Response> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let mut scanned = 0;
@@ -756,7 +783,14 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> io::Result<()> {
+/// Writes the answer, all of it by `deadline` (a client that reads slowly
+/// does not get more time by reading a little at a time).
+fn write_response(
+    stream: &mut TcpStream,
+    r: &Response,
+    head_only: bool,
+    deadline: Instant,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nDate: {}\r\nServer: comb\r\nContent-Type: {}\r\n\
          Content-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
@@ -775,24 +809,43 @@ fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> io::
     if !head_only {
         out.extend_from_slice(&r.body);
     }
-    stream.write_all(&out)?;
-    stream.flush()
+    let mut written = 0;
+    while written < out.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(&out[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Closes gently: stop sending, then drain what the client may still send
 /// (a request body), so the kernel does not reset the connection and lose
-/// the answer before the client has read it.
-fn linger(stream: &mut TcpStream) {
+/// the answer before the client has read it; until `until` at the latest,
+/// however slowly the client sends.
+fn linger(stream: &mut TcpStream, until: Instant) {
     if stream.shutdown(std::net::Shutdown::Write).is_err() {
         return;
     }
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let mut sink = [0u8; 4096];
     let mut left = 256 * 1024usize;
     while left > 0 {
+        let time = until.saturating_duration_since(Instant::now());
+        if time.is_zero() || stream.set_read_timeout(Some(time)).is_err() {
+            break;
+        }
         match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => left = left.saturating_sub(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
     }
 }
@@ -2117,6 +2170,101 @@ mod tests {
                 "the idle connections never ended"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `first` at once, then a byte every `every` until the server
+    /// closes the connection; returns how long after connecting it did
+    /// (None: it was still open after `give_up`).
+    fn trickle(
+        addr: SocketAddr,
+        first: &[u8],
+        every: Duration,
+        give_up: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        if s.write_all(first).is_err() {
+            return Some(start.elapsed());
+        }
+        while start.elapsed() < give_up {
+            std::thread::sleep(every);
+            // After the server closed, the first write draws a reset and
+            // a later one fails.
+            if s.write_all(b"x").is_err() {
+                return Some(start.elapsed());
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn trickling_clients_are_cut_off_at_the_deadline_and_others_are_served() {
+        let deadline = Duration::from_secs(2);
+        let source = Arc::new(Fake {
+            status: Mutex::new(sample()),
+            panics: false,
+        });
+        let server =
+            serve_with_deadline(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), source, deadline)
+                .unwrap();
+        let addr = server.addr();
+        let every = Duration::from_millis(300);
+        let give_up = deadline * 4;
+        // Every slot: half trickle their head, half a body after their
+        // answer (which the drain after answering reads, a byte at a time).
+        let body_head =
+            b"POST /api/status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n";
+        let started = Instant::now();
+        let tricklers: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let first: &[u8] = if i % 2 == 0 { b"G" } else { body_head };
+                    trickle(addr, first, every, give_up)
+                })
+            })
+            .collect();
+        // Give them time to be accepted, then: the slots are full.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(get(addr, "/api/status").status, 503);
+        // Once the deadline has passed, the slots are free again.
+        let mut served_at = None;
+        while started.elapsed() < give_up {
+            if get(addr, "/api/status").status == 200 {
+                served_at = Some(started.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let served_at = served_at.expect("the tricklers held every slot past the deadline");
+        assert!(
+            served_at < deadline + Duration::from_millis(1500),
+            "served only after {served_at:?}"
+        );
+        for t in tricklers {
+            let closed = t
+                .join()
+                .unwrap()
+                .expect("a trickling client was never cut off");
+            assert!(
+                closed < deadline + Duration::from_millis(1500),
+                "cut off after {closed:?}"
+            );
+        }
+
+        // A few tricklers do not keep others waiting meanwhile.
+        let few: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(move || trickle(addr, body_head, every, give_up)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..10 {
+            let t = Instant::now();
+            assert_eq!(get(addr, "/api/status").status, 200);
+            assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        }
+        for t in few {
+            assert!(t.join().unwrap().is_some());
         }
     }
 

@@ -7,11 +7,15 @@
 //! queued, and are built in order through the engine. A pocket is an APT
 //! repository the daemon publishes; packages move between pockets by
 //! promotion, without a rebuild, only when their bytes are the recorded
-//! output. Every request, decision, build, publication, promotion and hook
-//! outcome is appended to a hash-chained audit log, so an edited or deleted
-//! entry is detected. Hooks run outside any sandbox, as the daemon's user,
-//! with a timeout and a clean environment; a failing hook never stops a
-//! build.
+//! output. Every queued request, build, publication, promotion,
+//! cancellation and hook outcome is appended to a keyed hash-chained audit
+//! log, so an edited or deleted entry is detected, and refusals and reads
+//! too, one entry per burst per user with counts. Hooks run outside any
+//! sandbox, as the daemon's user, with a timeout and a clean environment,
+//! only when nobody but root and that user can change them or the
+//! configuration that names them; a failing hook never stops a build.
+//! What one client can cost is bounded: a deadline per connection, a rate
+//! per uid, a bounded hook queue.
 
 pub mod access;
 pub mod audit;
@@ -23,5 +27,7 @@ pub mod hooks;
 pub mod http;
 pub mod protocol;
 pub mod publish;
+pub mod throttle;
+pub mod trust;
 
 pub use error::{Error, Result};

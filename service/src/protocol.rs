@@ -54,6 +54,9 @@ pub enum Refusal {
     Malformed,
     NotYours,
     NotFound,
+    /// The uid sent requests too fast; the answer's `retry_after_ms` says
+    /// when to try again.
+    RateLimited,
 }
 
 /// Reads one request line from a client: at most [`MAX_REQUEST_BYTES`].
