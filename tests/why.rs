@@ -86,7 +86,8 @@ fn every_miss_reason_from_a_real_change() {
                 "duration_ms",
                 "reasons",
                 "error",
-                "log"
+                "log",
+                "limits"
             ]),
             "{s}"
         );
