@@ -71,6 +71,7 @@ pub fn why(args: WhyArgs) -> Result<ExitCode> {
     let binaries = why::binaries_of_run(&store, &index, run)?;
     let mut explained = why::explain(&index, &args.package, run, &binaries)?;
     why::limits_of(&store, &index, &mut explained)?;
+    why::repository_packages_of(&store, &index, &mut explained)?;
     if let Some(stage) = args.stage {
         explained.stages.retain(|s| s.stage == stage);
     }
@@ -98,6 +99,7 @@ pub fn why_json(w: &PackageWhy) -> serde_json::Value {
                 "error": s.error,
                 "log": s.log,
                 "limits": s.limits,
+                "from_repository": s.from_repository,
             })
         })
         .collect();
@@ -147,6 +149,12 @@ pub fn why_text(w: &PackageWhy) -> String {
         }
         if let Some(limits) = &s.limits {
             out.push_str(&format!("      ran under: {limits}\n"));
+        }
+        if !s.from_repository.is_empty() {
+            out.push_str("      from the repository:\n");
+            for p in &s.from_repository {
+                out.push_str(&format!("        {p}\n"));
+            }
         }
     }
     if build_hit && !w.stages.iter().any(|s| s.stage == NodeKind::PkgEnv) {

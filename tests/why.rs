@@ -87,7 +87,8 @@ fn every_miss_reason_from_a_real_change() {
                 "reasons",
                 "error",
                 "log",
-                "limits"
+                "limits",
+                "from_repository"
             ]),
             "{s}"
         );

@@ -241,6 +241,28 @@ impl Aptbox {
     /// that would remove installed packages are [`Error::Resolve`] with
     /// APT's own explanation.
     pub fn resolve(&self, names: &[String], status: Option<&Path>) -> Result<Vec<Resolved>> {
+        self.resolve_with(names, status, false)
+    }
+
+    /// [`Aptbox::resolve`], where the indexed packages win over the
+    /// installed ones whatever their versions: an installed package that a
+    /// dependency needs at an indexed version is replaced by it, up or down.
+    /// (The index's versions are pinned above 1000, as a preferences file
+    /// that allows downgrades pins them.)
+    pub fn resolve_preferring_index(
+        &self,
+        names: &[String],
+        status: Option<&Path>,
+    ) -> Result<Vec<Resolved>> {
+        self.resolve_with(names, status, true)
+    }
+
+    fn resolve_with(
+        &self,
+        names: &[String],
+        status: Option<&Path>,
+        prefer_index: bool,
+    ) -> Result<Vec<Resolved>> {
         for name in names {
             check_request(name)?;
         }
@@ -262,8 +284,22 @@ impl Aptbox {
             "--no-remove".as_ref(),
             "-o".as_ref(),
             status_opt.as_os_str(),
-            "install".as_ref(),
         ];
+        let mut preferences_opt = std::ffi::OsString::from("Dir::Etc::preferences=");
+        if prefer_index {
+            let preferences = run.path.join("preferences");
+            write_file(
+                &preferences,
+                b"Package: *\nPin: release o=comb\nPin-Priority: 1001\n",
+            )?;
+            preferences_opt.push(&preferences);
+            args.extend([
+                "--allow-downgrades".as_ref(),
+                "-o".as_ref(),
+                preferences_opt.as_os_str(),
+            ]);
+        }
+        args.push("install".as_ref());
         args.extend(names.iter().map(|n| std::ffi::OsStr::new(n.as_str())));
         let output = self.apt_get(&args)?;
         drop(run);

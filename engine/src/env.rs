@@ -145,6 +145,31 @@ pub(crate) fn pkg_env_for(
             )
         }),
     );
+    // The repository's packages that the layers below hold a copy of, at
+    // whatever version: this environment has the repository's instead.
+    let installed = match &status {
+        Some(path) => installed_in(path)?,
+        None => Default::default(),
+    };
+    let replacing: Vec<(&crate::build::BuiltDeb, &str)> = local
+        .iter()
+        .filter_map(|l| {
+            installed
+                .get(&(l.name.clone(), l.architecture.clone()))
+                .map(|base| (l, base.as_str()))
+        })
+        .collect();
+    if !replacing.is_empty() {
+        d.map(
+            "replaces",
+            replacing.iter().map(|(l, base)| {
+                (
+                    format!("{}:{}", l.name, l.architecture),
+                    format!("{base} -> {}", l.version),
+                )
+            }),
+        );
+    }
     let record = engine.node(NodeKind::Resolve, &name, &d, |_| {
         let work = engine.store.tmp_path("aptbox-local");
         let result = (|| {
@@ -179,18 +204,52 @@ pub(crate) fn pkg_env_for(
                     l.control, l.filename, l.size, l.sha256
                 ));
             }
+            // The replacements are dependencies too, at their exact
+            // versions: APT then moves the installed copies to them.
+            let depends: Vec<String> = requires
+                .iter()
+                .cloned()
+                .chain(
+                    replacing
+                        .iter()
+                        .map(|(l, _)| format!("{} (= {})", l.name, l.version)),
+                )
+                .collect();
             own.push_str(&format!(
                 "Package: {BUILD_DEPS_PACKAGE}\nVersion: 0\nArchitecture: all\nDepends: {}\n\
                  Filename: ./{BUILD_DEPS_PACKAGE}.deb\nSize: 1\nSHA256: {}\nDescription: build dependencies\n\n",
-                requires.join(", "),
+                depends.join(", "),
                 "0".repeat(64)
             ));
             let own_path = work.join("local-Packages");
             std::fs::write(&own_path, own).map_err(|e| Error::io("writing local-Packages", e))?;
             indices.push(own_path);
             let apt = Aptbox::new(&work.join("apt"), &pinned.lock.architecture, &indices)?;
-            let mut resolved = apt.resolve(&[BUILD_DEPS_PACKAGE.to_string()], status.as_deref())?;
+            let wanted = [BUILD_DEPS_PACKAGE.to_string()];
+            let mut resolved = if replacing.is_empty() {
+                apt.resolve(&wanted, status.as_deref())?
+            } else {
+                apt.resolve_preferring_index(&wanted, status.as_deref())?
+            };
             resolved.retain(|r| r.name != BUILD_DEPS_PACKAGE);
+            // A copy at the same version is no change to APT: installed
+            // again from the repository's .deb (see `layer_with`).
+            for (l, _) in &replacing {
+                if !resolved
+                    .iter()
+                    .any(|r| r.name == l.name && r.architecture == l.architecture)
+                {
+                    resolved.push(Resolved {
+                        name: l.name.clone(),
+                        version: l.version.clone(),
+                        architecture: l.architecture.clone(),
+                        sha256: l.sha256.clone(),
+                        size: l.size,
+                        filename: l.filename.clone(),
+                    });
+                }
+            }
+            resolved.sort();
             let json = serde_json::to_vec(&resolved)
                 .map_err(|e| Error::Other(format!("serialising a resolution: {e}")))?;
             let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
@@ -270,6 +329,29 @@ fn resolve_description(
             status.map_or("none", |(_, digest)| digest.as_str()),
         );
     Ok((d, status.map(|(path, _)| path.clone())))
+}
+
+/// The packages a dpkg status file lists as installed: (name,
+/// architecture) to version.
+fn installed_in(status: &Path) -> Result<std::collections::BTreeMap<(String, String), String>> {
+    let text = std::fs::read_to_string(status)
+        .map_err(|e| Error::io(format!("reading {}", status.display()), e))?;
+    let origin = status.display().to_string();
+    let mut installed = std::collections::BTreeMap::new();
+    for p in comb_distro::control::parse(&text, &origin)? {
+        let installed_ok = p
+            .get("Status")
+            .is_some_and(|s| s.split_whitespace().last() == Some("installed"));
+        if let (true, Some(name), Some(arch), Some(version)) = (
+            installed_ok,
+            p.get("Package"),
+            p.get("Architecture"),
+            p.get("Version"),
+        ) {
+            installed.insert((name.to_string(), arch.to_string()), version.to_string());
+        }
+    }
+    Ok(installed)
 }
 
 fn sorted(names: &[String]) -> Vec<String> {
@@ -464,7 +546,17 @@ fn layer_with(
                 .iter()
                 .any(|p| p.join("usr/bin/apt-get").exists())
             {
-                apt_install_script(&added)
+                // What is installed below at the same version is a copy
+                // the repository replaces (APT would see nothing to do).
+                let same = match below.status()? {
+                    Some((path, _)) => installed_in(path)?,
+                    None => Default::default(),
+                };
+                let (again, new): (Vec<Resolved>, Vec<Resolved>) =
+                    added.iter().cloned().partition(|r| {
+                        same.get(&(r.name.clone(), r.architecture.clone())) == Some(&r.version)
+                    });
+                apt_install_script(&new, &again)
             } else {
                 dpkg_install_script(&debs, &added)?
             };
@@ -604,11 +696,25 @@ fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<
 /// from a flat repository of exactly those `.deb`s: APT orders
 /// pre-dependencies and triggers as it would on a real system, and has
 /// nothing else to choose from.
-fn apt_install_script(added: &[Resolved]) -> String {
+fn apt_install_script(added: &[Resolved], again: &[Resolved]) -> String {
     let wanted: Vec<String> = added
         .iter()
         .map(|r| format!("'{}:{}={}'", r.name, r.architecture, r.version))
         .collect();
+    // Installed again by dpkg from their own .debs: at the same version,
+    // APT cannot tell the two copies apart.
+    let again = if again.is_empty() {
+        String::new()
+    } else {
+        let files: Vec<String> = again
+            .iter()
+            .map(|r| format!("/.comb/debs/'{}'", staged_name(r)))
+            .collect();
+        format!(" && dpkg --install {}", files.join(" "))
+    };
+    if wanted.is_empty() {
+        return format!("true{again}");
+    }
     let opts = "-o Dir::Etc::SourceList=/.comb/sources.list -o Dir::Etc::SourceParts=/dev/null \
         -o Dir::State::Lists=/tmp/comb-apt/lists -o Dir::Cache=/tmp/comb-apt/cache \
         -o Dir::Log=/tmp/comb-apt/log -o APT::Sandbox::User=root -o Debug::NoLocking=true \
@@ -617,7 +723,7 @@ fn apt_install_script(added: &[Resolved]) -> String {
         "mkdir -p /tmp/comb-apt/lists/partial /tmp/comb-apt/cache/archives/partial /tmp/comb-apt/log && \
          echo 'deb [trusted=yes] file:/.comb/debs ./' > /.comb/sources.list && \
          apt-get {opts} -q update && \
-         apt-get {opts} -q -y --allow-downgrades install {}",
+         apt-get {opts} -q -y --allow-downgrades install {}{again}",
         wanted.join(" ")
     )
 }

@@ -435,6 +435,10 @@ pub struct StageWhy {
     /// The limits a build ran under and how each was enforced, in words
     /// (from its manifest: see [`limits_of`]).
     pub limits: Option<String>,
+    /// For the resolve of a package's environment: which of the packages
+    /// it installs came from the repository, and which copy of the base's
+    /// each replaced (see [`repository_packages_of`]).
+    pub from_repository: Vec<String>,
 }
 
 /// What `comb why PKG` prints: the package's stages in one run.
@@ -608,6 +612,7 @@ pub fn explain_events(
             error,
             log: e.log.clone(),
             limits: None,
+            from_repository: Vec::new(),
         });
     }
     // In pipeline order (hits are recorded in batches, after the builds).
@@ -664,6 +669,51 @@ pub fn limits_of(store: &Store, index: &Index, w: &mut PackageWhy) -> Result<()>
             s.limits = manifest_of(store, index, &s.key)?
                 .and_then(|m| m.confinement)
                 .map(|c| c.describe());
+        }
+    }
+    Ok(())
+}
+
+/// Fills in, for the resolve stage of the package's environment, the
+/// packages it installs from the repository's own builds (name and
+/// version), each with the base's copy it replaces where there was one.
+pub fn repository_packages_of(store: &Store, index: &Index, w: &mut PackageWhy) -> Result<()> {
+    for s in &mut w.stages {
+        if s.stage != NodeKind::Resolve || !s.name.starts_with("pkg-env:") || s.key.is_empty() {
+            continue;
+        }
+        let Some(node) = index.node(&s.key)? else {
+            continue;
+        };
+        let NodeOutput::Blob(digest) = &node.output else {
+            continue;
+        };
+        let Ok(file) = store.open_blob(digest) else {
+            continue;
+        };
+        let installed: Vec<comb_distro::aptbox::Resolved> =
+            serde_json::from_reader(std::io::BufReader::new(file))
+                .map_err(|e| Error::Other(format!("reading the resolution {digest}: {e}")))?;
+        let mut local = HashMap::new();
+        let mut replaced = HashMap::new();
+        for (key, value) in comb_cache::parse_description(&node.description)? {
+            if let Some(package) = key.strip_prefix("local.") {
+                local.insert(package.to_string(), value);
+            } else if let Some(package) = key.strip_prefix("replaces.") {
+                let base = value.split(" -> ").next().unwrap_or_default().to_string();
+                replaced.insert(package.to_string(), base);
+            }
+        }
+        for r in installed {
+            let package = format!("{}:{}", r.name, r.architecture);
+            let ours = format!("{} sha256:{}", r.version, r.sha256);
+            if local.get(&package) != Some(&ours) {
+                continue;
+            }
+            s.from_repository.push(match replaced.get(&package) {
+                Some(base) => format!("{} {} (replaces the base's {base})", r.name, r.version),
+                None => format!("{} {}", r.name, r.version),
+            });
         }
     }
     Ok(())
