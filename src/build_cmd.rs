@@ -106,6 +106,9 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         fn waiting(&self, what: &str) {
             self.0.waiting(what)
         }
+        fn note(&self, text: &str) {
+            self.0.note(text)
+        }
     }
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let engine = Engine::open(

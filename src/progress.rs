@@ -267,6 +267,12 @@ impl Observer for Reporter {
         }
     }
 
+    fn note(&self, text: &str) {
+        if self.mode != Mode::Json {
+            self.say(format!("comb: {text}"));
+        }
+    }
+
     fn plan(&self, packages: &[(String, u64)], jobs: usize) {
         if let Some(live) = &self.live {
             live.overall.set_length(packages.len() as u64);

@@ -190,7 +190,7 @@ fn the_repository_replaces_the_base_copies_of_what_it_builds() {
     );
 
     // The repository's own builds keep the snapshot's base: bzip2 was
-    // built in an environment with the archive's libmd0.
+    // built in an environment with the archive's libmd0 (checked below).
     let why_bzip2 = real::comb(&repo, &["why", "bzip2", "--json"]);
     let why_bzip2: serde_json::Value = serde_json::from_slice(&why_bzip2.stdout).unwrap();
     assert!(why_bzip2["stages"]
@@ -198,4 +198,57 @@ fn the_repository_replaces_the_base_copies_of_what_it_builds() {
         .unwrap()
         .iter()
         .all(|s| s["from_repository"].as_array().unwrap().is_empty()));
+
+    // [base] bootstrap: the base layers are made of the repository's
+    // builds of libmd and bzip2, built first on the snapshot's base, and
+    // probe builds on them with nothing left to replace.
+    write(
+        &repo.join("comb.toml"),
+        "[distro]\n\n[base]\nbootstrap = true\n",
+    );
+    write(
+        &repo.join("probe/src/README"),
+        &format!("probe {nonce} bootstrapped\n"),
+    );
+    let out = dir.path().join("out-bootstrapped");
+    let built = real::comb(
+        &repo,
+        &["build", "--all", "-j", "2", "--out", out.to_str().unwrap()],
+    );
+    assert!(built.status.success());
+    let said = String::from_utf8_lossy(&built.stderr);
+    assert!(
+        said.contains("bootstrap: the base is made of the repository's builds of bzip2, libmd"),
+        "{said}"
+    );
+    let probe = dir.path().join("probe-bootstrapped");
+    assert!(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb_in(&out, "probe"))
+        .arg(&probe)
+        .status()
+        .unwrap()
+        .success());
+    let libraries = std::fs::read_to_string(probe.join("usr/share/probe/libraries")).unwrap();
+    assert_eq!(
+        libraries.lines().collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        "the bootstrapped base's libraries are not the repository's"
+    );
+    let why = real::comb(&repo, &["why", "probe", "--json"]);
+    let why: serde_json::Value = serde_json::from_slice(&why.stdout).unwrap();
+    let stages = why["stages"].as_array().unwrap();
+    // Two base-installs in the run: the snapshot's, for libmd and bzip2,
+    // and the one made of their packages.
+    let base_installs: std::collections::BTreeSet<&str> = stages
+        .iter()
+        .filter(|s| s["stage"] == "base-install")
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(base_installs.len(), 2, "{stages:?}");
+    for s in stages {
+        for p in s["from_repository"].as_array().unwrap() {
+            assert!(!p.as_str().unwrap().contains("replaces"), "{s}");
+        }
+    }
 }

@@ -182,19 +182,65 @@ pub(crate) fn run_packages(
         }
         closure(&graph, &request.packages, &order)
     };
+    let environment = env::environment(engine, pinned, &[])?;
+    // [base] bootstrap: what builds packages of the base (and what that
+    // needs) comes first, on the snapshot's base; everything else waits for
+    // it and builds on base layers made of its packages.
+    let first: Vec<String> = if engine.repo.base.bootstrap {
+        let providers: Vec<String> = environment
+            .base_install
+            .added
+            .iter()
+            .chain(&environment.base_build.added)
+            .filter_map(|r| graph.provider(&r.name))
+            .map(str::to_string)
+            .collect();
+        closure(&graph, &providers, &order)
+    } else {
+        Vec::new()
+    };
+    let first_set: std::collections::HashSet<&str> = first.iter().map(String::as_str).collect();
+    let wanted: Vec<String> = if first.is_empty() {
+        wanted
+    } else {
+        let asked: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
+        order
+            .iter()
+            .filter(|n| asked.contains(n.as_str()) || first_set.contains(n.as_str()))
+            .cloned()
+            .collect()
+    };
+    if !first.is_empty() {
+        engine.observer.note(&format!(
+            "bootstrap: the base is made of the repository's builds of {} (built first, on the snapshot's base)",
+            first.join(", ")
+        ));
+    }
     let index: HashMap<&str, usize> = wanted
         .iter()
         .enumerate()
         .map(|(i, n)| (n.as_str(), i))
         .collect();
+    let is_first: Vec<bool> = wanted
+        .iter()
+        .map(|n| first_set.contains(n.as_str()))
+        .collect();
+    let first_indices: Vec<usize> = (0..wanted.len()).filter(|&i| is_first[i]).collect();
     let deps: Vec<Vec<usize>> = wanted
         .iter()
-        .map(|n| {
-            graph
+        .enumerate()
+        .map(|(i, n)| {
+            let mut d: Vec<usize> = graph
                 .dependencies(n)
                 .iter()
                 .filter_map(|d| index.get(d.as_str()).copied())
-                .collect()
+                .collect();
+            if !is_first[i] {
+                d.extend(&first_indices);
+                d.sort_unstable();
+                d.dedup();
+            }
+            d
         })
         .collect();
     engine.record_graph(
@@ -216,7 +262,9 @@ pub(crate) fn run_packages(
             .collect::<Vec<_>>(),
         request.jobs,
     );
-    let base = env::base_environment(engine, pinned)?;
+    let base = environment.base_build;
+    // The bootstrapped base, made once the first packages are built.
+    let bootstrapped: std::sync::OnceLock<Layer> = std::sync::OnceLock::new();
     let recipes: HashMap<&str, &Recipe> =
         repo.recipes.iter().map(|r| (r.name.as_str(), r)).collect();
     let shape = scheduler::Graph {
@@ -266,7 +314,27 @@ pub(crate) fn run_packages(
                     Ok(local)
                 },
             };
-            job(&ctx, recipe, sources.get(name.as_str()), &needs)
+            let base_of_this = || -> Result<&Layer> {
+                if first.is_empty() || is_first[i] {
+                    return Ok(&base);
+                }
+                if let Some(layer) = bootstrapped.get() {
+                    return Ok(layer);
+                }
+                let mut local = Vec::new();
+                for &f in &first_indices {
+                    if let Some(built) = done[f].get() {
+                        local.extend(built.manifest(engine)?.debs.iter().cloned());
+                    }
+                }
+                let (_, layer) = env::base_layers(engine, pinned, &local)?;
+                Ok(bootstrapped.get_or_init(|| layer))
+            };
+            base_of_this()
+                .and_then(|base| {
+                    let ctx = Ctx { base, ..ctx };
+                    job(&ctx, recipe, sources.get(name.as_str()), &needs)
+                })
                 .map(Arc::new)
                 .map_err(|e| {
                     // Its own node recorded a failure of the build itself;

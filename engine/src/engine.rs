@@ -40,6 +40,8 @@ pub trait Observer: Sync {
     fn output(&self, _name: &str, _chunk: &[u8]) {}
     /// comb waits for `what` before it can go on.
     fn waiting(&self, _what: &str) {}
+    /// Something about the run a person should know (one line).
+    fn note(&self, _text: &str) {}
     /// What a build run will do: each package with its last recorded
     /// build time (0 if never built), and how many build at once.
     fn plan(&self, _packages: &[(String, u64)], _jobs: usize) {}

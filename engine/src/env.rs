@@ -40,6 +40,9 @@ pub struct Layer {
     pub paths: Vec<PathBuf>,
     /// The packages this node added.
     pub added: Vec<Resolved>,
+    /// Every package this layer and those below installed, as `name:arch`
+    /// and the sha256 of its `.deb`.
+    installed: std::sync::Arc<std::collections::BTreeSet<(String, String)>>,
     /// The environment's dpkg status file and its digest, read once: every
     /// package's pkg-env resolve over base-build asks for it.
     status: std::sync::Arc<std::sync::OnceLock<Option<(PathBuf, String)>>>,
@@ -80,16 +83,7 @@ impl Environment {
 /// Builds (or finds) base-install, base-build and, when `with` is not
 /// empty, the pkg-env that adds `with`.
 pub fn environment(engine: &Engine, pinned: &Pinned, with: &[String]) -> Result<Environment> {
-    let base_install = base_install(engine, pinned)?;
-    let build_set = engine.repo.base.build.clone();
-    let base_build = layer_on(
-        engine,
-        pinned,
-        &base_install,
-        NodeKind::BaseBuild,
-        "base-build",
-        &build_set,
-    )?;
+    let (base_install, base_build) = base_layers(engine, pinned, &[])?;
     let pkg_env = if with.is_empty() {
         None
     } else {
@@ -101,9 +95,9 @@ pub fn environment(engine: &Engine, pinned: &Pinned, with: &[String]) -> Result<
             engine,
             pinned,
             &base_build,
-            NodeKind::PkgEnv,
-            &name,
+            (NodeKind::PkgEnv, &name),
             &names,
+            &[],
         )?)
     };
     Ok(Environment {
@@ -116,6 +110,27 @@ pub fn environment(engine: &Engine, pinned: &Pinned, with: &[String]) -> Result<
 /// base-install and base-build: what every package build starts from.
 pub fn base_environment(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
     Ok(environment(engine, pinned, &[])?.base_build)
+}
+
+/// base-install and base-build, with `local` (the repository's builds of
+/// packages they hold, for `[base] bootstrap`) in place of the snapshot's
+/// packages of the same names.
+pub(crate) fn base_layers(
+    engine: &Engine,
+    pinned: &Pinned,
+    local: &[crate::build::BuiltDeb],
+) -> Result<(Layer, Layer)> {
+    let base_install = base_install(engine, pinned, local)?;
+    let build_set = engine.repo.base.build.clone();
+    let base_build = layer_on(
+        engine,
+        pinned,
+        &base_install,
+        (NodeKind::BaseBuild, "base-build"),
+        &build_set,
+        local,
+    )?;
+    Ok((base_install, base_build))
 }
 
 /// The dummy package whose dependencies are a build's requirements, as
@@ -136,15 +151,8 @@ pub(crate) fn pkg_env_for(
 ) -> Result<Layer> {
     let name = format!("pkg-env:{package}");
     let (mut d, status) = resolve_description(pinned, Some(below))?;
-    d.list("requires", sorted(requires)).map(
-        "local",
-        local.iter().map(|l| {
-            (
-                format!("{}:{}", l.name, l.architecture),
-                format!("{} sha256:{}", l.version, l.sha256),
-            )
-        }),
-    );
+    d.list("requires", sorted(requires))
+        .map("local", local_entries(local));
     // The repository's packages that the layers below hold a copy of, at
     // whatever version: this environment has the repository's instead.
     let installed = match &status {
@@ -153,6 +161,13 @@ pub(crate) fn pkg_env_for(
     };
     let replacing: Vec<(&crate::build::BuiltDeb, &str)> = local
         .iter()
+        .filter(|l| {
+            // Not when the layers below installed this very .deb (a
+            // bootstrapped base).
+            !below
+                .installed
+                .contains(&(format!("{}:{}", l.name, l.architecture), l.sha256.clone()))
+        })
         .filter_map(|l| {
             installed
                 .get(&(l.name.clone(), l.architecture.clone()))
@@ -173,37 +188,6 @@ pub(crate) fn pkg_env_for(
     let record = engine.node(NodeKind::Resolve, &name, &d, |_| {
         let work = engine.store.tmp_path("aptbox-local");
         let result = (|| {
-            std::fs::create_dir(&work)
-                .map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
-            let replaced: std::collections::BTreeSet<&str> =
-                local.iter().map(|l| l.name.as_str()).collect();
-            let mut indices = Vec::new();
-            for (i, f) in pinned.snapshot()?.packages.iter().enumerate() {
-                if replaced.is_empty() {
-                    indices.push(f.local.clone());
-                    continue;
-                }
-                let text = std::fs::read_to_string(&f.local)
-                    .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-                let kept: Vec<&str> = text
-                    .split("\n\n")
-                    .filter(|p| {
-                        let name = p.lines().find_map(|l| l.strip_prefix("Package:"));
-                        !name.is_some_and(|n| replaced.contains(n.trim()))
-                    })
-                    .collect();
-                let path = work.join(format!("snapshot-{i}-Packages"));
-                std::fs::write(&path, kept.join("\n\n"))
-                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-                indices.push(path);
-            }
-            let mut own = String::new();
-            for l in local {
-                own.push_str(&format!(
-                    "{}\nFilename: ./{}\nSize: {}\nSHA256: {}\n\n",
-                    l.control, l.filename, l.size, l.sha256
-                ));
-            }
             // The replacements are dependencies too, at their exact
             // versions: APT then moves the installed copies to them.
             let depends: Vec<String> = requires
@@ -215,16 +199,13 @@ pub(crate) fn pkg_env_for(
                         .map(|(l, _)| format!("{} (= {})", l.name, l.version)),
                 )
                 .collect();
-            own.push_str(&format!(
+            let dummy = format!(
                 "Package: {BUILD_DEPS_PACKAGE}\nVersion: 0\nArchitecture: all\nDepends: {}\n\
                  Filename: ./{BUILD_DEPS_PACKAGE}.deb\nSize: 1\nSHA256: {}\nDescription: build dependencies\n\n",
                 depends.join(", "),
                 "0".repeat(64)
-            ));
-            let own_path = work.join("local-Packages");
-            std::fs::write(&own_path, own).map_err(|e| Error::io("writing local-Packages", e))?;
-            indices.push(own_path);
-            let apt = Aptbox::new(&work.join("apt"), &pinned.lock.architecture, &indices)?;
+            );
+            let apt = aptbox_with_local(pinned, &work, local, &dummy)?;
             let wanted = [BUILD_DEPS_PACKAGE.to_string()];
             let mut resolved = if replacing.is_empty() {
                 apt.resolve(&wanted, status.as_deref())?
@@ -267,14 +248,67 @@ pub(crate) fn pkg_env_for(
     layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added)
 }
 
+/// A private APT in `work` over the snapshot's indices with `local` (the
+/// repository's builds) in place of the snapshot's packages of the same
+/// names, and the `extra` paragraphs of an index (a dummy package).
+fn aptbox_with_local(
+    pinned: &Pinned,
+    work: &Path,
+    local: &[crate::build::BuiltDeb],
+    extra: &str,
+) -> Result<Aptbox> {
+    std::fs::create_dir(work).map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
+    let replaced: std::collections::BTreeSet<&str> =
+        local.iter().map(|l| l.name.as_str()).collect();
+    let mut indices = Vec::new();
+    for (i, f) in pinned.snapshot()?.packages.iter().enumerate() {
+        if replaced.is_empty() {
+            indices.push(f.local.clone());
+            continue;
+        }
+        let text = std::fs::read_to_string(&f.local)
+            .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
+        let kept: Vec<&str> = text
+            .split("\n\n")
+            .filter(|p| {
+                let name = p.lines().find_map(|l| l.strip_prefix("Package:"));
+                !name.is_some_and(|n| replaced.contains(n.trim()))
+            })
+            .collect();
+        let path = work.join(format!("snapshot-{i}-Packages"));
+        std::fs::write(&path, kept.join("\n\n"))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        indices.push(path);
+    }
+    let mut own = String::new();
+    for l in local {
+        own.push_str(&format!(
+            "{}\nFilename: ./{}\nSize: {}\nSHA256: {}\n\n",
+            l.control, l.filename, l.size, l.sha256
+        ));
+    }
+    own.push_str(extra);
+    let own_path = work.join("local-Packages");
+    std::fs::write(&own_path, own).map_err(|e| Error::io("writing local-Packages", e))?;
+    indices.push(own_path);
+    Ok(Aptbox::new(
+        &work.join("apt"),
+        &pinned.lock.architecture,
+        &indices,
+    )?)
+}
+
 /// The resolve node: `names` resolved by APT against the pinned snapshot,
 /// on top of the packages installed in `below`.
+/// With `local` (a bootstrap from the repository's builds), they take
+/// the place of the snapshot's packages of the same names.
 fn resolve(
     engine: &Engine,
     pinned: &Pinned,
     set: &str,
     names: Option<&[String]>,
     below: Option<&Layer>,
+    local: &[crate::build::BuiltDeb],
 ) -> Result<Vec<Resolved>> {
     let (mut d, status) = resolve_description(pinned, below)?;
     match names {
@@ -282,6 +316,9 @@ fn resolve(
         // The default install set is a function of the snapshot alone.
         None => d.field("names", "essential-and-required"),
     };
+    if !local.is_empty() {
+        d.map("local", local_entries(local));
+    }
     let record = engine.node(NodeKind::Resolve, set, &d, |_| {
         let names = match names {
             Some(n) => n.to_vec(),
@@ -296,8 +333,16 @@ fn resolve(
                 essential_and_required_in(&texts.iter().map(String::as_str).collect::<Vec<_>>())
             }
         };
-        let apt = pinned.aptbox(|| engine.store.tmp_path("aptbox"))?;
-        let resolved = apt.resolve(&names, status.as_deref())?;
+        let resolved = if local.is_empty() {
+            let apt = pinned.aptbox(|| engine.store.tmp_path("aptbox"))?;
+            apt.resolve(&names, status.as_deref())?
+        } else {
+            let work = engine.store.tmp_path("aptbox-local");
+            let resolved = aptbox_with_local(pinned, &work, local, "")
+                .and_then(|apt| Ok(apt.resolve_preferring_index(&names, status.as_deref())?));
+            let _ = std::fs::remove_dir_all(&work);
+            resolved?
+        };
         let json = serde_json::to_vec(&resolved)
             .map_err(|e| Error::Other(format!("serialising a resolution: {e}")))?;
         let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
@@ -329,6 +374,16 @@ fn resolve_description(
             status.map_or("none", |(_, digest)| digest.as_str()),
         );
     Ok((d, status.map(|(path, _)| path.clone())))
+}
+
+/// The repository's packages as a resolve's description holds them.
+fn local_entries(local: &[crate::build::BuiltDeb]) -> impl Iterator<Item = (String, String)> + '_ {
+    local.iter().map(|l| {
+        (
+            format!("{}:{}", l.name, l.architecture),
+            format!("{} sha256:{}", l.version, l.sha256),
+        )
+    })
 }
 
 /// The packages a dpkg status file lists as installed: (name,
@@ -466,9 +521,20 @@ fn layer_description(stage: &str, below: Option<&Layer>, added: &[Resolved]) -> 
 /// base-install: unpack the install set into an empty layer, then let
 /// dpkg configure it inside the sandbox as R (the two stages of a
 /// bootstrap). No maintainer script runs outside the sandbox.
-fn base_install(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
+fn base_install(
+    engine: &Engine,
+    pinned: &Pinned,
+    local: &[crate::build::BuiltDeb],
+) -> Result<Layer> {
     let install = engine.repo.base.install.clone();
-    let added = resolve(engine, pinned, "base-install", install.as_deref(), None)?;
+    let added = resolve(
+        engine,
+        pinned,
+        "base-install",
+        install.as_deref(),
+        None,
+        local,
+    )?;
     if added.is_empty() {
         return Err(Error::Other(
             "the install set is empty: set [base] install in comb.toml".into(),
@@ -507,7 +573,7 @@ fn base_install(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
             engine.store.tree_size(&name)?,
         ))
     })?;
-    layer_from(engine, &record, &[], added)
+    layer_from(engine, &record, None, added)
 }
 
 /// A layer that installs `names` (with what they need) on top of `below`.
@@ -515,11 +581,11 @@ fn layer_on(
     engine: &Engine,
     pinned: &Pinned,
     below: &Layer,
-    stage: NodeKind,
-    name: &str,
+    (stage, name): (NodeKind, &str),
     names: &[String],
+    local: &[crate::build::BuiltDeb],
 ) -> Result<Layer> {
-    let added = resolve(engine, pinned, name, Some(names), Some(below))?;
+    let added = resolve(engine, pinned, name, Some(names), Some(below), local)?;
     layer_with(engine, pinned, below, stage, name, added)
 }
 
@@ -575,15 +641,22 @@ fn layer_with(
             engine.store.tree_size(&tree_name)?,
         ))
     })?;
-    layer_from(engine, &record, &below.paths, added)
+    layer_from(engine, &record, Some(below), added)
 }
 
 fn layer_from(
     engine: &Engine,
     record: &NodeRecord,
-    below: &[PathBuf],
+    below: Option<&Layer>,
     added: Vec<Resolved>,
 ) -> Result<Layer> {
+    let mut installed = below.map(|b| (*b.installed).clone()).unwrap_or_default();
+    installed.extend(
+        added
+            .iter()
+            .map(|r| (format!("{}:{}", r.name, r.architecture), r.sha256.clone())),
+    );
+    let below = below.map_or(&[][..], |b| &b.paths[..]);
     let tree = engine.tree_of(record)?;
     let mut own: Vec<(u32, PathBuf)> = std::fs::read_dir(&tree)
         .map_err(|e| Error::io(format!("listing {}", tree.display()), e))?
@@ -605,6 +678,7 @@ fn layer_from(
         tree: name.clone(),
         paths,
         added,
+        installed: std::sync::Arc::new(installed),
         status: Default::default(),
     })
 }

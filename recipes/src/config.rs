@@ -103,6 +103,10 @@ pub struct BaseConfig {
     /// `None`: the snapshot's `Essential: yes` and `Priority: required` packages.
     pub install: Option<Vec<String>>,
     pub build: Vec<String>,
+    /// Make the base layers from the repository's own builds of the
+    /// packages they hold (bootstrapping a distribution from itself)
+    /// instead of the snapshot's.
+    pub bootstrap: bool,
 }
 
 impl Default for BaseConfig {
@@ -110,6 +114,7 @@ impl Default for BaseConfig {
         BaseConfig {
             install: None,
             build: DEFAULT_BUILD_SET.iter().map(|s| s.to_string()).collect(),
+            bootstrap: false,
         }
     }
 }
@@ -173,6 +178,8 @@ struct RawDistro {
 struct RawBase {
     install: Option<Spanned<Vec<Spanned<String>>>>,
     build: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    bootstrap: bool,
 }
 
 impl RepoConfig {
@@ -265,6 +272,7 @@ impl RepoConfig {
             if let Some(list) = b.build {
                 base.build = package_list(&list, "build").map_err(|(o, m)| bad(o, m))?;
             }
+            base.bootstrap = b.bootstrap;
         }
         let mut pockets = std::collections::BTreeMap::new();
         for (name, raw) in raw.pockets {
@@ -441,6 +449,14 @@ mod tests {
 
     fn parse(text: &str) -> Result<RepoConfig> {
         RepoConfig::parse(Path::new("/repo/comb.toml"), text)
+    }
+
+    #[test]
+    fn bootstrap_is_off_unless_asked() {
+        assert!(!parse("[base]\n").unwrap().base.bootstrap);
+        assert!(parse("[base]\nbootstrap = true\n").unwrap().base.bootstrap);
+        let e = parse("[base]\nbootstrap = \"yes\"\n").unwrap_err().to_string();
+        assert!(e.contains("comb.toml:2:"), "{e}");
     }
 
     #[test]
