@@ -372,24 +372,26 @@ pub fn parse_date(s: &str) -> Option<i64> {
     let [day, month, year, time, zone] = parts.as_slice() else {
         return None;
     };
-    let day: i64 = day.parse().ok()?;
+    // Digits only and few of them: `parse` alone takes a sign, and a
+    // year of 15 digits overflows the seconds.
+    let day = digits(day, 2)?;
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as i64 + 1;
-    let year: i64 = year.parse().ok()?;
+    let year = digits(year, 4)?;
     let hms: Vec<i64> = time
         .split(':')
-        .map(|x| x.parse().ok())
+        .map(|x| digits(x, 2))
         .collect::<Option<_>>()?;
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
     let offset = match *zone {
         "UTC" | "GMT" | "Z" | "UT" => 0,
-        z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
-            let hh: i64 = z[1..3].parse().ok()?;
-            let mm: i64 = z[3..5].parse().ok()?;
+        z if z.len() == 5 && z.is_ascii() && (z.starts_with('+') || z.starts_with('-')) => {
+            let hh = digits(&z[1..3], 2)?;
+            let mm = digits(&z[3..5], 2)?;
             let o = hh * 3600 + mm * 60;
             if z.starts_with('-') {
                 -o
@@ -402,7 +404,20 @@ pub fn parse_date(s: &str) -> Option<i64> {
     if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec - offset)
+    let t = days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec - offset;
+    // What format_date can write back: from 1970 to the end of 9999 UTC.
+    (0..=LAST_DATE).contains(&t).then_some(t)
+}
+
+/// The last second of the year 9999, UTC.
+const LAST_DATE: i64 = 253_402_300_799;
+
+/// A number of one to `max_len` ASCII digits.
+fn digits(s: &str, max_len: usize) -> Option<i64> {
+    if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Format seconds since the Unix epoch as a Release-style UTC date.
@@ -551,5 +566,40 @@ mod tests {
         assert_eq!(parse_date("29 Feb 2024 12:00:00 GMT"), Some(1709208000));
         assert_eq!(format_date(1709208000), "Thu, 29 Feb 2024 12:00:00 UTC");
         assert_eq!(parse_date("yesterday"), None);
+    }
+
+    /// Found by the `release` fuzz target: a 15-digit year overflowed the
+    /// seconds (a panic in a debug build, a wrapped Valid-Until in a
+    /// release build); signs and non-ASCII zones were taken too.
+    #[test]
+    fn odd_dates_are_unreadable_not_overflowed() {
+        for odd in [
+            "Sat, 06 Dec 222222222222222 02:11:04 UTC",
+            "Sat, 06 Dec 99999 02:11:04 UTC",
+            "Sat, 06 Dec 2026 -1:11:04 UTC",
+            "Sat, +6 Dec 2026 02:11:04 UTC",
+            "Sat, 06 Dec 2026 02:11:04 +0\u{e9}0",
+            "Sat, 06 Dec 2026 02:11:04 -+100",
+            "Sat, 06 Dec 2026 002:11:04 UTC",
+        ] {
+            assert_eq!(parse_date(odd), None, "{odd}");
+        }
+        assert_eq!(parse_date("1 Jan 1970 0:0:0 UTC"), Some(0));
+        // Within four-digit years, and within them in UTC too.
+        assert_eq!(parse_date("Fri, 31 Dec 9999 23:59:59 UTC"), Some(LAST_DATE));
+        assert_eq!(format_date(LAST_DATE), "Fri, 31 Dec 9999 23:59:59 UTC");
+        assert_eq!(parse_date("Fri, 31 Dec 9999 23:59:59 -0001"), None);
+        assert_eq!(parse_date("Thu, 01 Jan 1970 00:00:00 +0100"), None);
+        let r = Release {
+            valid_until: Some("Sat, 06 Dec 222222222222222 02:11:04 UTC".into()),
+            ..Release::parse(
+                &format!(
+                    "Suite: x\nDate: Sat, 06 Dec 2026 02:11:04 UTC\nSHA256:\n {H} 1 main/Release\n"
+                ),
+                "InRelease",
+            )
+            .unwrap()
+        };
+        assert!(r.check_valid_until(0, "InRelease").is_err());
     }
 }
