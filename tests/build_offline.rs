@@ -454,3 +454,28 @@ fn a_build_log_cannot_drive_the_terminal() {
         String::from_utf8_lossy(&log.stdout)
     );
 }
+
+/// A build's stdout and stderr are one stream, as on Debian's buildds: its
+/// stored log has what it printed in the order it printed it.
+#[test]
+fn a_build_log_keeps_the_order_of_stdout_and_stderr() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    let script = "for i in 1 2 3; do echo \"out $i\"; echo \"err $i\" >&2; done";
+    repo.recipe("talker", &native("talker", &[], script), "t\n");
+    let (code, _, events) = repo.build(&[]);
+    assert_eq!(code, Some(0), "{events:?}");
+    let log = repo.comb(&["log", "talker"]);
+    let text = String::from_utf8_lossy(&log.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("out ") || l.starts_with("err "))
+        .collect();
+    assert_eq!(
+        lines,
+        ["out 1", "err 1", "out 2", "err 2", "out 3", "err 3"],
+        "{text}"
+    );
+}

@@ -1574,3 +1574,45 @@ fn dev_stdout_dev_stderr_and_dev_fd_work() {
         }
     }
 }
+
+/// What a build starts with matches Debian's buildds where that weakens
+/// nothing: every signal at its default (a Rust caller ignores SIGPIPE,
+/// and an ignored signal survives exec), `localhost` and the sandbox's
+/// name in `/etc/hosts`, a soft open-files limit of 1024 under the hard
+/// one, stdin `/dev/null` open for reading and writing, no NIS domain.
+#[test]
+fn a_command_starts_as_on_a_buildd() {
+    if !is_root() {
+        return;
+    }
+    let script = "sh -c 'kill -PIPE $$'; echo \"pipe=$?\"; \
+                  cat /etc/hosts; echo \"nofile=$(ulimit -n)\"; echo \"hard=$(ulimit -Hn)\"; \
+                  echo written >&0 && echo \"stdin=rw\"; \
+                  echo \"domain=$(cat /proc/sys/kernel/domainname)\"";
+    for caller in Caller::ALL {
+        for who in Who::ALL {
+            let run = sandbox().caller(caller).who(who).run(&["sh", "-c", script]);
+            assert_eq!(run.code, 0, "{caller:?} {who:?}: {run}");
+            for expected in [
+                "pipe=141",
+                "127.0.0.1\tlocalhost",
+                "127.0.1.1\tcomb",
+                "nofile=1024",
+                "stdin=rw",
+                "domain=(none)",
+            ] {
+                assert!(
+                    run.stdout.contains(expected),
+                    "{caller:?} {who:?}: no {expected:?} in\n{run}"
+                );
+            }
+            let hard: u64 = run
+                .stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("hard="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            assert!(hard >= 1024, "{run}");
+        }
+    }
+}

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Changes when the way packages are built changes.
-const BUILDER: &str = "comb-build-1";
+const BUILDER: &str = "comb-build-2";
 /// SOURCE_DATE_EPOCH of native packages: fixed, so it never comes from
 /// the clock or a checkout's mtimes (2024-01-01).
 pub const NATIVE_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
@@ -998,6 +998,7 @@ fn run_build(
     ];
     spec.env.extend(extra_env);
     spec.limits = engine.limits(Some(limits), BUILD_TIMEOUT);
+    spec.merge_output = true;
     spec.hostname = "comb-build".into();
     if let Some(v) = variations {
         vary::apply(v, &vary::plan(v, &env_layer.paths), &mut spec, share);
@@ -1310,6 +1311,15 @@ fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<V
 
 /// `dpkg-source -x` and `dpkg-buildpackage -b -uc -us` as U; `files` are
 /// the `.dsc` (first) and the files it lists.
+/// The directory `dpkg-source -x` unpacks `NAME_VERSION.dsc` into:
+/// `NAME-UPSTREAM`, the version without its Debian revision.
+fn unpack_dir(dsc: &str) -> String {
+    let stem = dsc.strip_suffix(".dsc").unwrap_or(dsc);
+    let (name, version) = stem.split_once('_').unwrap_or((stem, ""));
+    let upstream = version.rsplit_once('-').map_or(version, |(u, _)| u);
+    format!("{name}-{upstream}")
+}
+
 fn build_debian(
     ctx: &Ctx,
     env_layer: &Layer,
@@ -1339,8 +1349,14 @@ fn build_debian(
                 dsc = file_name;
             }
         }
+        // Unpacked where dpkg-source puts it by default, SOURCE-UPSTREAM
+        // (some build systems look at their directory's name), and built
+        // as sbuild builds: a sanitized environment, fakeroot as the root
+        // command where Rules-Requires-Root asks for one.
+        let dir = unpack_dir(&dsc);
         let script = format!(
-            "cd {root} && dpkg-source --no-check -x sources/{dsc} src && cd src && dpkg-buildpackage -b -uc -us"
+            "cd {root} && dpkg-source --no-check -x 'sources/{dsc}' '{dir}' && cd '{dir}' && \
+             dpkg-buildpackage --sanitize-env -rfakeroot -b -uc -us"
         );
         let (log, confinement) = run_build(
             engine,
@@ -1408,4 +1424,20 @@ pub fn write_repository(engine: &Engine, dir: &Path, debs: &[BuiltDeb]) -> Resul
     }
     comb_distro::aptrepo::write_flat_repository(dir, &entries, NATIVE_SOURCE_DATE_EPOCH)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_unpack_where_dpkg_source_puts_them() {
+        assert_eq!(unpack_dir("m4_1.4.19-3.dsc"), "m4-1.4.19");
+        assert_eq!(unpack_dir("base-files_12.4.dsc"), "base-files-12.4");
+        assert_eq!(
+            unpack_dir("libpng1.6_1.6.39-2+deb12u1.dsc"),
+            "libpng1.6-1.6.39"
+        );
+        assert_eq!(unpack_dir("a_1.0-rc1-2.dsc"), "a-1.0-rc1");
+    }
 }

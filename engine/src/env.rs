@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// Changes when the way layers are made changes, so old layers are not
 /// reused for new ones.
-const LAYER_RECIPE: &str = "comb-layers-1";
+const LAYER_RECIPE: &str = "comb-layers-2";
 /// Where the packages to install are bound inside the sandbox.
 const DEBS_INSIDE: &str = "/.comb/debs";
 /// Debian's fixed gid of the `mail` group (base-passwd).
@@ -520,7 +520,9 @@ fn layer_description(stage: &str, below: Option<&Layer>, added: &[Resolved]) -> 
 
 /// base-install: unpack the install set into an empty layer, then let
 /// dpkg configure it inside the sandbox as R (the two stages of a
-/// bootstrap). No maintainer script runs outside the sandbox.
+/// bootstrap). No maintainer script runs outside the sandbox. As sbuild
+/// does, debconf is told that man-db need not rebuild its database, which
+/// it would do in every environment that installs a manual page.
 fn base_install(
     engine: &Engine,
     pinned: &Pinned,
@@ -552,7 +554,9 @@ fn base_install(
             if ! grep -q '^builder:' /etc/passwd; then \
               echo 'builder:x:1000:1000:comb builder:/home/builder:/bin/sh' >> /etc/passwd && \
               echo 'builder:x:1000:' >> /etc/group; fi && \
-            mkdir -p /home/builder && chown 1000:1000 /home/builder";
+            mkdir -p /home/builder && chown 1000:1000 /home/builder && \
+            if command -v debconf-set-selections >/dev/null; then \
+              echo 'man-db man-db/auto-update boolean false' | debconf-set-selections; fi";
         let packages = Packages {
             debs: &debs,
             added: &added,
@@ -938,6 +942,7 @@ fn install_in_sandbox(
             ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
         ];
         spec.limits = engine.limits(None, INSTALL_TIMEOUT);
+        spec.merge_output = true;
         let outcome = comb_sandbox::run_streaming(&engine.sandbox, &spec, |_, chunk| {
             engine.observer.output(what, chunk)
         })?;

@@ -455,7 +455,9 @@ mod tests {
     fn bootstrap_is_off_unless_asked() {
         assert!(!parse("[base]\n").unwrap().base.bootstrap);
         assert!(parse("[base]\nbootstrap = true\n").unwrap().base.bootstrap);
-        let e = parse("[base]\nbootstrap = \"yes\"\n").unwrap_err().to_string();
+        let e = parse("[base]\nbootstrap = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("comb.toml:2:"), "{e}");
     }
 

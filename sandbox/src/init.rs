@@ -102,6 +102,7 @@ pub(crate) fn pid1(p: Pid1) -> ! {
             fail(&p.errors, &e);
         }
     }
+
     if let Err(e) = nix::unistd::sethostname(&p.spec.hostname) {
         fail(&p.errors, &format!("sethostname: {e}"));
     }
@@ -262,6 +263,17 @@ fn command(p: &Pid1) -> ! {
     let errors = &p.errors;
     let _ = nix::unistd::setsid();
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // Every signal back to its default: a Rust program ignores SIGPIPE, and
+    // an ignored signal stays ignored across exec, so a build would inherit
+    // it (a pipe's writer would get EPIPE instead of dying, and tests that
+    // raise SIGPIPE fail).
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: resetting a disposition to the default has no
+            // preconditions; an invalid number only returns an error.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+    }
     if let Err(e) = stdio(p) {
         fail(errors, &e);
     }
@@ -312,16 +324,22 @@ fn command(p: &Pid1) -> ! {
 }
 
 fn stdio(p: &Pid1) -> Result<(), String> {
+    // Read and write, as sbuild and a login give it.
     let null = nix::fcntl::open(
         "/dev/null",
-        nix::fcntl::OFlag::O_RDONLY,
+        nix::fcntl::OFlag::O_RDWR,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| format!("opening /dev/null: {e}"))?;
+    let stderr = if p.spec.merge_output {
+        p.stdout.as_raw_fd()
+    } else {
+        p.stderr.as_raw_fd()
+    };
     for (fd, target) in [
         (null.as_raw_fd(), 0),
         (p.stdout.as_raw_fd(), 1),
-        (p.stderr.as_raw_fd(), 2),
+        (stderr, 2),
     ] {
         dup_to(fd, target)?;
     }
@@ -351,7 +369,16 @@ fn limits(limits: &Limits, cgroup_memory: bool, cgroup_pids: bool) -> Result<(),
     };
     let set = |resource, value| set_with_grace(resource, value, 0);
     set(Resource::RLIMIT_FSIZE, limits.file_size_bytes)?;
-    set(Resource::RLIMIT_NOFILE, limits.open_files)?;
+    // The hard limit is the limit; the soft one is the usual 1024 (what
+    // select() can handle and what programs that size tables by it expect),
+    // which a program may raise up to the hard one.
+    if let Some(open) = limits.open_files {
+        let (_, hard) = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE)
+            .map_err(|e| format!("getrlimit: {e}"))?;
+        let hard = open.min(hard);
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(1024), hard)
+            .map_err(|e| format!("setrlimit RLIMIT_NOFILE: {e}"))?;
+    }
     // A hard limit one second above the soft one: the kernel then sends
     // SIGXCPU (which names the limit) before its SIGKILL.
     set_with_grace(
@@ -444,7 +471,7 @@ pub(crate) fn environment(spec: &Spec) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         (
             "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games",
         ),
         ("HOME", home),
         ("USER", user),

@@ -252,6 +252,11 @@ pub struct Spec {
     /// Largest amount of each output stream kept in the [`Outcome`]; the
     /// beginning is dropped first.
     pub output_cap_bytes: usize,
+    /// The command's stdout and stderr are one pipe (as sbuild gives a
+    /// build): its output comes in [`Outcome::stdout`] in the order it was
+    /// written, and `stderr` is empty.
+    #[serde(default)]
+    pub merge_output: bool,
     /// Set from any thread to kill the sandbox (the outcome then says
     /// `cancelled`).
     #[serde(skip)]
@@ -299,9 +304,11 @@ impl Spec {
             limits: Limits::default(),
             keep_upper: None,
             hostname: "comb".to_string(),
-            domainname: "comb".to_string(),
+            // The kernel's own "no domain", as Debian's buildds have it.
+            domainname: "(none)".to_string(),
             umask: 0o022,
             output_cap_bytes: 16 << 20,
+            merge_output: false,
             cancel: CancelToken::default(),
         }
     }

@@ -37,6 +37,9 @@ pub(crate) struct RootPlan<'a> {
     pub upper_size: u64,
     pub tmp_size: u64,
     pub shm_size: u64,
+    /// The sandbox's host name, for an `/etc/hosts` of its own where the
+    /// layers have none (never in a kept upper layer).
+    pub hostname: &'a str,
 }
 
 /// One bind: the source's fd (an idmapped detached tree when comb is root),
@@ -104,6 +107,38 @@ fn fresh_dirs(upper: &Path) -> bool {
         });
         made.is_ok() && set_opaque(&dir)
     })
+}
+
+/// Puts an `/etc/hosts` into the upper layer, so that `localhost` and the
+/// sandbox's own name resolve as on Debian's buildds (test suites connect
+/// to "localhost"), when the layers have an `/etc` and no `etc/hosts` (nor
+/// a link or whiteout of that name). Made before the overlay is mounted, so
+/// it needs no right to write the layers' `/etc`.
+fn add_hosts(upper: &Path, lower: &[String], hostname: &str) {
+    let has = |layer: &String, path: &str| Path::new(layer).join(path).symlink_metadata();
+    if lower.iter().any(|l| has(l, "etc/hosts").is_ok())
+        || !lower
+            .iter()
+            .any(|l| has(l, "etc").is_ok_and(|m| m.is_dir()))
+    {
+        return;
+    }
+    let etc = upper.join("etc");
+    let made = std::fs::create_dir(&etc)
+        .and_then(|()| {
+            std::fs::set_permissions(&etc, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        })
+        .and_then(|()| {
+            std::fs::write(
+                etc.join("hosts"),
+                format!(
+                    "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                ),
+            )
+        });
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&etc);
+    }
 }
 
 fn set_opaque(dir: &Path) -> bool {
@@ -181,6 +216,9 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
     }
     // overlayfs lists the top layer first.
     lower.reverse();
+    if plan.keep.is_none() {
+        add_hosts(Path::new(&upper), &lower, plan.hostname);
+    }
     // userxattr: an overlay mounted in a user namespace keeps its opaque
     // markers in user.overlay.*, so kept layers stack again later.
     let opts = format!(

@@ -663,6 +663,7 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
                 upper_size: spec.limits.upper_size_bytes,
                 tmp_size: spec.limits.tmp_size_bytes,
                 shm_size: spec.limits.shm_size_bytes,
+                hostname: &spec.hostname,
             },
             monitor: sock,
             go,
