@@ -68,17 +68,22 @@ fn field(deb: &Path, name: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// `dpkg-deb -x DEB DIR`.
+fn unpack(deb: &Path, dir: &Path) {
+    assert!(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success());
+}
+
 /// The sha256 of the shared library `soname` that `deb` ships.
 fn library_digest(deb: &Path, soname: &str, scratch: &Path) -> String {
     let dir = scratch.join(field(deb, "Package"));
     std::fs::create_dir_all(&dir).unwrap();
-    assert!(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(deb)
-        .arg(&dir)
-        .status()
-        .unwrap()
-        .success());
+    unpack(deb, &dir);
     let found = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -127,13 +132,7 @@ fn the_repository_replaces_the_base_copies_of_what_it_builds() {
     assert!(built.status.success());
 
     let probe = dir.path().join("probe");
-    assert!(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(deb_in(&out, "probe"))
-        .arg(&probe)
-        .status()
-        .unwrap()
-        .success());
+    unpack(&deb_in(&out, "probe"), &probe);
     let seen =
         |file: &str| std::fs::read_to_string(probe.join("usr/share/probe").join(file)).unwrap();
     // The versions installed in probe's environment are the repository's.
@@ -222,13 +221,7 @@ fn the_repository_replaces_the_base_copies_of_what_it_builds() {
         "{said}"
     );
     let probe = dir.path().join("probe-bootstrapped");
-    assert!(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(deb_in(&out, "probe"))
-        .arg(&probe)
-        .status()
-        .unwrap()
-        .success());
+    unpack(&deb_in(&out, "probe"), &probe);
     let libraries = std::fs::read_to_string(probe.join("usr/share/probe/libraries")).unwrap();
     assert_eq!(
         libraries.lines().collect::<Vec<_>>(),
