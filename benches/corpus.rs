@@ -1,0 +1,522 @@
+//! The corpus: `comb build --all` of `tests/corpus`, real bookworm source
+//! packages chosen to cover what a distribution holds (see
+//! `tests/corpus/README.md`), from a fresh store, `-j 2 --keep-going
+//! --json`. It prints, per package, its state (the build node's status, or
+//! the stage that failed), its build time (the `build` node's
+//! `duration_ms`) and the time of its environment (its `resolve` and
+//! `pkg-env` nodes, both named `pkg-env:NAME`; `hit` when they were hits:
+//! an environment is shared by the packages with the same build
+//! dependencies, and made for the first of them); then, overall, the packages
+//! built of the total, the sum of the build times, the sum of the
+//! environment times and their ratio (environment / build), the time of
+//! the base environment shared by all (`base-install` and `base-build`),
+//! and the run's wall time.
+//!
+//! A fresh store downloads every `.deb` and source file again (about 1 GB
+//! for the corpus), so:
+//!
+//! - `COMB_BENCH_STORE=DIR` builds in that store as it is (say the one
+//!   `tests/corpus/README.md` fills, `/var/cache/comb-corpus-store`):
+//!   what it already holds is reported as hits, and for each hit the times
+//!   recorded in the store when it was built are printed beside it (a run
+//!   that changes nothing finds the builds by their shortcut and has no
+//!   environment nodes at all; the recorded ones are then the last
+//!   `resolve` and `pkg-env` nodes of that name in the store's index).
+//! - `COMB_BENCH_DEBS_FROM=DIR` builds in a fresh store whose downloads
+//!   (`blobs/sha256`: the `.deb`s and the source packages' files) are hard
+//!   links to DIR's: everything is built again, nothing is downloaded (DIR
+//!   must be on the same file system as the scratch directory).
+//!
+//! Other parameters (environment variables):
+//!
+//! - `COMB_BENCH_JOBS` (2): `comb build -j`;
+//! - `COMB_BENCH_DIR` (`/var/tmp`): where the scratch directory (a copy of
+//!   the corpus, and the fresh store) is made; it is removed at the end.
+//!
+//! It skips (exit 0, with the reason) when not run as root or when `comb
+//! update` fails (the mirror is unreachable). A package that fails does
+//! not stop the run: it is printed with the first lines of its failure
+//! (`comb log PKG --store STORE` shows the rest while the store exists).
+//! Nothing printed names the mirror.
+//!
+//! Run it with `cargo bench --bench corpus`, as root. From a fresh store it
+//! takes about as long as the first build of the corpus (see the README).
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `node` event of `comb build --json`.
+struct Event {
+    stage: String,
+    name: String,
+    key: String,
+    status: String,
+    duration_ms: u64,
+    reason: String,
+}
+
+/// What the run did for one package.
+#[derive(Default)]
+struct Package {
+    /// The build node's status, if it was reported.
+    build_status: Option<String>,
+    /// The build node's key (to find a hit's recorded time).
+    build_key: Option<String>,
+    build_ms: u64,
+    env_ms: u64,
+    /// Environment nodes of this run that were hits, by stage: their
+    /// recorded times are looked up.
+    env_hits: Vec<(String, String)>,
+    /// Environment nodes the run did not report (found by a shortcut).
+    env_reported: bool,
+    /// Whether a node of it was skipped (it waited for a failed one).
+    skipped: bool,
+    /// The first failed node: its stage and reason.
+    failure: Option<(String, String)>,
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        skip("needs root (comb attaches layers as idmapped mounts and builds them as R)");
+    }
+    let comb = PathBuf::from(env!("CARGO_BIN_EXE_comb"));
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let jobs = env_count("COMB_BENCH_JOBS", 2);
+    let base = env_path("COMB_BENCH_DIR", "/var/tmp");
+    mkdir_all(&base);
+    let scratch = tempfile::Builder::new()
+        .prefix("comb-bench-corpus-")
+        .tempdir_in(&base)
+        .unwrap_or_else(|e| abort(&format!("creating a directory in {}: {e}", base.display())));
+    let repo = scratch.path().join("corpus");
+    let recipes = copy_corpus(&corpus, &repo);
+
+    let (store, what_store) = match std::env::var_os("COMB_BENCH_STORE") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let what = format!("reused: {}", dir.display());
+            (dir, what)
+        }
+        None => {
+            let store = scratch.path().join("store");
+            let what = match std::env::var_os("COMB_BENCH_DEBS_FROM") {
+                Some(from) => {
+                    let from = PathBuf::from(from);
+                    seed_downloads(&comb, &store, &from);
+                    format!("fresh, its downloads linked from {}", from.display())
+                }
+                None => "fresh".to_string(),
+            };
+            (store, what)
+        }
+    };
+    println!(
+        "corpus: {} packages of {}, -j {jobs}, {} CPUs; store {what_store}",
+        recipes.len(),
+        corpus.display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let update = run(Command::new(&comb).arg("update").args(place(&repo, &store)));
+    let uri = std::fs::read_to_string(repo.join("comb.lock"))
+        .ok()
+        .and_then(|lock| lock_uri(&lock))
+        .unwrap_or_default();
+    if !update.ok {
+        skip(&redact(
+            &format!(
+                "`comb update` failed (is the mirror reachable?): {}",
+                tail(&update.stderr, 3)
+            ),
+            &uri,
+        ));
+    }
+
+    let mut progress = Progress::new(recipes.len());
+    let started = Instant::now();
+    let (ok, lines, stderr) = comb_json(
+        Command::new(&comb)
+            .args(["build", "--all", "--keep-going", "--json", "-j"])
+            .arg(jobs.to_string())
+            .args(place(&repo, &store)),
+        &mut |line| progress.see(line),
+    );
+    let wall = started.elapsed();
+    let events: Vec<Event> = lines.iter().filter_map(|l| event(l)).collect();
+    if events.is_empty() {
+        abort(&redact(
+            &format!("comb build printed no node:\n{}", tail(&stderr, 20)),
+            &uri,
+        ));
+    }
+
+    let mut packages: BTreeMap<String, Package> = recipes
+        .iter()
+        .map(|r| (r.clone(), Package::default()))
+        .collect();
+    let mut base_ms = 0;
+    for e in &events {
+        if e.name == "base-install" || e.name == "base-build" {
+            if e.status != "hit" {
+                base_ms += e.duration_ms;
+            }
+            continue;
+        }
+        let package = match (e.stage.as_str(), e.name.strip_prefix("pkg-env:")) {
+            ("build", None) => packages.get_mut(&e.name),
+            ("resolve" | "pkg-env", Some(name)) => packages.get_mut(name),
+            _ => None,
+        };
+        let Some(p) = package else { continue };
+        if e.status == "skipped" {
+            p.skipped = true;
+        }
+        if e.status == "failed" && p.failure.is_none() {
+            p.failure = Some((e.stage.clone(), e.reason.clone()));
+        }
+        if e.stage == "build" {
+            p.build_status = Some(e.status.clone());
+            p.build_key = Some(e.key.clone());
+            if e.status != "hit" {
+                p.build_ms += e.duration_ms;
+            }
+        } else {
+            p.env_reported = true;
+            if e.status == "hit" {
+                p.env_hits.push((e.stage.clone(), e.key.clone()));
+            } else {
+                p.env_ms += e.duration_ms;
+            }
+        }
+    }
+
+    let recorded = Recorded::open(&store);
+    let secs = |ms: u64| format!("{:.1}", ms as f64 / 1000.0);
+    println!();
+    println!(
+        "{:<28} {:<22} {:>9} {:>9}   recorded (hits: build, environment)",
+        "package", "state", "build s", "env s"
+    );
+    let (mut built, mut hits, mut failed, mut skipped) = (0, 0, 0, 0);
+    let (mut build_sum, mut env_sum) = (0, 0);
+    let (mut recorded_build, mut recorded_env) = (0, 0);
+    let mut failures = Vec::new();
+    for (name, p) in &packages {
+        let state = match (&p.failure, p.build_status.as_deref()) {
+            (Some((stage, _)), _) => format!("failed ({stage})"),
+            (None, Some(status)) => status.to_string(),
+            (None, None) if p.skipped => "skipped".to_string(),
+            (None, None) => "not reported".to_string(),
+        };
+        if p.failure.is_some() {
+            failed += 1;
+        } else if state == "skipped" {
+            skipped += 1;
+        }
+        match p.build_status.as_deref() {
+            Some("built") if p.failure.is_none() => built += 1,
+            Some("hit") => hits += 1,
+            _ => {}
+        }
+        build_sum += p.build_ms;
+        env_sum += p.env_ms;
+        let mut note = String::new();
+        if p.build_status.as_deref() == Some("hit") {
+            let b = p
+                .build_key
+                .as_deref()
+                .and_then(|k| recorded.by_key(k))
+                .unwrap_or(0);
+            // Environment nodes this run reported as hits, else (found by
+            // the shortcut) the last ones of this name in the store.
+            let e: u64 = if p.env_reported {
+                p.env_hits
+                    .iter()
+                    .map(|(_, k)| recorded.by_key(k).unwrap_or(0))
+                    .sum::<u64>()
+                    + p.env_ms
+            } else {
+                ["resolve", "pkg-env"]
+                    .iter()
+                    .map(|stage| {
+                        recorded
+                            .last(stage, &format!("pkg-env:{name}"))
+                            .unwrap_or(0)
+                    })
+                    .sum()
+            };
+            recorded_build += b;
+            recorded_env += e;
+            note = format!("{} s, {} s", secs(b), secs(e));
+        }
+        // An environment made earlier (or in this run, for another package
+        // with the same build dependencies) is a hit, not 0 s of work.
+        let env = if p.env_ms == 0 && !p.env_hits.is_empty() {
+            "hit".to_string()
+        } else {
+            secs(p.env_ms)
+        };
+        println!(
+            "{:<28} {:<22} {:>9} {:>9}   {note}",
+            name,
+            state,
+            secs(p.build_ms),
+            env
+        );
+        if let Some((stage, reason)) = &p.failure {
+            // The reason's first line, then the end of the log it quotes.
+            let reason = reason.trim();
+            let first = reason.lines().next().unwrap_or_default();
+            let rest = reason.strip_prefix(first).unwrap_or_default();
+            failures.push(format!(
+                "{name} ({stage}): {}",
+                redact(&format!("{first}\n...\n{}", tail(rest.trim(), 4)), &uri)
+                    .replace('\n', "\n    ")
+            ));
+        }
+    }
+
+    let total = packages.len();
+    let ratio = |env: u64, build: u64| {
+        if build == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.2}", env as f64 / build as f64)
+        }
+    };
+    println!();
+    if !failures.is_empty() {
+        println!("failures:");
+        for f in &failures {
+            println!("  {f}");
+        }
+        println!();
+    }
+    println!("summary:");
+    println!(
+        "  packages built: {} of {total} ({built} built, {hits} hits, {failed} failed, {skipped} skipped)",
+        built + hits
+    );
+    println!(
+        "  build time (sum of build nodes run): {} s",
+        secs(build_sum)
+    );
+    println!(
+        "  environment time (sum of resolve and pkg-env nodes run): {} s",
+        secs(env_sum)
+    );
+    println!("  environment / build: {}", ratio(env_sum, build_sum));
+    println!(
+        "  base environment (base-install and base-build, shared): {} s",
+        secs(base_ms)
+    );
+    if hits > 0 {
+        println!(
+            "  the {hits} hits, as recorded when built: build {} s, environment {} s, environment / build {}",
+            secs(recorded_build),
+            secs(recorded_env),
+            ratio(recorded_env, recorded_build)
+        );
+    }
+    println!(
+        "  wall time: {:.1} s ({:.1} min; comb update before it: {:.1} s); comb build {}",
+        wall.as_secs_f64(),
+        wall.as_secs_f64() / 60.0,
+        update.wall.as_secs_f64(),
+        if ok { "exited 0" } else { "exited non-zero" }
+    );
+}
+
+/// Copies the corpus's `comb.toml` and recipes (not its `comb.lock`: the
+/// copy is pinned by its own `comb update`) into `to`; returns the
+/// recipes' directory names, sorted.
+fn copy_corpus(from: &Path, to: &Path) -> Vec<String> {
+    mkdir_all(to);
+    let toml = std::fs::read(from.join("comb.toml"))
+        .unwrap_or_else(|e| abort(&format!("reading {}/comb.toml: {e}", from.display())));
+    write(&to.join("comb.toml"), &toml);
+    let mut names = Vec::new();
+    for entry in read_dir(from) {
+        let recipe = entry.path().join("recipe.toml");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !recipe.is_file() {
+            continue;
+        }
+        mkdir_all(&to.join(&name));
+        let text = std::fs::read(&recipe)
+            .unwrap_or_else(|e| abort(&format!("reading {}: {e}", recipe.display())));
+        write(&to.join(&name).join("recipe.toml"), &text);
+        names.push(name);
+    }
+    names.sort();
+    if names.is_empty() {
+        abort(&format!("no recipe in {}", from.display()));
+    }
+    names
+}
+
+/// Makes the store `store` (through `comb`, which lays it out) with hard
+/// links to the downloads of `from`: its `blobs/sha256`, where comb keeps
+/// `.deb`s and source files under the digests the signed index gives.
+/// comb fetches only what is missing there; nothing else is seeded.
+fn seed_downloads(comb: &Path, store: &Path, from: &Path) {
+    let blobs = from.join("blobs/sha256");
+    if !blobs.is_dir() {
+        abort(&format!("{} has no blobs/sha256", from.display()));
+    }
+    command_ok(
+        Command::new(comb)
+            .args(["env", "list", "--store"])
+            .arg(store),
+    );
+    let into = store.join("blobs");
+    mkdir_all(&into);
+    remove_all(&into.join("sha256"));
+    command_ok(Command::new("cp").arg("-al").arg(&blobs).arg(&into));
+}
+
+/// Node durations recorded in a store's index, read-only.
+struct Recorded {
+    db: Option<rusqlite::Connection>,
+}
+
+impl Recorded {
+    fn open(store: &Path) -> Recorded {
+        let db = rusqlite::Connection::open_with_flags(
+            store.join("index.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok();
+        Recorded { db }
+    }
+
+    fn by_key(&self, key: &str) -> Option<u64> {
+        self.db
+            .as_ref()?
+            .query_row("SELECT duration_ms FROM nodes WHERE key = ?1", [key], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()
+            .map(|ms| ms as u64)
+    }
+
+    /// The newest node of `kind` named `name`.
+    fn last(&self, kind: &str, name: &str) -> Option<u64> {
+        self.db
+            .as_ref()?
+            .query_row(
+                "SELECT duration_ms FROM nodes WHERE kind = ?1 AND name = ?2 ORDER BY created_at DESC LIMIT 1",
+                [kind, name],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+            .map(|ms| ms as u64)
+    }
+}
+
+/// Prints, every minute, how far the build is.
+struct Progress {
+    total: usize,
+    done: usize,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        Progress {
+            total,
+            done: 0,
+            started: Instant::now(),
+            last: Instant::now(),
+        }
+    }
+
+    fn see(&mut self, line: &str) {
+        if line.contains("\"stage\":\"build\"") {
+            self.done += 1;
+        }
+        if self.last.elapsed() >= Duration::from_secs(60) {
+            self.last = Instant::now();
+            eprintln!(
+                "corpus: {} of {} packages done, {:.0} min",
+                self.done,
+                self.total,
+                self.started.elapsed().as_secs_f64() / 60.0
+            );
+        }
+    }
+}
+
+fn event(line: &str) -> Option<Event> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    if v["event"] != "node" {
+        return None;
+    }
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    Some(Event {
+        stage: text("stage"),
+        name: text("name"),
+        key: text("key"),
+        status: text("status"),
+        duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
+        reason: text("reason"),
+    })
+}
+
+/// Runs a command that prints JSON lines; `each` sees every line as it
+/// comes. Returns whether it exited 0, its stdout's lines and its stderr.
+fn comb_json(cmd: &mut Command, each: &mut dyn FnMut(&str)) -> (bool, Vec<String>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| abort(&format!("cannot run comb: {e}")));
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().expect("stdout is piped")).lines() {
+        let Ok(line) = line else { break };
+        each(&line);
+        lines.push(line);
+    }
+    let ok = child.wait().is_ok_and(|s| s.success());
+    (ok, lines, errors.join().unwrap_or_default())
+}
+
+/// The first `uri = "..."` of a `comb.lock`.
+fn lock_uri(lock: &str) -> Option<String> {
+    lock.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("uri = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .map(str::to_string)
+}
+
+/// `text` with the mirror's address (and its host) replaced.
+fn redact(text: &str, uri: &str) -> String {
+    if uri.is_empty() {
+        return text.to_string();
+    }
+    let mut text = text.replace(uri, "<mirror>");
+    if let Some(host) = uri
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .filter(|h| !h.is_empty())
+    {
+        text = text.replace(host, "<mirror>");
+    }
+    text
+}
