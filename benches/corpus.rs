@@ -10,18 +10,19 @@
 //! built of the total, the sum of the build times, the sum of the
 //! environment times and their ratio (environment / build), the time of
 //! the base environment shared by all (`base-install` and `base-build`),
-//! and the run's wall time.
+//! the `.deb`s downloaded, and the run's wall time.
 //!
-//! A fresh store downloads every `.deb` and source file again (about 1 GB
-//! for the corpus), so:
+//! A fresh store downloads every `.deb` and source file again (about 500
+//! `.deb`s, 580 MB with the sources, for the corpus), so:
 //!
 //! - `COMB_BENCH_STORE=DIR` builds in that store as it is (say the one
 //!   `tests/corpus/README.md` fills, `/var/cache/comb-corpus-store`):
 //!   what it already holds is reported as hits, and for each hit the times
 //!   recorded in the store when it was built are printed beside it (a run
-//!   that changes nothing finds the builds by their shortcut and has no
-//!   environment nodes at all; the recorded ones are then the last
-//!   `resolve` and `pkg-env` nodes of that name in the store's index).
+//!   that changes nothing finds the builds by their shortcut and reports
+//!   no environment node: the recorded environment is the pkg-env named in
+//!   the build node's description, counted for the first package that
+//!   uses it only, plus the newest `resolve` named `pkg-env:NAME`).
 //! - `COMB_BENCH_DEBS_FROM=DIR` builds in a fresh store whose downloads
 //!   (`blobs/sha256`: the `.deb`s and the source packages' files) are hard
 //!   links to DIR's: everything is built again, nothing is downloaded (DIR
@@ -29,6 +30,8 @@
 //!
 //! Other parameters (environment variables):
 //!
+//! - `COMB_BENCH_PACKAGES` (all): a comma-separated list of packages of
+//!   the corpus to build (with what they need), for a shorter run;
 //! - `COMB_BENCH_JOBS` (2): `comb build -j`;
 //! - `COMB_BENCH_DIR` (`/var/tmp`): where the scratch directory (a copy of
 //!   the corpus, and the fresh store) is made; it is removed at the end.
@@ -70,11 +73,8 @@ struct Package {
     build_key: Option<String>,
     build_ms: u64,
     env_ms: u64,
-    /// Environment nodes of this run that were hits, by stage: their
-    /// recorded times are looked up.
-    env_hits: Vec<(String, String)>,
-    /// Environment nodes the run did not report (found by a shortcut).
-    env_reported: bool,
+    /// Whether an environment node of it was a hit.
+    env_hit: bool,
     /// Whether a node of it was skipped (it waited for a failed one).
     skipped: bool,
     /// The first failed node: its stage and reason.
@@ -138,12 +138,37 @@ fn main() {
         ));
     }
 
-    let mut progress = Progress::new(recipes.len());
+    // COMB_BENCH_PACKAGES: only these (with what they need).
+    let selected: Vec<String> = std::env::var("COMB_BENCH_PACKAGES")
+        .map(|list| {
+            list.split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(unknown) = selected.iter().find(|p| !recipes.contains(p)) {
+        abort(&format!(
+            "COMB_BENCH_PACKAGES names {unknown:?}, not a package of the corpus"
+        ));
+    }
+    if !selected.is_empty() {
+        println!(
+            "building only {} (with what they need)",
+            selected.join(", ")
+        );
+    }
+    let mut progress = Progress::new(selected.is_empty().then_some(recipes.len()));
     let started = Instant::now();
     let (ok, lines, stderr) = comb_json(
         Command::new(&comb)
-            .args(["build", "--all", "--keep-going", "--json", "-j"])
+            .args(["build", "--keep-going", "--json", "-j"])
             .arg(jobs.to_string())
+            .args(if selected.is_empty() {
+                vec!["--all".to_string()]
+            } else {
+                selected.clone()
+            })
             .args(place(&repo, &store)),
         &mut |line| progress.see(line),
     );
@@ -156,8 +181,14 @@ fn main() {
         ));
     }
 
+    // Every package of the run: the ones asked for, and what they needed.
     let mut packages: BTreeMap<String, Package> = recipes
         .iter()
+        .filter(|r| {
+            selected.is_empty()
+                || selected.contains(r)
+                || events.iter().any(|e| e.stage == "build" && &e.name == *r)
+        })
         .map(|r| (r.clone(), Package::default()))
         .collect();
     let mut base_ms = 0;
@@ -187,9 +218,8 @@ fn main() {
                 p.build_ms += e.duration_ms;
             }
         } else {
-            p.env_reported = true;
             if e.status == "hit" {
-                p.env_hits.push((e.stage.clone(), e.key.clone()));
+                p.env_hit = true;
             } else {
                 p.env_ms += e.duration_ms;
             }
@@ -206,6 +236,7 @@ fn main() {
     let (mut built, mut hits, mut failed, mut skipped) = (0, 0, 0, 0);
     let (mut build_sum, mut env_sum) = (0, 0);
     let (mut recorded_build, mut recorded_env) = (0, 0);
+    let mut counted_envs = std::collections::BTreeSet::new();
     let mut failures = Vec::new();
     for (name, p) in &packages {
         let state = match (&p.failure, p.build_status.as_deref()) {
@@ -233,31 +264,25 @@ fn main() {
                 .as_deref()
                 .and_then(|k| recorded.by_key(k))
                 .unwrap_or(0);
-            // Environment nodes this run reported as hits, else (found by
-            // the shortcut) the last ones of this name in the store.
-            let e: u64 = if p.env_reported {
-                p.env_hits
-                    .iter()
-                    .map(|(_, k)| recorded.by_key(k).unwrap_or(0))
-                    .sum::<u64>()
-                    + p.env_ms
-            } else {
-                ["resolve", "pkg-env"]
-                    .iter()
-                    .map(|stage| {
-                        recorded
-                            .last(stage, &format!("pkg-env:{name}"))
-                            .unwrap_or(0)
-                    })
-                    .sum()
+            // The pkg-env the build used (its key is in the build's
+            // description), counted once however many packages share it,
+            // and the newest resolve of this package's environment.
+            let layer = p.build_key.as_deref().and_then(|k| recorded.env_of(k));
+            let layer_ms = match &layer {
+                Some(key) if counted_envs.insert(key.clone()) => recorded.by_key(key).unwrap_or(0),
+                _ => 0,
             };
+            let e = layer_ms
+                + recorded
+                    .last("resolve", &format!("pkg-env:{name}"))
+                    .unwrap_or(0);
             recorded_build += b;
             recorded_env += e;
             note = format!("{} s, {} s", secs(b), secs(e));
         }
         // An environment made earlier (or in this run, for another package
         // with the same build dependencies) is a hit, not 0 s of work.
-        let env = if p.env_ms == 0 && !p.env_hits.is_empty() {
+        let env = if p.env_ms == 0 && p.env_hit {
             "hit".to_string()
         } else {
             secs(p.env_ms)
@@ -316,6 +341,11 @@ fn main() {
         "  base environment (base-install and base-build, shared): {} s",
         secs(base_ms)
     );
+    let fetched = events
+        .iter()
+        .filter(|e| e.stage == "fetch" && e.status == "built")
+        .count();
+    println!("  .debs downloaded: {fetched}");
     if hits > 0 {
         println!(
             "  the {hits} hits, as recorded when built: build {} s, environment {} s, environment / build {}",
@@ -406,6 +436,24 @@ impl Recorded {
             .map(|ms| ms as u64)
     }
 
+    /// The key of the pkg-env a build node was built in (`env=` of its
+    /// description).
+    fn env_of(&self, build_key: &str) -> Option<String> {
+        let description: String = self
+            .db
+            .as_ref()?
+            .query_row(
+                "SELECT description FROM nodes WHERE key = ?1",
+                [build_key],
+                |r| r.get(0),
+            )
+            .ok()?;
+        description
+            .lines()
+            .find_map(|l| l.strip_prefix("env="))
+            .map(str::to_string)
+    }
+
     /// The newest node of `kind` named `name`.
     fn last(&self, kind: &str, name: &str) -> Option<u64> {
         self.db
@@ -422,14 +470,15 @@ impl Recorded {
 
 /// Prints, every minute, how far the build is.
 struct Progress {
-    total: usize,
+    /// The packages to build, when known (`--all`).
+    total: Option<usize>,
     done: usize,
     started: Instant,
     last: Instant,
 }
 
 impl Progress {
-    fn new(total: usize) -> Progress {
+    fn new(total: Option<usize>) -> Progress {
         Progress {
             total,
             done: 0,
@@ -444,10 +493,10 @@ impl Progress {
         }
         if self.last.elapsed() >= Duration::from_secs(60) {
             self.last = Instant::now();
+            let of = self.total.map(|t| format!(" of {t}")).unwrap_or_default();
             eprintln!(
-                "corpus: {} of {} packages done, {:.0} min",
+                "corpus: {}{of} packages done, {:.0} min",
                 self.done,
-                self.total,
                 self.started.elapsed().as_secs_f64() / 60.0
             );
         }
