@@ -107,11 +107,6 @@ pub fn environment(engine: &Engine, pinned: &Pinned, with: &[String]) -> Result<
     })
 }
 
-/// base-install and base-build: what every package build starts from.
-pub fn base_environment(engine: &Engine, pinned: &Pinned) -> Result<Layer> {
-    Ok(environment(engine, pinned, &[])?.base_build)
-}
-
 /// base-install and base-build, with `local` (the repository's builds of
 /// packages they hold, for `[base] bootstrap`) in place of the snapshot's
 /// packages of the same names.
@@ -299,9 +294,9 @@ fn aptbox_with_local(
 }
 
 /// The resolve node: `names` resolved by APT against the pinned snapshot,
-/// on top of the packages installed in `below`.
-/// With `local` (a bootstrap from the repository's builds), they take
-/// the place of the snapshot's packages of the same names.
+/// on top of the packages installed in `below`. With `local` (a bootstrap
+/// from the repository's builds), those take the place of the snapshot's
+/// packages of the same names.
 fn resolve(
     engine: &Engine,
     pinned: &Pinned,
