@@ -5,7 +5,7 @@
 //! entering one matters. This benchmark measures the wall time of a whole
 //! run of `true` (spawn to exit, as a caller sees it) for:
 //!
-//! - `comb sandbox run --layer ROOT -- true`, as U (the default), on a
+//! - `comb sandbox run --layer ROOT -- /bin/true`, as U (the default), on a
 //!   busybox root of about 5 MB;
 //! - `unshare -Urmpfin true`: the same kinds of namespaces with no root file
 //!   system at all, the floor any sandbox pays;
@@ -16,6 +16,10 @@
 //!   the environment: the layers are attached and overlaid, which costs the
 //!   same whatever they hold, unlike unpacking a tarball, which is linear in
 //!   its size (target: at most 1.5x the 5 MB figure).
+//!
+//! comb and bubblewrap are both given `/bin/true`: with a bare `true` each
+//! would search a different PATH (bubblewrap the caller's, comb the
+//! buildd's), and the figure would measure the PATH, not the sandbox.
 //!
 //! The roots are written once into `/var/tmp/comb-bench-roots` (or
 //! `$COMB_BENCH_ROOTS`) and reused by later runs. Each variant is warmed up
@@ -156,12 +160,12 @@ fn main() {
         Variant::new(
             "comb sandbox run -- true (5 MB root)",
             &comb,
-            &["sandbox", "run", "--layer", small_str, "--", "true"],
+            &["sandbox", "run", "--layer", small_str, "--", "/bin/true"],
         ),
         Variant::new(
             "comb sandbox run -- true (500 MB root)",
             &comb,
-            &["sandbox", "run", "--layer", large_str, "--", "true"],
+            &["sandbox", "run", "--layer", large_str, "--", "/bin/true"],
         ),
         Variant::new("unshare -Urmpfin true", "unshare", &["-Urmpfin", "true"]),
     ];

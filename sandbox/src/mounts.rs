@@ -194,7 +194,12 @@ pub(crate) fn build_root(plan: &RootPlan) -> MountResult<Option<KeepCopy>> {
     let upper = plan.stage.join("upper").display().to_string();
     let work = plan.stage.join("work").display().to_string();
     let fresh = fresh_dirs(Path::new(&upper));
-    if !fresh {
+    if fresh {
+        // Made on the tmpfs itself: through the overlay, every entry
+        // would cost an overlay create.
+        let dev = open_dir(libc::AT_FDCWD, &Path::new(&upper).join("dev"))?;
+        dev_entries(&dev, 0o1777)?;
+    } else {
         for (name, _) in FRESH_DIRS {
             let _ = std::fs::remove_dir(Path::new(&upper).join(name));
         }
@@ -262,14 +267,17 @@ fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan, fresh: bool) -> MountResul
         scratch_dir(plan, &dev, "dev", 0o755, flags)?;
     }
     let dev = dir_in_root(root, Path::new("dev"))?; // the new one
+    if !fresh {
+        dev_entries(&dev, 0o755)?;
+    }
     for name in DEVICES {
         let node = openat(
             &dev,
             name,
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o644),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
         )
-        .map_err(|e| errno(&format!("creating /dev/{name}"), e))?;
+        .map_err(|e| errno(&format!("opening /dev/{name}"), e))?;
         let host = format!("/dev/{name}");
         mount(
             Some(host.as_str()),
@@ -280,17 +288,7 @@ fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan, fresh: bool) -> MountResul
         )
         .map_err(|e| errno(&format!("binding /dev/{name}"), e))?;
     }
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
-        nix::unistd::symlinkat(target, &dev, link)
-            .map_err(|e| errno(&format!("creating /dev/{link}"), e))?;
-    }
-    let pts = dir_in_root(&dev, Path::new("pts"))?;
+    let pts = open_dir(dev.as_raw_fd(), Path::new("pts"))?;
     mount(
         Some("devpts"),
         fd_path(pts.as_raw_fd()).as_str(),
@@ -300,17 +298,49 @@ fn mount_system_dirs(root: &OwnedFd, plan: &RootPlan, fresh: bool) -> MountResul
         Some("newinstance,ptmxmode=0666,mode=620"),
     )
     .map_err(|e| errno("mounting /dev/pts", e))?;
-    let shm = dir_in_root(&dev, Path::new("shm"))?;
     if fresh {
-        // A directory of the fresh /dev, on the staging tmpfs like /tmp.
-        nix::sys::stat::fchmod(&shm, Mode::from_bits_truncate(0o1777))
-            .map_err(|e| errno("setting the mode of /dev/shm", e))?;
+        // /dev/shm is a directory of the fresh /dev, on the staging tmpfs
+        // like /tmp.
         return Ok(());
     }
+    let shm = open_dir(dev.as_raw_fd(), Path::new("shm"))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     scratch_dir(plan, &shm, "shm", 0o1777, flags)?;
     let tmp = dir_in_root(root, Path::new("tmp"))?;
     scratch_dir(plan, &tmp, "tmp", 0o1777, flags)?;
+    Ok(())
+}
+
+/// Fills an empty `/dev` (`dir`): a file for each device to bind over,
+/// the usual links, `pts/` and `shm/` (of mode `shm_mode`).
+fn dev_entries(dir: &OwnedFd, shm_mode: u32) -> MountResult<()> {
+    for name in DEVICES {
+        openat(
+            dir,
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(|e| errno(&format!("creating /dev/{name}"), e))?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        nix::unistd::symlinkat(target, dir, link)
+            .map_err(|e| errno(&format!("creating /dev/{link}"), e))?;
+    }
+    for (name, mode) in [("pts", 0o755), ("shm", shm_mode)] {
+        mkdirat(dir, name, Mode::empty())
+            .map_err(|e| errno(&format!("creating /dev/{name}"), e))?;
+        let made = open_dir(dir.as_raw_fd(), Path::new(name))?;
+        // fchmod: mkdirat's mode goes through the umask.
+        nix::sys::stat::fchmod(&made, Mode::from_bits_truncate(mode))
+            .map_err(|e| errno(&format!("setting the mode of /dev/{name}"), e))?;
+    }
     Ok(())
 }
 

@@ -91,45 +91,12 @@ impl SandboxConfig {
 
 /// The monitor's process and the caller's ends of its pipes.
 struct MonitorProcess {
-    process: MonitorChild,
+    child: std::process::Child,
     /// Its stdin: closing it stops the sandbox.
     control: Option<OwnedFd>,
     stdout: OwnedFd,
     stderr: OwnedFd,
     report: OwnedFd,
-}
-
-enum MonitorChild {
-    Spawned(std::process::Child),
-    Forked(Pid),
-}
-
-impl MonitorChild {
-    fn wait(self) -> Result<std::process::ExitStatus, SandboxError> {
-        use std::os::unix::process::ExitStatusExt;
-        match self {
-            MonitorChild::Spawned(mut child) => child
-                .wait()
-                .map_err(|e| SandboxError::io("waiting for the sandbox monitor", e)),
-            MonitorChild::Forked(pid) => loop {
-                match waitpid(pid, None) {
-                    Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
-                        return Ok(std::process::ExitStatus::from_raw(code << 8))
-                    }
-                    Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
-                        return Ok(std::process::ExitStatus::from_raw(sig as i32))
-                    }
-                    Ok(_) | Err(nix::Error::EINTR) => continue,
-                    Err(e) => {
-                        return Err(SandboxError::io(
-                            "waiting for the sandbox monitor",
-                            e.into(),
-                        ))
-                    }
-                }
-            },
-        }
-    }
 }
 
 /// True when this process runs one thread, so that a fork of it may go on
@@ -188,73 +155,13 @@ impl MonitorProcess {
             stdout: OwnedFd::from(child.stdout.take().expect("piped stdout")),
             stderr: OwnedFd::from(child.stderr.take().expect("piped stderr")),
             report: report_r,
-            process: MonitorChild::Spawned(child),
+            child,
         })
     }
-
-    /// Forks this single-threaded process into the monitor: no exec, no
-    /// second start of the binary, the request already in memory.
-    fn fork(request: &Request) -> Result<MonitorProcess, SandboxError> {
-        let (control_r, control_w) = pipe()?;
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        let (report_r, report_w) = pipe()?;
-        // SAFETY: this process has one thread, so the child may allocate.
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => {
-                // SAFETY: prctl with constant arguments.
-                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-                let ends = [&control_r, &out_w, &err_w, &report_w];
-                if install_stdio(ends).is_err() {
-                    // SAFETY: leaving the forked child at once.
-                    unsafe { libc::_exit(125) };
-                }
-                close_inherited_fds(REPORT_FD + 1);
-                hide_command_line();
-                let report = match monitor(request) {
-                    Ok(outcome) => Report::Done(Box::new(outcome)),
-                    Err(e) => failed(e),
-                };
-                write_report(&report);
-                // SAFETY: a forked child leaves without running the
-                // parent's destructors.
-                unsafe { libc::_exit(0) }
-            }
-            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(MonitorProcess {
-                process: MonitorChild::Forked(child),
-                control: Some(control_w),
-                stdout: out_r,
-                stderr: err_r,
-                report: report_r,
-            }),
-            Err(e) => Err(SandboxError::io("forking the sandbox monitor", e.into())),
-        }
-    }
 }
 
-/// Puts the monitor's four ends on fds 0 to 3, without close-on-exec.
-fn install_stdio(ends: [&OwnedFd; 4]) -> nix::Result<()> {
-    // Moved out of the way first: one of them may already sit on 0 to 3.
-    let mut high = Vec::with_capacity(4);
-    for fd in ends {
-        // SAFETY: duplicating a descriptor this process owns.
-        let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 16) };
-        if dup < 0 {
-            return Err(nix::Error::last());
-        }
-        high.push(dup);
-    }
-    for (target, fd) in high.into_iter().enumerate() {
-        // SAFETY: as above; dup2 leaves the new fd without close-on-exec.
-        if unsafe { libc::dup2(fd, target as RawFd) } < 0 {
-            return Err(nix::Error::last());
-        }
-    }
-    Ok(())
-}
-
-/// Overwrites this process's command line, which its fork pid 1 shares:
-/// the caller's (`comb sandbox run --layer /host/path ...`) must not be
+/// Overwrites the command line of pid 1, a copy of its creator's: the
+/// caller's (`comb sandbox run --layer /host/path ...`) must not be
 /// readable in the sandbox's `/proc/1/cmdline`.
 fn hide_command_line() {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
@@ -273,7 +180,7 @@ fn hide_command_line() {
     if start == 0 || end <= start {
         return;
     }
-    let text = b"comb\0__comb-sandbox-monitor\0";
+    let text = b"comb\0";
     // SAFETY: [arg_start, arg_end) is this process's own argument block,
     // mapped and writable; nothing in this forked child reads the
     // arguments again.
@@ -313,15 +220,30 @@ pub fn run_streaming(
         seccomp: crate::seccomp::cached(spec.identity, &config.slot_dir)
             .map_err(|e| SandboxError::Setup(e.to_string()))?,
     };
-    let mut monitor = if single_threaded() {
-        MonitorProcess::fork(&request)?
-    } else {
-        MonitorProcess::spawn(config, &request)?
-    };
-    let mut control = monitor.control.take();
-    let (stdout, stderr, report_r) = (monitor.stdout, monitor.stderr, monitor.report);
     let cap = spec.output_cap_bytes;
     let mut captured = [Vec::new(), Vec::new()];
+    if single_threaded() {
+        // This process is the monitor: no second process, no relay of the
+        // output, one hop less at every step of the start and the end.
+        let mut output = |stream: Stream, data: &[u8]| {
+            on_output(stream, data);
+            capture(&mut captured[stream as usize], data, cap);
+        };
+        let result = monitor(
+            &request,
+            MonitorIo {
+                output: &mut output,
+                control: None,
+            },
+        );
+        // The monitor returns once pid 1 is reaped (or was never made): no
+        // process of the sandbox is left in the slot.
+        slot.release_clean();
+        return result.map(|outcome| with_output(outcome, captured, cap));
+    }
+    let mut monitor = MonitorProcess::spawn(config, &request)?;
+    let mut control = monitor.control.take();
+    let (stdout, stderr, report_r) = (monitor.stdout, monitor.stderr, monitor.report);
     let mut report = Vec::new();
     {
         let mut sources: Vec<(OwnedFd, Option<Stream>)> = vec![
@@ -357,11 +279,7 @@ pub fn run_streaming(
                     Ok(n) => match stream {
                         Some(s) => {
                             on_output(*s, &buf[..n]);
-                            let keep = &mut captured[*s as usize];
-                            keep.extend_from_slice(&buf[..n]);
-                            if keep.len() > cap.saturating_mul(2).max(1) {
-                                keep.drain(..keep.len() - cap);
-                            }
+                            capture(&mut captured[*s as usize], &buf[..n], cap);
                         }
                         None => report.extend_from_slice(&buf[..n]),
                     },
@@ -372,7 +290,10 @@ pub fn run_streaming(
             }
         }
     }
-    let status = monitor.process.wait()?;
+    let status = monitor
+        .child
+        .wait()
+        .map_err(|e| SandboxError::io("waiting for the sandbox monitor", e))?;
     drop(control);
     if status.success() {
         // The monitor saw pid 1 die, which took the whole pid namespace
@@ -386,21 +307,7 @@ pub fn run_streaming(
         ))
     })?;
     match report {
-        Report::Done(outcome) => {
-            let mut outcome = *outcome;
-            for (i, keep) in captured.iter_mut().enumerate() {
-                if keep.len() > cap {
-                    keep.drain(..keep.len() - cap);
-                }
-                let target = if i == 0 {
-                    &mut outcome.stdout
-                } else {
-                    &mut outcome.stderr
-                };
-                *target = std::mem::take(keep);
-            }
-            Ok(outcome)
-        }
+        Report::Done(outcome) => Ok(with_output(*outcome, captured, cap)),
         Report::Failed { kind, message } => Err(match kind.as_str() {
             "exec" => SandboxError::Exec {
                 command: spec.command.join(" "),
@@ -411,6 +318,28 @@ pub fn run_streaming(
             _ => SandboxError::Setup(message),
         }),
     }
+}
+
+/// Keeps the end of a stream: at most `cap` bytes once trimmed, trimming
+/// only when twice that has gathered.
+fn capture(keep: &mut Vec<u8>, data: &[u8], cap: usize) {
+    keep.extend_from_slice(data);
+    if keep.len() > cap.saturating_mul(2).max(1) {
+        keep.drain(..keep.len() - cap);
+    }
+}
+
+/// The outcome with the last `cap` bytes of each stream.
+fn with_output(mut outcome: Outcome, captured: [Vec<u8>; 2], cap: usize) -> Outcome {
+    let [mut stdout, mut stderr] = captured;
+    for keep in [&mut stdout, &mut stderr] {
+        if keep.len() > cap {
+            keep.drain(..keep.len() - cap);
+        }
+    }
+    outcome.stdout = stdout;
+    outcome.stderr = stderr;
+    outcome
 }
 
 fn validate(config: &SandboxConfig, spec: &Spec) -> Result<(), SandboxError> {
@@ -480,9 +409,14 @@ fn validate(config: &SandboxConfig, spec: &Spec) -> Result<(), SandboxError> {
 /// Closes every descriptor from `first` up: those a caller leaked into
 /// this process. Call it before any thread or child is started.
 pub fn close_inherited_fds(first: RawFd) {
-    // SAFETY: close_range only closes descriptors; nothing of this process
-    // holds one of them yet.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
+    close_range(first, RawFd::MAX);
+}
+
+/// Closes the descriptors `first..=last`.
+fn close_range(first: RawFd, last: RawFd) {
+    // SAFETY: close_range only closes descriptors; the callers hold none
+    // of these any more.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
     if rc != 0 {
         // Kernels before 5.9: close them one by one.
         let max = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX)
@@ -490,11 +424,24 @@ pub fn close_inherited_fds(first: RawFd) {
             .flatten()
             .unwrap_or(1024)
             .min(1 << 20) as RawFd;
-        for fd in first..max {
+        for fd in first..max.min(last.saturating_add(1)) {
             // SAFETY: as above.
             unsafe { libc::close(fd) };
         }
     }
+}
+
+/// Closes every descriptor above stderr but those in `keep`.
+fn close_fds_except(keep: &mut [RawFd]) {
+    keep.sort_unstable();
+    let mut first = libc::STDERR_FILENO + 1;
+    for &fd in keep.iter() {
+        if fd > first {
+            close_range(first, fd - 1);
+        }
+        first = first.max(fd + 1);
+    }
+    close_inherited_fds(first);
 }
 
 /// Call first thing in `main`: if this process was started as the sandbox
@@ -508,7 +455,17 @@ pub fn helper_main_if_requested() {
     let mut line = String::new();
     let report = match std::io::stdin().lock().read_line(&mut line) {
         Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Ok(request) => match monitor(&request) {
+            Ok(request) => match monitor(
+                &request,
+                MonitorIo {
+                    output: &mut forward_to_stdio,
+                    // SAFETY: fd 0, the control pipe, stays open for the
+                    // life of this process.
+                    control: Some(unsafe {
+                        std::os::fd::BorrowedFd::borrow_raw(libc::STDIN_FILENO)
+                    }),
+                },
+            ) {
                 Ok(outcome) => Report::Done(Box::new(outcome)),
                 Err(e) => failed(e),
             },
@@ -542,8 +499,30 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::io("pipe", e.into()))
 }
 
+/// Where the monitor sends the sandbox's output, and how it hears that the
+/// caller wants it stopped (besides `spec.cancel`).
+struct MonitorIo<'a> {
+    output: &'a mut dyn FnMut(Stream, &[u8]),
+    /// The caller's end of a control pipe when the monitor is a process of
+    /// its own: readable means the caller closed it (went away or
+    /// cancelled).
+    control: Option<std::os::fd::BorrowedFd<'a>>,
+}
+
+/// A monitor process's output: to its own stdout and stderr, which are
+/// pipes to the caller.
+fn forward_to_stdio(stream: Stream, data: &[u8]) {
+    let target = match stream {
+        Stream::Stdout => libc::STDOUT_FILENO,
+        Stream::Stderr => libc::STDERR_FILENO,
+    };
+    // SAFETY: writing to this process's own stdio fds.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(target) };
+    let _ = write_all(fd, data);
+}
+
 /// The monitor: one sandbox from clone to outcome.
-fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
+fn monitor(req: &Request, io: MonitorIo) -> Result<Outcome, SandboxError> {
     let mut spec = req.spec.clone();
     let started = Instant::now();
     let keep_dir = match &spec.keep_upper {
@@ -612,6 +591,17 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
         let Some((go, status, errors, stdout, stderr, sock)) = pid1_fds.borrow_mut().take() else {
             return 125;
         };
+        // Pid 1 keeps stdio and its own six ends, nothing the caller had
+        // open; and shows no command line of the caller's.
+        close_fds_except(&mut [
+            go.as_raw_fd(),
+            status.as_raw_fd(),
+            errors.as_raw_fd(),
+            stdout.as_raw_fd(),
+            stderr.as_raw_fd(),
+            sock.as_raw_fd(),
+        ]);
+        hide_command_line();
         // Idmapped trees come from the monitor; plain paths are opened
         // here, still with the caller's credentials (which may traverse the
         // caller's private directories) and in this mount namespace.
@@ -710,14 +700,14 @@ fn monitor(req: &Request) -> Result<Outcome, SandboxError> {
     // Closing the go pipe's write end lets pid 1 continue.
     drop(go_w);
 
-    let watch = watch(spec, pid, &out_r, &err_r, cgroup.as_ref(), started);
-    let _ = waitpid(pid, None);
+    let watch = watch(spec, pid, &out_r, &err_r, cgroup.as_ref(), started, io);
+    let rusage = wait_for(pid);
     let mut status_text = String::new();
     let _ = std::fs::File::from(status_r).read_to_string(&mut status_text);
     let mut error_text = String::new();
     let _ = std::fs::File::from(errors_r).read_to_string(&mut error_text);
 
-    let mut usage = usage(started, cgroup.as_ref());
+    let mut usage = usage(started, rusage.as_ref(), cgroup.as_ref());
     let events = cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
     let enforced_by = enforcement(spec, cgroup.as_ref());
     if let Some(cg) = cgroup {
@@ -785,13 +775,13 @@ fn watch(
     err: &OwnedFd,
     cgroup: Option<&Cgroup>,
     started: Instant,
+    io: MonitorIo,
 ) -> Option<Kill> {
     let limits = &spec.limits;
     let mut last_output = Instant::now();
     let mut killed = None;
     let mut open = [true, true];
-    let control = std::io::stdin();
-    let mut control_open = true;
+    let mut control = io.control;
     let mut buf = vec![0u8; 64 * 1024];
     while open.iter().any(|o| *o) {
         let mut fds = vec![
@@ -812,8 +802,8 @@ fn watch(
                 },
             ),
         ];
-        if control_open {
-            fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+        if let Some(fd) = control {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let _ = poll(&mut fds, PollTimeout::from(100u16));
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
@@ -826,21 +816,22 @@ fn watch(
                 Ok(0) | Err(_) => open[i] = false,
                 Ok(n) => {
                     last_output = Instant::now();
-                    let target = if i == 0 {
-                        libc::STDOUT_FILENO
+                    let stream = if i == 0 {
+                        Stream::Stdout
                     } else {
-                        libc::STDERR_FILENO
+                        Stream::Stderr
                     };
-                    // SAFETY: writing to our own stdio fds.
-                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(target) };
-                    let _ = write_all(fd, &buf[..n]);
+                    (io.output)(stream, &buf[..n]);
                 }
             }
         }
-        if control_open && ready.get(2).copied().unwrap_or(false) {
+        if control.is_some() && ready.get(2).copied().unwrap_or(false) {
             // The caller never writes after the request: readable means it
             // closed the pipe, i.e. it went away or wants us to stop.
-            control_open = false;
+            control = None;
+            killed.get_or_insert(Kill::Cancelled);
+        }
+        if spec.cancel.is_cancelled() {
             killed.get_or_insert(Kill::Cancelled);
         }
         if killed.is_none() {
@@ -900,15 +891,31 @@ fn kill_all(pid1: Pid, cgroup: Option<&Cgroup>) {
     }
 }
 
-fn usage(started: Instant, cgroup: Option<&Cgroup>) -> Usage {
-    let children =
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok();
-    let ms = |t: nix::sys::time::TimeVal| (t.tv_sec() as u64) * 1000 + (t.tv_usec() as u64) / 1000;
-    let rss = children.as_ref().map_or(0, |u| u.max_rss() as u64 * 1024);
+/// Reaps pid 1 and returns what it and every process it reaped (all of
+/// the sandbox's) used: its own, not the monitor's other children's.
+fn wait_for(pid1: Pid) -> Option<libc::rusage> {
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is valid; wait4 fills it in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: plain system call with pointers to locals.
+        let rc = unsafe { libc::wait4(pid1.as_raw(), &mut status, 0, &mut usage) };
+        if rc == pid1.as_raw() {
+            return Some(usage);
+        }
+        if rc < 0 && nix::Error::last() != nix::Error::EINTR {
+            return None;
+        }
+    }
+}
+
+fn usage(started: Instant, rusage: Option<&libc::rusage>, cgroup: Option<&Cgroup>) -> Usage {
+    let ms = |t: libc::timeval| (t.tv_sec as u64) * 1000 + (t.tv_usec as u64) / 1000;
+    let rss = rusage.map_or(0, |u| u.ru_maxrss as u64 * 1024);
     Usage {
         wall_ms: started.elapsed().as_millis() as u64,
-        user_cpu_ms: children.as_ref().map_or(0, |u| ms(u.user_time())),
-        system_cpu_ms: children.as_ref().map_or(0, |u| ms(u.system_time())),
+        user_cpu_ms: rusage.map_or(0, |u| ms(u.ru_utime)),
+        system_cpu_ms: rusage.map_or(0, |u| ms(u.ru_stime)),
         peak_memory_bytes: cgroup.map_or(rss, |c| c.peak_memory().max(rss)),
         peak_disk_bytes: 0,
     }
