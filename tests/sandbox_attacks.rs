@@ -449,39 +449,123 @@ fn abstract_unix_socket_of_the_host_is_unreachable() {
 // 5. Devices and setuid files ---------------------------------------------
 
 #[test]
-fn devices_setuid_files_and_xattrs_are_refused() {
+fn devices_setuid_files_and_file_capabilities_are_refused() {
     if !is_root() {
         return;
     }
     let cases = [
-        (Who::R, "/tmp"),
-        (Who::R, "/"),
-        (Who::U, "/tmp"),
-        (Who::U, "/home/builder"),
+        (Who::R, "/tmp", false),
+        (Who::R, "/", false),
+        (Who::R, "/tmp", true),
+        (Who::U, "/tmp", false),
+        (Who::U, "/home/builder", true),
     ];
-    for (who, dir) in cases {
+    for (who, dir, writable_bind) in cases {
         let d = dir.trim_end_matches('/');
+        let out = tempfile::tempdir().unwrap();
         let script = format!(
             "attack mknod-dev {dir}; attack setuid-chmod {d}/s1; attack setuid-open {d}/s2; \
              attack setuid-mknod {d}/s3; touch {d}/x && attack xattr {d}/x; echo done"
         );
-        let run = sandbox().who(who).run(&["sh", "-c", &script]);
-        assert!(run.stdout.contains("done"), "{run}");
+        let mut sandbox = sandbox().who(who);
+        if writable_bind {
+            sandbox = sandbox
+                .arg("--bind")
+                .arg(format!("{}:/out:rw", out.path().display()));
+        }
+        let run = sandbox.run(&["sh", "-c", &script]);
+        let case = format!("{who:?} in {dir}, writable bind: {writable_bind}");
+        assert!(run.stdout.contains("done"), "{case}\n{run}");
         let details = run.blocked_in("mknod-dev");
         assert!(
             details.contains("mknod char 1:3") && details.contains("mknod block 8:0"),
             "{details}"
         );
-        let details = run.blocked_in("setuid-chmod");
-        assert_eq!(
-            details.matches("mode 0755").count(),
-            4,
-            "{who:?} in {dir}: {details}"
+        // The kernel refuses file capabilities (no CAP_SETFCAP) although
+        // seccomp lets xattrs through; user.* ones are allowed.
+        let details = run.blocked_in("xattr");
+        assert!(
+            details.contains("security.capability")
+                && details.contains("user.comb-attack: allowed"),
+            "{case}: {details}"
         );
-        for attack in ["setuid-open", "setuid-mknod", "xattr"] {
-            run.blocked_in(attack);
+        run.blocked_in("setuid-mknod");
+        if who == Who::R && !writable_bind {
+            // R whose writes stay in its upper layer may set the setgid bit
+            // (copy-out keeps it on directories only: see
+            // kept_layers_hold_no_setuid_files_or_devices), never setuid.
+            for (attack, allowed) in [
+                ("setuid-chmod", "chmod 02755"),
+                ("setuid-open", "creat(02755)"),
+            ] {
+                let line = run.result_line(attack);
+                assert_eq!(line.matches("SETID BIT SET").count(), 1, "{case}: {line}");
+                assert!(
+                    line.contains(&format!("after {allowed}: {d}/"))
+                        && line.contains("mode 2755: SETID BIT SET"),
+                    "{case}: {line}"
+                );
+            }
+            continue;
         }
+        let details = run.blocked_in("setuid-chmod");
+        assert_eq!(details.matches("mode 0755").count(), 4, "{case}: {details}");
+        run.blocked_in("setuid-open");
     }
+}
+
+/// What a maintainer script does (fontconfig's `chmod 2775
+/// /usr/local/share/fonts`, a setfacl): R may, inside; the kept layer
+/// holds the setgid directory, no setgid file and no attribute but
+/// overlayfs's own.
+#[test]
+fn root_may_make_setgid_directories_and_set_attributes_that_stay_inside() {
+    if !is_root() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let kept = out.path().join("kept");
+    let script = "mkdir -p /usr/local/share/fonts && chmod 2775 /usr/local/share/fonts && \
+                  touch /f && chmod 2755 /f && stat -c '%a %n' /usr/local/share/fonts /f && \
+                  attack xattr /f && echo done";
+    let run = sandbox()
+        .who(Who::R)
+        .arg("--keep-upper")
+        .arg(&kept)
+        .run(&["sh", "-c", script]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("2775 /usr/local/share/fonts"), "{run}");
+    assert!(run.stdout.contains("2755 /f"), "{run}");
+    assert!(
+        run.blocked_in("xattr")
+            .contains("user.comb-attack: allowed"),
+        "{run}"
+    );
+    let fonts = fs::metadata(kept.join("usr/local/share/fonts")).unwrap();
+    assert_eq!(
+        fonts.mode() & 0o7777,
+        0o2775,
+        "the setgid directory lost its bit"
+    );
+    let f = fs::metadata(kept.join("f")).unwrap();
+    assert_eq!(f.mode() & 0o7777, 0o755, "a setgid file left the sandbox");
+    // With a writable bind, what R writes reaches the host directly: no
+    // setgid bit at all.
+    let bound = tempfile::tempdir().unwrap();
+    let run = sandbox()
+        .who(Who::R)
+        .arg("--bind")
+        .arg(format!("{}:/out:rw", bound.path().display()))
+        .run(&[
+            "sh",
+            "-c",
+            "mkdir /out/d && chmod 2775 /out/d; stat -c '%a' /out/d",
+        ]);
+    assert!(run.stdout.lines().any(|l| l.trim() == "755"), "{run}");
+    assert_eq!(
+        fs::metadata(bound.path().join("d")).unwrap().mode() & 0o7777,
+        0o755
+    );
 }
 
 #[test]
@@ -516,21 +600,33 @@ fn kept_layers_hold_no_setuid_files_or_devices() {
             Some(s(&kept)),
             "{run}"
         );
-        for attack in [
-            "mknod-dev",
-            "setuid-chmod",
-            "setuid-open",
-            "setuid-mknod",
-            "xattr",
-        ] {
+        for attack in ["mknod-dev", "setuid-mknod", "xattr"] {
             run.blocked_in(attack);
+        }
+        // R may set setgid inside (creat(02755) leaves /s2 so), U never;
+        // setuid neither. Either way the layer holds no set-id file.
+        for attack in ["setuid-chmod", "setuid-open"] {
+            let line = run.result_line(attack);
+            let allowed = if who == Who::R { 1 } else { 0 };
+            assert_eq!(
+                line.matches("SETID BIT SET").count(),
+                allowed,
+                "{who:?}: {line}"
+            );
+            assert!(
+                !line.contains("mode 4") && !line.contains("mode 6"),
+                "{who:?}: {line}"
+            );
         }
         let entries = assert_no_setid_or_devices(&kept);
         // The walk saw the files the attacks left, so it could have failed.
         let s1 = kept.join(d.trim_start_matches('/')).join("s1");
+        let s2 = kept.join(d.trim_start_matches('/')).join("s2");
         assert!(
-            entries.iter().any(|(p, m)| *p == s1 && m.is_file()),
-            "{} missing from the kept layer: {entries:?}",
+            entries.iter().any(|(p, m)| *p == s1 && m.is_file())
+                && (who != Who::R || entries.iter().any(|(p, m)| *p == s2 && m.is_file())),
+            "{} or {} missing from the kept layer: {entries:?}",
+            s2.display(),
             s1.display()
         );
         if who == Who::R {

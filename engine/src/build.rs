@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Changes when the way packages are built changes.
-const BUILDER: &str = "comb-build-2";
+const BUILDER: &str = "comb-build-3";
 /// SOURCE_DATE_EPOCH of native packages: fixed, so it never comes from
 /// the clock or a checkout's mtimes (2024-01-01).
 pub const NATIVE_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;

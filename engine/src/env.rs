@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// Changes when the way layers are made changes, so old layers are not
 /// reused for new ones.
-const LAYER_RECIPE: &str = "comb-layers-2";
+const LAYER_RECIPE: &str = "comb-layers-3";
 /// Where the packages to install are bound inside the sandbox.
 const DEBS_INSIDE: &str = "/.comb/debs";
 /// Debian's fixed gid of the `mail` group (base-passwd).

@@ -95,7 +95,15 @@ impl Copier<'_> {
         let st = fstatat(from, name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| err(path, "reading", e))?;
         let kind = st.st_mode & libc::S_IFMT;
-        let perms = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        // A layer keeps setgid on directories (new files inherit the
+        // group) and no set-id bit elsewhere; R may have set one (see
+        // `seccomp::Rules::SetGid`).
+        let kept_bits = if kind == libc::S_IFDIR {
+            0o3777
+        } else {
+            0o1777
+        };
+        let perms = Mode::from_bits_truncate(st.st_mode & kept_bits);
         if kind != libc::S_IFDIR && st.st_nlink > 1 {
             if let Some(first) = self.links.get(&st.st_ino) {
                 return linkat(self.root, first.as_path(), to, name, AtFlags::empty())
@@ -208,8 +216,8 @@ fn finish(fd: &OwnedFd, st: &libc::stat, perms: Mode, path: &Path) -> CopyResult
 }
 
 /// Copies overlayfs's own markers (`user.overlay.*`, such as the opaque
-/// flag of a directory that replaced a lower one). The command cannot set
-/// xattrs at all (seccomp), so nothing else is expected.
+/// flag of a directory that replaced a lower one), and no other attribute:
+/// ACLs and `user.*` attributes a command set stay in the sandbox.
 fn copy_xattrs(from: BorrowedFd, to: BorrowedFd, path: &Path) -> CopyResult<()> {
     let mut names = vec![0u8; 4096];
     // SAFETY: the buffer is valid for its length.

@@ -19,7 +19,10 @@ use std::path::PathBuf;
 
 /// Capabilities R keeps: what dpkg and maintainer scripts need to own,
 /// move and permission files and to switch to system users. No
-/// CAP_SYS_ADMIN, CAP_NET_*, CAP_SYS_PTRACE, CAP_MKNOD or CAP_SYS_CHROOT.
+/// CAP_SYS_ADMIN, CAP_NET_*, CAP_SYS_PTRACE, CAP_MKNOD or CAP_SYS_CHROOT;
+/// and never CAP_SETFCAP: seccomp lets xattrs through, and a file
+/// capability R wrote in an idmapped writable bind would be stored as the
+/// host root's.
 const ROOT_CAPS: [Capability; 9] = [
     Capability::CAP_CHOWN,
     Capability::CAP_DAC_OVERRIDE,

@@ -217,8 +217,14 @@ pub fn run_streaming(
         slot: slot.index,
         ids: slot.ids,
         idmapped: config.ids.idmapped(),
-        seccomp: crate::seccomp::cached(spec.identity, &config.slot_dir)
-            .map_err(|e| SandboxError::Setup(e.to_string()))?,
+        seccomp: crate::seccomp::cached(
+            crate::seccomp::Rules::for_sandbox(
+                spec.identity,
+                spec.binds.iter().any(|b| b.writable),
+            ),
+            &config.slot_dir,
+        )
+        .map_err(|e| SandboxError::Setup(e.to_string()))?,
     };
     let cap = spec.output_cap_bytes;
     let mut captured = [Vec::new(), Vec::new()];
