@@ -1,12 +1,16 @@
-//! Running a spec: the caller's side ([`run`]) and the monitor, a helper
-//! process (the current binary re-executed with [`HELPER_ARG`]) that owns
+//! Running a spec: the caller's side ([`run`]) and the monitor, which owns
 //! one sandbox from `clone` to the last reaped process.
 //!
 //! The monitor runs as the caller (C). It creates pid 1 in new namespaces,
 //! writes its id maps, attaches the layers, enforces timeouts and cgroup
-//! limits, forwards output, and reports an [`Outcome`] on fd 3. If the
-//! caller dies, the monitor dies (PDEATHSIG and the closed control pipe),
-//! and with it pid 1 and so every process of the sandbox.
+//! limits, and passes the output on. A single-threaded caller (`comb
+//! sandbox run`) is its own monitor, which saves a process and a relay of
+//! every byte of output; a multi-threaded one (the engine) starts a helper
+//! process, the current binary re-executed with [`HELPER_ARG`], which
+//! reports an [`Outcome`] on fd 3, since only a single-threaded process may
+//! go on running Rust code in a clone of itself. If the monitor dies, pid 1
+//! dies (PDEATHSIG), and with it every process of the sandbox; a helper
+//! dies with its caller (PDEATHSIG and the closed control pipe).
 
 use crate::cgroup::Cgroup;
 use crate::idmap::SlotIds;
@@ -182,8 +186,7 @@ fn hide_command_line() {
     }
     let text = b"comb\0";
     // SAFETY: [arg_start, arg_end) is this process's own argument block,
-    // mapped and writable; nothing in this forked child reads the
-    // arguments again.
+    // mapped and writable; nothing in pid 1 reads the arguments again.
     unsafe {
         let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
         area.fill(0);
