@@ -9,6 +9,7 @@ mod mirror;
 mod repo;
 
 use mirror::{PackageSpec, TestMirror};
+use repo::is_root;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,14 +17,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const COMB: &str = env!("CARGO_BIN_EXE_comb");
-
-fn is_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: building environments needs root (CI runs as root)");
-    }
-    root
-}
 
 /// A mirror, a repository using it and a store, all in one scratch dir.
 struct World {

@@ -5,8 +5,10 @@
 //! The sandbox runs need root, like CI.
 
 mod mirror;
+mod root;
 
 use mirror::{shared, PackageSpec, TestMirror, BUILDER_ID};
+use root::is_root;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -17,14 +19,6 @@ use std::time::Instant;
 const COMB: &str = env!("CARGO_BIN_EXE_comb");
 /// How comb runs dpkg in the layer: its own shell, a fixed PATH.
 const PATH: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
-
-fn is_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: bootstrapping in the sandbox needs root (CI runs as root)");
-    }
-    root
-}
 
 /// A finished `comb sandbox run`.
 struct Run {

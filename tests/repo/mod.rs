@@ -11,13 +11,9 @@ use std::process::{Command, Output};
 
 pub const COMB: &str = env!("CARGO_BIN_EXE_comb");
 
-pub fn is_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: building needs root (CI runs as root)");
-    }
-    root
-}
+#[path = "../root/mod.rs"]
+mod root;
+pub use root::is_root;
 
 pub struct Repo {
     _dir: tempfile::TempDir,
