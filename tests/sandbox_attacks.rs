@@ -448,33 +448,110 @@ fn abstract_unix_socket_of_the_host_is_unreachable() {
 
 // 5. Devices and setuid files ---------------------------------------------
 
+/// Which set-id bits a sandbox may set where it writes (the seccomp
+/// filter's `Rules`): none where its writes reach the host and other users
+/// (R with any writable bind, U with a reachable one); setgid for R whose
+/// writes stay in its upper layer; both for U whose writes no other host
+/// user can reach. Kept layers hold none either way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SetIdRules {
+    None,
+    SetGid,
+    Both,
+}
+
+/// Checks what the attacks `setuid-chmod`, `setuid-open` and
+/// `setuid-mknod` saw against `rules`: the attempts whose bits the rules
+/// allow left them set, every other attempt was refused.
+fn assert_setid_attempts(run: &common::Run, rules: SetIdRules, case: &str) {
+    // Each attempt and whether it asks for setuid: chmod 04755, 02755,
+    // fchmod 06755, fchmodat 04755; open 04755, creat 02755; mknod 04755.
+    let attempts: [(&str, &[bool]); 3] = [
+        ("setuid-chmod", &[true, false, true, true]),
+        ("setuid-open", &[true, false]),
+        ("setuid-mknod", &[true]),
+    ];
+    for (attack, asks_setuid) in attempts {
+        let allowed = asks_setuid
+            .iter()
+            .filter(|&&setuid| match rules {
+                SetIdRules::None => false,
+                SetIdRules::SetGid => !setuid,
+                SetIdRules::Both => true,
+            })
+            .count();
+        let line = run.result_line(attack);
+        assert_eq!(
+            line.matches("SETID BIT SET").count(),
+            allowed,
+            "{case}, {rules:?}: {line}\n{run}"
+        );
+        if rules != SetIdRules::Both {
+            assert!(
+                !line.contains("mode 4") && !line.contains("mode 6"),
+                "{case}: a setuid bit was set: {line}"
+            );
+        }
+        if allowed == 0 {
+            run.blocked_in(attack);
+        }
+    }
+}
+
 #[test]
 fn devices_setuid_files_and_file_capabilities_are_refused() {
     if !is_root() {
         return;
     }
+    #[derive(Debug, PartialEq)]
+    enum WritableBind {
+        No,
+        /// Writable by U, below a directory only root may enter (as a
+        /// store is).
+        Private,
+        /// World-writable, in /tmp.
+        Reachable,
+    }
     let cases = [
-        (Who::R, "/tmp", false),
-        (Who::R, "/", false),
-        (Who::R, "/tmp", true),
-        (Who::U, "/tmp", false),
-        (Who::U, "/home/builder", true),
+        (Who::R, "/tmp", WritableBind::No, SetIdRules::SetGid),
+        (Who::R, "/", WritableBind::No, SetIdRules::SetGid),
+        (Who::R, "/tmp", WritableBind::Private, SetIdRules::None),
+        (Who::R, "/out", WritableBind::Reachable, SetIdRules::None),
+        (Who::U, "/tmp", WritableBind::No, SetIdRules::Both),
+        (Who::U, "/out", WritableBind::Private, SetIdRules::Both),
+        (Who::U, "/out", WritableBind::Reachable, SetIdRules::None),
+        (
+            Who::U,
+            "/home/builder",
+            WritableBind::Reachable,
+            SetIdRules::None,
+        ),
     ];
-    for (who, dir, writable_bind) in cases {
+    for (who, dir, bind, rules) in cases {
+        let reachable = shared_dir("comb-setid-bind-");
+        let private_parent = tempfile::tempdir().unwrap();
+        fs::set_permissions(private_parent.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        let private = private_parent.path().join("w");
+        fs::create_dir(&private).unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o777)).unwrap();
+        let bind_source = match bind {
+            WritableBind::No => None,
+            WritableBind::Private => Some(private.as_path()),
+            WritableBind::Reachable => Some(reachable.path()),
+        };
         let d = dir.trim_end_matches('/');
-        let out = tempfile::tempdir().unwrap();
         let script = format!(
             "attack mknod-dev {dir}; attack setuid-chmod {d}/s1; attack setuid-open {d}/s2; \
              attack setuid-mknod {d}/s3; touch {d}/x && attack xattr {d}/x; echo done"
         );
         let mut sandbox = sandbox().who(who);
-        if writable_bind {
+        if let Some(source) = bind_source {
             sandbox = sandbox
                 .arg("--bind")
-                .arg(format!("{}:/out:rw", out.path().display()));
+                .arg(format!("{}:/out:rw", source.display()));
         }
         let run = sandbox.run(&["sh", "-c", &script]);
-        let case = format!("{who:?} in {dir}, writable bind: {writable_bind}");
+        let case = format!("{who:?} in {dir}, writable bind: {bind:?}");
         assert!(run.stdout.contains("done"), "{case}\n{run}");
         let details = run.blocked_in("mknod-dev");
         assert!(
@@ -489,28 +566,14 @@ fn devices_setuid_files_and_file_capabilities_are_refused() {
                 && details.contains("user.comb-attack: allowed"),
             "{case}: {details}"
         );
-        run.blocked_in("setuid-mknod");
-        if who == Who::R && !writable_bind {
-            // R whose writes stay in its upper layer may set the setgid bit
-            // (copy-out keeps it on directories only: see
-            // kept_layers_hold_no_setuid_files_or_devices), never setuid.
-            for (attack, allowed) in [
-                ("setuid-chmod", "chmod 02755"),
-                ("setuid-open", "creat(02755)"),
-            ] {
-                let line = run.result_line(attack);
-                assert_eq!(line.matches("SETID BIT SET").count(), 1, "{case}: {line}");
-                assert!(
-                    line.contains(&format!("after {allowed}: {d}/"))
-                        && line.contains("mode 2755: SETID BIT SET"),
-                    "{case}: {line}"
-                );
-            }
-            continue;
+        assert_setid_attempts(&run, rules, &case);
+        if bind == WritableBind::Reachable {
+            let left = walk(reachable.path());
+            assert!(
+                left.iter().all(|(_, m)| m.mode() & 0o6000 == 0),
+                "{case}: a set-id file in a directory other users reach: {left:?}"
+            );
         }
-        let details = run.blocked_in("setuid-chmod");
-        assert_eq!(details.matches("mode 0755").count(), 4, "{case}: {details}");
-        run.blocked_in("setuid-open");
     }
 }
 
@@ -600,31 +663,24 @@ fn kept_layers_hold_no_setuid_files_or_devices() {
             Some(s(&kept)),
             "{run}"
         );
-        for attack in ["mknod-dev", "setuid-mknod", "xattr"] {
+        for attack in ["mknod-dev", "xattr"] {
             run.blocked_in(attack);
         }
-        // R may set setgid inside (creat(02755) leaves /s2 so), U never;
-        // setuid neither. Either way the layer holds no set-id file.
-        for attack in ["setuid-chmod", "setuid-open"] {
-            let line = run.result_line(attack);
-            let allowed = if who == Who::R { 1 } else { 0 };
-            assert_eq!(
-                line.matches("SETID BIT SET").count(),
-                allowed,
-                "{who:?}: {line}"
-            );
-            assert!(
-                !line.contains("mode 4") && !line.contains("mode 6"),
-                "{who:?}: {line}"
-            );
-        }
+        // Inside, R may set setgid and U both (their writes reach no one);
+        // the kept layer holds no set-id file all the same.
+        let rules = if who == Who::R {
+            SetIdRules::SetGid
+        } else {
+            SetIdRules::Both
+        };
+        assert_setid_attempts(&run, rules, &format!("{who:?} keeping its layer"));
         let entries = assert_no_setid_or_devices(&kept);
         // The walk saw the files the attacks left, so it could have failed.
         let s1 = kept.join(d.trim_start_matches('/')).join("s1");
         let s2 = kept.join(d.trim_start_matches('/')).join("s2");
         assert!(
             entries.iter().any(|(p, m)| *p == s1 && m.is_file())
-                && (who != Who::R || entries.iter().any(|(p, m)| *p == s2 && m.is_file())),
+                && entries.iter().any(|(p, m)| *p == s2 && m.is_file()),
             "{} or {} missing from the kept layer: {entries:?}",
             s2.display(),
             s1.display()

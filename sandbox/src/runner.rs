@@ -221,10 +221,7 @@ pub fn run_streaming(
         ids: slot.ids,
         idmapped: config.ids.idmapped(),
         seccomp: crate::seccomp::cached(
-            crate::seccomp::Rules::for_sandbox(
-                spec.identity,
-                spec.binds.iter().any(|b| b.writable),
-            ),
+            crate::seccomp::Rules::for_sandbox(spec.identity, host_writes(spec)),
             &config.slot_dir,
         )
         .map_err(|e| SandboxError::Setup(e.to_string()))?,
@@ -326,6 +323,33 @@ pub fn run_streaming(
             "invalid" => SandboxError::Invalid(message),
             _ => SandboxError::Setup(message),
         }),
+    }
+}
+
+/// Where the sandbox's writes reach the host: through its writable binds,
+/// each private when it or an ancestor is a directory owned by the caller
+/// or root that neither group nor others may enter (a store is 0700).
+fn host_writes(spec: &Spec) -> crate::seccomp::HostWrites {
+    use crate::seccomp::HostWrites;
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let private = |source: &Path| {
+        let Ok(source) = source.canonicalize() else {
+            return false;
+        };
+        source.ancestors().any(|dir| {
+            std::fs::metadata(dir).is_ok_and(|m| {
+                m.is_dir() && (m.uid() == me || m.uid() == 0) && m.mode() & 0o011 == 0
+            })
+        })
+    };
+    let mut writable = spec.binds.iter().filter(|b| b.writable).peekable();
+    if writable.peek().is_none() {
+        HostWrites::None
+    } else if writable.all(|b| private(&b.source)) {
+        HostWrites::Private
+    } else {
+        HostWrites::Reachable
     }
 }
 

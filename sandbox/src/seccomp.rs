@@ -7,9 +7,10 @@
 //!
 //! - leaving privilege behind: setuid/setgid bits (`chmod` family, `open`/
 //!   `openat`/`creat` with `O_CREAT`/`O_TMPFILE`, `mknod`) and device
-//!   nodes. R whose writes all stay in its upper layer may set the setgid
-//!   bit ([`Rules::SetGid`]): maintainer scripts make setgid directories,
-//!   and copy-out keeps the bit on directories only;
+//!   nodes. Where no other host user can reach what a sandbox writes,
+//!   R may set the setgid bit and U both ([`Rules`]): maintainer scripts
+//!   make setgid directories, test suites set-id files of their own; copy-out
+//!   keeps setgid on directories only;
 //! - rebuilding the sandbox: `mount` and the new mount API, `pivot_root`,
 //!   `chroot`, `unshare`, `setns`, `clone` with a namespace flag;
 //! - reaching other processes or the terminal: `ptrace`,
@@ -74,26 +75,46 @@ pub fn install(rules: Rules) -> Result<(), SeccompError> {
     compile(rules)?.load()
 }
 
-/// The two filters: they differ only in the setgid bit.
+/// The three filters: they differ only in the set-id bits they allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rules {
-    /// No setuid or setgid mode: U always (fakeroot records the modes a
-    /// build sets), and R with a writable bind, where what it writes
-    /// reaches the host as it is (and, idmapped, its gid 0 is the host's).
+    /// No setuid or setgid mode: R with a writable bind, where what it
+    /// writes reaches the host as it is (and, idmapped, its ids 0 are the
+    /// host's); U with a writable bind that other host users could reach.
     NoSetId,
     /// The setgid bit allowed, setuid refused: R when everything it writes
     /// stays in the upper layer, which copy-out keeps setgid only on
     /// directories (fontconfig's postinst makes `/usr/local/share/fonts`
     /// 2775, base-files ships `/var/mail` 2775).
     SetGid,
+    /// Both allowed: U when no other host user can reach what it writes
+    /// (no writable bind, or each below a directory only the caller or
+    /// root may enter). U's set-id files run as U, and copy-out keeps none:
+    /// a builder may `chmod u+s` its own files, as on the buildds (acl's
+    /// test suite does).
+    SetId,
+}
+
+/// Where a sandbox's writes reach the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostWrites {
+    /// Nowhere: no writable bind.
+    None,
+    /// Only below directories that no other host user may enter.
+    Private,
+    /// Somewhere another host user could reach.
+    Reachable,
 }
 
 impl Rules {
-    /// The rules for a sandbox run by `identity` with these binds.
-    pub fn for_sandbox(identity: Identity, writable_bind: bool) -> Rules {
-        match identity {
-            Identity::Root if !writable_bind => Rules::SetGid,
-            Identity::Root | Identity::Builder | Identity::OtherBuilder => Rules::NoSetId,
+    /// The rules for a sandbox run as `identity` whose writes reach the
+    /// host as `writes` says.
+    pub fn for_sandbox(identity: Identity, writes: HostWrites) -> Rules {
+        match (identity, writes) {
+            (Identity::Root, HostWrites::None) => Rules::SetGid,
+            (Identity::Root, _) => Rules::NoSetId,
+            (Identity::Builder | Identity::OtherBuilder, HostWrites::Reachable) => Rules::NoSetId,
+            (Identity::Builder | Identity::OtherBuilder, _) => Rules::SetId,
         }
     }
 }
@@ -215,7 +236,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
 /// Compiled once per process: the filters do not change while it runs.
 pub fn compiled(rules: Rules) -> Result<&'static Compiled, SeccompError> {
     type Once = std::sync::OnceLock<Result<Compiled, String>>;
-    static COMPILED: [Once; 2] = [Once::new(), Once::new()];
+    static COMPILED: [Once; 3] = [Once::new(), Once::new(), Once::new()];
     COMPILED[rules as usize]
         .get_or_init(|| compile(rules).map_err(|e| e.0))
         .as_ref()
@@ -461,6 +482,7 @@ impl Filter {
         let setid_bits: &[u64] = match rules {
             Rules::NoSetId => &[S_ISUID, S_ISGID],
             Rules::SetGid => &[S_ISUID],
+            Rules::SetId => &[],
         };
 
         let ctx = ScmpFilterContext::new(ScmpAction::Allow).map_err(lib_err("new filter"))?;
@@ -865,11 +887,12 @@ mod tests {
         }
     }
 
-    /// Runs `f` under both filters; both must agree.
+    /// Runs `f` under the three filters; they must agree.
     fn filtered(f: impl Fn() -> Outcome) -> Outcome {
         let strict = in_child(Some(Rules::NoSetId), &f);
-        let set_gid = in_child(Some(Rules::SetGid), &f);
-        assert_eq!(strict, set_gid, "the two filters differ");
+        for rules in [Rules::SetGid, Rules::SetId] {
+            assert_eq!(in_child(Some(rules), &f), strict, "{rules:?} differs");
+        }
         strict
     }
 
@@ -990,6 +1013,7 @@ mod tests {
                 assert_eq!(mode_of(&s.path("f")) & 0o7000, 0, "mode {mode:o}");
                 assert_eq!(set_gid(call), set_gid_answer, "mode {mode:o}");
                 assert_eq!(mode_of(&s.path("f")) & 0o4000, 0, "mode {mode:o}");
+                assert_eq!(in_child(Some(Rules::SetId), call), Done, "mode {mode:o}");
                 std::fs::set_permissions(s.path("f"), std::fs::Permissions::from_mode(0o644))
                     .unwrap();
             }
@@ -1277,7 +1301,7 @@ mod tests {
         let prepare =
             || unsafe { libc::setxattr(p.as_ptr(), name.as_ptr(), b"x".as_ptr().cast(), 1, 0) };
         for (nr, args) in calls {
-            for rules in [Rules::NoSetId, Rules::SetGid] {
+            for rules in [Rules::NoSetId, Rules::SetGid, Rules::SetId] {
                 prepare();
                 let unfiltered = in_child(None, &|| sys(nr, &args));
                 prepare();
@@ -1551,7 +1575,7 @@ mod tests {
 
     #[test]
     fn every_arch_has_the_rules() {
-        for rules in [Rules::NoSetId, Rules::SetGid] {
+        for rules in [Rules::NoSetId, Rules::SetGid, Rules::SetId] {
             let f = Filter::build(rules).unwrap();
             let by_arch = pfc_by_arch(&f);
             let numbered: Vec<&str> = LATE_SYSCALLS
@@ -1559,10 +1583,20 @@ mod tests {
                 .filter(|(_, nr)| f.by_number.iter().any(|(n, _)| n == nr))
                 .map(|(name, _)| *name)
                 .collect();
-            let conditional = ["chmod", "fchmod", "fchmodat", "fchmodat2", "creat", "open"];
-            let conditional = conditional
-                .iter()
-                .chain(&["openat", "mknod", "mknodat", "clone", "ioctl"]);
+            // Under SetId the modes are free: no rule for the chmod family.
+            let modes: &[&str] = match rules {
+                Rules::SetId => &[],
+                _ => &[
+                    "chmod",
+                    "fchmod",
+                    "fchmodat",
+                    "fchmodat2",
+                    "creat",
+                    "open",
+                    "openat",
+                ],
+            };
+            let conditional = modes.iter().chain(&["mknod", "mknodat", "clone", "ioctl"]);
             for (arch, abi) in [
                 ("x86_64", ScmpArch::X8664),
                 ("x86", ScmpArch::X86),
