@@ -16,6 +16,10 @@ use std::process::ExitCode;
 
 /// Exit code for usage and input errors (DESIGN.md: 0 ok, 1 failed, 2 input).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the environment failed: network, mirror, store, sandbox
+/// set-up, disk. Trying again, or fixing the machine, may help; changing
+/// the input will not.
+pub const EXIT_ENVIRONMENT: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -121,7 +125,38 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("comb: error: {e:#}");
-            ExitCode::from(EXIT_USAGE)
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// The exit code of an error: the kind of the first typed error in its
+/// chain. An error of comb's own commands (a bad argument) is input.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use comb_engine::ErrorKind;
+    let kind = e.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<comb_engine::Error>() {
+            Some(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<comb_service::Error>() {
+            Some(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<comb_engine::distro::Error>() {
+            Some(comb_engine::distro_error_kind(e))
+        } else if let Some(e) = cause.downcast_ref::<comb_engine::sandbox::SandboxError>() {
+            Some(comb_engine::sandbox_error_kind(e))
+        } else if cause.is::<comb_engine::recipes::Error>() {
+            Some(ErrorKind::Input)
+        } else if cause.is::<comb_engine::cache::StoreError>()
+            || cause.is::<comb_engine::cache::IndexError>()
+            || cause.is::<std::io::Error>()
+        {
+            Some(ErrorKind::Environment)
+        } else {
+            None
+        }
+    });
+    match kind.unwrap_or(ErrorKind::Input) {
+        ErrorKind::Failed => 1,
+        ErrorKind::Input => EXIT_USAGE,
+        ErrorKind::Environment => EXIT_ENVIRONMENT,
     }
 }

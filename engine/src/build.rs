@@ -95,7 +95,7 @@ impl Built {
         let read: Manifest = serde_json::from_reader(std::io::BufReader::new(
             engine.store.open_blob(&self.digest)?,
         ))
-        .map_err(|e| Error::Other(format!("reading the manifest {}: {e}", self.digest)))?;
+        .map_err(|e| Error::Environment(format!("reading the manifest {}: {e}", self.digest)))?;
         Ok(self.manifest.get_or_init(|| read))
     }
 }
@@ -116,7 +116,7 @@ pub fn recorded_builds(engine: &Engine, name: &str) -> Result<Vec<Manifest>> {
         }
         let manifest =
             serde_json::from_reader(std::io::BufReader::new(engine.store.open_blob(&digest)?))
-                .map_err(|e| Error::Other(format!("reading the manifest {digest}: {e}")))?;
+                .map_err(|e| Error::Environment(format!("reading the manifest {digest}: {e}")))?;
         manifests.push(manifest);
     }
     Ok(manifests)
@@ -175,7 +175,7 @@ pub(crate) fn run_packages(
     } else {
         for p in &request.packages {
             if graph.node(p).is_none() {
-                return Err(Error::Other(format!(
+                return Err(Error::Input(format!(
                     "no recipe builds the source package {p:?}; `comb graph` lists them"
                 )));
             }
@@ -417,7 +417,7 @@ fn debian_sources<'a>(
                     .iter()
                     .map(|(s, _)| s.version.to_string())
                     .collect();
-                return Err(Error::Other(format!(
+                return Err(Error::Input(format!(
                     "{}: the pinned snapshot has no source package {name}{}; {}",
                     recipe.file.display(),
                     version
@@ -435,7 +435,7 @@ fn debian_sources<'a>(
             Ok((NodeOutput::Blob(digest), text.len() as u64))
         })?;
         let NodeOutput::Blob(digest) = record.output else {
-            return Err(Error::Other(format!("source:{name} has no blob")));
+            return Err(Error::Environment(format!("source:{name} has no blob")));
         };
         let mut text = String::new();
         std::io::Read::read_to_string(&mut engine.store.open_blob(&digest)?, &mut text)
@@ -444,7 +444,7 @@ fn debian_sources<'a>(
         let record = parsed
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Other(format!("the stored record of {name} is empty")))?;
+            .ok_or_else(|| Error::Environment(format!("the stored record of {name} is empty")))?;
         found.insert(recipe.name.as_str(), record);
     }
     Ok(found)
@@ -454,7 +454,7 @@ fn debian_sources<'a>(
 fn source_records(pinned: &Pinned) -> Result<Vec<(SourcePackage, String)>> {
     let snapshot = pinned.snapshot()?;
     if snapshot.sources.is_empty() {
-        return Err(Error::Other(
+        return Err(Error::Input(
             "recipes use `debian` sources, but the pinned snapshot has no Sources index".into(),
         ));
     }
@@ -625,7 +625,7 @@ pub(crate) fn build_one(
         }
     };
     let NodeOutput::Blob(digest) = &output else {
-        return Err(Error::Other(format!(
+        return Err(Error::Environment(format!(
             "build {} has no manifest",
             recipe.name
         )));
@@ -701,7 +701,7 @@ fn inputs_of(
             recipe.version.clone().unwrap_or_default(),
         ),
         (Source::Debian { .. }, None) => {
-            return Err(Error::Other(format!(
+            return Err(Error::Environment(format!(
                 "{}: source package missing",
                 recipe.name
             )))
@@ -736,7 +736,7 @@ fn build_node(
     let record = engine.node(NodeKind::Build, &recipe.name, &d, |_| {
         let manifest = make(ctx, recipe, debian, &env_layer, version)?;
         let json = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::Other(format!("serialising a manifest: {e}")))?;
+            .map_err(|e| Error::Environment(format!("serialising a manifest: {e}")))?;
         let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
         let size = manifest.debs.iter().map(|d| d.size).sum();
         Ok((NodeOutput::Blob(digest), size))
@@ -1039,7 +1039,7 @@ enum NativeSource<'a> {
 /// against the recipe's sha256.
 fn fetch_tarball(engine: &Engine, recipe: &Recipe, url: &str, sha256: &str) -> Result<PathBuf> {
     let expected = comb_cache::Expected::sha256_hex(sha256)
-        .map_err(|e| Error::Other(format!("{}: sha256: {e}", recipe.file.display())))?;
+        .map_err(|e| Error::Input(format!("{}: sha256: {e}", recipe.file.display())))?;
     if let Some(path) = engine.store.find_blob(&expected) {
         return Ok(path);
     }
@@ -1053,7 +1053,7 @@ fn fetch_tarball(engine: &Engine, recipe: &Recipe, url: &str, sha256: &str) -> R
                 .store
                 .put_blob_expecting(&mut file, expected)
                 .map_err(|e| match e {
-                    comb_cache::StoreError::HashMismatch { actual, .. } => Error::Other(format!(
+                    comb_cache::StoreError::HashMismatch { actual, .. } => Error::Input(format!(
                         "{}: {url} has sha256 {}, the recipe says {sha256}: nothing was kept; \
                      fix the url or the sha256",
                         recipe.file.display(),
@@ -1067,7 +1067,7 @@ fn fetch_tarball(engine: &Engine, recipe: &Recipe, url: &str, sha256: &str) -> R
     engine
         .store
         .blob_path(&digest)
-        .ok_or_else(|| Error::Other(format!("{url} vanished from the store")))
+        .ok_or_else(|| Error::Environment(format!("{url} vanished from the store")))
 }
 
 /// tar's flag for the tarball's compression, from its magic bytes (not
@@ -1269,7 +1269,7 @@ fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<V
     let mut paths = Vec::new();
     for f in &s.files {
         let expected = comb_cache::Expected::sha256_hex(&f.sha256)
-            .map_err(|e| Error::Other(format!("{}: {e}", f.name)))?;
+            .map_err(|e| Error::Environment(format!("{}: {e}", f.name)))?;
         let digest = Digest {
             algorithm: Algorithm::Sha256,
             hash: expected.hash,
@@ -1290,7 +1290,7 @@ fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<V
         let blob = engine
             .store
             .blob_path(&digest)
-            .ok_or_else(|| Error::Other(format!("{} vanished from the store", f.name)))?;
+            .ok_or_else(|| Error::Environment(format!("{} vanished from the store", f.name)))?;
         paths.push(blob);
     }
     // The .dsc first, named as the others refer to it.
@@ -1408,11 +1408,10 @@ pub fn write_repository(engine: &Engine, dir: &Path, debs: &[BuiltDeb]) -> Resul
     for d in debs {
         let digest: Digest = format!("sha256:{}:{}", d.sha256, d.size)
             .parse()
-            .map_err(|e| Error::Other(format!("{}: {e}", d.filename)))?;
-        let blob = engine
-            .store
-            .blob_path(&digest)
-            .ok_or_else(|| Error::Other(format!("{} is missing from the store", d.filename)))?;
+            .map_err(|e| Error::Environment(format!("{}: {e}", d.filename)))?;
+        let blob = engine.store.blob_path(&digest).ok_or_else(|| {
+            Error::Environment(format!("{} is missing from the store", d.filename))
+        })?;
         let target = dir.join(&d.filename);
         let _ = std::fs::remove_file(&target);
         std::fs::copy(&blob, &target)

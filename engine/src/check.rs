@@ -251,7 +251,9 @@ pub fn check(
         let mut rebuilt = rebuilt;
         let recorded_debs = if request.against_distro && debian.is_some() {
             c.compared_with = "distro".into();
-            let binaries = distro().as_ref().map_err(|e| Error::Other(e.to_string()))?;
+            let binaries = distro()
+                .as_ref()
+                .map_err(|e| Error::Environment(e.to_string()))?;
             let (official, missing) = official(ctx, pinned, binaries, &rebuilt.debs)?;
             rebuilt.debs.retain(|d| !missing.contains(&d.name));
             c.not_in_distro = missing;
@@ -316,11 +318,15 @@ pub fn check(
                 c
             }
             (None, JobState::Done(_)) => {
-                return Err(Error::Other(format!("{}: checked, but no result", r.name)))
+                return Err(Error::Environment(format!(
+                    "{}: checked, but no result",
+                    r.name
+                )))
             }
         };
-        let details = serde_json::to_string(&checked)
-            .map_err(|e| Error::Other(format!("recording the check of {}: {e}", checked.name)))?;
+        let details = serde_json::to_string(&checked).map_err(|e| {
+            Error::Environment(format!("recording the check of {}: {e}", checked.name))
+        })?;
         engine.record_check(&checked.name, checked.state.as_str(), &details)?;
         out.push(checked);
     }
@@ -403,7 +409,7 @@ fn diffoscope(
         &["diffoscope-minimal".to_string()],
         &[],
     )
-    .map_err(|e| Error::Other(format!("no diffoscope environment: {e}")))?;
+    .map_err(|e| Error::Environment(format!("no diffoscope environment: {e}")))?;
     let dir = engine.store.tmp_path("diffoscope");
     let result = (|| {
         std::fs::create_dir(&dir).map_err(|e| Error::io("creating a diffoscope directory", e))?;
@@ -420,9 +426,9 @@ fn diffoscope(
             }
             for (side, deb) in [("recorded", a), ("rebuilt", b)] {
                 let expected = Expected::sha256_hex(&deb.sha256)
-                    .map_err(|e| Error::Other(format!("{}: {e}", deb.name)))?;
+                    .map_err(|e| Error::Environment(format!("{}: {e}", deb.name)))?;
                 let blob = engine.store.find_blob(&expected).ok_or_else(|| {
-                    Error::Other(format!(
+                    Error::Environment(format!(
                         "{} {} is gone from the store",
                         deb.name, deb.sha256
                     ))
@@ -455,12 +461,12 @@ fn diffoscope(
         let outcome = comb_sandbox::run(&engine.sandbox, &spec)?;
         let text = String::from_utf8_lossy(&outcome.stdout).into_owned();
         if let Some(kill) = outcome.killed_by {
-            return Err(Error::Other(format!(
+            return Err(Error::Environment(format!(
                 "diffoscope was stopped by the {kill:?} limit"
             )));
         }
         if !outcome.status.success() {
-            return Err(Error::Other(format!(
+            return Err(Error::Environment(format!(
                 "diffoscope failed: {}",
                 crate::env::tail(&String::from_utf8_lossy(&outcome.stderr), 5)
             )));
@@ -529,9 +535,9 @@ fn differences(
 /// Every member of a stored `.deb`: (`control` or `data`, path) to facts.
 fn members(store: &Store, deb: &BuiltDeb) -> Result<BTreeMap<(String, String), FileFacts>> {
     let expected = Expected::sha256_hex(&deb.sha256)
-        .map_err(|e| Error::Other(format!("{}: {e}", deb.name)))?;
+        .map_err(|e| Error::Environment(format!("{}: {e}", deb.name)))?;
     let path = store.find_blob(&expected).ok_or_else(|| {
-        Error::Other(format!(
+        Error::Environment(format!(
             "{} {} is gone from the store",
             deb.name, deb.sha256
         ))

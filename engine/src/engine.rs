@@ -462,11 +462,10 @@ impl Engine {
     /// The published tree of a record.
     pub(crate) fn tree_of(&self, record: &NodeRecord) -> Result<PathBuf> {
         match &record.output {
-            NodeOutput::Tree(name) => self
-                .store
-                .tree_path(name)
-                .ok_or_else(|| Error::Other(format!("tree {name} is missing from the store"))),
-            NodeOutput::Blob(d) => Err(Error::Other(format!(
+            NodeOutput::Tree(name) => self.store.tree_path(name).ok_or_else(|| {
+                Error::Environment(format!("tree {name} is missing from the store"))
+            }),
+            NodeOutput::Blob(d) => Err(Error::Environment(format!(
                 "node {} {} has a blob ({d}) where a tree was expected",
                 record.kind, record.name
             ))),

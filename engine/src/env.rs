@@ -227,7 +227,7 @@ pub(crate) fn pkg_env_for(
             }
             resolved.sort();
             let json = serde_json::to_vec(&resolved)
-                .map_err(|e| Error::Other(format!("serialising a resolution: {e}")))?;
+                .map_err(|e| Error::Environment(format!("serialising a resolution: {e}")))?;
             let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
             Ok((NodeOutput::Blob(digest), json.len() as u64))
         })();
@@ -235,11 +235,15 @@ pub(crate) fn pkg_env_for(
         result
     })?;
     let NodeOutput::Blob(digest) = record.output else {
-        return Err(Error::Other(format!("resolve {name} has no blob output")));
+        return Err(Error::Environment(format!(
+            "resolve {name} has no blob output"
+        )));
     };
     let added: Vec<Resolved> =
         serde_json::from_reader(std::io::BufReader::new(engine.store.open_blob(&digest)?))
-            .map_err(|e| Error::Other(format!("reading the stored resolution of {name}: {e}")))?;
+            .map_err(|e| {
+                Error::Environment(format!("reading the stored resolution of {name}: {e}"))
+            })?;
     layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added)
 }
 
@@ -339,16 +343,18 @@ fn resolve(
             resolved?
         };
         let json = serde_json::to_vec(&resolved)
-            .map_err(|e| Error::Other(format!("serialising a resolution: {e}")))?;
+            .map_err(|e| Error::Environment(format!("serialising a resolution: {e}")))?;
         let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
         Ok((NodeOutput::Blob(digest), json.len() as u64))
     })?;
     let NodeOutput::Blob(digest) = record.output else {
-        return Err(Error::Other(format!("resolve {set} has no blob output")));
+        return Err(Error::Environment(format!(
+            "resolve {set} has no blob output"
+        )));
     };
     let file = engine.store.open_blob(&digest)?;
     serde_json::from_reader(std::io::BufReader::new(file))
-        .map_err(|e| Error::Other(format!("reading the stored resolution of {set}: {e}")))
+        .map_err(|e| Error::Environment(format!("reading the stored resolution of {set}: {e}")))
 }
 
 /// What every resolve depends on: the snapshot, the architecture and the
@@ -413,7 +419,7 @@ fn sorted(names: &[String]) -> Vec<String> {
 /// The store digest of a resolved package's `.deb`.
 fn deb_digest(r: &Resolved) -> Result<Digest> {
     let expected = Expected::sha256_hex(&r.sha256).map_err(|e| {
-        Error::Other(format!(
+        Error::Environment(format!(
             "{} {}: the index gives a bad sha256: {e}",
             r.name, r.version
         ))
@@ -476,7 +482,7 @@ pub(crate) fn fetch(
             }
         }
         if !errors.is_empty() {
-            return Err(Error::Other(format!(
+            return Err(Error::Environment(format!(
                 "{} of {} downloads failed (nothing corrupt was kept):\n  {}",
                 errors.len(),
                 items.len(),
@@ -491,7 +497,7 @@ pub(crate) fn fetch(
             engine
                 .store
                 .blob_path(&digest)
-                .ok_or_else(|| Error::Other(format!("{} vanished from the store", digest)))
+                .ok_or_else(|| Error::Environment(format!("{} vanished from the store", digest)))
         })
         .collect()
 }
@@ -533,7 +539,7 @@ fn base_install(
         local,
     )?;
     if added.is_empty() {
-        return Err(Error::Other(
+        return Err(Error::Input(
             "the install set is empty: set [base] install in comb.toml".into(),
         ));
     }
@@ -669,7 +675,7 @@ fn layer_from(
     let mut paths = below.to_vec();
     paths.extend(own.into_iter().map(|(_, p)| p));
     let NodeOutput::Tree(name) = &record.output else {
-        return Err(Error::Other("a layer node without a tree".into()));
+        return Err(Error::Environment("a layer node without a tree".into()));
     };
     Ok(Layer {
         stage: record.kind,
@@ -725,7 +731,7 @@ fn unpack_base(root: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<
             },
         )
         .map_err(|e| {
-            Error::Other(format!(
+            Error::Environment(format!(
                 "unpacking {} {}: {e}",
                 added[i].name, added[i].version
             ))
@@ -809,7 +815,7 @@ fn dpkg_install_script(debs: &[PathBuf], added: &[Resolved]) -> Result<String> {
     for (path, r) in debs.iter().zip(added) {
         let control = deb::DebArchive::open(path)
             .and_then(|d| d.control())
-            .map_err(|e| Error::Other(format!("reading {} {}: {e}", r.name, r.version)))?;
+            .map_err(|e| Error::Environment(format!("reading {} {}: {e}", r.name, r.version)))?;
         let pre: Vec<String> = control
             .lines()
             .find_map(|l| l.strip_prefix("Pre-Depends:"))
@@ -979,7 +985,7 @@ fn stage_debs(dir: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> {
             .map_err(|e| Error::io(format!("staging {}", path.display()), e))?;
         let control = deb::DebArchive::open(path)
             .and_then(|d| d.control())
-            .map_err(|e| Error::Other(format!("reading {} {}: {e}", r.name, r.version)))?;
+            .map_err(|e| Error::Environment(format!("reading {} {}: {e}", r.name, r.version)))?;
         index.push_str(control.trim_end());
         index.push_str(&format!(
             "\nFilename: ./{file}\nSize: {}\nSHA256: {}\n\n",
@@ -1017,7 +1023,7 @@ fn on_every_core<T: Send>(
             .into_iter()
             .map(|w| {
                 w.join()
-                    .unwrap_or_else(|_| Err(Error::Other("a worker thread panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::Environment("a worker thread panicked".into())))
             })
             .collect()
     });
@@ -1033,7 +1039,7 @@ fn on_every_core<T: Send>(
 fn scan_set_id(debs: &[PathBuf], added: &[Resolved]) -> Result<Vec<deb::SetIdFile>> {
     on_every_core(debs.len(), |i| {
         set_id_files(&debs[i]).map_err(|e| {
-            Error::Other(format!(
+            Error::Environment(format!(
                 "reading {} {}: {e}",
                 added[i].name, added[i].version
             ))

@@ -35,8 +35,69 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The user's input is wrong (arguments, a recipe, `comb.toml`): the
+    /// message says what to change.
     #[error("{0}")]
-    Other(String),
+    Input(String),
+    /// The machine, the network, the mirror or the store failed, or holds
+    /// something comb did not expect.
+    #[error("{0}")]
+    Environment(String),
+}
+
+/// What a failure asks of the user; it decides comb's exit code (README,
+/// "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A stage ran and failed: a package does not build (exit 1).
+    Failed,
+    /// Usage and input: arguments, recipes, `comb.toml`, `comb.lock`
+    /// (exit 2).
+    Input,
+    /// The environment: network, mirror, store, sandbox set-up, disk
+    /// (exit 3).
+    Environment,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Stage { .. } => ErrorKind::Failed,
+            Error::Repo(_) | Error::Lock { .. } | Error::Input(_) => ErrorKind::Input,
+            Error::Sandbox(e) => sandbox_error_kind(e),
+            Error::Distro(e) => distro_error_kind(e),
+            Error::Store(_) | Error::Index(_) | Error::Io { .. } | Error::Environment(_) => {
+                ErrorKind::Environment
+            }
+        }
+    }
+}
+
+/// A sandbox's error: a request that cannot run, a command that cannot
+/// start and a layer the command left that is refused are the caller's
+/// input; ids, slots and set-up are the machine's.
+pub fn sandbox_error_kind(e: &comb_sandbox::SandboxError) -> ErrorKind {
+    use comb_sandbox::SandboxError as S;
+    match e {
+        S::Invalid(_) | S::Exec { .. } | S::Extract(_) => ErrorKind::Input,
+        S::Ids(_) | S::NoSlot { .. } | S::Setup(_) | S::Io { .. } => ErrorKind::Environment,
+    }
+}
+
+/// A distribution's error: what the user configured or asked for is input;
+/// the network, the mirror and its indices are the environment.
+pub fn distro_error_kind(e: &comb_distro::Error) -> ErrorKind {
+    use comb_distro::Error as D;
+    match e {
+        D::UnsupportedUri { .. }
+        | D::Relation { .. }
+        | D::Version { .. }
+        | D::NotInRelease { .. }
+        | D::NoSource(_)
+        | D::LockMismatch { .. }
+        | D::Resolve { .. } => ErrorKind::Input,
+        _ => ErrorKind::Environment,
+    }
 }
 
 impl Error {
@@ -50,6 +111,6 @@ impl Error {
 
 impl From<comb_cache::DescriptionError> for Error {
     fn from(e: comb_cache::DescriptionError) -> Error {
-        Error::Other(format!("describing a node: {e}"))
+        Error::Environment(format!("describing a node: {e}"))
     }
 }

@@ -159,7 +159,10 @@ fn referenced(
                     let manifest: Manifest = match store.open_blob(d) {
                         Ok(f) => {
                             serde_json::from_reader(std::io::BufReader::new(f)).map_err(|e| {
-                                Error::Other(format!("reading the manifest of {}: {e}", n.name))
+                                Error::Environment(format!(
+                                    "reading the manifest of {}: {e}",
+                                    n.name
+                                ))
                             })?
                         }
                         Err(_) => continue,

@@ -23,7 +23,7 @@ pub(crate) fn store(engine: &Engine, log: &str) -> Result<String> {
 pub fn read(store: &Store, digest: &str) -> Result<String> {
     let digest: Digest = digest
         .parse()
-        .map_err(|e| Error::Other(format!("a log's digest {digest:?}: {e}")))?;
+        .map_err(|e| Error::Environment(format!("a log's digest {digest:?}: {e}")))?;
     let mut bytes = Vec::new();
     store
         .open_blob(&digest)?

@@ -269,7 +269,7 @@ fn write_lock(path: &Path, lock: &SnapshotLock) -> Result<bool> {
         format: LOCK_FORMAT,
         snapshot: lock.clone(),
     })
-    .map_err(|e| Error::Other(format!("serialising the lock: {e}")))?;
+    .map_err(|e| Error::Environment(format!("serialising the lock: {e}")))?;
     let text = format!(
         "# Pins the distribution snapshot every build resolves against.\n\
          # Written by `comb update`; do not edit by hand.\n{body}"

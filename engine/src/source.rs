@@ -35,7 +35,7 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
                 .unwrap_or(&path)
                 .to_str()
                 .ok_or_else(|| {
-                    Error::Other(format!(
+                    Error::Input(format!(
                         "{}: a source file name must be UTF-8",
                         path.display()
                     ))
@@ -57,7 +57,7 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
             } else if kind.is_file() {
                 pending.push((rel, path, md));
             } else {
-                return Err(Error::Other(format!(
+                return Err(Error::Input(format!(
                     "{}: sources hold only files, directories and symlinks",
                     path.display()
                 )));

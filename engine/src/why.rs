@@ -277,8 +277,9 @@ pub fn miss_reasons(
         }
         return Ok(reasons);
     }
-    let bad =
-        |e: comb_cache::DescriptionError| Error::Other(format!("comparing descriptions: {e}"));
+    let bad = |e: comb_cache::DescriptionError| {
+        Error::Environment(format!("comparing descriptions: {e}"))
+    };
     let changes = diff_descriptions(&previous.description, new).map_err(bad)?;
     let old_inputs = parse_description(&previous.description).map_err(bad)?;
     let new_inputs = parse_description(new).map_err(bad)?;
@@ -458,10 +459,10 @@ pub fn run_of(index: &Index, package: &str, run: Option<RunId>) -> Result<RunId>
     let has = |r: RunId| -> Result<bool> { Ok(index.run_has_event(r, NodeKind::Build, package)?) };
     if let Some(r) = run {
         if index.run(r)?.is_none() {
-            return Err(Error::Other(format!("there is no run {r} in the store")));
+            return Err(Error::Input(format!("there is no run {r} in the store")));
         }
         if !has(r)? {
-            return Err(Error::Other(format!(
+            return Err(Error::Input(format!(
                 "run {r} did not build {package}: `comb report` lists runs"
             )));
         }
@@ -472,7 +473,7 @@ pub fn run_of(index: &Index, package: &str, run: Option<RunId>) -> Result<RunId>
             return Ok(r.id);
         }
     }
-    Err(Error::Other(format!(
+    Err(Error::Input(format!(
         "no recorded run built {package}: run `comb build {package}` first"
     )))
 }
@@ -693,7 +694,7 @@ pub fn repository_packages_of(store: &Store, index: &Index, w: &mut PackageWhy) 
         };
         let installed: Vec<comb_distro::aptbox::Resolved> =
             serde_json::from_reader(std::io::BufReader::new(file))
-                .map_err(|e| Error::Other(format!("reading the resolution {digest}: {e}")))?;
+                .map_err(|e| Error::Environment(format!("reading the resolution {digest}: {e}")))?;
         let mut local = HashMap::new();
         let mut replaced = HashMap::new();
         for (key, value) in comb_cache::parse_description(&node.description)? {
@@ -732,7 +733,7 @@ pub fn manifest_of(store: &Store, index: &Index, key: &str) -> Result<Option<Man
     };
     serde_json::from_reader(std::io::BufReader::new(file))
         .map(Some)
-        .map_err(|e| Error::Other(format!("reading the manifest {digest}: {e}")))
+        .map_err(|e| Error::Environment(format!("reading the manifest {digest}: {e}")))
 }
 
 /// The stored log of `package`'s stage `stage` in `run`: a failed node's,

@@ -51,7 +51,7 @@ fn call_once(socket: &Path, request: &Request, mut each: impl FnMut(&Value)) -> 
             e,
         )
     })?;
-    let mut line = serde_json::to_string(request).map_err(|e| Error::Other(e.to_string()))?;
+    let mut line = serde_json::to_string(request).map_err(|e| Error::Environment(e.to_string()))?;
     line.push('\n');
     stream
         .write_all(line.as_bytes())
@@ -60,7 +60,7 @@ fn call_once(socket: &Path, request: &Request, mut each: impl FnMut(&Value)) -> 
     for answer in BufReader::new(stream).lines() {
         let answer = answer.map_err(|e| Error::io("reading the daemon's answer", e))?;
         let value: Value = serde_json::from_str(&answer)
-            .map_err(|e| Error::Other(format!("the daemon answered {answer:?}: {e}")))?;
+            .map_err(|e| Error::Environment(format!("the daemon answered {answer:?}: {e}")))?;
         each(&value);
         let done = value["done"].as_bool().unwrap_or(true);
         last = Some(value);
@@ -68,5 +68,7 @@ fn call_once(socket: &Path, request: &Request, mut each: impl FnMut(&Value)) -> 
             break;
         }
     }
-    last.ok_or_else(|| Error::Other("the daemon closed the connection without an answer".into()))
+    last.ok_or_else(|| {
+        Error::Environment("the daemon closed the connection without an answer".into())
+    })
 }

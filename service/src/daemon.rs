@@ -225,8 +225,8 @@ impl Shared {
 fn load_config(repo: &Path) -> Result<RepoConfig> {
     let me = crate::trust::me();
     let path = repo.join(comb_engine::recipes::CONFIG_FILE);
-    crate::trust::check(&path, "configuration file", me).map_err(|e| Error::Other(e.0))?;
-    let config = RepoConfig::load(&path).map_err(|e| Error::Other(e.to_string()))?;
+    crate::trust::check(&path, "configuration file", me).map_err(|e| Error::Input(e.0))?;
+    let config = RepoConfig::load(&path).map_err(|e| Error::Input(e.to_string()))?;
     for (_, hook) in &config.hooks.run {
         match crate::trust::check(hook, "hook", me) {
             Ok(()) => {}
@@ -234,7 +234,7 @@ fn load_config(repo: &Path) -> Result<RepoConfig> {
             // checked then).
             Err(_) if std::fs::symlink_metadata(hook).is_err() => {}
             Err(e) => {
-                return Err(Error::Other(format!(
+                return Err(Error::Input(format!(
                     "{} (named in {})",
                     e.0,
                     path.display()
@@ -251,7 +251,7 @@ pub fn serve(opts: Options) -> Result<()> {
     // not a store yet, and the service's own files below would make a new
     // one non-empty.
     comb_engine::cache::Store::open(&opts.store)
-        .map_err(|e| Error::Other(format!("opening the store: {e}")))?;
+        .map_err(|e| Error::Environment(format!("opening the store: {e}")))?;
     let lock_path = opts.store.join("service.lock");
     let lock_file = std::fs::OpenOptions::new()
         .create(true)
@@ -262,7 +262,7 @@ pub fn serve(opts: Options) -> Result<()> {
     let _daemon_lock =
         nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
             |_| {
-                Error::Other(format!(
+                Error::Environment(format!(
             "another comb serve owns the store {}: stop it first, or give this one another --store",
             opts.store.display()
         ))
@@ -486,11 +486,11 @@ fn bind_socket(path: &Path, group: Option<&str>) -> Result<(UnixListener, (u64, 
                 .ok()
                 .flatten()
                 .map(|g| g.gid)
-                .ok_or_else(|| Error::Other(format!("there is no group {group:?} (--group)")))
+                .ok_or_else(|| Error::Input(format!("there is no group {group:?} (--group)")))
         })
         .transpose()?;
     let name = path.file_name().ok_or_else(|| {
-        Error::Other(format!(
+        Error::Input(format!(
             "--socket {}: give the path of a socket file",
             path.display()
         ))
@@ -541,7 +541,7 @@ fn bind_socket(path: &Path, group: Option<&str>) -> Result<(UnixListener, (u64, 
             let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
             if kind == SFlag::S_IFSOCK {
                 if UnixStream::connect(path).is_ok() {
-                    return Err(Error::Other(format!(
+                    return Err(Error::Environment(format!(
                         "a comb serve already listens on {}: stop it, or give this one another --socket",
                         path.display()
                     )));
@@ -552,7 +552,7 @@ fn bind_socket(path: &Path, group: Option<&str>) -> Result<(UnixListener, (u64, 
                     path.display()
                 );
             } else {
-                return Err(Error::Other(format!(
+                return Err(Error::Input(format!(
                     "{} exists and is not a socket: remove it, or give --socket another path",
                     path.display()
                 )));

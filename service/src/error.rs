@@ -15,8 +15,28 @@ pub enum Error {
     /// chain of errors does not print it twice.)
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
+    /// The user's input is wrong (arguments, the configuration).
     #[error("{0}")]
-    Other(String),
+    Input(String),
+    /// The machine, the store or the daemon failed.
+    #[error("{0}")]
+    Environment(String),
+}
+
+impl Error {
+    /// What the failure asks of the user, for the exit code.
+    pub fn kind(&self) -> comb_engine::ErrorKind {
+        use comb_engine::ErrorKind;
+        match self {
+            Error::Engine(e) => e.kind(),
+            Error::Input(_) => ErrorKind::Input,
+            Error::Db(_)
+            | Error::Audit(_)
+            | Error::Publish(_)
+            | Error::Io { .. }
+            | Error::Environment(_) => ErrorKind::Environment,
+        }
+    }
 }
 
 impl Error {
