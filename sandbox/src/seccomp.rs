@@ -65,7 +65,7 @@ use libseccomp::{
 #[error("seccomp: {0}")]
 pub struct SeccompError(pub String);
 
-/// Load the filter for `identity` into the calling thread (it is inherited
+/// Load the filter of `rules` into the calling thread (it is inherited
 /// by everything exec'd after).
 ///
 /// Call it last, right before `execve`, in a single-threaded process: other
@@ -119,7 +119,7 @@ impl Rules {
     }
 }
 
-/// The filter for `identity` as classic BPF programs, ready to load in a
+/// The filter of `rules` as classic BPF programs, ready to load in a
 /// forked child without libseccomp or any allocation. Compiling takes
 /// libseccomp about a millisecond, so callers compile once and keep it.
 pub fn compile(rules: Rules) -> Result<Compiled, SeccompError> {
