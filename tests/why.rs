@@ -289,3 +289,63 @@ fn remove_output_of(repo: &Repo, key: &str) {
         .join(&hex[2..]);
     std::fs::remove_file(&blob).unwrap_or_else(|e| panic!("{}: {e}", blob.display()));
 }
+
+/// The human output of `comb build`, `comb why` and `comb report` after a
+/// change, as snapshots (`tests/snapshots/`), with what differs between
+/// runs and machines redacted: digests, times, paths, and how each limit
+/// is enforced. Review a change with `cargo insta review` (or run with
+/// `INSTA_UPDATE=always` and read the diff).
+#[test]
+fn the_human_output_of_build_why_and_report() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe("aa", &native("aa", &[], ""), "a1\n");
+    repo.recipe(
+        "bb",
+        &native("bb", &["aa"], "cat /usr/share/aa/data > from-a"),
+        "b1\n",
+    );
+    built(&repo);
+    std::fs::write(repo.root.join("aa/src/data"), "a2\n").unwrap();
+    let text = |args: &[&str]| {
+        let out = repo.comb(args);
+        assert!(out.status.success(), "comb {args:?}");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let build = text(&["build", "--all"]);
+    let why = text(&["why", "bb"]);
+    let report = text(&["report"]);
+    let comb = regex_escape(repo::COMB);
+    insta::with_settings!({
+        filters => vec![
+            (comb.as_str(), "[COMB]"),
+            (r"/\S*/\.tmp[A-Za-z0-9]+", "[TMP]"),
+            (r"\b[0-9a-f]{4}…", "[HEX]…"),
+            (r"\b\d+\.\ds\b", "[T]s"),
+            (r"\((cgroup v1|cgroup v2|rlimit|measured|timer)\)", "([HOW])"),
+            // The slowest nodes tie at a tenth of a second: their order is
+            // not the output's.
+            (r"(?m)^    \S+ +\S+ +\[T\]s (built|hit|failed)\n", ""),
+        ],
+    }, {
+        insta::assert_snapshot!("build", build);
+        insta::assert_snapshot!("why", why);
+        insta::assert_snapshot!("report", report);
+    });
+}
+
+/// `text` with the characters a regex gives a meaning escaped.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}

@@ -196,8 +196,9 @@ macro_rules! text_enum {
             }
         }
         impl fmt::Display for $ty {
+            // `pad`, not `write_str`: `{:<13}` must align columns.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
         impl FromStr for $ty {
