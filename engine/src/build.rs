@@ -164,7 +164,8 @@ pub(crate) fn run_packages(
 ) -> Result<Vec<PackageResult>> {
     let stop = engine.cancel.flag();
     let sources = debian_sources(engine, pinned, repo)?;
-    let graph = repo.graph_with(|recipe| facts(recipe, &sources))?;
+    let arch = pinned.lock.architecture.as_str();
+    let graph = repo.graph_with(|recipe| facts(recipe, &sources, arch))?;
     let order: Vec<String> = graph
         .topological_order()
         .iter()
@@ -476,11 +477,11 @@ fn source_records(pinned: &Pinned) -> Result<Vec<(SourcePackage, String)>> {
     Ok(all)
 }
 
-fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>) -> SourceFacts {
+fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>, arch: &str) -> SourceFacts {
     match sources.get(recipe.name.as_str()) {
         Some(s) => SourceFacts {
             binaries: s.binaries.clone(),
-            build_depends: relations_of(s)
+            build_depends: relations_of(s, arch)
                 .iter()
                 .filter_map(|t| comb_recipes::Relation::parse(t).ok())
                 .collect(),
@@ -493,11 +494,10 @@ fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>) -> SourceFacts
 }
 
 /// A source package's build dependencies as relation strings that a
-/// `Depends:` field takes: alternatives that do not apply to the host
-/// architecture (or need a build profile) are dropped, and the
+/// `Depends:` field takes: alternatives that do not apply to `arch` (the
+/// snapshot's architecture) or need a build profile are dropped, and the
 /// architecture restrictions with them.
-fn relations_of(s: &SourcePackage) -> Vec<String> {
-    let arch = host_arch();
+fn relations_of(s: &SourcePackage, arch: &str) -> Vec<String> {
     [
         &s.build_depends,
         &s.build_depends_arch,
@@ -508,7 +508,7 @@ fn relations_of(s: &SourcePackage) -> Vec<String> {
     .filter_map(|group| {
         let alternatives: Vec<String> = group
             .iter()
-            .filter(|r| r.applies(&arch, &[]))
+            .filter(|r| r.applies(arch, &[]))
             .map(|r| {
                 let qualifier = match r.arch_qualifier.as_deref() {
                     Some("any") => ":any",
@@ -586,7 +586,7 @@ pub(crate) fn build_one(
         base,
         ..
     } = *ctx;
-    let requires = requires_of(recipe, debian);
+    let requires = requires_of(recipe, debian, &pinned.lock.architecture);
     let (kind, source_entries, version) = inputs_of(engine, recipe, debian)?;
     let mut shortcut = Description::new("build-shortcut");
     shortcut
@@ -644,14 +644,14 @@ pub(crate) fn build_one(
 
 /// A recipe's build requirements: its own, and a `debian` source's
 /// `Build-Depends*`.
-fn requires_of(recipe: &Recipe, debian: Option<&SourcePackage>) -> Vec<String> {
+fn requires_of(recipe: &Recipe, debian: Option<&SourcePackage>, arch: &str) -> Vec<String> {
     let mut requires: Vec<String> = recipe
         .build_requires()
         .iter()
         .map(|r| r.relation.text.clone())
         .collect();
     if let Some(s) = debian {
-        requires.extend(relations_of(s));
+        requires.extend(relations_of(s, arch));
     }
     requires
 }
@@ -756,7 +756,7 @@ pub(crate) fn rebuild(
     needs: &Needs,
     variations: &mut Option<vary::VariationReport>,
 ) -> Result<Manifest> {
-    let requires = requires_of(recipe, debian);
+    let requires = requires_of(recipe, debian, &ctx.pinned.lock.architecture);
     let (_, _, version) = inputs_of(ctx.engine, recipe, debian)?;
     let env_layer = env_for(ctx, recipe, &requires, needs)?;
     *variations = ctx.variations.map(|v| vary::plan(v, &env_layer.paths));
@@ -1157,7 +1157,7 @@ fn build_native(
                 .cloned()
                 .collect();
             claimed.extend(mine.iter().cloned());
-            let spec = binary_spec(recipe, output, version);
+            let spec = binary_spec(recipe, output, version, &ctx.pinned.lock.architecture);
             let written =
                 debwriter::write_deb(&spec, &dest, &mine, NATIVE_SOURCE_DATE_EPOCH, &out)?;
             debs.push(store_deb(engine, &written.path, &written.control)?);
@@ -1194,7 +1194,12 @@ fn manifest(
     })
 }
 
-fn binary_spec(recipe: &Recipe, output: &comb_recipes::Output, version: &str) -> BinarySpec {
+fn binary_spec(
+    recipe: &Recipe,
+    output: &comb_recipes::Output,
+    version: &str,
+    arch: &str,
+) -> BinarySpec {
     let list =
         |deps: &[comb_recipes::Dependency]| deps.iter().map(|d| d.relation.text.clone()).collect();
     BinarySpec {
@@ -1202,7 +1207,7 @@ fn binary_spec(recipe: &Recipe, output: &comb_recipes::Output, version: &str) ->
         version: version.to_string(),
         architecture: match output.architecture {
             comb_recipes::Architecture::All => "all".into(),
-            comb_recipes::Architecture::Any => host_arch(),
+            comb_recipes::Architecture::Any => arch.to_string(),
         },
         maintainer: recipe
             .package
@@ -1228,10 +1233,6 @@ fn binary_spec(recipe: &Recipe, output: &comb_recipes::Output, version: &str) ->
         provides: list(&output.provides),
         ..BinarySpec::default()
     }
-}
-
-fn host_arch() -> String {
-    comb_distro::sources::host_architecture().unwrap_or_else(|_| "amd64".into())
 }
 
 /// Stores a `.deb` as a sha256 blob and describes it.
