@@ -57,13 +57,10 @@ fn built(repo: &Repo) {
     assert_eq!(code, Some(0));
 }
 
-#[test]
-fn every_miss_reason_from_a_real_change() {
-    if !is_root() {
-        return;
-    }
-    let mut repo = Repo::new();
-    // aa on its own; bb build-depends on aa and copies it.
+/// A repository of aa, on its own, and bb, which build-depends on aa and
+/// copies it; built once.
+fn aa_and_bb_built() -> Repo {
+    let repo = Repo::new();
     repo.recipe("aa", &native("aa", &[], ""), "a1\n");
     repo.recipe(
         "bb",
@@ -71,6 +68,15 @@ fn every_miss_reason_from_a_real_change() {
         "b1\n",
     );
     built(&repo);
+    repo
+}
+
+#[test]
+fn every_miss_reason_from_a_real_change() {
+    if !is_root() {
+        return;
+    }
+    let mut repo = aa_and_bb_built();
 
     // First build: every built node says so; the JSON schema is fixed.
     let w = why(&repo, "bb");
@@ -300,14 +306,7 @@ fn the_human_output_of_build_why_and_report() {
     if !is_root() {
         return;
     }
-    let repo = Repo::new();
-    repo.recipe("aa", &native("aa", &[], ""), "a1\n");
-    repo.recipe(
-        "bb",
-        &native("bb", &["aa"], "cat /usr/share/aa/data > from-a"),
-        "b1\n",
-    );
-    built(&repo);
+    let repo = aa_and_bb_built();
     std::fs::write(repo.root.join("aa/src/data"), "a2\n").unwrap();
     let text = |args: &[&str]| {
         let out = repo.comb(args);
