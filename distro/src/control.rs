@@ -61,6 +61,32 @@ impl Paragraph {
     }
 }
 
+/// The text of each paragraph of `text`, as it stands (without the
+/// newline after its last line): paragraphs are separated by lines that
+/// are empty or hold only whitespace (`\r` included), as in [`parse`], for
+/// callers that keep or filter records as text.
+pub fn paragraph_texts(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut start = None;
+    let mut end = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            if let Some(s) = start.take() {
+                found.push(&text[s..end]);
+            }
+        } else {
+            start.get_or_insert(offset);
+            end = offset + line.trim_end_matches(['\n', '\r']).len();
+        }
+        offset += line.len();
+    }
+    if let Some(s) = start {
+        found.push(&text[s..end]);
+    }
+    found
+}
+
 /// Parse `text` into paragraphs. `origin` (a file name or URL) is used in
 /// errors. Empty paragraphs (runs of blank lines or comments) are skipped.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>> {
@@ -138,6 +164,17 @@ fn truncate(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn paragraph_texts_split_on_blank_lines_of_any_kind() {
+        let text = "A: 1\nB: 2\n\n\nC: 3\r\n \t\r\nD: 4\n  more\n";
+        assert_eq!(
+            paragraph_texts(text),
+            ["A: 1\nB: 2", "C: 3", "D: 4\n  more"]
+        );
+        assert_eq!(paragraph_texts("\n\n"), Vec::<&str>::new());
+        assert_eq!(paragraph_texts("X: y"), ["X: y"]);
+    }
     use super::*;
 
     #[test]

@@ -463,8 +463,8 @@ fn source_records(pinned: &Pinned) -> Result<Vec<(SourcePackage, String)>> {
     for f in &snapshot.sources {
         let text = std::fs::read_to_string(&f.local)
             .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        for paragraph in text.split("\n\n").filter(|p| !p.trim().is_empty()) {
-            let paragraph = format!("{}\n", paragraph.trim_end());
+        for paragraph in comb_distro::control::paragraph_texts(&text) {
+            let paragraph = format!("{paragraph}\n");
             let origin = f.local.display().to_string();
             if let Some(s) = comb_distro::parse_sources(&paragraph, &origin)?
                 .into_iter()

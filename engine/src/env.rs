@@ -267,15 +267,15 @@ fn aptbox_with_local(
         }
         let text = std::fs::read_to_string(&f.local)
             .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        let kept: Vec<&str> = text
-            .split("\n\n")
+        let kept: Vec<&str> = comb_distro::control::paragraph_texts(&text)
+            .into_iter()
             .filter(|p| {
                 let name = p.lines().find_map(|l| l.strip_prefix("Package:"));
                 !name.is_some_and(|n| replaced.contains(n.trim()))
             })
             .collect();
         let path = work.join(format!("snapshot-{i}-Packages"));
-        std::fs::write(&path, kept.join("\n\n"))
+        std::fs::write(&path, kept.join("\n\n") + "\n")
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         indices.push(path);
     }
