@@ -287,8 +287,9 @@ pub fn miss_reasons(
     Ok(reasons)
 }
 
-/// The inputs that are lists (`key.0`, `key.1`, …): one change each.
-const LISTS: [&str; 4] = ["requires", "names", "outputs", "set"];
+/// The inputs that are lists (`key.0`, `key.1`, …), as the stages write
+/// them (`Description::list`): one change each.
+const LISTS: [&str; 4] = ["requires", "names", "outputs", "components"];
 
 /// `changes` in words; lists are read whole from the two descriptions'
 /// inputs.
@@ -343,6 +344,12 @@ fn reasons_of(
                 old,
                 new,
             },
+            // The index node's fields are the lock's, not a recipe's.
+            _ if stage == NodeKind::Index => MissReason::Other {
+                input: c.key.clone(),
+                old,
+                new,
+            },
             ("version" | "name" | "kind" | "architecture", None) => MissReason::Recipe {
                 field: head.to_string(),
                 old,
@@ -366,15 +373,23 @@ fn reasons_of(
             let present = inputs.iter().any(|(k, _)| k == &format!("{list}#"));
             present.then(|| items.join(", "))
         };
-        let field = match *list {
-            "requires" => "build.requires",
-            "outputs" => "outputs",
-            other => other,
-        };
-        reasons.push(MissReason::Recipe {
-            field: field.to_string(),
-            old: entries(old_inputs),
-            new: entries(new_inputs),
+        let (old, new) = (entries(old_inputs), entries(new_inputs));
+        reasons.push(match *list {
+            "components" => MissReason::Other {
+                input: "components".to_string(),
+                old,
+                new,
+            },
+            "requires" => MissReason::Recipe {
+                field: "build.requires".to_string(),
+                old,
+                new,
+            },
+            other => MissReason::Recipe {
+                field: other.to_string(),
+                old,
+                new,
+            },
         });
     }
     reasons
@@ -835,6 +850,45 @@ mod tests {
                 old: Some("make".into()),
                 new: Some("make, libfoo-dev".into()),
             }]
+        );
+    }
+
+    #[test]
+    fn the_index_nodes_fields_are_the_locks_not_a_recipes() {
+        let changes = vec![
+            Change {
+                key: "components#".into(),
+                old: Some("1".into()),
+                new: Some("2".into()),
+            },
+            Change {
+                key: "components.1".into(),
+                old: None,
+                new: Some("contrib".into()),
+            },
+            Change {
+                key: "architecture".into(),
+                old: Some("amd64".into()),
+                new: Some("arm64".into()),
+            },
+        ];
+        let old = [
+            ("components#".into(), "1".into()),
+            ("components.0".into(), "main".into()),
+        ];
+        let new = [
+            ("components#".into(), "2".into()),
+            ("components.0".into(), "main".into()),
+            ("components.1".into(), "contrib".into()),
+        ];
+        let reasons = reasons_of(NodeKind::Index, &changes, &old, &new);
+        let text: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "input architecture changed: amd64 → arm64",
+                "input components changed: main → main, contrib",
+            ]
         );
     }
 }
