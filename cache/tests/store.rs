@@ -1053,7 +1053,7 @@ fn hits_are_recorded_at_once_and_mark_their_nodes_used() {
     idx.record_node(&b).expect("b");
     let run = idx.begin_run("comb build", "/repo").expect("run");
     let hits: Vec<Event> = (0..250)
-        .map(|i| Event::new(&a.key, NodeKind::Build, &format!("a{i}"), EventStatus::Hit))
+        .map(|i| Event::new(&a.key, NodeKind::Build, format!("a{i}"), EventStatus::Hit))
         .collect();
     idx.batch(|i| i.record_hits(run, &hits)).expect("hits");
     assert_eq!(idx.events(run).expect("events"), hits);

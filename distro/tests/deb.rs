@@ -16,15 +16,13 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+#[path = "../../tests/root/mod.rs"]
+mod root;
 
+/// Unpacking sets owners: the test needs root.
 macro_rules! need_root {
     () => {
-        if !is_root() {
-            eprintln!("skipped: unpacking sets owners and needs root");
+        if !root::is_root() {
             return;
         }
     };
@@ -1361,7 +1359,8 @@ fn truncated_and_corrupt_debs_are_errors() {
             let p = dir.path().join("flipped.deb");
             fs::write(&p, &out).unwrap();
             let root = tempfile::tempdir().unwrap();
-            if is_root() {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
                 let _ = unpack_data(&p, root.path(), &Default::default());
             }
             if let Ok(a) = DebArchive::open(&p) {

@@ -3,6 +3,9 @@
 //! configuration and state, so the host is left alone and nothing goes to
 //! the network), and refused by it once its `InRelease` is tampered with.
 
+#[path = "../../tests/root/mod.rs"]
+mod root;
+
 use comb_engine::distro::debwriter::{list_tree, write_deb, BinarySpec};
 use comb_service::publish::{check_deb, pool_path, write_pocket, PocketDeb, PublishError, Signer};
 use std::collections::BTreeMap;
@@ -186,15 +189,15 @@ impl Apt {
 }
 
 fn skip_unless_ready() -> bool {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: apt-get must run as root for this test");
+    // apt-get must run as root.
+    if !root::is_root() {
         return false;
     }
     for program in ["apt-get", "gpg", "gpgv"] {
-        if !have(program) {
-            eprintln!("skipped: {program} is not installed");
-            return false;
-        }
+        assert!(
+            have(program),
+            "{program} is not installed: run .ci/install-deps"
+        );
     }
     true
 }

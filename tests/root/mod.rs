@@ -1,12 +1,14 @@
 //! Tests that need root: they run as root (as CI runs them), or are skipped
-//! on purpose, never quietly.
+//! on purpose, never quietly. Shared by the test binaries of every crate
+//! (`#[path = ".../tests/root/mod.rs"] mod root;`).
 
 /// True when this process runs as root. Otherwise the calling test fails,
 /// unless `COMB_TEST_SKIP_ROOT=1` says that skipping the tests that need
 /// root is intended: then it says so on stderr and returns false, and the
 /// test returns at once.
 pub fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
         return true;
     }
     let current = std::thread::current();
