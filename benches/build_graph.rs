@@ -432,42 +432,12 @@ impl Bench {
 
     /// `text` with the mirror's address replaced.
     fn redact(&self, text: &str) -> String {
-        let mut text = text.replace(&self.uri, "<mirror>");
-        if let Some(host) = uri_host(&self.uri) {
-            text = text.replace(&host, "<mirror>");
-        }
-        text
+        redact_mirror(text, &self.uri)
     }
 
     fn place(&self, repo: &Path) -> Vec<String> {
         place(repo, &self.store)
     }
-}
-
-/// The first `uri = "..."` of the lock's `[snapshot]` table.
-fn lock_uri(lock: &str) -> Option<String> {
-    let mut in_snapshot = false;
-    for line in lock.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_snapshot = line == "[snapshot]";
-            continue;
-        }
-        if let (true, Some((key, value))) = (in_snapshot, line.split_once('=')) {
-            if key.trim() == "uri" {
-                return value.split('"').nth(1).map(str::to_string);
-            }
-        }
-    }
-    None
-}
-
-/// `host` or `host:port` of a URI.
-fn uri_host(uri: &str) -> Option<String> {
-    uri.split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
 }
 
 /// Whether a TCP connection to the mirror opens (5 s at most per address).

@@ -129,7 +129,7 @@ fn main() {
         .and_then(|lock| lock_uri(&lock))
         .unwrap_or_default();
     if !update.ok {
-        skip(&redact(
+        skip(&redact_mirror(
             &format!(
                 "`comb update` failed (is the mirror reachable?): {}",
                 tail(&update.stderr, 3)
@@ -175,7 +175,7 @@ fn main() {
     let wall = started.elapsed();
     let events: Vec<Event> = lines.iter().filter_map(|l| event(l)).collect();
     if events.is_empty() {
-        abort(&redact(
+        abort(&redact_mirror(
             &format!("comb build printed no node:\n{}", tail(&stderr, 20)),
             &uri,
         ));
@@ -301,7 +301,7 @@ fn main() {
             let rest = reason.strip_prefix(first).unwrap_or_default();
             failures.push(format!(
                 "{name} ({stage}): {}",
-                redact(&format!("{first}\n...\n{}", tail(rest.trim(), 4)), &uri)
+                redact_mirror(&format!("{first}\n...\n{}", tail(rest.trim(), 4)), &uri)
                     .replace('\n', "\n    ")
             ));
         }
@@ -542,30 +542,4 @@ fn comb_json(cmd: &mut Command, each: &mut dyn FnMut(&str)) -> (bool, Vec<String
     }
     let ok = child.wait().is_ok_and(|s| s.success());
     (ok, lines, errors.join().unwrap_or_default())
-}
-
-/// The first `uri = "..."` of a `comb.lock`.
-fn lock_uri(lock: &str) -> Option<String> {
-    lock.lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix("uri = \""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .map(str::to_string)
-}
-
-/// `text` with the mirror's address (and its host) replaced.
-fn redact(text: &str, uri: &str) -> String {
-    if uri.is_empty() {
-        return text.to_string();
-    }
-    let mut text = text.replace(uri, "<mirror>");
-    if let Some(host) = uri
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .filter(|h| !h.is_empty())
-    {
-        text = text.replace(host, "<mirror>");
-    }
-    text
 }

@@ -350,18 +350,7 @@ impl Bench {
     /// `text` with the mirror's address replaced: no output of this
     /// benchmark names a registry.
     fn redact(&self, text: &str) -> String {
-        let mut text = text.replace(&self.lock.uri, "<mirror>");
-        if let Some(host) = self
-            .lock
-            .uri
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .filter(|h| !h.is_empty())
-        {
-            text = text.replace(host, "<mirror>");
-        }
-        text
+        redact_mirror(text, &self.lock.uri)
     }
 }
 

@@ -203,3 +203,42 @@ pub fn abort(message: &str) -> ! {
     eprintln!("{}: {message}", env!("CARGO_CRATE_NAME"));
     std::process::exit(1);
 }
+
+/// The first `uri = "..."` of a `comb.lock`'s `[snapshot]` table.
+pub fn lock_uri(lock: &str) -> Option<String> {
+    let mut in_snapshot = false;
+    for line in lock.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_snapshot = line == "[snapshot]";
+            continue;
+        }
+        if let (true, Some((key, value))) = (in_snapshot, line.split_once('=')) {
+            if key.trim() == "uri" {
+                return value.split('"').nth(1).map(str::to_string);
+            }
+        }
+    }
+    None
+}
+
+/// `host` or `host:port` of a URI.
+pub fn uri_host(uri: &str) -> Option<String> {
+    uri.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+}
+
+/// `text` with the mirror's address `uri` (and its host) replaced: a
+/// benchmark's output names no mirror.
+pub fn redact_mirror(text: &str, uri: &str) -> String {
+    if uri.is_empty() {
+        return text.to_string();
+    }
+    let mut text = text.replace(uri, "<mirror>");
+    if let Some(host) = uri_host(uri) {
+        text = text.replace(&host, "<mirror>");
+    }
+    text
+}
