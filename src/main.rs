@@ -134,26 +134,12 @@ fn main() -> ExitCode {
 /// chain. An error of comb's own commands (a bad argument) is input.
 fn exit_code(e: &anyhow::Error) -> u8 {
     use comb_engine::ErrorKind;
-    let kind = e.chain().find_map(|cause| {
-        if let Some(e) = cause.downcast_ref::<comb_engine::Error>() {
-            Some(e.kind())
-        } else if let Some(e) = cause.downcast_ref::<comb_service::Error>() {
-            Some(e.kind())
-        } else if let Some(e) = cause.downcast_ref::<comb_engine::distro::Error>() {
-            Some(comb_engine::distro_error_kind(e))
-        } else if let Some(e) = cause.downcast_ref::<comb_engine::sandbox::SandboxError>() {
-            Some(comb_engine::sandbox_error_kind(e))
-        } else if cause.is::<comb_engine::recipes::Error>() {
-            Some(ErrorKind::Input)
-        } else if cause.is::<comb_engine::cache::StoreError>()
-            || cause.is::<comb_engine::cache::IndexError>()
-            || cause.is::<std::io::Error>()
-        {
-            Some(ErrorKind::Environment)
-        } else {
-            None
-        }
-    });
+    let kind = e
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<comb_service::Error>() {
+            Some(e) => Some(e.kind()),
+            None => comb_engine::error_kind_of(cause),
+        });
     match kind.unwrap_or(ErrorKind::Input) {
         ErrorKind::Failed => 1,
         ErrorKind::Input => EXIT_USAGE,

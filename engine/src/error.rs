@@ -73,10 +73,31 @@ impl Error {
     }
 }
 
+/// The kind of `e` when it is an error of the engine or of a crate below
+/// it (for a caller that holds a chain of causes); `None` for any other.
+pub fn error_kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    if let Some(e) = e.downcast_ref::<Error>() {
+        Some(e.kind())
+    } else if let Some(e) = e.downcast_ref::<comb_distro::Error>() {
+        Some(distro_error_kind(e))
+    } else if let Some(e) = e.downcast_ref::<comb_sandbox::SandboxError>() {
+        Some(sandbox_error_kind(e))
+    } else if e.is::<comb_recipes::Error>() {
+        Some(ErrorKind::Input)
+    } else if e.is::<comb_cache::StoreError>()
+        || e.is::<comb_cache::IndexError>()
+        || e.is::<std::io::Error>()
+    {
+        Some(ErrorKind::Environment)
+    } else {
+        None
+    }
+}
+
 /// A sandbox's error: a request that cannot run, a command that cannot
 /// start and a layer the command left that is refused are the caller's
 /// input; ids, slots and set-up are the machine's.
-pub fn sandbox_error_kind(e: &comb_sandbox::SandboxError) -> ErrorKind {
+fn sandbox_error_kind(e: &comb_sandbox::SandboxError) -> ErrorKind {
     use comb_sandbox::SandboxError as S;
     match e {
         S::Invalid(_) | S::Exec { .. } | S::Extract(_) => ErrorKind::Input,
@@ -86,7 +107,7 @@ pub fn sandbox_error_kind(e: &comb_sandbox::SandboxError) -> ErrorKind {
 
 /// A distribution's error: what the user configured or asked for is input;
 /// the network, the mirror and its indices are the environment.
-pub fn distro_error_kind(e: &comb_distro::Error) -> ErrorKind {
+fn distro_error_kind(e: &comb_distro::Error) -> ErrorKind {
     use comb_distro::Error as D;
     match e {
         D::UnsupportedUri { .. }

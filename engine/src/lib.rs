@@ -27,5 +27,5 @@ pub use comb_distro as distro;
 pub use comb_recipes as recipes;
 pub use comb_sandbox as sandbox;
 pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet};
-pub use error::{distro_error_kind, sandbox_error_kind, Error, ErrorKind, Result};
+pub use error::{error_kind_of, Error, ErrorKind, Result};
 pub use scheduler::JobState;
