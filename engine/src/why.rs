@@ -374,22 +374,20 @@ fn reasons_of(
             present.then(|| items.join(", "))
         };
         let (old, new) = (entries(old_inputs), entries(new_inputs));
-        reasons.push(match *list {
-            "components" => MissReason::Other {
-                input: "components".to_string(),
+        let field = match *list {
+            "requires" => "build.requires",
+            other => other,
+        }
+        .to_string();
+        // As above: the index node's lists are the lock's.
+        reasons.push(if stage == NodeKind::Index {
+            MissReason::Other {
+                input: field,
                 old,
                 new,
-            },
-            "requires" => MissReason::Recipe {
-                field: "build.requires".to_string(),
-                old,
-                new,
-            },
-            other => MissReason::Recipe {
-                field: other.to_string(),
-                old,
-                new,
-            },
+            }
+        } else {
+            MissReason::Recipe { field, old, new }
         });
     }
     reasons
