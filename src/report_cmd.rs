@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use comb_engine::cache::{NodeKind, RunId, Store};
 use comb_engine::store_location;
-use comb_engine::why::{self, MissReason, PackageWhy};
+use comb_engine::why::{self, PackageWhy};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,37 +85,7 @@ pub fn why(args: WhyArgs) -> Result<ExitCode> {
 
 /// The JSON of `comb why`: each reason with its fields and its `text`.
 pub fn why_json(w: &PackageWhy) -> serde_json::Value {
-    let stages: Vec<serde_json::Value> = w
-        .stages
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "stage": s.stage,
-                "name": s.name,
-                "key": s.key,
-                "status": s.status,
-                "duration_ms": s.duration_ms,
-                "reasons": s.reasons.iter().map(reason_json).collect::<Vec<_>>(),
-                "error": s.error,
-                "log": s.log,
-                "limits": s.limits,
-                "from_repository": s.from_repository,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "package": w.package,
-        "run": w.run.0,
-        "stages": stages,
-    })
-}
-
-fn reason_json(r: &MissReason) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    if let Some(map) = v.as_object_mut() {
-        map.insert("text".into(), r.to_string().into());
-    }
-    v
+    serde_json::to_value(w).unwrap_or_default()
 }
 
 /// `comb why` in words: one line per stage, its reasons indented below.

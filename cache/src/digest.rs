@@ -168,6 +168,141 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// A hash algorithm as a type, for [`Hash`].
+pub trait HashAlgorithm {
+    const ALGORITHM: Algorithm;
+}
+
+/// BLAKE3 as a type: `Hash<Blake3>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Blake3 {}
+
+/// SHA-256 as a type: `Hash<Sha256>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sha256 {}
+
+impl HashAlgorithm for Blake3 {
+    const ALGORITHM: Algorithm = Algorithm::Blake3;
+}
+
+impl HashAlgorithm for Sha256 {
+    const ALGORITHM: Algorithm = Algorithm::Sha256;
+}
+
+/// A hash of one algorithm, known from its type, without a size: what a
+/// Debian index names a file by (`Hash<Sha256>`) or a source file's
+/// content (`Hash<Blake3>`). Its text form is `<algorithm>:<64 hex>`;
+/// [`Hash::from_hex`] and [`Hash::hex`] give the bare hex.
+pub struct Hash<A> {
+    bytes: [u8; 32],
+    algorithm: std::marker::PhantomData<A>,
+}
+
+impl<A: HashAlgorithm> Hash<A> {
+    pub fn from_bytes(bytes: [u8; 32]) -> Hash<A> {
+        Hash {
+            bytes,
+            algorithm: std::marker::PhantomData,
+        }
+    }
+
+    /// 64 hex digits, either case (Debian indices are not canonical).
+    pub fn from_hex(hex: &str) -> Result<Hash<A>, DigestError> {
+        Ok(Hash::from_bytes(parse_hash(hex, false)?))
+    }
+
+    /// The hash as 64 lowercase hex digits.
+    pub fn hex(&self) -> String {
+        hex::encode(self.bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// The store digest of content of `size` bytes with this hash.
+    pub fn digest(&self, size: u64) -> Digest {
+        Digest {
+            algorithm: A::ALGORITHM,
+            hash: self.bytes,
+            size,
+        }
+    }
+
+    /// What content with this hash (and `size`, when known) must hash to.
+    pub fn expected(&self, size: Option<u64>) -> Expected {
+        Expected {
+            algorithm: A::ALGORITHM,
+            hash: self.bytes,
+            size,
+        }
+    }
+}
+
+impl Hash<Blake3> {
+    /// The BLAKE3 of everything `reader` yields.
+    pub fn of_reader(reader: &mut impl Read) -> io::Result<Hash<Blake3>> {
+        let mut h = blake3::Hasher::new();
+        io::copy(reader, &mut h)?;
+        Ok(Hash::from_bytes(*h.finalize().as_bytes()))
+    }
+}
+
+// Derives would bound `A`, which is never a value.
+impl<A> Clone for Hash<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A> Copy for Hash<A> {}
+impl<A> PartialEq for Hash<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+impl<A> Eq for Hash<A> {}
+impl<A> PartialOrd for Hash<A> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<A> Ord for Hash<A> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+impl<A> std::hash::Hash for Hash<A> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state)
+    }
+}
+
+impl<A: HashAlgorithm> fmt::Debug for Hash<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<A: HashAlgorithm> fmt::Display for Hash<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", A::ALGORITHM, self.hex())
+    }
+}
+
+impl<A: HashAlgorithm> FromStr for Hash<A> {
+    type Err = DigestError;
+    /// `<algorithm>:<64 lowercase hex>`, the algorithm being `A`'s.
+    fn from_str(s: &str) -> Result<Self, DigestError> {
+        let Some((alg, hex)) = s.split_once(':') else {
+            return Err(DigestError::Shape(s.to_string()));
+        };
+        if alg.parse::<Algorithm>()? != A::ALGORITHM {
+            return Err(DigestError::UnknownAlgorithm(alg.to_string()));
+        }
+        Ok(Hash::from_bytes(parse_hash(hex, true)?))
+    }
+}
+
 /// What a download is expected to hash to: an algorithm and hash, and the
 /// size when it is known (Debian indices give both for a `.deb`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

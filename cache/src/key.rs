@@ -254,6 +254,101 @@ pub fn parse_description(text: &str) -> Result<Vec<(String, String)>, Descriptio
     Ok(out)
 }
 
+/// A canonical description read back, for a typed reader: its stage and
+/// each input by key, a map's or list's entries in the order written with
+/// their sub-keys unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadDescription {
+    stage: String,
+    inputs: BTreeMap<String, Input>,
+}
+
+/// One input of a [`ReadDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// `key=value`.
+    One(String),
+    /// `key#=n` and its `n` entries, `(sub, value)`.
+    Entries(Vec<(String, String)>),
+}
+
+impl ReadDescription {
+    /// Reads a description in the canonical format of this version.
+    pub fn parse(text: &str) -> Result<ReadDescription, DescriptionError> {
+        let bad = |line: usize, problem, text: &str| DescriptionError::Parse {
+            line,
+            problem,
+            text: text.to_string(),
+        };
+        let mut stage = None;
+        let mut inputs = BTreeMap::new();
+        let mut open: Option<(String, usize)> = None;
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let (k, v) = line.split_once('=').ok_or_else(|| bad(n, "no '='", line))?;
+            let v = unescape(v, n)?;
+            if let Some((key, left)) = &mut open {
+                if *left > 0 {
+                    let sub = k
+                        .strip_prefix(key.as_str())
+                        .and_then(|rest| rest.strip_prefix('.'))
+                        .ok_or_else(|| bad(n, "an entry is missing before this line", line))?;
+                    let sub = unescape(sub, n)?;
+                    if let Some(Input::Entries(e)) = inputs.get_mut(key.as_str()) {
+                        e.push((sub, v));
+                    }
+                    *left -= 1;
+                    continue;
+                }
+                open = None;
+            }
+            match (n, k) {
+                (1, "comb-description") if v == DESCRIPTION_FORMAT.to_string() => continue,
+                (1, _) => return Err(bad(n, "not a description of this format", line)),
+                (2, "stage") => {
+                    stage = Some(v);
+                    continue;
+                }
+                (2, _) => return Err(bad(n, "the stage is missing", line)),
+                _ => {}
+            }
+            let (key, input) = match k.strip_suffix('#') {
+                Some(key) => {
+                    let count: usize = v.parse().map_err(|_| bad(n, "bad entry count", line))?;
+                    open = Some((key.to_string(), count));
+                    (key, Input::Entries(Vec::with_capacity(count.min(1024))))
+                }
+                None => (k, Input::One(v)),
+            };
+            if inputs.insert(key.to_string(), input).is_some() {
+                return Err(DescriptionError::DuplicateKey(key.to_string()));
+            }
+        }
+        if let Some((_, left @ 1..)) = open {
+            return Err(bad(
+                text.lines().count(),
+                "the description ends before all entries",
+                &format!("{left} missing"),
+            ));
+        }
+        let stage = stage.ok_or_else(|| bad(1, "the stage is missing", ""))?;
+        Ok(ReadDescription { stage, inputs })
+    }
+
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    pub fn input(&self, key: &str) -> Option<&Input> {
+        self.inputs.get(key)
+    }
+
+    /// Every input's key, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.inputs.keys().map(String::as_str)
+    }
+}
+
 /// One input that differs between two descriptions. `old` is `None` for an
 /// added input, `new` for a removed one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -291,4 +386,60 @@ pub fn diff_descriptions(old: &str, new: &str) -> Result<Vec<Change>, Descriptio
         }
     }
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_reads_back_as_written() {
+        let text = Description::new("build")
+            .field("name", "a=b\nc")
+            .map("source", [("x=y", "1"), ("a", "2")])
+            .list("outputs", ["o1", "o2"])
+            .list("empty", Vec::<String>::new())
+            .finish()
+            .unwrap();
+        let read = ReadDescription::parse(&text).unwrap();
+        assert_eq!(read.stage(), "build");
+        assert_eq!(read.input("name"), Some(&Input::One("a=b\nc".into())));
+        assert_eq!(
+            read.input("source"),
+            Some(&Input::Entries(vec![
+                ("a".into(), "2".into()),
+                ("x=y".into(), "1".into())
+            ]))
+        );
+        assert_eq!(
+            read.input("outputs"),
+            Some(&Input::Entries(vec![
+                ("0".into(), "o1".into()),
+                ("1".into(), "o2".into())
+            ]))
+        );
+        assert_eq!(read.input("empty"), Some(&Input::Entries(vec![])));
+        assert_eq!(
+            read.keys().collect::<Vec<_>>(),
+            ["empty", "name", "outputs", "source"]
+        );
+    }
+
+    #[test]
+    fn a_damaged_description_is_refused_with_its_line() {
+        for (text, line) in [
+            ("stage=build\n", 1),
+            ("comb-description=1\nname=x\n", 2),
+            ("comb-description=1\nstage=b\nlist#=2\nlist.0=a\n", 4),
+            ("comb-description=1\nstage=b\nlist#=1\nother.0=a\n", 4),
+            ("comb-description=1\nstage=b\nx=1\nx=2\n", 0),
+            ("comb-description=1\nstage=b\nnothing\n", 3),
+        ] {
+            match ReadDescription::parse(text) {
+                Err(DescriptionError::Parse { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                Err(DescriptionError::DuplicateKey(_)) => assert_eq!(line, 0, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+    }
 }

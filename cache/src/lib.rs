@@ -35,14 +35,17 @@ mod index;
 mod key;
 mod store;
 
-pub use digest::{Algorithm, Digest, DigestError, Expected, Hasher, HashingReader, HashingWriter};
+pub use digest::{
+    Algorithm, Blake3, Digest, DigestError, Expected, Hash, HashAlgorithm, Hasher, HashingReader,
+    HashingWriter, Sha256,
+};
 pub use index::{
     unix_now, Attempt, Event, EventStatus, FileStat, Index, IndexError, NodeKind, NodeOutput,
     NodeRecord, NodeSummary, RunId, RunRecord, RunStatus, BUSY_TIMEOUT, MIGRATIONS,
 };
 pub use key::{
-    diff_descriptions, key_of, parse_description, Change, Description, DescriptionError,
-    DESCRIPTION_FORMAT,
+    diff_descriptions, key_of, parse_description, Change, Description, DescriptionError, Input,
+    ReadDescription, DESCRIPTION_FORMAT,
 };
 pub use store::{
     default_location_from, is_valid_name, NodeLock, Store, StoreError, StoreLock, TreeBuilder,

@@ -7,11 +7,15 @@
 use crate::engine::Engine;
 use crate::env::{self, Layer};
 use crate::error::{Error, Result};
+use crate::inputs::{
+    shortcut_key, BuildInputs, EnvOriginInputs, FileHash, Hex, NodeKey, SourceChoiceInputs,
+    SourceEntry, SourceKind, Wanted,
+};
 use crate::scheduler::{self, JobState};
 use crate::snapshot::Pinned;
 use crate::source;
 use crate::vary::{self, Variations};
-use comb_cache::{Algorithm, Description, Digest, Event, EventStatus, NodeKind, NodeOutput};
+use comb_cache::{Algorithm, Digest, Event, EventStatus, Hash, NodeKind, NodeOutput};
 use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository, Source, SourceFacts};
@@ -391,50 +395,56 @@ fn debian_sources<'a>(
         let Source::Debian { name, version } = &recipe.source else {
             continue;
         };
-        let mut d = Description::new("resolve");
-        d.field("index", &pinned.key)
-            .field("source", name)
-            .field("version", version.as_deref().unwrap_or("newest"));
-        let record = engine.node(NodeKind::Resolve, &format!("source:{name}"), &d, |_| {
-            if all.get().is_none() {
-                let _ = all.set(source_records(pinned)?);
-            }
-            let candidates: Vec<&(SourcePackage, String)> = all
-                .get()
-                .map(|v| v.iter().filter(|(s, _)| &s.name == name).collect())
-                .unwrap_or_default();
-            let chosen = match version {
-                Some(v) => candidates
-                    .iter()
-                    .find(|(s, _)| s.version.to_string() == *v)
-                    .copied(),
-                None => candidates
-                    .iter()
-                    .copied()
-                    .max_by(|a, b| a.0.version.cmp(&b.0.version)),
-            };
-            let Some((_, text)) = chosen else {
-                let available: Vec<String> = candidates
-                    .iter()
-                    .map(|(s, _)| s.version.to_string())
-                    .collect();
-                return Err(Error::Input(format!(
-                    "{}: the pinned snapshot has no source package {name}{}; {}",
-                    recipe.file.display(),
-                    version
-                        .as_deref()
-                        .map(|v| format!("={v}"))
-                        .unwrap_or_default(),
-                    if available.is_empty() {
-                        "no version of it at all".to_string()
-                    } else {
-                        format!("versions available: {}", available.join(", "))
-                    }
-                )));
-            };
-            let digest = engine.store.put_blob_reader(&mut text.as_bytes())?;
-            Ok((NodeOutput::Blob(digest), text.len() as u64))
-        })?;
+        let inputs = SourceChoiceInputs {
+            index: NodeKey::known(&pinned.key),
+            source: name.clone(),
+            version: Wanted(version.clone()),
+        };
+        let record = engine.node(
+            NodeKind::Resolve,
+            &format!("source:{name}"),
+            &inputs,
+            |_| {
+                if all.get().is_none() {
+                    let _ = all.set(source_records(pinned)?);
+                }
+                let candidates: Vec<&(SourcePackage, String)> = all
+                    .get()
+                    .map(|v| v.iter().filter(|(s, _)| &s.name == name).collect())
+                    .unwrap_or_default();
+                let chosen = match version {
+                    Some(v) => candidates
+                        .iter()
+                        .find(|(s, _)| s.version.to_string() == *v)
+                        .copied(),
+                    None => candidates
+                        .iter()
+                        .copied()
+                        .max_by(|a, b| a.0.version.cmp(&b.0.version)),
+                };
+                let Some((_, text)) = chosen else {
+                    let available: Vec<String> = candidates
+                        .iter()
+                        .map(|(s, _)| s.version.to_string())
+                        .collect();
+                    return Err(Error::Input(format!(
+                        "{}: the pinned snapshot has no source package {name}{}; {}",
+                        recipe.file.display(),
+                        version
+                            .as_deref()
+                            .map(|v| format!("={v}"))
+                            .unwrap_or_default(),
+                        if available.is_empty() {
+                            "no version of it at all".to_string()
+                        } else {
+                            format!("versions available: {}", available.join(", "))
+                        }
+                    )));
+                };
+                let digest = engine.store.put_blob_reader(&mut text.as_bytes())?;
+                Ok((NodeOutput::Blob(digest), text.len() as u64))
+            },
+        )?;
         let NodeOutput::Blob(digest) = record.output else {
             return Err(Error::Environment(format!("source:{name} has no blob")));
         };
@@ -587,39 +597,22 @@ pub(crate) fn build_one(
         ..
     } = *ctx;
     let requires = requires_of(recipe, debian, &pinned.lock.architecture);
-    let (kind, source_entries, version) = inputs_of(engine, recipe, debian)?;
-    let mut shortcut = Description::new("build-shortcut");
-    shortcut
-        .field("builder", BUILDER)
-        .field("kind", kind)
-        .field("name", &recipe.name)
-        .field("version", &version)
-        .field("index", &pinned.key)
-        .field("base", &base.key)
-        .field("architecture", &pinned.lock.architecture)
-        .list("requires", requires.iter().cloned())
-        .list(
-            "needs",
-            needs.outputs.iter().map(|h| h.to_hex().to_string()),
-        )
-        .map(
-            "source",
-            source_entries.iter().map(|(k, v)| (k.clone(), v.clone())),
-        )
-        .field("script", recipe.build.script.as_deref().unwrap_or(""))
-        .list("outputs", recipe.outputs.iter().map(output_text));
-    let shortcut = shortcut.key()?;
+    let inputs = build_inputs(engine, recipe, debian, &pinned.lock.architecture)?;
+    let origin = EnvOriginInputs {
+        index: NodeKey::known(&pinned.key),
+        base: NodeKey::known(&base.key),
+        requires: requires.clone(),
+        needs: needs
+            .outputs
+            .iter()
+            .map(|h| Hex(Hash::from_bytes(*h.as_bytes())))
+            .collect(),
+    };
+    let shortcut = shortcut_key(&inputs, &origin)?;
     let output = match engine.shortcut(NodeKind::Build, &recipe.name, &shortcut)? {
         Some((_, output)) => output,
         None => {
-            let record = build_node(
-                ctx,
-                recipe,
-                debian,
-                needs,
-                &requires,
-                (kind, &source_entries, &version),
-            )?;
+            let record = build_node(ctx, recipe, debian, needs, &requires, inputs)?;
             engine.remember_shortcut(&shortcut, &record.key)?;
             record.output
         }
@@ -656,48 +649,49 @@ fn requires_of(recipe: &Recipe, debian: Option<&SourcePackage>, arch: &str) -> V
     requires
 }
 
-/// What kind of build a recipe is, its source files' digests, and its
-/// version.
-fn inputs_of(
+/// A recipe's build inputs, its environment not yet derived.
+fn build_inputs(
     engine: &Engine,
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
-) -> Result<(&'static str, BTreeMap<String, String>, String)> {
-    Ok(match (&recipe.source, debian) {
+    architecture: &str,
+) -> Result<BuildInputs> {
+    let sha256 = |hex: &str, what: &str| -> Result<SourceEntry> {
+        let hash = Hash::from_hex(hex)
+            .map_err(|e| Error::Input(format!("{}: {what}: a bad sha256: {e}", recipe.name)))?;
+        Ok(SourceEntry::file(FileHash::Sha256(hash)))
+    };
+    let (kind, source, version) = match (&recipe.source, debian) {
         (Source::Path { dir, .. }, _) => (
-            "native",
+            SourceKind::Native,
             source::hash_tree(engine, dir)?.entries,
             recipe.version.clone().unwrap_or_default(),
         ),
         (Source::Debian { .. }, Some(s)) => (
-            "debian",
+            SourceKind::Debian,
             s.files
                 .iter()
-                .map(|f| (f.name.clone(), format!("sha256:{}", f.sha256)))
-                .collect(),
+                .map(|f| Ok((f.name.clone(), sha256(&f.sha256, &f.name)?)))
+                .collect::<Result<_>>()?,
             s.version.to_string(),
         ),
-        (Source::Dsc(dsc), _) => (
-            "dsc",
-            {
-                let dir = dsc.file.parent().unwrap_or(Path::new("."));
-                let mut entries = BTreeMap::new();
-                for f in &dsc.files {
-                    entries.insert(f.name.clone(), file_sha256(&dir.join(&f.name))?);
-                }
-                let name = dsc
-                    .file
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                entries.insert(name, file_sha256(&dsc.file)?);
-                entries
-            },
-            dsc.version.clone(),
-        ),
-        (Source::Url { sha256, .. }, _) => (
-            "url",
-            BTreeMap::from([("tarball".to_string(), format!("sha256:{sha256}"))]),
+        (Source::Dsc(dsc), _) => {
+            let dir = dsc.file.parent().unwrap_or(Path::new("."));
+            let mut entries = BTreeMap::new();
+            for f in &dsc.files {
+                entries.insert(f.name.clone(), file_sha256(&dir.join(&f.name))?);
+            }
+            let name = dsc
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            entries.insert(name, file_sha256(&dsc.file)?);
+            (SourceKind::Dsc, entries, dsc.version.clone())
+        }
+        (Source::Url { sha256: hex, .. }, _) => (
+            SourceKind::Url,
+            BTreeMap::from([("tarball".to_string(), sha256(hex, "its tarball")?)]),
             recipe.version.clone().unwrap_or_default(),
         ),
         (Source::Debian { .. }, None) => {
@@ -706,6 +700,17 @@ fn inputs_of(
                 recipe.name
             )))
         }
+    };
+    Ok(BuildInputs {
+        builder: BUILDER.to_string(),
+        kind,
+        name: recipe.name.clone(),
+        version,
+        env: NodeKey::not_derived(),
+        architecture: architecture.to_string(),
+        source,
+        script: recipe.build.script.clone().unwrap_or_default(),
+        outputs: recipe.outputs.iter().map(output_text).collect(),
     })
 }
 
@@ -716,25 +721,13 @@ fn build_node(
     debian: Option<&SourcePackage>,
     needs: &Needs,
     requires: &[String],
-    (kind, source_entries, version): (&str, &BTreeMap<String, String>, &str),
+    mut inputs: BuildInputs,
 ) -> Result<comb_cache::NodeRecord> {
-    let Ctx { engine, pinned, .. } = *ctx;
+    let engine = ctx.engine;
     let env_layer = env_for(ctx, recipe, requires, needs)?;
-    let mut d = Description::new("build");
-    d.field("builder", BUILDER)
-        .field("kind", kind)
-        .field("name", &recipe.name)
-        .field("version", version)
-        .field("env", &env_layer.key)
-        .field("architecture", &pinned.lock.architecture)
-        .map(
-            "source",
-            source_entries.iter().map(|(k, v)| (k.clone(), v.clone())),
-        )
-        .field("script", recipe.build.script.as_deref().unwrap_or(""))
-        .list("outputs", recipe.outputs.iter().map(output_text));
-    let record = engine.node(NodeKind::Build, &recipe.name, &d, |_| {
-        let manifest = make(ctx, recipe, debian, &env_layer, version)?;
+    inputs.env = NodeKey::known(&env_layer.key);
+    let record = engine.node(NodeKind::Build, &recipe.name, &inputs, |_| {
+        let manifest = make(ctx, recipe, debian, &env_layer, &inputs.version)?;
         let json = serde_json::to_vec(&manifest)
             .map_err(|e| Error::Environment(format!("serialising a manifest: {e}")))?;
         let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
@@ -757,7 +750,7 @@ pub(crate) fn rebuild(
     variations: &mut Option<vary::VariationReport>,
 ) -> Result<Manifest> {
     let requires = requires_of(recipe, debian, &ctx.pinned.lock.architecture);
-    let (_, _, version) = inputs_of(ctx.engine, recipe, debian)?;
+    let version = build_inputs(ctx.engine, recipe, debian, &ctx.pinned.lock.architecture)?.version;
     let env_layer = env_for(ctx, recipe, &requires, needs)?;
     *variations = ctx.variations.map(|v| vary::plan(v, &env_layer.paths));
     make(ctx, recipe, debian, &env_layer, &version)
@@ -852,9 +845,11 @@ fn output_text(o: &comb_recipes::Output) -> String {
     t
 }
 
-fn file_sha256(path: &Path) -> Result<String> {
+fn file_sha256(path: &Path) -> Result<SourceEntry> {
     let (sha, _) = comb_distro::fetch::hash_file(path)?;
-    Ok(format!("sha256:{sha}"))
+    let hash = Hash::from_hex(&sha)
+        .map_err(|e| Error::Environment(format!("hashing {}: {e}", path.display())))?;
+    Ok(SourceEntry::file(FileHash::Sha256(hash)))
 }
 
 /// A scratch directory under the store, owned by U, for a build's binds.

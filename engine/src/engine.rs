@@ -3,9 +3,10 @@
 //! node's lock, record it, and report what happened.
 
 use crate::error::{Error, Result};
+use crate::inputs::StageInputs;
 use comb_cache::{
-    unix_now, Attempt, Description, Event, EventStatus, Index, NodeKind, NodeOutput, NodeRecord,
-    RunId, RunStatus, Store,
+    unix_now, Attempt, Event, EventStatus, Index, NodeKind, NodeOutput, NodeRecord, RunId,
+    RunStatus, Store,
 };
 use comb_recipes::RepoConfig;
 use comb_sandbox::SandboxConfig;
@@ -218,18 +219,18 @@ impl Engine {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The node described by `description`: its record if the key is
-    /// known and its output present, else built by `build` (which returns
-    /// the output and its size) under the node's lock and recorded.
+    /// The node of `inputs`: its record if the key is known and its
+    /// output present, else built by `build` (which returns the output and
+    /// its size) under the node's lock and recorded.
     pub(crate) fn node(
         &self,
         kind: NodeKind,
         name: &str,
-        description: &Description,
+        inputs: &impl StageInputs,
         build: impl FnOnce(&str) -> Result<(NodeOutput, u64)>,
     ) -> Result<NodeRecord> {
-        let text = description.finish()?;
-        let key = description.key()?;
+        let text = inputs.describe().finish()?;
+        let key = comb_cache::key_of(&text);
         if let Some(hit) = self.hit(kind, name, &key)? {
             return Ok(hit);
         }
@@ -239,7 +240,7 @@ impl Engine {
             return Ok(hit);
         }
         let previous = self.previous(kind, name, &key)?;
-        let reason = crate::why::miss_reasons(kind, &key, &text, previous.as_ref())?
+        let reason = crate::inputs::miss_reasons(kind, &key, &text, previous.as_ref())?
             .iter()
             .map(|r| r.to_string())
             .collect::<Vec<_>>()
@@ -411,7 +412,7 @@ impl Engine {
         kind: NodeKind,
         name: &str,
         key: &str,
-    ) -> Result<Option<crate::why::Previous>> {
+    ) -> Result<Option<crate::inputs::Previous>> {
         if let Some(description) = self
             .gone
             .lock()
@@ -419,7 +420,7 @@ impl Engine {
             .remove(key)
         {
             // Its own output went missing in this run.
-            return Ok(Some(crate::why::Previous {
+            return Ok(Some(crate::inputs::Previous {
                 key: key.to_string(),
                 description,
                 failed: false,
@@ -434,12 +435,12 @@ impl Engine {
         let attempt = index.last_attempt(kind, name)?;
         // An open attempt failed after the last success.
         Ok(match (attempt, node) {
-            (Some(a), _) => Some(crate::why::Previous {
+            (Some(a), _) => Some(crate::inputs::Previous {
                 key: a.key,
                 description: a.description,
                 failed: true,
             }),
-            (None, Some(n)) => Some(crate::why::Previous {
+            (None, Some(n)) => Some(crate::inputs::Previous {
                 key: n.key,
                 description: n.description,
                 failed: false,

@@ -10,12 +10,17 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::inputs::{
+    BuildDepsInputs, FetchInputs, Hex, InstallNames, InstallSetInputs, LayerInputs, LayerStage,
+    NodeKey, OrNone, PackageArch, PackageRef,
+};
 use crate::snapshot::Pinned;
-use comb_cache::{Algorithm, Description, Digest, Expected, NodeKind, NodeOutput, NodeRecord};
+use comb_cache::{Blake3, Digest, Hash, NodeKind, NodeOutput, NodeRecord, Sha256};
 use comb_distro::aptbox::{essential_and_required_in, Aptbox, Resolved};
 use comb_distro::deb::{self, UnpackOptions};
 use comb_distro::{FetchItem, Fetcher};
 use comb_sandbox::{Bind, Identity, Spec};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +33,9 @@ const DEBS_INSIDE: &str = "/.comb/debs";
 const MAIL_GID: u32 = 8;
 /// Longest a layer's installation may take.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// An environment's dpkg status file and its digest.
+type StatusFile = (PathBuf, Hash<Blake3>);
 
 /// One layer node of an environment, with every layer below it.
 #[derive(Debug, Clone)]
@@ -45,12 +53,12 @@ pub struct Layer {
     installed: std::sync::Arc<std::collections::BTreeSet<(String, String)>>,
     /// The environment's dpkg status file and its digest, read once: every
     /// package's pkg-env resolve over base-build asks for it.
-    status: std::sync::Arc<std::sync::OnceLock<Option<(PathBuf, String)>>>,
+    status: std::sync::Arc<std::sync::OnceLock<Option<StatusFile>>>,
 }
 
 impl Layer {
     /// The topmost dpkg status file of the environment and its digest.
-    fn status(&self) -> Result<Option<&(PathBuf, String)>> {
+    fn status(&self) -> Result<Option<&StatusFile>> {
         if let Some(known) = self.status.get() {
             return Ok(known.as_ref());
         }
@@ -145,9 +153,16 @@ pub(crate) fn pkg_env_for(
     local: &[crate::build::BuiltDeb],
 ) -> Result<Layer> {
     let name = format!("pkg-env:{package}");
-    let (mut d, status) = resolve_description(pinned, Some(below))?;
-    d.list("requires", sorted(requires))
-        .map("local", local_entries(local));
+    let (index, status) = resolve_base(pinned, Some(below))?;
+    let mut inputs = BuildDepsInputs {
+        index,
+        architecture: pinned.lock.architecture.clone(),
+        status: status.digest,
+        requires: sorted(requires),
+        local: local_entries(local)?,
+        replaces: None,
+    };
+    let status = status.path;
     // The repository's packages that the layers below hold a copy of, at
     // whatever version: this environment has the repository's instead.
     let installed = match &status {
@@ -170,17 +185,14 @@ pub(crate) fn pkg_env_for(
         })
         .collect();
     if !replacing.is_empty() {
-        d.map(
-            "replaces",
-            replacing.iter().map(|(l, base)| {
-                (
-                    format!("{}:{}", l.name, l.architecture),
-                    format!("{base} -> {}", l.version),
-                )
-            }),
+        inputs.replaces = Some(
+            replacing
+                .iter()
+                .map(|(l, base)| (package_arch(l), format!("{base} -> {}", l.version)))
+                .collect(),
         );
     }
-    let record = engine.node(NodeKind::Resolve, &name, &d, |_| {
+    let record = engine.node(NodeKind::Resolve, &name, &inputs, |_| {
         let work = engine.store.tmp_path("aptbox-local");
         let result = (|| {
             // The replacements are dependencies too, at their exact
@@ -309,16 +321,24 @@ fn resolve(
     below: Option<&Layer>,
     local: &[crate::build::BuiltDeb],
 ) -> Result<Vec<Resolved>> {
-    let (mut d, status) = resolve_description(pinned, below)?;
-    match names {
-        Some(names) => d.list("names", sorted(names)),
-        // The default install set is a function of the snapshot alone.
-        None => d.field("names", "essential-and-required"),
+    let (index, status) = resolve_base(pinned, below)?;
+    let inputs = InstallSetInputs {
+        index,
+        architecture: pinned.lock.architecture.clone(),
+        status: status.digest,
+        names: match names {
+            Some(names) => InstallNames::Named(sorted(names)),
+            // The default install set is a function of the snapshot alone.
+            None => InstallNames::EssentialAndRequired,
+        },
+        local: if local.is_empty() {
+            None
+        } else {
+            Some(local_entries(local)?)
+        },
     };
-    if !local.is_empty() {
-        d.map("local", local_entries(local));
-    }
-    let record = engine.node(NodeKind::Resolve, set, &d, |_| {
+    let status = status.path;
+    let record = engine.node(NodeKind::Resolve, set, &inputs, |_| {
         let names = match names {
             Some(n) => n.to_vec(),
             None => {
@@ -357,34 +377,53 @@ fn resolve(
         .map_err(|e| Error::Environment(format!("reading the stored resolution of {set}: {e}")))
 }
 
-/// What every resolve depends on: the snapshot, the architecture and the
-/// dpkg status of the layer below (returned too, for APT).
-fn resolve_description(
-    pinned: &Pinned,
-    below: Option<&Layer>,
-) -> Result<(Description, Option<PathBuf>)> {
+/// The dpkg status of the layers below a resolution: its digest (an
+/// input) and its path (for APT).
+struct StatusBelow {
+    digest: OrNone<Hash<Blake3>>,
+    path: Option<PathBuf>,
+}
+
+/// What every resolve depends on besides its own inputs: the snapshot and
+/// the dpkg status of the layer below.
+fn resolve_base(pinned: &Pinned, below: Option<&Layer>) -> Result<(NodeKey, StatusBelow)> {
     let status = match below {
         Some(layer) => layer.status()?,
         None => None,
     };
-    let mut d = Description::new("resolve");
-    d.field("index", &pinned.key)
-        .field("architecture", &pinned.lock.architecture)
-        .field(
-            "status",
-            status.map_or("none", |(_, digest)| digest.as_str()),
-        );
-    Ok((d, status.map(|(path, _)| path.clone())))
+    Ok((
+        NodeKey::known(&pinned.key),
+        StatusBelow {
+            digest: OrNone(status.map(|(_, digest)| *digest)),
+            path: status.map(|(path, _)| path.clone()),
+        },
+    ))
 }
 
-/// The repository's packages as a resolve's description holds them.
-fn local_entries(local: &[crate::build::BuiltDeb]) -> impl Iterator<Item = (String, String)> + '_ {
-    local.iter().map(|l| {
-        (
-            format!("{}:{}", l.name, l.architecture),
-            format!("{} sha256:{}", l.version, l.sha256),
-        )
-    })
+fn package_arch(l: &crate::build::BuiltDeb) -> PackageArch {
+    PackageArch {
+        name: l.name.clone(),
+        architecture: l.architecture.clone(),
+    }
+}
+
+/// The repository's packages as a resolve's inputs hold them.
+fn local_entries(local: &[crate::build::BuiltDeb]) -> Result<BTreeMap<PackageArch, PackageRef>> {
+    local
+        .iter()
+        .map(|l| {
+            let sha256 = Hash::from_hex(&l.sha256).map_err(|e| {
+                Error::Environment(format!("{} {}: a bad sha256: {e}", l.name, l.version))
+            })?;
+            Ok((
+                package_arch(l),
+                PackageRef {
+                    version: l.version.clone(),
+                    sha256,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The packages a dpkg status file lists as installed: (name,
@@ -416,19 +455,19 @@ fn sorted(names: &[String]) -> Vec<String> {
     v
 }
 
-/// The store digest of a resolved package's `.deb`.
-fn deb_digest(r: &Resolved) -> Result<Digest> {
-    let expected = Expected::sha256_hex(&r.sha256).map_err(|e| {
+/// The SHA-256 the index gives for a resolved package's `.deb`.
+fn sha256_of(r: &Resolved) -> Result<Hash<Sha256>> {
+    Hash::from_hex(&r.sha256).map_err(|e| {
         Error::Environment(format!(
             "{} {}: the index gives a bad sha256: {e}",
             r.name, r.version
         ))
-    })?;
-    Ok(Digest {
-        algorithm: Algorithm::Sha256,
-        hash: expected.hash,
-        size: r.size,
     })
+}
+
+/// The store digest of a resolved package's `.deb`.
+fn deb_digest(r: &Resolved) -> Result<Digest> {
+    Ok(sha256_of(r)?.digest(r.size))
 }
 
 /// The fetch nodes: every `.deb` of `packages` in the store, downloaded
@@ -469,12 +508,14 @@ pub(crate) fn fetch(
                 Ok(digest)
             });
             let _ = std::fs::remove_file(&item.dest);
-            let mut d = Description::new("fetch");
-            d.field("sha256", &r.sha256).field("size", r.size);
+            let inputs = FetchInputs {
+                sha256: Hex(sha256_of(r)?),
+                size: r.size,
+            };
             let name = format!("{}_{}_{}", r.name, r.version, r.architecture);
             match stored {
                 Ok(digest) => {
-                    engine.node(NodeKind::Fetch, &name, &d, |_| {
+                    engine.node(NodeKind::Fetch, &name, &inputs, |_| {
                         Ok((NodeOutput::Blob(digest), r.size))
                     })?;
                 }
@@ -502,21 +543,27 @@ pub(crate) fn fetch(
         .collect()
 }
 
-/// The description shared by the layer stages.
-fn layer_description(stage: &str, below: Option<&Layer>, added: &[Resolved]) -> Description {
-    let mut d = Description::new(stage);
-    d.field("recipe", LAYER_RECIPE);
-    d.field("below", below.map_or("none", |l| l.key.as_str()));
-    d.map(
-        "packages",
-        added.iter().map(|r| {
-            (
-                format!("{}:{}", r.name, r.architecture),
-                format!("{} sha256:{}", r.version, r.sha256),
-            )
-        }),
-    );
-    d
+/// The inputs of a layer stage.
+fn layer_inputs(stage: NodeKind, below: Option<&Layer>, added: &[Resolved]) -> Result<LayerInputs> {
+    let mut packages = BTreeMap::new();
+    for r in added {
+        packages.insert(
+            PackageArch {
+                name: r.name.clone(),
+                architecture: r.architecture.clone(),
+            },
+            PackageRef {
+                version: r.version.clone(),
+                sha256: sha256_of(r)?,
+            },
+        );
+    }
+    Ok(LayerInputs {
+        stage: LayerStage(stage),
+        recipe: LAYER_RECIPE.to_string(),
+        below: OrNone(below.map(|l| NodeKey::known(&l.key))),
+        packages,
+    })
 }
 
 /// base-install: unpack the install set into an empty layer, then let
@@ -543,8 +590,8 @@ fn base_install(
             "the install set is empty: set [base] install in comb.toml".into(),
         ));
     }
-    let d = layer_description("base-install", None, &added);
-    let record = engine.node(NodeKind::BaseInstall, "base-install", &d, |key| {
+    let inputs = layer_inputs(NodeKind::BaseInstall, None, &added)?;
+    let record = engine.node(NodeKind::BaseInstall, "base-install", &inputs, |key| {
         let debs = fetch(engine, pinned, &added)?;
         let tree = engine.store.begin_tree()?;
         let unpacked = tree.path().join("0");
@@ -603,8 +650,8 @@ fn layer_with(
     name: &str,
     added: Vec<Resolved>,
 ) -> Result<Layer> {
-    let d = layer_description(stage.as_str(), Some(below), &added);
-    let record = engine.node(stage, name, &d, |key| {
+    let inputs = layer_inputs(stage, Some(below), &added)?;
+    let record = engine.node(stage, name, &inputs, |key| {
         let tree = engine.store.begin_tree()?;
         let upper = tree.path().join("0");
         if added.is_empty() {
@@ -1075,7 +1122,7 @@ fn dpkg_status(paths: &[PathBuf]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn blake3_file(path: &Path) -> Result<String> {
+fn blake3_file(path: &Path) -> Result<Hash<Blake3>> {
     crate::source::blake3_of(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
 }
 

@@ -2,11 +2,61 @@
 //!
 //! A node's key is the blake3 of its canonical input description; a node
 //! whose key is recorded and whose output is in the store is a hit and is
-//! not run again. Today the engine has the first half of hasher's pipeline:
-//! the index snapshot pinned by `comb.lock` ([`snapshot`]), resolution with
-//! APT's solver, fetching, and the environment layers built by R
-//! ([`env`]). Every node, hit or built or failed, is recorded in the
-//! store's index with the run it belongs to.
+//! not run again. The stages, hasher's pipeline: the index snapshot pinned
+//! by `comb.lock` ([`snapshot`]), resolution with APT's solver, fetching,
+//! the environment layers built by R ([`env`]) and the build run by U
+//! ([`build`]). Every node, hit or built or failed, is recorded in the
+//! store's index with the run it belongs to, and every miss with the
+//! inputs that differ from the node it was compared with ([`why`]).
+//!
+//! # What each stage's key holds
+//!
+//! Each stage's inputs are one struct (in `inputs.rs`); this table is
+//! generated from them, and a test keeps it current. A build also has a
+//! *shortcut*: its inputs with the environment not yet derived, plus what
+//! the environment is derived from (the last rows), so a run that changes
+//! nothing finds the build without resolving its environment.
+//!
+//! | stage | input | holds | meaning |
+//! |---|---|---|---|
+//! | index | `uri` | text | The mirror's URI. |
+//! | index | `suite` | text | The suite (e.g. `bookworm`). |
+//! | index | `components` | list of text | The components (e.g. `main`). |
+//! | index | `architecture` | text | The architecture everything is built for. |
+//! | index | `keyring-sha256` | hex hash | The SHA-256 of the keyring `InRelease` is checked with. |
+//! | index | `inrelease-sha256` | hex hash | The SHA-256 of the pinned `InRelease`. |
+//! | resolve (a `debian` source) | `index` | node key | The snapshot's index node. |
+//! | resolve (a `debian` source) | `source` | text | The source package's name. |
+//! | resolve (a `debian` source) | `version` | version or newest | The version the recipe asks for, or `newest`. |
+//! | resolve (a base layer) | `index` | node key | The snapshot's index node. |
+//! | resolve (a base layer) | `architecture` | text | The architecture resolved for. |
+//! | resolve (a base layer) | `status` | digest or none | The BLAKE3 of the dpkg status of the layers below, or `none`. |
+//! | resolve (a base layer) | `names` | list of text or essential-and-required | The packages asked for (`[base]` of `comb.toml`). |
+//! | resolve (a base layer) | `local` | map of package:architecture to version and sha256 (when any) | The repository's builds that replace the snapshot's packages (`[base] bootstrap`). |
+//! | resolve (a pkg-env) | `index` | node key | The snapshot's index node. |
+//! | resolve (a pkg-env) | `architecture` | text | The architecture resolved for. |
+//! | resolve (a pkg-env) | `status` | digest or none | The BLAKE3 of the dpkg status of the layers below. |
+//! | resolve (a pkg-env) | `requires` | list of text | The build requirements, Debian relations, sorted. |
+//! | resolve (a pkg-env) | `local` | map of package:architecture to version and sha256 | The packages built by the repository's recipes it needs. |
+//! | resolve (a pkg-env) | `replaces` | map of package:architecture to text (when any) | The repository's packages that replace a copy the layers below hold (`BASE-VERSION -> VERSION`). |
+//! | fetch | `sha256` | hex hash | Its SHA-256, from the index. |
+//! | fetch | `size` | number | Its size in bytes, from the index. |
+//! | base-install, base-build, pkg-env | `recipe` | text | comb's way of making layers. |
+//! | base-install, base-build, pkg-env | `below` | node key or none | The layer below, or `none`. |
+//! | base-install, base-build, pkg-env | `packages` | map of package:architecture to version and sha256 | The packages it adds. |
+//! | build | `builder` | text | comb's way of building. |
+//! | build | `kind` | native, debian, dsc or url | Where the sources come from. |
+//! | build | `name` | text | The recipe's name. |
+//! | build | `version` | text | The version built. |
+//! | build | `env` | node key | The environment's top layer. |
+//! | build | `architecture` | text | The architecture built for. |
+//! | build | `source` | map of text to file digest, symlink or dir | Every source file by path. |
+//! | build | `script` | text | The recipe's build script (empty for Debian sources). |
+//! | build | `outputs` | list of text | The recipe's outputs, each as one line. |
+//! | build shortcut | `index` | node key | The snapshot's index node. |
+//! | build shortcut | `base` | node key | The base environment's top layer. |
+//! | build shortcut | `requires` | list of text | The build requirements, Debian relations. |
+//! | build shortcut | `needs` | list of hex hash | The outputs of the recipes it needs (each a BLAKE3). |
 
 pub mod build;
 pub mod check;
@@ -14,7 +64,9 @@ mod engine;
 pub mod env;
 mod error;
 pub mod gc;
+mod inputs;
 pub mod logs;
+mod miss;
 pub mod report;
 mod scheduler;
 pub mod snapshot;

@@ -8,7 +8,8 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use comb_cache::{Description, NodeKind, NodeOutput};
+use crate::inputs::{IndexInputs, StageInputs};
+use comb_cache::{NodeKind, NodeOutput};
 use comb_distro::{fetch_snapshot, MirrorConfig, Snapshot, SnapshotLock};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -136,15 +137,23 @@ fn lock_path(engine: &Engine) -> PathBuf {
     engine.repo.root.join(LOCK_FILE)
 }
 
-fn index_description(lock: &SnapshotLock) -> Description {
-    let mut d = Description::new("index");
-    d.field("uri", &lock.uri)
-        .field("suite", &lock.suite)
-        .list("components", &lock.components)
-        .field("architecture", &lock.architecture)
-        .field("keyring-sha256", &lock.keyring_sha256)
-        .field("inrelease-sha256", &lock.inrelease_sha256);
-    d
+fn index_inputs(lock: &SnapshotLock, path: &Path) -> Result<IndexInputs> {
+    let sha256 = |value: &str, what: &str| {
+        value.parse().map_err(|e| Error::Lock {
+            path: path.to_path_buf(),
+            message: format!(
+                "its {what} is not a sha256 ({e}); run `comb update` to write it again"
+            ),
+        })
+    };
+    Ok(IndexInputs {
+        uri: lock.uri.clone(),
+        suite: lock.suite.clone(),
+        components: lock.components.clone(),
+        architecture: lock.architecture.clone(),
+        keyring_sha256: sha256(&lock.keyring_sha256, "keyring sha256")?,
+        inrelease_sha256: sha256(&lock.inrelease_sha256, "InRelease sha256")?,
+    })
 }
 
 fn node_name(lock: &SnapshotLock) -> String {
@@ -166,8 +175,8 @@ pub fn update(engine: &Engine) -> Result<(Pinned, bool)> {
         }
     };
     let lock = snapshot.lock()?;
-    let description = index_description(&lock);
-    let record = engine.node(NodeKind::Index, &node_name(&lock), &description, |key| {
+    let inputs = index_inputs(&lock, &lock_path(engine))?;
+    let record = engine.node(NodeKind::Index, &node_name(&lock), &inputs, |key| {
         let name = format!("index-{key}");
         engine.store.publish_tree(&dir, &name)?;
         Ok((
@@ -189,8 +198,8 @@ pub fn update(engine: &Engine) -> Result<(Pinned, bool)> {
 pub fn load(engine: &Engine) -> Result<Pinned> {
     let path = lock_path(engine);
     let lock = read_lock(&path)?;
-    let description = index_description(&lock);
-    let record = engine.node(NodeKind::Index, &node_name(&lock), &description, |key| {
+    let inputs = index_inputs(&lock, &path)?;
+    let record = engine.node(NodeKind::Index, &node_name(&lock), &inputs, |key| {
         let dir = engine.store.tmp_path("snapshot");
         let result = (|| {
             let snapshot = fetch_snapshot(&lock.mirror(), &dir, true)?;
@@ -229,7 +238,7 @@ fn remember_pin(engine: &Engine, path: &Path, key: &str) -> Result<()> {
 
 /// The key of the index node the lock file at `path` pins.
 pub fn pinned_key(path: &Path) -> Result<String> {
-    Ok(index_description(&read_lock(path)?).key()?)
+    Ok(index_inputs(&read_lock(path)?, path)?.key()?)
 }
 
 fn read_lock(path: &Path) -> Result<SnapshotLock> {

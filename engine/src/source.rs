@@ -4,23 +4,22 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use comb_cache::FileStat;
+use crate::inputs::{FileHash, SourceEntry};
+use comb_cache::{Blake3, FileStat, Hash};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// A source tree's entries, by path relative to its root: `blake3:HEX`
-/// for a file (prefixed `x ` when executable), `-> TARGET` for a symlink,
-/// `dir` for a directory.
+/// A source tree's entries, by path relative to its root.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SourceTree {
-    pub entries: BTreeMap<String, String>,
+pub(crate) struct SourceTree {
+    pub entries: BTreeMap<String, SourceEntry>,
 }
 
 /// Reads the tree under `root`; symlinks are recorded, never followed.
 /// Names that are not UTF-8 are refused (they cannot be described).
-pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
+pub(crate) fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
     let mut tree = SourceTree::default();
     let mut pending = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -47,13 +46,15 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
                 .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
             let kind = md.file_type();
             if kind.is_dir() {
-                tree.entries.insert(rel, "dir".into());
+                tree.entries.insert(rel, SourceEntry::Dir);
                 stack.push(path);
             } else if kind.is_symlink() {
                 let target = std::fs::read_link(&path)
                     .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                tree.entries
-                    .insert(rel, format!("-> {}", target.to_string_lossy()));
+                tree.entries.insert(
+                    rel,
+                    SourceEntry::Symlink(target.to_string_lossy().into_owned()),
+                );
             } else if kind.is_file() {
                 pending.push((rel, path, md));
             } else {
@@ -72,12 +73,14 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
     for (_, path, md) in &pending {
         let path = path.as_os_str().as_bytes();
         let stat = FileStat::of(md);
-        known.push(match repository.get(path) {
+        let remembered = match repository.get(path) {
             Some((was, digest)) if *was == stat => Some(digest.clone()),
             Some(_) => None,
             // Outside the repository, or new.
             None => engine.index().file_digest(path, &stat)?,
-        });
+        };
+        // A remembered digest that does not read is hashed again.
+        known.push(remembered.and_then(|d| d.parse::<Hash<Blake3>>().ok()));
     }
     let mut fresh = Vec::new();
     for ((rel, path, md), known) in pending.iter().zip(known) {
@@ -86,20 +89,26 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
             None => {
                 let d = blake3_of(path)
                     .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                fresh.push((path, FileStat::of(md), d.clone()));
+                fresh.push((path, FileStat::of(md), d));
                 d
             }
         };
-        let exec = md.permissions().mode() & 0o111 != 0;
         tree.entries.insert(
             rel.clone(),
-            if exec { format!("x {digest}") } else { digest },
+            SourceEntry::File {
+                hash: FileHash::Blake3(digest),
+                executable: md.permissions().mode() & 0o111 != 0,
+            },
         );
     }
     if !fresh.is_empty() {
         engine.index().batch(|index| {
             for (path, stat, digest) in &fresh {
-                index.remember_file_digest(path.as_os_str().as_bytes(), stat, digest)?;
+                index.remember_file_digest(
+                    path.as_os_str().as_bytes(),
+                    stat,
+                    &digest.to_string(),
+                )?;
             }
             Ok(())
         })?;
@@ -107,10 +116,7 @@ pub fn hash_tree(engine: &Engine, root: &Path) -> Result<SourceTree> {
     Ok(tree)
 }
 
-/// `blake3:HEX` of a file's bytes.
-pub(crate) fn blake3_of(path: &Path) -> std::io::Result<String> {
-    let mut h = blake3::Hasher::new();
-    let mut f = std::fs::File::open(path)?;
-    std::io::copy(&mut f, &mut h)?;
-    Ok(format!("blake3:{}", h.finalize().to_hex()))
+/// The BLAKE3 of a file's bytes.
+pub(crate) fn blake3_of(path: &Path) -> std::io::Result<Hash<Blake3>> {
+    Hash::of_reader(&mut std::fs::File::open(path)?)
 }

@@ -1,435 +1,34 @@
 //! Why a node was built: every input that differs from the node it was
 //! compared with (the one the previous run used, or its last failed
 //! attempt), as [`MissReason`]s, in the spirit of cargo's `DirtyReason`.
-//! The engine records the comparison when it builds ([`miss_reasons`]);
-//! `comb why` reads it back for a package's stages ([`explain`]) and
-//! follows a reason that points upstream to that node's own reasons.
+//! The engine records the comparison when it builds; `comb why` reads the
+//! typed records back for a package's stages ([`explain`]) and follows a
+//! reason that points upstream to that node's own reasons.
 
 use crate::build::Manifest;
 use crate::error::{Error, Result};
-use comb_cache::{
-    diff_descriptions, parse_description, Change, EventStatus, Index, NodeKind, NodeOutput, RunId,
-    Store,
-};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use crate::inputs::{miss_reasons, Previous};
+pub use crate::miss::{MissReason, UpstreamInput};
+use comb_cache::{EventStatus, Index, NodeKind, NodeOutput, RunId, Store};
+use serde::{Serialize, Serializer};
+use std::collections::HashMap;
 
-/// The node a miss is compared with.
-#[derive(Debug, Clone)]
-pub struct Previous {
-    pub key: String,
-    pub description: String,
-    /// It is a failed attempt, not a recorded node.
-    pub failed: bool,
-}
-
-/// One reason a node was not a hit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum MissReason {
-    /// Nothing of this stage and name was recorded before.
-    FirstBuild,
-    /// The previous attempt failed (with the same inputs, if nothing else
-    /// is listed).
-    PreviousFailed,
-    /// The same inputs were built before, but the output is gone.
-    OutputGone,
-    /// A source file was added, removed or changed.
-    SourceFile {
-        path: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// The recipe's build script changed.
-    Script { diff: String },
-    /// Another input from the recipe changed: its version, outputs, build
-    /// requirements.
-    Recipe {
-        field: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// A build dependency built by this repository changed (or came or
-    /// went). Values are `VERSION sha256:HEX`.
-    BuildDependency {
-        package: String,
-        /// The recipe that builds it, where known.
-        recipe: Option<String>,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// A package of an environment layer changed version, came or went.
-    /// Values are `VERSION sha256:HEX`.
-    Package {
-        /// The layer's stage: `base-install`, `base-build`, `pkg-env`.
-        layer: String,
-        package: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// A node this one is built on changed: see its own reasons.
-    Upstream {
-        /// The input naming it: `env` (a build's environment), `below` (a
-        /// layer's), `status` (the packages installed below a resolution).
-        input: String,
-        old: Option<String>,
-        new: Option<String>,
-        /// The node, where `comb why` found it: stage and name.
-        node: Option<(NodeKind, String)>,
-    },
-    /// The pinned distribution snapshot changed.
-    Snapshot {
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// comb's way of making this stage changed.
-    Builder {
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// Any other input.
-    Other {
-        input: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// Recorded before comb kept what a miss was compared with: the reason
-    /// as it was written then.
-    Recorded { text: String },
-}
-
-/// `blake3:3f2a…`: an algorithm and the first hex digits of a digest; any
-/// other value as it is.
-fn short(value: &str) -> String {
-    let (prefix, rest) = match value.strip_prefix("x ") {
-        Some(rest) => ("x ", rest),
-        None => ("", value),
-    };
-    match rest.split_once(':') {
-        Some((alg, hex)) if hex.len() >= 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            format!("{prefix}{alg} {}…", &hex[..4])
-        }
-        _ if rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            format!("{}…", &rest[..4])
-        }
-        _ => value.to_string(),
-    }
-}
-
-/// `VERSION sha256:HEX` split into the version and a short digest.
-fn version_and_output(value: &str) -> (&str, String) {
-    match value.split_once(' ') {
-        Some((version, digest)) => (version, short(digest)),
-        None => (value, String::new()),
-    }
-}
-
-fn opt(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or("(none)")
-}
-
-impl fmt::Display for MissReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MissReason::FirstBuild => write!(f, "first build of this node"),
-            MissReason::PreviousFailed => write!(f, "previous build failed"),
-            MissReason::OutputGone => write!(f, "its previous output is gone from the store"),
-            MissReason::SourceFile { path, old, new } => match (old, new) {
-                (Some(o), Some(n)) => {
-                    write!(
-                        f,
-                        "source file {path} changed ({} → {})",
-                        short(o),
-                        short(n)
-                    )
-                }
-                (None, _) => write!(f, "source file {path} added"),
-                (_, None) => write!(f, "source file {path} removed"),
-            },
-            MissReason::Script { diff } => {
-                write!(f, "recipe build.script changed:")?;
-                for line in diff.lines() {
-                    write!(f, "\n    {line}")?;
-                }
-                Ok(())
+/// Each reason as its fields and its words (`text`).
+fn reasons_with_text<S: Serializer>(
+    reasons: &[MissReason],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let values: Vec<serde_json::Value> = reasons
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if let Some(map) = v.as_object_mut() {
+                map.insert("text".into(), r.to_string().into());
             }
-            MissReason::Recipe { field, old, new } => {
-                write!(f, "recipe {field} changed: {} → {}", opt(old), opt(new))
-            }
-            MissReason::BuildDependency {
-                package,
-                recipe,
-                old,
-                new,
-            } => {
-                let from = recipe
-                    .as_deref()
-                    .map(|r| format!("{r} "))
-                    .unwrap_or_default();
-                match (old, new) {
-                    (Some(o), Some(n)) => {
-                        let (ov, od) = version_and_output(o);
-                        let (nv, nd) = version_and_output(n);
-                        if recipe.is_some() {
-                            write!(f, "build dependency {package} now comes from {from}{nv} (output {od} → {nd})")?;
-                        } else {
-                            write!(f, "build dependency {package} changed: {ov} → {nv} (output {od} → {nd})")?;
-                        }
-                        if ov != nv && recipe.is_some() {
-                            write!(f, ", was {ov}")?;
-                        }
-                        Ok(())
-                    }
-                    (None, Some(n)) => write!(
-                        f,
-                        "build dependency {package} added: {from}{}",
-                        version_and_output(n).0
-                    ),
-                    (Some(o), None) => write!(
-                        f,
-                        "build dependency {package} removed (was {from}{})",
-                        version_and_output(o).0
-                    ),
-                    (None, None) => write!(f, "build dependency {package} changed"),
-                }
-            }
-            MissReason::Package {
-                layer,
-                package,
-                old,
-                new,
-            } => match (old, new) {
-                (Some(o), Some(n)) => {
-                    let (ov, od) = version_and_output(o);
-                    let (nv, nd) = version_and_output(n);
-                    if ov == nv {
-                        write!(f, "{layer} changed: {package} {nv} (output {od} → {nd})")
-                    } else {
-                        write!(f, "{layer} changed: {package} {ov} → {nv}")
-                    }
-                }
-                (None, Some(n)) => write!(
-                    f,
-                    "{layer} changed: {package} {} added",
-                    version_and_output(n).0
-                ),
-                (Some(o), None) => write!(
-                    f,
-                    "{layer} changed: {package} {} removed",
-                    version_and_output(o).0
-                ),
-                (None, None) => write!(f, "{layer} changed: {package}"),
-            },
-            MissReason::Upstream {
-                input,
-                old,
-                new,
-                node,
-            } => {
-                let what = match input.as_str() {
-                    "env" => "its build environment",
-                    "below" => "the layer below",
-                    "status" => "the packages installed below",
-                    other => other,
-                };
-                write!(f, "{what} changed")?;
-                if let Some((stage, name)) = node {
-                    write!(f, ": {stage} {name}")?;
-                }
-                write!(f, " ({} → {})", short(opt(old)), short(opt(new)))
-            }
-            MissReason::Snapshot { old, new } => write!(
-                f,
-                "the distribution snapshot changed ({} → {})",
-                short(opt(old)),
-                short(opt(new))
-            ),
-            MissReason::Builder { old, new } => {
-                write!(f, "comb's builder changed ({} → {})", opt(old), opt(new))
-            }
-            MissReason::Other { input, old, new } => {
-                write!(f, "input {input} changed: {} → {}", opt(old), opt(new))
-            }
-            MissReason::Recorded { text } => f.write_str(text),
-        }
-    }
-}
-
-/// The reasons a node whose description is `new` (key `key`) of stage
-/// `stage` was not a hit, against `previous`.
-pub fn miss_reasons(
-    stage: NodeKind,
-    key: &str,
-    new: &str,
-    previous: Option<&Previous>,
-) -> Result<Vec<MissReason>> {
-    let Some(previous) = previous else {
-        return Ok(vec![MissReason::FirstBuild]);
-    };
-    let mut reasons = Vec::new();
-    if previous.failed {
-        reasons.push(MissReason::PreviousFailed);
-    }
-    if previous.key == key {
-        if !previous.failed {
-            reasons.push(MissReason::OutputGone);
-        }
-        return Ok(reasons);
-    }
-    let bad = |e: comb_cache::DescriptionError| {
-        Error::Environment(format!("comparing descriptions: {e}"))
-    };
-    let changes = diff_descriptions(&previous.description, new).map_err(bad)?;
-    let old_inputs = parse_description(&previous.description).map_err(bad)?;
-    let new_inputs = parse_description(new).map_err(bad)?;
-    reasons.extend(reasons_of(stage, &changes, &old_inputs, &new_inputs));
-    Ok(reasons)
-}
-
-/// The inputs that are lists (`key.0`, `key.1`, …), as the stages write
-/// them (`Description::list`): one change each.
-const LISTS: [&str; 4] = ["requires", "names", "outputs", "components"];
-
-/// `changes` in words; lists are read whole from the two descriptions'
-/// inputs.
-fn reasons_of(
-    stage: NodeKind,
-    changes: &[Change],
-    old_inputs: &[(String, String)],
-    new_inputs: &[(String, String)],
-) -> Vec<MissReason> {
-    let mut reasons = Vec::new();
-    let mut lists: BTreeMap<&str, ()> = BTreeMap::new();
-    for c in changes {
-        let (head, sub) = match c.key.split_once('.') {
-            Some((h, s)) => (h, Some(s)),
-            None => (c.key.as_str(), None),
-        };
-        let head = head.trim_end_matches('#');
-        if c.key.ends_with('#') || LISTS.contains(&head) {
-            // Counts say nothing the entries do not; lists are one change.
-            if LISTS.contains(&head) {
-                lists.insert(head, ());
-            }
-            continue;
-        }
-        let (old, new) = (c.old.clone(), c.new.clone());
-        reasons.push(match (head, sub) {
-            ("builder" | "recipe", None) => MissReason::Builder { old, new },
-            ("index", None) => MissReason::Snapshot { old, new },
-            ("source", Some(path)) => MissReason::SourceFile {
-                path: path.to_string(),
-                old,
-                new,
-            },
-            ("script", None) => MissReason::Script {
-                diff: line_diff(old.as_deref().unwrap_or(""), new.as_deref().unwrap_or("")),
-            },
-            ("env" | "below" | "status", None) => MissReason::Upstream {
-                input: head.to_string(),
-                old,
-                new,
-                node: None,
-            },
-            ("local", Some(package)) => MissReason::BuildDependency {
-                package: without_arch(package),
-                recipe: None,
-                old,
-                new,
-            },
-            ("packages", Some(package)) => MissReason::Package {
-                layer: stage.as_str().to_string(),
-                package: without_arch(package),
-                old,
-                new,
-            },
-            // The index node's fields are the lock's, not a recipe's.
-            _ if stage == NodeKind::Index => MissReason::Other {
-                input: c.key.clone(),
-                old,
-                new,
-            },
-            ("version" | "name" | "kind" | "architecture", None) => MissReason::Recipe {
-                field: head.to_string(),
-                old,
-                new,
-            },
-            _ => MissReason::Other {
-                input: c.key.clone(),
-                old,
-                new,
-            },
-        });
-    }
-    for list in lists.keys() {
-        // Entries come in order (`key.0`, `key.1`, …).
-        let entries = |inputs: &[(String, String)]| -> Option<String> {
-            let items: Vec<&str> = inputs
-                .iter()
-                .filter(|(k, _)| k.split_once('.').is_some_and(|(h, _)| h == *list))
-                .map(|(_, v)| v.as_str())
-                .collect();
-            let present = inputs.iter().any(|(k, _)| k == &format!("{list}#"));
-            present.then(|| items.join(", "))
-        };
-        let (old, new) = (entries(old_inputs), entries(new_inputs));
-        let field = match *list {
-            "requires" => "build.requires",
-            other => other,
-        }
-        .to_string();
-        // As above: the index node's lists are the lock's.
-        reasons.push(if stage == NodeKind::Index {
-            MissReason::Other {
-                input: field,
-                old,
-                new,
-            }
-        } else {
-            MissReason::Recipe { field, old, new }
-        });
-    }
-    reasons
-}
-
-/// `libgreet-dev:amd64` → `libgreet-dev`.
-fn without_arch(package: &str) -> String {
-    package.split(':').next().unwrap_or(package).to_string()
-}
-
-/// A short line diff: removed lines as `- …`, added ones as `+ …`, in
-/// order (a longest common subsequence keeps the rest out).
-pub fn line_diff(old: &str, new: &str) -> String {
-    const MAX_LINES: usize = 400;
-    let a: Vec<&str> = old.lines().take(MAX_LINES).collect();
-    let b: Vec<&str> = new.lines().take(MAX_LINES).collect();
-    // lcs[i][j]: common subsequence length of a[i..] and b[j..].
-    let mut lcs = vec![vec![0u16; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::new();
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push(format!("- {}", a[i]));
-            i += 1;
-        } else {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        }
-    }
-    out.join("\n")
+            v
+        })
+        .collect();
+    values.serialize(s)
 }
 
 /// One stage of a package in one run, and why it was not a hit.
@@ -441,6 +40,7 @@ pub struct StageWhy {
     pub status: EventStatus,
     pub duration_ms: u64,
     /// Empty for a hit.
+    #[serde(serialize_with = "reasons_with_text")]
     pub reasons: Vec<MissReason>,
     /// Why it failed or was skipped.
     pub error: Option<String>,
@@ -570,23 +170,20 @@ pub fn explain_events(
                         let previous = description_of(index, previous_key)?;
                         reasons = match previous {
                             Some(p) => {
-                                miss_reasons(e.kind, &e.node_key, &current.description, Some(&p))?
+                                miss_reasons(e.kind, &e.node_key, &current.description, Some(&p))
+                                    .map_err(|e| {
+                                        Error::Environment(format!("comparing descriptions: {e}"))
+                                    })?
                             }
-                            None => vec![MissReason::Recorded {
-                                text: format!(
-                                    "compared with {}, which is no longer recorded",
-                                    short(previous_key)
-                                ),
+                            None => vec![MissReason::NoLongerRecorded {
+                                key: previous_key.clone(),
                             }],
                         };
                     }
-                    (Some(_), None)
-                        if e.reason.is_none()
-                            || e.reason.as_deref() == Some("first build of this node") =>
-                    {
-                        reasons = vec![MissReason::FirstBuild];
-                    }
-                    _ => {
+                    // The engine names a previous node whenever there was one.
+                    (Some(_), None) => reasons = vec![MissReason::FirstBuild],
+                    // Recorded without its description: the reason as written.
+                    (None, _) => {
                         if e.status == EventStatus::Built {
                             if let Some(text) = &e.reason {
                                 reasons = vec![MissReason::Recorded { text: text.clone() }];
@@ -780,113 +377,4 @@ pub fn log_of(
         }
     }
     Ok(None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_line_diff_shows_what_came_and_went() {
-        assert_eq!(line_diff("a\nb\nc\n", "a\nx\nc\n"), "- b\n+ x");
-        assert_eq!(line_diff("", "echo hi"), "+ echo hi");
-        assert_eq!(line_diff("same", "same"), "");
-    }
-
-    #[test]
-    fn digests_are_shortened_in_words() {
-        let a = format!("blake3:{}", "3f2a".repeat(16));
-        let b = format!("x blake3:{}", "9c1d".repeat(16));
-        let r = MissReason::SourceFile {
-            path: "src/greet.c".into(),
-            old: Some(a),
-            new: Some(b),
-        };
-        assert_eq!(
-            r.to_string(),
-            "source file src/greet.c changed (blake3 3f2a… → x blake3 9c1d…)"
-        );
-        let dep = MissReason::BuildDependency {
-            package: "libgreet-dev".into(),
-            recipe: Some("libgreet".into()),
-            old: Some(format!("1.0-1 sha256:{}", "51e0".repeat(16))),
-            new: Some(format!("1.1-1 sha256:{}", "a7b3".repeat(16))),
-        };
-        assert_eq!(
-            dep.to_string(),
-            "build dependency libgreet-dev now comes from libgreet 1.1-1 (output sha256 51e0… → sha256 a7b3…), was 1.0-1"
-        );
-    }
-
-    #[test]
-    fn list_changes_are_one_reason_and_counts_none() {
-        let changes = vec![
-            Change {
-                key: "requires#".into(),
-                old: Some("1".into()),
-                new: Some("2".into()),
-            },
-            Change {
-                key: "requires.1".into(),
-                old: None,
-                new: Some("libfoo-dev".into()),
-            },
-        ];
-        let old = [
-            ("requires#".into(), "1".into()),
-            ("requires.0".into(), "make".into()),
-        ];
-        let new = [
-            ("requires#".into(), "2".into()),
-            ("requires.0".into(), "make".into()),
-            ("requires.1".into(), "libfoo-dev".into()),
-        ];
-        assert_eq!(
-            reasons_of(NodeKind::Resolve, &changes, &old, &new),
-            vec![MissReason::Recipe {
-                field: "build.requires".into(),
-                old: Some("make".into()),
-                new: Some("make, libfoo-dev".into()),
-            }]
-        );
-    }
-
-    #[test]
-    fn the_index_nodes_fields_are_the_locks_not_a_recipes() {
-        let changes = vec![
-            Change {
-                key: "components#".into(),
-                old: Some("1".into()),
-                new: Some("2".into()),
-            },
-            Change {
-                key: "components.1".into(),
-                old: None,
-                new: Some("contrib".into()),
-            },
-            Change {
-                key: "architecture".into(),
-                old: Some("amd64".into()),
-                new: Some("arm64".into()),
-            },
-        ];
-        let old = [
-            ("components#".into(), "1".into()),
-            ("components.0".into(), "main".into()),
-        ];
-        let new = [
-            ("components#".into(), "2".into()),
-            ("components.0".into(), "main".into()),
-            ("components.1".into(), "contrib".into()),
-        ];
-        let reasons = reasons_of(NodeKind::Index, &changes, &old, &new);
-        let text: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
-        assert_eq!(
-            text,
-            [
-                "input architecture changed: amd64 → arm64",
-                "input components changed: main → main, contrib",
-            ]
-        );
-    }
 }
