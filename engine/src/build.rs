@@ -15,7 +15,7 @@ use crate::scheduler::{self, JobState};
 use crate::snapshot::Pinned;
 use crate::source;
 use crate::vary::{self, Variations};
-use comb_cache::{Algorithm, Digest, Event, EventStatus, Hash, NodeKind, NodeOutput};
+use comb_cache::{Algorithm, Digest, Event, EventStatus, Hash, NodeKind, NodeOutput, Sha256};
 use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository, Source, SourceFacts};
@@ -1033,8 +1033,9 @@ enum NativeSource<'a> {
 /// A `url` source's tarball, fetched once into the store and verified
 /// against the recipe's sha256.
 fn fetch_tarball(engine: &Engine, recipe: &Recipe, url: &str, sha256: &str) -> Result<PathBuf> {
-    let expected = comb_cache::Expected::sha256_hex(sha256)
-        .map_err(|e| Error::Input(format!("{}: sha256: {e}", recipe.file.display())))?;
+    let expected = Hash::<Sha256>::from_hex(sha256)
+        .map_err(|e| Error::Input(format!("{}: sha256: {e}", recipe.file.display())))?
+        .expected(None);
     if let Some(path) = engine.store.find_blob(&expected) {
         return Ok(path);
     }
@@ -1264,13 +1265,9 @@ fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<V
     let mirror = pinned.lock.mirror();
     let mut paths = Vec::new();
     for f in &s.files {
-        let expected = comb_cache::Expected::sha256_hex(&f.sha256)
-            .map_err(|e| Error::Environment(format!("{}: {e}", f.name)))?;
-        let digest = Digest {
-            algorithm: Algorithm::Sha256,
-            hash: expected.hash,
-            size: f.size,
-        };
+        let digest = Hash::<Sha256>::from_hex(&f.sha256)
+            .map_err(|e| Error::Environment(format!("{}: {e}", f.name)))?
+            .digest(f.size);
         if engine.store.blob_path(&digest).is_none() {
             let tmp = engine.store.tmp_path("src");
             let uri = mirror.pool_url(&format!("{}/{}", s.directory, f.name));
@@ -1402,9 +1399,9 @@ pub fn write_repository(engine: &Engine, dir: &Path, debs: &[BuiltDeb]) -> Resul
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let mut entries = Vec::new();
     for d in debs {
-        let digest: Digest = format!("sha256:{}:{}", d.sha256, d.size)
-            .parse()
-            .map_err(|e| Error::Environment(format!("{}: {e}", d.filename)))?;
+        let digest = Hash::<Sha256>::from_hex(&d.sha256)
+            .map_err(|e| Error::Environment(format!("{}: {e}", d.filename)))?
+            .digest(d.size);
         let blob = engine.store.blob_path(&digest).ok_or_else(|| {
             Error::Environment(format!("{} is missing from the store", d.filename))
         })?;

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::scheduler::JobState;
 use crate::snapshot::Pinned;
 use crate::vary::{VariationReport, Variations};
-use comb_cache::{Expected, Store};
+use comb_cache::{Hash, Sha256, Store};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository};
 use serde::Serialize;
@@ -425,8 +425,9 @@ fn diffoscope(
                 continue;
             }
             for (side, deb) in [("recorded", a), ("rebuilt", b)] {
-                let expected = Expected::sha256_hex(&deb.sha256)
-                    .map_err(|e| Error::Environment(format!("{}: {e}", deb.name)))?;
+                let expected = Hash::<Sha256>::from_hex(&deb.sha256)
+                    .map_err(|e| Error::Environment(format!("{}: {e}", deb.name)))?
+                    .expected(None);
                 let blob = engine.store.find_blob(&expected).ok_or_else(|| {
                     Error::Environment(format!(
                         "{} {} is gone from the store",
@@ -534,8 +535,9 @@ fn differences(
 
 /// Every member of a stored `.deb`: (`control` or `data`, path) to facts.
 fn members(store: &Store, deb: &BuiltDeb) -> Result<BTreeMap<(String, String), FileFacts>> {
-    let expected = Expected::sha256_hex(&deb.sha256)
-        .map_err(|e| Error::Environment(format!("{}: {e}", deb.name)))?;
+    let expected = Hash::<Sha256>::from_hex(&deb.sha256)
+        .map_err(|e| Error::Environment(format!("{}: {e}", deb.name)))?
+        .expected(None);
     let path = store.find_blob(&expected).ok_or_else(|| {
         Error::Environment(format!(
             "{} {} is gone from the store",

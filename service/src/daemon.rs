@@ -20,7 +20,7 @@ use crate::protocol::{read_request, Refusal, Request};
 use crate::publish::{self, PocketDeb};
 use crate::throttle::{Bursts, HookQueue, Limiter, RateLimit};
 use comb_engine::build::{self, BuildRequest};
-use comb_engine::cache::NodeKind;
+use comb_engine::cache::{Hash, NodeKind, Sha256};
 use comb_engine::recipes::{PocketConfig, RepoConfig, Repository};
 use comb_engine::{snapshot, Engine, JobState, NodeEvent, Observer};
 use serde_json::{json, Value};
@@ -1419,10 +1419,9 @@ fn submit(
         }
         let store = &engine.store;
         publish_into(shared, pocket, &new, &|d: &PocketDeb| {
-            format!("sha256:{}:{}", d.sha256, d.size)
-                .parse()
+            Hash::<Sha256>::from_hex(&d.sha256)
                 .ok()
-                .and_then(|digest| store.blob_path(&digest))
+                .and_then(|hash| store.blob_path(&hash.digest(d.size)))
         })?;
         Ok(announce(shared, row, "published", &new, json!({})))
     })();
