@@ -11,6 +11,7 @@ use crate::inputs::{
     shortcut_key, BuildInputs, EnvOriginInputs, FileHash, Hex, NodeKey, SourceChoiceInputs,
     SourceEntry, SourceKind, Wanted,
 };
+pub use crate::manifest::{BuiltDeb, Confinement, Manifest};
 use crate::scheduler::{self, JobState};
 use crate::snapshot::Pinned;
 use crate::source;
@@ -20,7 +21,7 @@ use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository, Source, SourceFacts};
 use comb_sandbox::{Bind, Identity, Spec};
-use serde::{Deserialize, Serialize};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,44 +33,6 @@ const BUILDER: &str = "comb-build-3";
 /// the clock or a checkout's mtimes (2024-01-01).
 pub const NATIVE_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
 const BUILD_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
-
-/// One `.deb` a build produced, stored as a sha256 blob.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuiltDeb {
-    pub name: String,
-    pub version: String,
-    pub architecture: String,
-    pub sha256: String,
-    pub size: u64,
-    pub filename: String,
-    pub control: String,
-}
-
-/// What a build node records: its packages and its log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub debs: Vec<BuiltDeb>,
-    /// The build log: a blob digest (zstd-compressed; see `logs::read`).
-    pub log: String,
-    /// The limits the build ran under, and how this host enforced each.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confinement: Option<Confinement>,
-}
-
-/// The limits a sandboxed step ran under (as applied) and how each was
-/// enforced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Confinement {
-    pub limits: comb_sandbox::Limits,
-    pub enforced_by: comb_sandbox::EnforcedBy,
-}
-
-impl Confinement {
-    /// One line: `memory limit 8 GiB (rlimit), process limit 4096 (rlimit), …`.
-    pub fn describe(&self) -> String {
-        self.enforced_by.describe(&self.limits).join(", ")
-    }
-}
 
 /// How a package ended in a run.
 #[derive(Debug, Clone)]

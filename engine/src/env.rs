@@ -121,7 +121,7 @@ pub fn environment(engine: &Engine, pinned: &Pinned, with: &[String]) -> Result<
 pub(crate) fn base_layers(
     engine: &Engine,
     pinned: &Pinned,
-    local: &[crate::build::BuiltDeb],
+    local: &[crate::manifest::BuiltDeb],
 ) -> Result<(Layer, Layer)> {
     let base_install = base_install(engine, pinned, local)?;
     let build_set = engine.repo.base.build.clone();
@@ -150,7 +150,7 @@ pub(crate) fn pkg_env_for(
     below: &Layer,
     package: &str,
     requires: &[String],
-    local: &[crate::build::BuiltDeb],
+    local: &[crate::manifest::BuiltDeb],
 ) -> Result<Layer> {
     let name = format!("pkg-env:{package}");
     let (index, status) = resolve_base(pinned, Some(below))?;
@@ -169,7 +169,7 @@ pub(crate) fn pkg_env_for(
         Some(path) => installed_in(path)?,
         None => Default::default(),
     };
-    let replacing: Vec<(&crate::build::BuiltDeb, &str)> = local
+    let replacing: Vec<(&crate::manifest::BuiltDeb, &str)> = local
         .iter()
         .filter(|l| {
             // Not when the layers below installed this very .deb (a
@@ -265,7 +265,7 @@ pub(crate) fn pkg_env_for(
 fn aptbox_with_local(
     pinned: &Pinned,
     work: &Path,
-    local: &[crate::build::BuiltDeb],
+    local: &[crate::manifest::BuiltDeb],
     extra: &str,
 ) -> Result<Aptbox> {
     std::fs::create_dir(work).map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
@@ -319,7 +319,7 @@ fn resolve(
     set: &str,
     names: Option<&[String]>,
     below: Option<&Layer>,
-    local: &[crate::build::BuiltDeb],
+    local: &[crate::manifest::BuiltDeb],
 ) -> Result<Vec<Resolved>> {
     let (index, status) = resolve_base(pinned, below)?;
     let inputs = InstallSetInputs {
@@ -400,7 +400,7 @@ fn resolve_base(pinned: &Pinned, below: Option<&Layer>) -> Result<(NodeKey, Stat
     ))
 }
 
-fn package_arch(l: &crate::build::BuiltDeb) -> PackageArch {
+fn package_arch(l: &crate::manifest::BuiltDeb) -> PackageArch {
     PackageArch {
         name: l.name.clone(),
         architecture: l.architecture.clone(),
@@ -408,7 +408,7 @@ fn package_arch(l: &crate::build::BuiltDeb) -> PackageArch {
 }
 
 /// The repository's packages as a resolve's inputs hold them.
-fn local_entries(local: &[crate::build::BuiltDeb]) -> Result<BTreeMap<PackageArch, PackageRef>> {
+fn local_entries(local: &[crate::manifest::BuiltDeb]) -> Result<BTreeMap<PackageArch, PackageRef>> {
     local
         .iter()
         .map(|l| {
@@ -574,7 +574,7 @@ fn layer_inputs(stage: NodeKind, below: Option<&Layer>, added: &[Resolved]) -> R
 fn base_install(
     engine: &Engine,
     pinned: &Pinned,
-    local: &[crate::build::BuiltDeb],
+    local: &[crate::manifest::BuiltDeb],
 ) -> Result<Layer> {
     let install = engine.repo.base.install.clone();
     let added = resolve(
@@ -635,7 +635,7 @@ fn layer_on(
     below: &Layer,
     (stage, name): (NodeKind, &str),
     names: &[String],
-    local: &[crate::build::BuiltDeb],
+    local: &[crate::manifest::BuiltDeb],
 ) -> Result<Layer> {
     let added = resolve(engine, pinned, name, Some(names), Some(below), local)?;
     layer_with(engine, pinned, below, stage, name, added)

@@ -8,8 +8,8 @@
 //! holds it exclusively, so gc waits for running builds to end and builds
 //! wait for gc; nothing a build reads can go while it runs.
 
-use crate::build::Manifest;
 use crate::error::{Error, Result};
+use crate::manifest::Manifest;
 use comb_cache::{
     unix_now, Algorithm, Digest, EventStatus, Index, NodeKind, NodeOutput, NodeSummary, Store,
 };

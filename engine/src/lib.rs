@@ -66,6 +66,7 @@ mod error;
 pub mod gc;
 mod inputs;
 pub mod logs;
+mod manifest;
 mod miss;
 pub mod report;
 mod scheduler;
@@ -81,3 +82,63 @@ pub use comb_sandbox as sandbox;
 pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet};
 pub use error::{error_kind_of, Error, ErrorKind, Result};
 pub use scheduler::JobState;
+
+#[cfg(test)]
+mod tests {
+    use petgraph::graphmap::DiGraphMap;
+
+    /// Every file of the engine, and the files of the engine it uses.
+    const FILES: &[(&str, &str)] = &[
+        ("build", include_str!("build.rs")),
+        ("check", include_str!("check.rs")),
+        ("engine", include_str!("engine.rs")),
+        ("env", include_str!("env.rs")),
+        ("error", include_str!("error.rs")),
+        ("gc", include_str!("gc.rs")),
+        ("inputs", include_str!("inputs.rs")),
+        ("logs", include_str!("logs.rs")),
+        ("manifest", include_str!("manifest.rs")),
+        ("miss", include_str!("miss.rs")),
+        ("report", include_str!("report.rs")),
+        ("scheduler", include_str!("scheduler.rs")),
+        ("snapshot", include_str!("snapshot.rs")),
+        ("source", include_str!("source.rs")),
+        ("vary", include_str!("vary.rs")),
+        ("why", include_str!("why.rs")),
+    ];
+
+    /// No two files of the engine use each other, directly or in a
+    /// circle: each can be read knowing only the files below it.
+    #[test]
+    fn the_engines_files_use_each_other_in_one_direction() {
+        let mut graph = DiGraphMap::<&str, ()>::new();
+        for (name, text) in FILES {
+            graph.add_node(name);
+            for (i, _) in text.match_indices("crate::") {
+                let used: String = text[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if let Some((file, _)) = FILES.iter().find(|(f, _)| *f == used) {
+                    if file != name {
+                        graph.add_edge(name, file, ());
+                    }
+                }
+            }
+        }
+        assert_eq!(graph.node_count(), FILES.len());
+        let cycles: Vec<Vec<&str>> = petgraph::algo::tarjan_scc(&graph)
+            .into_iter()
+            .filter(|c| c.len() > 1)
+            .collect();
+        assert!(cycles.is_empty(), "files that use each other: {cycles:?}");
+        let lib = include_str!("lib.rs");
+        for (name, _) in FILES {
+            assert!(
+                lib.contains(&format!("\nmod {name};"))
+                    || lib.contains(&format!("\npub mod {name};")),
+                "lib.rs does not declare {name}: add it to FILES"
+            );
+        }
+    }
+}

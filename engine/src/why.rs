@@ -5,9 +5,9 @@
 //! typed records back for a package's stages ([`explain`]) and follows a
 //! reason that points upstream to that node's own reasons.
 
-use crate::build::Manifest;
 use crate::error::{Error, Result};
 use crate::inputs::{miss_reasons, Previous};
+use crate::manifest::Manifest;
 pub use crate::miss::{MissReason, UpstreamInput};
 use comb_cache::{EventStatus, Index, NodeKind, NodeOutput, RunId, Store};
 use serde::{Serialize, Serializer};

@@ -1,0 +1,42 @@
+//! What a build node records: the packages it made and its log, as a
+//! manifest blob in the store.
+
+use serde::{Deserialize, Serialize};
+
+/// One `.deb` a build produced, stored as a sha256 blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltDeb {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    pub sha256: String,
+    pub size: u64,
+    pub filename: String,
+    pub control: String,
+}
+
+/// What a build node records: its packages and its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub debs: Vec<BuiltDeb>,
+    /// The build log: a blob digest (zstd-compressed; see `logs::read`).
+    pub log: String,
+    /// The limits the build ran under, and how this host enforced each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<Confinement>,
+}
+
+/// The limits a sandboxed step ran under (as applied) and how each was
+/// enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    pub limits: comb_sandbox::Limits,
+    pub enforced_by: comb_sandbox::EnforcedBy,
+}
+
+impl Confinement {
+    /// One line: `memory limit 8 GiB (rlimit), process limit 4096 (rlimit), …`.
+    pub fn describe(&self) -> String {
+        self.enforced_by.describe(&self.limits).join(", ")
+    }
+}
