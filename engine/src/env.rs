@@ -1043,42 +1043,18 @@ fn stage_debs(dir: &Path, debs: &[PathBuf], added: &[Resolved]) -> Result<()> {
     Ok(())
 }
 
-/// `work(i)` for every `i < count`, spread over every core; the results
-/// concatenated (in no particular order).
+/// `work(i)` for every `i < count`, in parallel on the current rayon
+/// pool (the run's, inside a job); the results concatenated.
 fn on_every_core<T: Send>(
     count: usize,
-    work: impl Fn(usize) -> Result<Vec<T>> + Sync,
+    work: impl Fn(usize) -> Result<Vec<T>> + Sync + Send,
 ) -> Result<Vec<T>> {
-    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..jobs.min(count))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut found = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= count {
-                            return Ok(found);
-                        }
-                        found.extend(work(i)?);
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(Error::Environment("a worker thread panicked".into())))
-            })
-            .collect()
-    });
-    let mut all = Vec::new();
-    for r in results {
-        all.extend(r?);
-    }
-    Ok(all)
+    use rayon::prelude::*;
+    let parts: Vec<Vec<T>> = (0..count)
+        .into_par_iter()
+        .map(work)
+        .collect::<Result<_>>()?;
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// The set-id files of all `debs` (reading them means decompressing each

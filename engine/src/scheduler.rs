@@ -2,11 +2,17 @@
 //! needs has succeeded, the one with the longest remaining path first;
 //! a failure skips what depends on it (naming the failed job) and, without
 //! keep-going, lets running jobs finish but starts no new ones.
+//!
+//! No worker waits for work: a job that becomes ready is a task spawned on
+//! the pool, which takes the most urgent ready job when it starts. So a job
+//! that itself works in parallel (rayon's iterators, as the unpacking of a
+//! layer does) has the pool's idle threads, and there is no second pool.
 
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
 
 /// How one job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,13 +36,26 @@ pub struct Graph<'a> {
     pub names: &'a [String],
 }
 
+impl Graph<'_> {
+    /// The jobs as a petgraph graph: an edge from each job to each job
+    /// that needs it; node `i` is job `i`.
+    fn to_petgraph(&self) -> DiGraph<(), ()> {
+        let mut g = DiGraph::with_capacity(self.deps.len(), self.deps.len());
+        for _ in self.deps {
+            g.add_node(());
+        }
+        for (i, deps) in self.deps.iter().enumerate() {
+            for &d in deps {
+                g.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
+            }
+        }
+        g
+    }
+}
+
 /// Runs every job with at most `jobs` at once. `run(i, done)` gets the
 /// values of the jobs done so far (all of its dependencies' are set).
-/// `stop` is polled between jobs: once set, nothing new starts.
-///
-/// Each of the `jobs` workers takes the next ready job itself when it
-/// finishes one, so a graph of jobs that end at once (cache hits) is not
-/// held up by a dispatcher's round trips.
+/// `stop` is polled before each job: once set, nothing new starts.
 pub fn run<T, F>(
     graph: &Graph,
     jobs: usize,
@@ -49,96 +68,111 @@ where
     F: Fn(usize, &[OnceLock<T>]) -> Result<T, String> + Sync,
 {
     let n = graph.deps.len();
-    let mut dependents = vec![Vec::new(); n];
-    for (i, deps) in graph.deps.iter().enumerate() {
-        for &d in deps {
-            dependents[d].push(i);
-        }
-    }
-    let priority = longest_paths(graph, &dependents);
+    let g = graph.to_petgraph();
+    let Some(priority) = longest_paths(&g, graph.cost) else {
+        // The package graph refuses cycles before a run; never reached.
+        return (0..n)
+            .map(|_| JobState::Failed("the jobs' graph has a cycle".into()))
+            .collect();
+    };
     let waiting: Vec<usize> = graph.deps.iter().map(Vec::len).collect();
-    let ready = (0..n)
+    let ready: BinaryHeap<_> = (0..n)
         .filter(|&i| waiting[i] == 0)
         .map(|i| (priority[i], std::cmp::Reverse(i)))
         .collect();
+    let initially_ready = ready.len();
     let state = Mutex::new(Progress {
         waiting,
         ready,
         results: vec![None; n],
-        running: 0,
         stopped_by: None,
     });
-    let changed = Condvar::new();
     let done: Vec<OnceLock<T>> = (0..n).map(|_| OnceLock::new()).collect();
-    let workers = jobs.max(1).min(n.max(1));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .build()
-        .expect("a thread pool");
-    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
-    pool.scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|_| loop {
-                // The next job, or the end of this worker.
-                let i = {
-                    let mut st = lock();
-                    loop {
-                        if stop.load(Ordering::Relaxed) && st.stopped_by.is_none() {
-                            st.stopped_by = Some("the run was interrupted".to_string());
-                            changed.notify_all();
-                        }
-                        if st.stopped_by.is_none() {
-                            if let Some((_, std::cmp::Reverse(i))) = st.ready.pop() {
-                                st.running += 1;
-                                break Some(i);
-                            }
-                        }
-                        // Nothing to start: done when nothing runs (or the
-                        // run stopped); else a running job may free more.
-                        if st.running == 0 || st.stopped_by.is_some() {
-                            break None;
-                        }
-                        st = changed
-                            .wait_timeout(st, Duration::from_millis(100))
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                    }
-                };
-                let Some(i) = i else {
-                    changed.notify_all();
-                    return;
-                };
-                let result = run(i, &done);
-                let mut st = lock();
-                st.running -= 1;
-                match result {
-                    Ok(value) => {
-                        let _ = done[i].set(value.clone());
-                        st.results[i] = Some(JobState::Done(value));
-                        for &d in &dependents[i] {
-                            st.waiting[d] -= 1;
-                            if st.waiting[d] == 0 && st.results[d].is_none() {
-                                st.ready.push((priority[d], std::cmp::Reverse(d)));
-                            }
-                        }
-                    }
-                    Err(reason) => {
-                        st.results[i] = Some(JobState::Failed(reason));
-                        skip_dependents(i, graph, &dependents, &mut st.results);
-                        if !keep_going && st.stopped_by.is_none() {
-                            st.stopped_by =
-                                Some(format!("{} failed and --keep-going is off", graph.names[i]));
+
+    // One task per job that became ready; it runs the most urgent one.
+    fn task<'s, T, F>(scope: &rayon::Scope<'s>, cx: &'s Context<'s, T, F>)
+    where
+        T: Send + Sync + Clone,
+        F: Fn(usize, &[OnceLock<T>]) -> Result<T, String> + Sync,
+    {
+        let i = {
+            let mut st = cx.lock();
+            if cx.stop.load(Ordering::Relaxed) && st.stopped_by.is_none() {
+                st.stopped_by = Some("the run was interrupted".to_string());
+            }
+            if st.stopped_by.is_some() {
+                return;
+            }
+            match st.ready.pop() {
+                Some((_, std::cmp::Reverse(i))) => i,
+                None => return,
+            }
+        };
+        let result = (cx.run)(i, cx.done);
+        let mut freed = 0;
+        {
+            let mut st = cx.lock();
+            match result {
+                Ok(value) => {
+                    let _ = cx.done[i].set(value.clone());
+                    st.results[i] = Some(JobState::Done(value));
+                    for d in cx
+                        .graph
+                        .neighbors_directed(NodeIndex::new(i), Direction::Outgoing)
+                    {
+                        let d = d.index();
+                        st.waiting[d] -= 1;
+                        if st.waiting[d] == 0 && st.results[d].is_none() {
+                            st.ready.push((cx.priority[d], std::cmp::Reverse(d)));
+                            freed += 1;
                         }
                     }
                 }
-                changed.notify_all();
-            });
+                Err(reason) => {
+                    st.results[i] = Some(JobState::Failed(reason));
+                    skip_dependents(i, cx.graph, cx.names, &mut st.results);
+                    if !cx.keep_going && st.stopped_by.is_none() {
+                        st.stopped_by =
+                            Some(format!("{} failed and --keep-going is off", cx.names[i]));
+                    }
+                }
+            }
+        }
+        for _ in 0..freed {
+            scope.spawn(move |s| task(s, cx));
+        }
+    }
+
+    let cx = Context {
+        graph: &g,
+        names: graph.names,
+        priority: &priority,
+        done: &done,
+        state: &state,
+        stop,
+        keep_going,
+        run: &run,
+    };
+    // Not fewer threads than `jobs` for fewer jobs: a job's own parallel
+    // work takes the others.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build()
+        .expect("a thread pool");
+    pool.scope(|scope| {
+        for _ in 0..initially_ready {
+            scope.spawn(|s| task(s, &cx));
         }
     });
     let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
-    let because = st
-        .stopped_by
-        .unwrap_or_else(|| "the run stopped".to_string());
+    let because = st.stopped_by.unwrap_or_else(|| {
+        if stop.load(Ordering::Relaxed) {
+            "the run was interrupted"
+        } else {
+            "the run stopped"
+        }
+        .to_string()
+    });
     st.results
         .into_iter()
         .map(|r| {
@@ -149,6 +183,24 @@ where
         .collect()
 }
 
+/// What every task of a run shares.
+struct Context<'s, T, F> {
+    graph: &'s DiGraph<(), ()>,
+    names: &'s [String],
+    priority: &'s [u64],
+    done: &'s [OnceLock<T>],
+    state: &'s Mutex<Progress<T>>,
+    stop: &'s AtomicBool,
+    keep_going: bool,
+    run: &'s F,
+}
+
+impl<T, F> Context<'_, T, F> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The scheduler's shared state.
 struct Progress<T> {
     /// Per job: dependencies not yet done.
@@ -156,7 +208,6 @@ struct Progress<T> {
     /// Jobs whose dependencies are done, highest priority first.
     ready: BinaryHeap<(u64, std::cmp::Reverse<usize>)>,
     results: Vec<Option<JobState<T>>>,
-    running: usize,
     /// Why nothing new starts, once something stopped the run.
     stopped_by: Option<String>,
 }
@@ -164,41 +215,35 @@ struct Progress<T> {
 /// Marks everything that depends on `failed`, directly or not, skipped.
 fn skip_dependents<T>(
     failed: usize,
-    graph: &Graph,
-    dependents: &[Vec<usize>],
+    graph: &DiGraph<(), ()>,
+    names: &[String],
     results: &mut [Option<JobState<T>>],
 ) {
-    let mut stack = dependents[failed].clone();
-    while let Some(d) = stack.pop() {
-        if results[d].is_none() {
+    let mut dependents = petgraph::visit::Dfs::new(graph, NodeIndex::new(failed));
+    while let Some(d) = dependents.next(graph) {
+        let d = d.index();
+        if d != failed && results[d].is_none() {
             results[d] = Some(JobState::Skipped {
-                because: format!("it needs {}, which failed", graph.names[failed]),
+                because: format!("it needs {}, which failed", names[failed]),
             });
-            stack.extend(dependents[d].iter().copied());
         }
     }
 }
 
-/// For each job, its cost plus the longest chain of costs after it.
-fn longest_paths(graph: &Graph, dependents: &[Vec<usize>]) -> Vec<u64> {
-    let n = graph.deps.len();
-    let mut best = vec![None; n];
-    fn visit(i: usize, graph: &Graph, dependents: &[Vec<usize>], best: &mut [Option<u64>]) -> u64 {
-        if let Some(v) = best[i] {
-            return v;
-        }
-        let after = dependents[i]
-            .iter()
-            .map(|&d| visit(d, graph, dependents, best))
+/// For each job, its cost plus the longest chain of costs after it (the
+/// critical path through it), or `None` if the graph has a cycle.
+fn longest_paths(graph: &DiGraph<(), ()>, cost: &[u64]) -> Option<Vec<u64>> {
+    let order = petgraph::algo::toposort(graph, None).ok()?;
+    let mut best = vec![0; graph.node_count()];
+    for node in order.into_iter().rev() {
+        let after = graph
+            .neighbors_directed(node, Direction::Outgoing)
+            .map(|d| best[d.index()])
             .max()
             .unwrap_or(0);
-        let v = graph.cost[i].max(1) + after;
-        best[i] = Some(v);
-        v
+        best[node.index()] = cost[node.index()].max(1) + after;
     }
-    (0..n)
-        .map(|i| visit(i, graph, dependents, &mut best))
-        .collect()
+    Some(best)
 }
 
 #[cfg(test)]
@@ -293,6 +338,40 @@ mod tests {
         assert_eq!(order[0], 0);
         assert_eq!(order[1], 1, "{order:?}");
         assert_eq!(order.len(), 7);
+    }
+
+    /// A job that works in parallel gets the pool's idle threads: the two
+    /// halves of its work meet, so they ran at once.
+    #[test]
+    fn a_job_working_in_parallel_has_the_idle_workers() {
+        use rayon::prelude::*;
+        let deps = vec![vec![]];
+        let names = names(1);
+        let graph = Graph {
+            deps: &deps,
+            cost: &[1],
+            names: &names,
+        };
+        let stop = AtomicBool::new(false);
+        let out = run(&graph, 2, true, &stop, |_, _| {
+            let arrived = [AtomicBool::new(false), AtomicBool::new(false)];
+            let met = (0..2usize)
+                .into_par_iter()
+                .map(|half| {
+                    arrived[half].store(true, Ordering::SeqCst);
+                    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while !arrived[1 - half].load(Ordering::SeqCst) {
+                        if std::time::Instant::now() > until {
+                            return false;
+                        }
+                        std::thread::yield_now();
+                    }
+                    true
+                })
+                .all(|met| met);
+            Ok(met)
+        });
+        assert_eq!(out[0], JobState::Done(true));
     }
 
     #[test]

@@ -11,7 +11,10 @@
 use crate::error::{CycleStep, Error, Result};
 use crate::recipe::{Recipe, Requirement};
 use crate::relation::Relation;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Dfs, NodeFiltered, Reversed};
+use petgraph::Direction;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -49,6 +52,9 @@ pub struct Node {
 #[derive(Debug, Clone)]
 pub struct PackageGraph {
     nodes: Vec<Node>,
+    /// Node `i` is recipe `i`; an edge from each recipe to each recipe it
+    /// build-depends on.
+    graph: DiGraph<(), ()>,
     index: HashMap<String, usize>,
     providers: HashMap<String, usize>,
     /// Node indices, dependencies first.
@@ -116,13 +122,16 @@ impl PackageGraph {
             return Err(e);
         }
 
-        let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
+        let mut graph = DiGraph::with_capacity(nodes.len(), nodes.len());
+        for _ in &nodes {
+            graph.add_node(());
+        }
         for (i, reqs) in requirements.into_iter().enumerate() {
             for req in reqs {
                 let mut found = false;
                 for name in req.relation.names() {
                     if let Some(&j) = providers.get(name) {
-                        deps[i].insert(j);
+                        graph.update_edge(NodeIndex::new(i), NodeIndex::new(j), ());
                         found = true;
                     }
                 }
@@ -133,50 +142,32 @@ impl PackageGraph {
                 }
             }
         }
-        let mut rdeps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
-        for (i, d) in deps.iter().enumerate() {
-            for &j in d {
-                rdeps[j].insert(i);
-            }
-        }
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        let sorted_names = |set: &BTreeSet<usize>| {
-            let mut v: Vec<String> = set.iter().map(|&j| names[j].clone()).collect();
+        let sorted_names = |i: usize, direction: Direction| {
+            let mut v: Vec<String> = graph
+                .neighbors_directed(NodeIndex::new(i), direction)
+                .map(|j| names[j.index()].clone())
+                .collect();
             v.sort();
+            v.dedup();
             v
         };
         for (i, node) in nodes.iter_mut().enumerate() {
-            node.dependencies = sorted_names(&deps[i]);
-            node.reverse_dependencies = sorted_names(&rdeps[i]);
+            node.dependencies = sorted_names(i, Direction::Outgoing);
+            node.reverse_dependencies = sorted_names(i, Direction::Incoming);
         }
-
-        // Kahn's algorithm, ties broken by name so the order is stable.
-        let mut missing: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
-        let mut ready: BTreeSet<(&str, usize)> = (0..nodes.len())
-            .filter(|&i| missing[i] == 0)
-            .map(|i| (names[i].as_str(), i))
-            .collect();
-        let mut order = Vec::with_capacity(nodes.len());
-        while let Some(first) = ready.pop_first() {
-            let i = first.1;
-            order.push(i);
-            for &k in &rdeps[i] {
-                missing[k] -= 1;
-                if missing[k] == 0 {
-                    ready.insert((names[k].as_str(), k));
-                }
-            }
-        }
-        if order.len() < nodes.len() {
-            let stuck: Vec<bool> = missing.iter().map(|&m| m > 0).collect();
-            let errors = cycles(&deps, &stuck, &names)
+        let cycles = cycles(&graph, &names);
+        if !cycles.is_empty() {
+            let errors = cycles
                 .into_iter()
                 .map(|cycle| cycle_error(&cycle, &nodes, &providers))
                 .collect();
-            return Err(Error::from_list(errors).expect("a stuck node lies on or behind a cycle"));
+            return Err(Error::from_list(errors).expect("there is a cycle"));
         }
+        let order = topological_order(&graph, &names);
         Ok(PackageGraph {
             nodes,
+            graph,
             index,
             providers,
             order,
@@ -230,17 +221,12 @@ impl PackageGraph {
     /// what a change to `changed` reaches. In topological order; unknown
     /// names are ignored.
     pub fn affected(&self, changed: &[&str]) -> Vec<&str> {
+        let dependents = Reversed(&self.graph);
         let mut hit = vec![false; self.nodes.len()];
-        let mut queue: VecDeque<usize> = changed
-            .iter()
-            .filter_map(|n| self.index.get(*n).copied())
-            .collect();
-        while let Some(i) = queue.pop_front() {
-            if std::mem::replace(&mut hit[i], true) {
-                continue;
-            }
-            for r in &self.nodes[i].reverse_dependencies {
-                queue.push_back(self.index[r]);
+        for start in changed.iter().filter_map(|n| self.index.get(*n)) {
+            let mut walk = Dfs::new(dependents, NodeIndex::new(*start));
+            while let Some(i) = walk.next(dependents) {
+                hit[i.index()] = true;
             }
         }
         self.order
@@ -281,134 +267,77 @@ impl PackageGraph {
     }
 }
 
-/// One cycle per strongly connected component of the stuck nodes that has
-/// one: the shortest cycle through its smallest-named node.
-fn cycles(deps: &[BTreeSet<usize>], stuck: &[bool], names: &[String]) -> Vec<Vec<usize>> {
-    let components = strongly_connected(deps, stuck);
-    let mut out = Vec::new();
-    for component in components {
-        let member: HashMap<usize, ()> = component.iter().map(|&i| (i, ())).collect();
-        let start = *component
-            .iter()
-            .min_by_key(|&&i| &names[i])
-            .expect("components are not empty");
-        let self_loop = deps[start].contains(&start);
-        if component.len() == 1 && !self_loop {
-            continue;
-        }
-        if self_loop {
-            out.push(vec![start]);
-            continue;
-        }
-        // Breadth-first from start back to start, within the component.
-        let mut parent: HashMap<usize, usize> = HashMap::new();
-        let mut queue = VecDeque::from([start]);
-        let mut last = None;
-        'search: while let Some(i) = queue.pop_front() {
-            for &j in &deps[i] {
-                if j == start {
-                    last = Some(i);
-                    break 'search;
-                }
-                if member.contains_key(&j) && !parent.contains_key(&j) {
-                    parent.insert(j, i);
-                    queue.push_back(j);
-                }
+/// Every recipe after all it depends on, ties broken by name so the
+/// order is stable (Kahn's algorithm). The graph is acyclic.
+fn topological_order(graph: &DiGraph<(), ()>, names: &[String]) -> Vec<usize> {
+    let mut missing: Vec<usize> = graph
+        .node_indices()
+        .map(|i| graph.neighbors_directed(i, Direction::Outgoing).count())
+        .collect();
+    let mut ready: BTreeSet<(&str, usize)> = (0..names.len())
+        .filter(|&i| missing[i] == 0)
+        .map(|i| (names[i].as_str(), i))
+        .collect();
+    let mut order = Vec::with_capacity(names.len());
+    while let Some((_, i)) = ready.pop_first() {
+        order.push(i);
+        for k in graph.neighbors_directed(NodeIndex::new(i), Direction::Incoming) {
+            let k = k.index();
+            missing[k] -= 1;
+            if missing[k] == 0 {
+                ready.insert((names[k].as_str(), k));
             }
         }
-        let mut cycle = Vec::new();
-        let mut at = last.expect("a component of two or more nodes has a cycle through each");
-        while at != start {
-            cycle.push(at);
-            at = parent[&at];
+    }
+    order
+}
+
+/// One cycle per strongly connected component that has one: the shortest
+/// cycle through its smallest-named recipe. Kosaraju's algorithm, as
+/// petgraph's, does not recurse: a graph of 10,000 recipes must not
+/// overflow a thread's stack.
+fn cycles(graph: &DiGraph<(), ()>, names: &[String]) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    for component in petgraph::algo::kosaraju_scc(graph) {
+        let start = *component
+            .iter()
+            .min_by_key(|i| &names[i.index()])
+            .expect("components are not empty");
+        if graph.contains_edge(start, start) {
+            out.push(vec![start.index()]);
+            continue;
         }
-        cycle.push(start);
-        cycle.reverse();
+        if component.len() == 1 {
+            continue;
+        }
+        // The shortest way back to start from one of its dependencies,
+        // within the component.
+        let mut member = vec![false; graph.node_count()];
+        for n in &component {
+            member[n.index()] = true;
+        }
+        let within = NodeFiltered::from_fn(graph, |n| member[n.index()]);
+        let back = graph
+            .neighbors_directed(start, Direction::Outgoing)
+            .filter(|n| member[n.index()])
+            .filter_map(|first| petgraph::algo::astar(&within, first, |n| n == start, |_| 1, |_| 0))
+            .min_by_key(|(length, path)| {
+                (
+                    *length,
+                    path.iter().map(|n| &names[n.index()]).collect::<Vec<_>>(),
+                )
+            })
+            .expect("a component of two or more recipes has a cycle through each");
+        let mut cycle = vec![start.index()];
+        cycle.extend(
+            back.1
+                .iter()
+                .map(|n| n.index())
+                .filter(|&n| n != start.index()),
+        );
         out.push(cycle);
     }
     out.sort_by(|a, b| names[a[0]].cmp(&names[b[0]]));
-    out
-}
-
-/// Tarjan's algorithm without recursion (graphs of 10,000 recipes must not
-/// overflow a thread's stack), over the nodes where `keep` is true.
-fn strongly_connected(deps: &[BTreeSet<usize>], keep: &[bool]) -> Vec<Vec<usize>> {
-    let n = deps.len();
-    let mut index = vec![usize::MAX; n];
-    let mut low = vec![0; n];
-    let mut on_stack = vec![false; n];
-    let mut stack = Vec::new();
-    let mut next = 0;
-    let mut out = Vec::new();
-    for root in 0..n {
-        if !keep[root] || index[root] != usize::MAX {
-            continue;
-        }
-        // (node, its successors not yet looked at)
-        let mut work: Vec<(usize, Vec<usize>)> = Vec::new();
-        let visit = |v: usize,
-                     index: &mut Vec<usize>,
-                     low: &mut Vec<usize>,
-                     on_stack: &mut Vec<bool>,
-                     stack: &mut Vec<usize>,
-                     next: &mut usize| {
-            index[v] = *next;
-            low[v] = *next;
-            *next += 1;
-            stack.push(v);
-            on_stack[v] = true;
-            (
-                v,
-                deps[v]
-                    .iter()
-                    .rev()
-                    .copied()
-                    .filter(|&w| keep[w])
-                    .collect::<Vec<_>>(),
-            )
-        };
-        work.push(visit(
-            root,
-            &mut index,
-            &mut low,
-            &mut on_stack,
-            &mut stack,
-            &mut next,
-        ));
-        while let Some((v, successors)) = work.last_mut() {
-            let v = *v;
-            if let Some(w) = successors.pop() {
-                if index[w] == usize::MAX {
-                    work.push(visit(
-                        w,
-                        &mut index,
-                        &mut low,
-                        &mut on_stack,
-                        &mut stack,
-                        &mut next,
-                    ));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(index[w]);
-                }
-                continue;
-            }
-            work.pop();
-            if let Some((parent, _)) = work.last() {
-                low[*parent] = low[*parent].min(low[v]);
-            }
-            if low[v] == index[v] {
-                let mut component = Vec::new();
-                while let Some(w) = stack.pop() {
-                    on_stack[w] = false;
-                    component.push(w);
-                    if w == v {
-                        break;
-                    }
-                }
-                out.push(component);
-            }
-        }
-    }
     out
 }
 

@@ -520,6 +520,39 @@ fn a_cycle_is_printed_as_the_cycle() {
     );
 }
 
+/// A cycle through 10,000 recipes is found and printed without deep
+/// recursion: on a thread with a small stack.
+#[test]
+fn a_cycle_through_ten_thousand_recipes_is_reported() {
+    const N: usize = 10_000;
+    let mut files = Vec::new();
+    for i in 0..N {
+        let name = format!("p{i:05}");
+        let next = format!("p{:05}", (i + 1) % N);
+        files.push((format!("{name}/recipe.toml"), native(&name, &[&next])));
+        files.push((format!("{name}/src/"), String::new()));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let dir = repo(&files);
+    let repository = load(dir.path());
+    let e = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || repository.graph(own_binaries).unwrap_err().to_string())
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert!(
+        e.starts_with("dependency cycle: p00000 -> p00001 -> p00002"),
+        "{}",
+        &e[..200]
+    );
+    assert!(e.contains("p09999 -> p00000;"), "{}", &e[..200]);
+    assert_eq!(e.matches("dependency cycle").count(), 1);
+}
+
 #[test]
 fn edges_external_requirements_and_orders() {
     let dir = repo(&[
