@@ -7,6 +7,7 @@
 use crate::engine::Engine;
 use crate::env::{self, Layer};
 use crate::error::{Error, Result};
+use crate::executor::{Action, ActionInput, Executor, LocalSandbox};
 use crate::inputs::{
     shortcut_key, BuildInputs, EnvOriginInputs, FileHash, Hex, NodeKey, SourceChoiceInputs,
     SourceEntry, SourceKind, Wanted,
@@ -20,19 +21,16 @@ use comb_cache::{Algorithm, Digest, Event, EventStatus, Hash, NodeKind, NodeOutp
 use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository, Source, SourceFacts};
-use comb_sandbox::{Bind, Identity, Spec};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Changes when the way packages are built changes.
 const BUILDER: &str = "comb-build-3";
 /// SOURCE_DATE_EPOCH of native packages: fixed, so it never comes from
 /// the clock or a checkout's mtimes (2024-01-01).
 pub const NATIVE_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
-const BUILD_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
 /// How a package ended in a run.
 #[derive(Debug, Clone)]
@@ -240,12 +238,12 @@ pub(crate) fn run_packages(
         cost: &cost,
         names: &wanted,
     };
-    let cpus = CpuShare::new();
+    let executor = LocalSandbox::new(engine);
     let ctx = Ctx {
         engine,
         pinned,
         base: &base,
-        cpus: &cpus,
+        executor: &executor,
         variations: None,
     };
     let states = scheduler::run(
@@ -505,7 +503,8 @@ pub(crate) struct Ctx<'a> {
     pinned: &'a Pinned,
     /// base-build: every pkg-env is over it.
     base: &'a Layer,
-    cpus: &'a CpuShare,
+    /// Where builds run.
+    executor: &'a dyn Executor,
     /// What a `comb check` rebuild varies (never a recorded build).
     variations: Option<&'a Variations>,
 }
@@ -690,7 +689,7 @@ fn build_node(
     let env_layer = env_for(ctx, recipe, requires, needs)?;
     inputs.env = NodeKey::known(&env_layer.key);
     let record = engine.node(NodeKind::Build, &recipe.name, &inputs, |_| {
-        let manifest = make(ctx, recipe, debian, &env_layer, &inputs.version)?;
+        let manifest = make(ctx, recipe, debian, &env_layer, &inputs)?;
         let json = serde_json::to_vec(&manifest)
             .map_err(|e| Error::Environment(format!("serialising a manifest: {e}")))?;
         let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
@@ -713,10 +712,11 @@ pub(crate) fn rebuild(
     variations: &mut Option<vary::VariationReport>,
 ) -> Result<Manifest> {
     let requires = requires_of(recipe, debian, &ctx.pinned.lock.architecture);
-    let version = build_inputs(ctx.engine, recipe, debian, &ctx.pinned.lock.architecture)?.version;
+    let mut inputs = build_inputs(ctx.engine, recipe, debian, &ctx.pinned.lock.architecture)?;
     let env_layer = env_for(ctx, recipe, &requires, needs)?;
+    inputs.env = NodeKey::known(&env_layer.key);
     *variations = ctx.variations.map(|v| vary::plan(v, &env_layer.paths));
-    make(ctx, recipe, debian, &env_layer, &version)
+    make(ctx, recipe, debian, &env_layer, &inputs)
 }
 
 /// The environment a recipe builds in: base-build, or its pkg-env over it.
@@ -743,42 +743,52 @@ fn make(
     recipe: &Recipe,
     debian: Option<&SourcePackage>,
     env_layer: &Layer,
-    version: &str,
+    inputs: &BuildInputs,
 ) -> Result<Manifest> {
     let Ctx { engine, pinned, .. } = *ctx;
-    Ok(match (&recipe.source, debian) {
-        (Source::Path { dir, .. }, _) => build_native(
-            ctx,
-            env_layer,
-            recipe,
-            version,
-            NativeSource::Directory(dir),
-        )?,
+    // Each source entry with where this machine has its content.
+    let located = |dir: &str, local: &dyn Fn(&str) -> Option<PathBuf>| -> Vec<ActionInput> {
+        inputs
+            .source
+            .iter()
+            .map(|(path, entry)| ActionInput {
+                path: format!("{dir}/{path}"),
+                entry: entry.clone(),
+                local: local(path),
+            })
+            .collect()
+    };
+    match (&recipe.source, debian) {
+        (Source::Path { dir, .. }, _) => {
+            let files = located("src", &|path| Some(dir.join(path)));
+            build_native(ctx, env_layer, recipe, inputs, files, None)
+        }
         (Source::Url { url, sha256 }, _) => {
             let tarball = fetch_tarball(engine, recipe, url, sha256)?;
-            build_native(
-                ctx,
-                env_layer,
-                recipe,
-                version,
-                NativeSource::Tarball(&tarball),
-            )?
+            let flag = compression_flag(&tarball)?;
+            let files = inputs
+                .source
+                .values()
+                .map(|entry| ActionInput {
+                    path: "source.tar".into(),
+                    entry: entry.clone(),
+                    local: Some(tarball.clone()),
+                })
+                .collect();
+            build_native(ctx, env_layer, recipe, inputs, files, Some(flag))
         }
         (Source::Debian { .. }, Some(s)) => {
-            let files = fetch_source(engine, pinned, s)?;
-            build_debian(ctx, env_layer, recipe, &files)?
+            let blobs = fetch_source(engine, pinned, s)?;
+            let files = located("sources", &|name| blobs.get(name).cloned());
+            build_debian(ctx, env_layer, recipe, inputs, files)
         }
         (Source::Dsc(dsc), _) => {
-            let mut files: Vec<PathBuf> = dsc
-                .files
-                .iter()
-                .map(|f| dsc.file.parent().unwrap_or(Path::new(".")).join(&f.name))
-                .collect();
-            files.insert(0, dsc.file.clone());
-            build_debian(ctx, env_layer, recipe, &files)?
+            let dir = dsc.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let files = located("sources", &|name| Some(dir.join(name)));
+            build_debian(ctx, env_layer, recipe, inputs, files)
         }
         _ => unreachable!("refused above"),
-    })
+    }
 }
 
 fn output_text(o: &comb_recipes::Output) -> String {
@@ -813,184 +823,6 @@ fn file_sha256(path: &Path) -> Result<SourceEntry> {
     let hash = Hash::from_hex(&sha)
         .map_err(|e| Error::Environment(format!("hashing {}: {e}", path.display())))?;
     Ok(SourceEntry::file(FileHash::Sha256(hash)))
-}
-
-/// A scratch directory under the store, owned by U, for a build's binds.
-fn scratch(engine: &Engine, hint: &str) -> Result<PathBuf> {
-    let dir = engine.store.tmp_path(hint);
-    std::fs::create_dir(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    Ok(dir)
-}
-
-fn chown_builder(path: &Path, builder: Identity) -> Result<()> {
-    let id = builder.inside_id();
-    std::os::unix::fs::lchown(path, Some(id), Some(id))
-        .map_err(|e| Error::io(format!("handing {} to the builder", path.display()), e))
-}
-
-/// Copies a source tree for the builder (files, directories, symlinks),
-/// owned by it.
-fn copy_for_builder(from: &Path, to: &Path, builder: Identity) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
-    chown_builder(to, builder)?;
-    for entry in
-        std::fs::read_dir(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?
-    {
-        let entry = entry.map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let md = std::fs::symlink_metadata(&src)
-            .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
-        if md.is_dir() {
-            copy_for_builder(&src, &dst, builder)?;
-        } else if md.file_type().is_symlink() {
-            let target = std::fs::read_link(&src)
-                .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
-            std::os::unix::fs::symlink(target, &dst)
-                .map_err(|e| Error::io(format!("creating {}", dst.display()), e))?;
-            chown_builder(&dst, builder)?;
-        } else if md.is_file() {
-            std::fs::copy(&src, &dst)
-                .map_err(|e| Error::io(format!("copying {}", src.display()), e))?;
-            std::fs::set_permissions(
-                &dst,
-                std::fs::Permissions::from_mode(md.permissions().mode() & 0o755),
-            )
-            .map_err(|e| Error::io(format!("setting the mode of {}", dst.display()), e))?;
-            chown_builder(&dst, builder)?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs `script` as U over `env_layer` with `work` bound at `/build`;
-/// returns the log, or fails with its tail.
-/// The machine's CPUs, shared among the builds running at once: a build
-/// gets `DEB_BUILD_OPTIONS=parallel=` of the CPUs divided by the builds
-/// running when it starts, itself included, so a lone build gets them all.
-pub(crate) struct CpuShare {
-    cpus: usize,
-    running: std::sync::atomic::AtomicUsize,
-}
-
-impl CpuShare {
-    fn new() -> CpuShare {
-        CpuShare {
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            running: Default::default(),
-        }
-    }
-
-    /// A build starts: its share, and a guard that ends it.
-    fn start(&self) -> (usize, RunningBuild<'_>) {
-        let running = self
-            .running
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        ((self.cpus / running).max(1), RunningBuild(self))
-    }
-}
-
-/// A build counted by [`CpuShare`] until dropped.
-struct RunningBuild<'a>(&'a CpuShare);
-
-impl Drop for RunningBuild<'_> {
-    fn drop(&mut self) {
-        self.0
-            .running
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// One build's command: who it is for, where it works, what it runs.
-struct BuildCommand<'a> {
-    name: &'a str,
-    /// Bound at `root`.
-    work: &'a Path,
-    /// Where `work` is inside the sandbox (`vary::build_root`).
-    root: &'a str,
-    cwd: &'a str,
-    script: &'a str,
-    extra_env: Vec<(String, String)>,
-    /// Where `DEB_BUILD_OPTIONS=parallel=` comes from.
-    cpus: &'a CpuShare,
-    /// What to vary (a `comb check` rebuild).
-    variations: Option<&'a Variations>,
-    /// The recipe's `[build.limits]`.
-    limits: &'a comb_recipes::LimitsConfig,
-}
-
-/// Runs a build; its log and the limits it ran under.
-fn run_build(
-    engine: &Engine,
-    env_layer: &Layer,
-    command: BuildCommand,
-) -> Result<(String, Confinement)> {
-    let BuildCommand {
-        name,
-        work,
-        root,
-        cwd,
-        script,
-        extra_env,
-        cpus,
-        variations,
-        limits,
-    } = command;
-    let mut spec = Spec::new(
-        env_layer.paths.clone(),
-        vec!["/bin/sh".into(), "-c".into(), format!("set -e\n{script}")],
-    );
-    spec.identity = vary::builder(variations);
-    spec.cancel = engine.cancel.clone();
-    spec.binds.push(Bind {
-        source: work.to_path_buf(),
-        target: PathBuf::from(root),
-        writable: true,
-    });
-    spec.cwd = PathBuf::from(cwd);
-    let (share, _running) = cpus.start();
-    spec.env = vec![
-        ("DEB_BUILD_OPTIONS".into(), format!("parallel={share}")),
-        ("HOME".into(), spec.identity.home_and_user().0.into()),
-    ];
-    spec.env.extend(extra_env);
-    spec.limits = engine.limits(Some(limits), BUILD_TIMEOUT);
-    spec.merge_output = true;
-    spec.hostname = "comb-build".into();
-    if let Some(v) = variations {
-        vary::apply(v, &vary::plan(v, &env_layer.paths), &mut spec, share);
-    }
-    let outcome = comb_sandbox::run_streaming(&engine.sandbox, &spec, |_, chunk| {
-        engine.observer.output(name, chunk)
-    })?;
-    let mut log = String::from_utf8_lossy(&outcome.stdout).into_owned();
-    log.push_str(&String::from_utf8_lossy(&outcome.stderr));
-    if !outcome.status.success() || outcome.killed_by.is_some() {
-        let message = match outcome.killed_by {
-            Some(kill) => outcome.limits.reached(kill),
-            None => format!("the build exited with {}", outcome.status.code()),
-        };
-        return Err(Error::Stage {
-            stage: "build",
-            name: name.to_string(),
-            message,
-            log: env::tail(&log, 30),
-            stored_log: crate::logs::store(engine, &log).ok(),
-        });
-    }
-    let confinement = Confinement {
-        limits: outcome.limits,
-        enforced_by: outcome.enforced_by,
-    };
-    Ok((log, confinement))
-}
-
-/// Where a native recipe's source comes from.
-enum NativeSource<'a> {
-    Directory(&'a Path),
-    /// A verified tarball in the store.
-    Tarball(&'a Path),
 }
 
 /// A `url` source's tarball, fetched once into the store and verified
@@ -1044,69 +876,55 @@ fn compression_flag(tarball: &Path) -> Result<&'static str> {
     })
 }
 
+/// Builds a native recipe: its script as U with `DESTDIR`, then its
+/// outputs packed from `DESTDIR` by comb. `tarball` is tar's flag for a
+/// `url` source, which U unpacks first.
 fn build_native(
     ctx: &Ctx,
     env_layer: &Layer,
     recipe: &Recipe,
-    version: &str,
-    source: NativeSource,
+    inputs: &BuildInputs,
+    files: Vec<ActionInput>,
+    tarball: Option<&str>,
 ) -> Result<Manifest> {
     let engine = ctx.engine;
     let root = vary::build_root(ctx.variations);
-    let builder = vary::builder(ctx.variations);
-    let work = scratch(engine, "build")?;
-    let result = (|| {
-        chown_builder(&work, builder)?;
-        let mut script = String::new();
-        match source {
-            NativeSource::Directory(dir) => copy_for_builder(dir, &work.join("src"), builder)?,
-            NativeSource::Tarball(tarball) => {
-                let target = work.join("source.tar");
-                std::fs::copy(tarball, &target)
-                    .map_err(|e| Error::io("copying the source tarball", e))?;
-                std::fs::create_dir(work.join("src"))
-                    .map_err(|e| Error::io("creating the source directory", e))?;
-                chown_builder(&work.join("src"), builder)?;
-                // Unpacked by U inside the sandbox; a single top directory
-                // (as most tarballs have) is stripped.
-                let flag = compression_flag(tarball)?;
-                script.push_str(&format!(
-                    "tops=$(tar -t{flag}f {root}/source.tar | sed 's|^\\./||' | cut -d/ -f1 | sort -u | grep -c .)\n\
-                     if [ \"$tops\" = 1 ]; then tar -x{flag}f {root}/source.tar --strip-components=1; \
-                     else tar -x{flag}f {root}/source.tar; fi\n",
-                ));
-            }
-        }
-        let dest = work.join("dest");
-        std::fs::create_dir(&dest).map_err(|e| Error::io("creating DESTDIR", e))?;
-        chown_builder(&dest, builder)?;
-        script.push_str(recipe.build.script.as_deref().unwrap_or_default());
-        let (log, confinement) = run_build(
-            engine,
-            env_layer,
-            BuildCommand {
-                name: &recipe.name,
-                work: &work,
-                root,
-                cwd: &format!("{root}/src"),
-                script: &script,
-                extra_env: vec![
-                    ("DESTDIR".into(), format!("{root}/dest")),
-                    (
-                        "SOURCE_DATE_EPOCH".into(),
-                        NATIVE_SOURCE_DATE_EPOCH.to_string(),
-                    ),
-                ],
-                cpus: ctx.cpus,
-                variations: ctx.variations,
-                limits: &recipe.build.limits,
-            },
-        )?;
-        // Read what U left only through the safe walk: no links followed
-        // out, no devices, no set-id bits.
-        let files = debwriter::list_tree(&dest)?;
-        let out = work.join("debs");
-        std::fs::create_dir(&out).map_err(|e| Error::io("creating the output directory", e))?;
+    let mut script = String::new();
+    if let Some(flag) = tarball {
+        // A single top directory (as most tarballs have) is stripped.
+        script.push_str(&format!(
+            "tops=$(tar -t{flag}f {root}/source.tar | sed 's|^\\./||' | cut -d/ -f1 | sort -u | grep -c .)\n\
+             if [ \"$tops\" = 1 ]; then tar -x{flag}f {root}/source.tar --strip-components=1; \
+             else tar -x{flag}f {root}/source.tar; fi\n",
+        ));
+    }
+    script.push_str(&inputs.script);
+    let executed = ctx.executor.execute(&Action {
+        name: &recipe.name,
+        env: NodeKey::known(&env_layer.key),
+        env_paths: &env_layer.paths,
+        inputs: files,
+        empty_dirs: vec!["src".into(), "dest".into()],
+        script,
+        cwd: "src".into(),
+        env_vars: vec![
+            ("DESTDIR".into(), format!("{root}/dest")),
+            (
+                "SOURCE_DATE_EPOCH".into(),
+                NATIVE_SOURCE_DATE_EPOCH.to_string(),
+            ),
+        ],
+        variations: ctx.variations,
+        limits: &recipe.build.limits,
+        outputs: vec!["dest".into()],
+    })?;
+    let dest = &executed.outputs[0];
+    // Read what U left only through the safe walk: no links followed
+    // out, no devices, no set-id bits.
+    let files = debwriter::list_tree(dest)?;
+    let out = engine.store.tmp_path("debs");
+    std::fs::create_dir(&out).map_err(|e| Error::io("creating the output directory", e))?;
+    let packed = (|| -> Result<(Vec<BuiltDeb>, Vec<String>)> {
         let mut debs = Vec::new();
         let mut claimed = std::collections::BTreeSet::new();
         for output in &recipe.outputs {
@@ -1116,27 +934,27 @@ fn build_native(
                 .cloned()
                 .collect();
             claimed.extend(mine.iter().cloned());
-            let spec = binary_spec(recipe, output, version, &ctx.pinned.lock.architecture);
-            let written =
-                debwriter::write_deb(&spec, &dest, &mine, NATIVE_SOURCE_DATE_EPOCH, &out)?;
+            let spec = binary_spec(recipe, output, &inputs.version, &inputs.architecture);
+            let written = debwriter::write_deb(&spec, dest, &mine, NATIVE_SOURCE_DATE_EPOCH, &out)?;
             debs.push(store_deb(engine, &written.path, &written.control)?);
         }
-        let mut log = log;
         let unclaimed: Vec<String> = files
             .iter()
             .filter(|f| !claimed.contains(*f) && !dest.join(f).is_dir())
             .map(|f| f.display().to_string())
             .collect();
-        if !unclaimed.is_empty() {
-            log.push_str(&format!(
-                "comb: warning: no [[output]] holds these files of DESTDIR: {}\n",
-                unclaimed.join(", ")
-            ));
-        }
-        manifest(engine, debs, &log, confinement)
+        Ok((debs, unclaimed))
     })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    let _ = std::fs::remove_dir_all(&out);
+    let (debs, unclaimed) = packed?;
+    let mut log = executed.log;
+    if !unclaimed.is_empty() {
+        log.push_str(&format!(
+            "comb: warning: no [[output]] holds these files of DESTDIR: {}\n",
+            unclaimed.join(", ")
+        ));
+    }
+    manifest(engine, debs, &log, executed.confinement)
 }
 
 /// A build's record: its packages, and its log stored as a blob.
@@ -1223,10 +1041,14 @@ fn store_deb(engine: &Engine, path: &Path, control: &str) -> Result<BuiltDeb> {
 }
 
 /// The files of a Debian source package, fetched into the store by the
-/// sha256 the signed Sources index gives.
-fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<Vec<PathBuf>> {
+/// sha256 the signed Sources index gives: each name's blob.
+fn fetch_source(
+    engine: &Engine,
+    pinned: &Pinned,
+    s: &SourcePackage,
+) -> Result<HashMap<String, PathBuf>> {
     let mirror = pinned.lock.mirror();
-    let mut paths = Vec::new();
+    let mut blobs = HashMap::new();
     for f in &s.files {
         let digest = Hash::<Sha256>::from_hex(&f.sha256)
             .map_err(|e| Error::Environment(format!("{}: {e}", f.name)))?
@@ -1247,22 +1069,9 @@ fn fetch_source(engine: &Engine, pinned: &Pinned, s: &SourcePackage) -> Result<V
             .store
             .blob_path(&digest)
             .ok_or_else(|| Error::Environment(format!("{} vanished from the store", f.name)))?;
-        paths.push(blob);
+        blobs.insert(f.name.clone(), blob);
     }
-    // The .dsc first, named as the others refer to it.
-    let names: Vec<String> = s.files.iter().map(|f| f.name.clone()).collect();
-    let mut named: Vec<PathBuf> = Vec::new();
-    let staging = engine.store.tmp_path("srcnames");
-    std::fs::create_dir(&staging).map_err(|e| Error::io("staging sources", e))?;
-    for (name, blob) in names.iter().zip(&paths) {
-        let target = staging.join(name);
-        std::fs::hard_link(blob, &target)
-            .or_else(|_| std::fs::copy(blob, &target).map(|_| ()))
-            .map_err(|e| Error::io(format!("staging {name}"), e))?;
-        named.push(target);
-    }
-    named.sort_by_key(|p| !p.to_string_lossy().ends_with(".dsc"));
-    Ok(named)
+    Ok(blobs)
 }
 
 /// `dpkg-source -x` and `dpkg-buildpackage -b -uc -us` as U; `files` are
@@ -1280,80 +1089,58 @@ fn build_debian(
     ctx: &Ctx,
     env_layer: &Layer,
     recipe: &Recipe,
-    files: &[PathBuf],
+    inputs: &BuildInputs,
+    files: Vec<ActionInput>,
 ) -> Result<Manifest> {
-    let (name, limits) = (recipe.name.as_str(), &recipe.build.limits);
     let engine = ctx.engine;
     let root = vary::build_root(ctx.variations);
-    let builder = vary::builder(ctx.variations);
-    let work = scratch(engine, "build")?;
-    let result = (|| {
-        chown_builder(&work, builder)?;
-        let sources = work.join("sources");
-        std::fs::create_dir(&sources).map_err(|e| Error::io("creating the sources dir", e))?;
-        chown_builder(&sources, builder)?;
-        let mut dsc = String::new();
-        for f in files {
-            let file_name = f
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            std::fs::copy(f, sources.join(&file_name))
-                .map_err(|e| Error::io(format!("copying {}", f.display()), e))?;
-            chown_builder(&sources.join(&file_name), builder)?;
-            if file_name.ends_with(".dsc") && dsc.is_empty() {
-                dsc = file_name;
-            }
+    let dsc = inputs
+        .source
+        .keys()
+        .find(|name| name.ends_with(".dsc"))
+        .ok_or_else(|| Error::Input(format!("{}: its source has no .dsc", recipe.name)))?;
+    // Unpacked where dpkg-source puts it by default, SOURCE-UPSTREAM
+    // (some build systems look at their directory's name), and built as
+    // sbuild builds: a sanitized environment, fakeroot as the root command
+    // where Rules-Requires-Root asks for one. The .debs land beside it.
+    let dir = unpack_dir(dsc);
+    let script = format!(
+        "cd {root} && dpkg-source --no-check -x 'sources/{dsc}' '{dir}' && cd '{dir}' && \
+         dpkg-buildpackage --sanitize-env -rfakeroot -b -uc -us && \
+         find {root} -maxdepth 1 -name '*.deb' -type f -exec mv -t {root}/out {{}} +"
+    );
+    let executed = ctx.executor.execute(&Action {
+        name: &recipe.name,
+        env: NodeKey::known(&env_layer.key),
+        env_paths: &env_layer.paths,
+        inputs: files,
+        empty_dirs: vec!["sources".into(), "out".into()],
+        script,
+        cwd: String::new(),
+        env_vars: Vec::new(),
+        variations: ctx.variations,
+        limits: &recipe.build.limits,
+        outputs: vec!["out".into()],
+    })?;
+    let mut debs = Vec::new();
+    for deb in debwriter::list_tree(&executed.outputs[0])? {
+        let path = executed.outputs[0].join(&deb);
+        let is_deb = deb.extension().is_some_and(|x| x == "deb");
+        if is_deb && deb.components().count() == 1 && !path.is_symlink() && path.is_file() {
+            let control = comb_distro::deb::DebArchive::open(&path)?.control()?;
+            debs.push(store_deb(engine, &path, &control)?);
         }
-        // Unpacked where dpkg-source puts it by default, SOURCE-UPSTREAM
-        // (some build systems look at their directory's name), and built
-        // as sbuild builds: a sanitized environment, fakeroot as the root
-        // command where Rules-Requires-Root asks for one.
-        let dir = unpack_dir(&dsc);
-        let script = format!(
-            "cd {root} && dpkg-source --no-check -x 'sources/{dsc}' '{dir}' && cd '{dir}' && \
-             dpkg-buildpackage --sanitize-env -rfakeroot -b -uc -us"
-        );
-        let (log, confinement) = run_build(
-            engine,
-            env_layer,
-            BuildCommand {
-                name,
-                work: &work,
-                root,
-                cwd: root,
-                script: &script,
-                extra_env: Vec::new(),
-                cpus: ctx.cpus,
-                variations: ctx.variations,
-                limits,
-            },
-        )?;
-        let mut debs = Vec::new();
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&work)
-            .map_err(|e| Error::io("listing the build's results", e))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "deb") && !p.is_symlink() && p.is_file())
-            .collect();
-        entries.sort();
-        for deb in entries {
-            let control = comb_distro::deb::DebArchive::open(&deb)?.control()?;
-            debs.push(store_deb(engine, &deb, &control)?);
-        }
-        if debs.is_empty() {
-            return Err(Error::Stage {
-                stage: "build",
-                name: name.to_string(),
-                message: "dpkg-buildpackage made no .deb".into(),
-                log: env::tail(&log, 30),
-                stored_log: crate::logs::store(engine, &log).ok(),
-            });
-        }
-        manifest(engine, debs, &log, confinement)
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    }
+    if debs.is_empty() {
+        return Err(Error::Stage {
+            stage: "build",
+            name: recipe.name.clone(),
+            message: "dpkg-buildpackage made no .deb".into(),
+            log: env::tail(&executed.log, 30),
+            stored_log: crate::logs::store(engine, &executed.log).ok(),
+        });
+    }
+    manifest(engine, debs, &executed.log, executed.confinement)
 }
 
 /// Writes the given packages as a flat APT repository in `dir`.

@@ -63,6 +63,7 @@ pub mod check;
 mod engine;
 pub mod env;
 mod error;
+mod executor;
 pub mod gc;
 mod inputs;
 pub mod logs;
@@ -94,6 +95,7 @@ mod tests {
         ("engine", include_str!("engine.rs")),
         ("env", include_str!("env.rs")),
         ("error", include_str!("error.rs")),
+        ("executor", include_str!("executor.rs")),
         ("gc", include_str!("gc.rs")),
         ("inputs", include_str!("inputs.rs")),
         ("logs", include_str!("logs.rs")),
