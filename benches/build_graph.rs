@@ -132,8 +132,8 @@
 //! for 3,000 on two CPUs, resumable); later runs take about 20 minutes.
 
 mod common;
-use comb_engine::build::NATIVE_SOURCE_DATE_EPOCH;
-use comb_engine::recipes::{Architecture, Output, Recipe, Source};
+use comb_engine::NATIVE_SOURCE_DATE_EPOCH;
+use comb_engine::{Architecture, Output, Recipe, Source};
 use common::*;
 use serde_json::Value;
 use std::cell::RefCell;

@@ -4,9 +4,9 @@ use crate::env_cmd::Place;
 use crate::progress::{Mode, Reporter};
 use anyhow::{Context, Result};
 use clap::Args;
-use comb_engine::build::{self, BuildRequest};
-use comb_engine::recipes::Repository;
-use comb_engine::{snapshot, store_location, Engine, JobState, NodeEvent, Observer};
+use comb_engine::BuildRequest;
+use comb_engine::Repository;
+use comb_engine::{store_location, Engine, JobState, NodeEvent, Observer};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,7 +57,7 @@ pub struct GraphArgs {
 /// nothing new starts, and the run is recorded as interrupted. A second
 /// one ends comb at once (the sandboxes die with it: their monitors have
 /// PDEATHSIG).
-fn watch_signals(cancel: comb_engine::sandbox::CancelToken) {
+fn watch_signals(cancel: comb_engine::CancelToken) {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
@@ -94,7 +94,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         fn node(&self, e: &NodeEvent) {
             self.0.node(e)
         }
-        fn started(&self, stage: comb_engine::cache::NodeKind, name: &str) {
+        fn started(&self, stage: comb_engine::NodeKind, name: &str) {
             self.0.started(stage, name)
         }
         fn output(&self, name: &str, chunk: &[u8]) {
@@ -127,7 +127,8 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         jobs,
         keep_going: args.keep_going,
     };
-    let result = snapshot::load(&engine).and_then(|p| build::build(&engine, &p, &repo, &request));
+    let result = comb_engine::load_snapshot(&engine)
+        .and_then(|p| comb_engine::build(&engine, &p, &repo, &request));
     let results = match result {
         Ok(r) => r,
         Err(e) => {
@@ -145,7 +146,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
                 debs.extend(built.manifest(&engine)?.debs.iter().cloned());
             }
         }
-        build::write_repository(&engine, out, &debs)?;
+        comb_engine::write_repository(&engine, out, &debs)?;
     }
     engine.finish(!failed)?;
     reporter.finish();

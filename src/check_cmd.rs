@@ -4,9 +4,9 @@
 use crate::env_cmd::Place;
 use anyhow::{Context, Result};
 use clap::Args;
-use comb_engine::check::{self, CheckRequest, Verdict};
-use comb_engine::recipes::Repository;
-use comb_engine::{snapshot, store_location, Engine, Quiet};
+use comb_engine::Repository;
+use comb_engine::{store_location, Engine, Quiet};
+use comb_engine::{CheckRequest, Verdict};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -28,8 +28,8 @@ pub struct CheckArgs {
     /// Vary the rebuild: `all`, or some of build_path, hostname,
     /// domainname, uid, umask, timezone, locale, home, path, environment,
     /// cpus, aslr, kernel, time, directory_order (comma-separated).
-    #[arg(long, value_name = "LIST", value_parser = comb_engine::vary::Variations::parse)]
-    vary: Option<comb_engine::vary::Variations>,
+    #[arg(long, value_name = "LIST", value_parser = comb_engine::Variations::parse)]
+    vary: Option<comb_engine::Variations>,
     /// Compare packages built from `debian` sources with the official
     /// binaries of the same version in the pinned snapshot.
     #[arg(long)]
@@ -77,7 +77,8 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         against_distro: args.against_distro,
         diffoscope: !args.no_diffoscope,
     };
-    let result = snapshot::load(&engine).and_then(|p| check::check(&engine, &p, &repo, &request));
+    let result = comb_engine::load_snapshot(&engine)
+        .and_then(|p| comb_engine::check(&engine, &p, &repo, &request));
     let results = match result {
         Ok(r) => r,
         Err(e) => {
@@ -93,7 +94,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         let run = index
             .run(engine.run_id())?
             .context("this run is missing from the index")?;
-        let report = comb_engine::report::report(&engine.store, &index, &[run])?;
+        let report = comb_engine::report(&engine.store, &index, &[run])?;
         std::fs::write(path, crate::report_html::page(&report))
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -129,7 +130,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
                 Verdict::Fail => format!(
                     "{} failure: {}",
                     match r.failure {
-                        Some(check::Failure::Build) => "build",
+                        Some(comb_engine::CheckFailure::Build) => "build",
                         _ => "infrastructure",
                     },
                     r.reason

@@ -3,10 +3,10 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use comb_engine::cache::{NodeKind, NodeOutput, Store};
-use comb_engine::recipes::RepoConfig;
-use comb_engine::sandbox::Identity;
-use comb_engine::{env, snapshot, store_location, Engine, NodeEvent, Observer};
+use comb_engine::Identity;
+use comb_engine::RepoConfig;
+use comb_engine::{store_location, Engine, NodeEvent, Observer};
+use comb_engine::{NodeKind, NodeOutput, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -148,7 +148,7 @@ impl Observer for Printer {
 /// the current one that has it.
 pub fn repo_config(repo: Option<&std::path::Path>) -> Result<RepoConfig> {
     Ok(match repo {
-        Some(dir) => RepoConfig::load(&dir.join(comb_engine::recipes::CONFIG_FILE))?,
+        Some(dir) => RepoConfig::load(&dir.join(comb_engine::CONFIG_FILE))?,
         None => RepoConfig::find(&std::env::current_dir()?)?,
     })
 }
@@ -167,7 +167,7 @@ fn command_line() -> String {
 /// `comb update`.
 pub fn update(place: Place) -> Result<ExitCode> {
     let engine = open(&place, false, &command_line())?;
-    let result = snapshot::update(&engine);
+    let result = comb_engine::update_snapshot(&engine);
     engine.finish(result.is_ok())?;
     let (pinned, changed) = result?;
     let lock = &pinned.lock;
@@ -182,7 +182,7 @@ pub fn update(place: Place) -> Result<ExitCode> {
         if changed {
             format!(
                 " → {}",
-                engine.repo.root.join(snapshot::LOCK_FILE).display()
+                engine.repo.root.join(comb_engine::LOCK_FILE).display()
             )
         } else {
             String::new()
@@ -195,7 +195,8 @@ pub fn run(command: EnvCommand) -> Result<ExitCode> {
     match command {
         EnvCommand::Build { place, with, json } => {
             let engine = open(&place, json, &command_line())?;
-            let result = snapshot::load(&engine).and_then(|p| env::environment(&engine, &p, &with));
+            let result = comb_engine::load_snapshot(&engine)
+                .and_then(|p| comb_engine::environment(&engine, &p, &with));
             engine.finish(result.is_ok())?;
             let environment = result?;
             if !json {
@@ -219,7 +220,8 @@ pub fn run(command: EnvCommand) -> Result<ExitCode> {
                 .map(|b| crate::sandbox_cmd::parse_bind(b))
                 .collect::<Result<Vec<_>>>()?;
             let engine = open(&place, false, &command_line())?;
-            let result = snapshot::load(&engine).and_then(|p| env::environment(&engine, &p, &with));
+            let result = comb_engine::load_snapshot(&engine)
+                .and_then(|p| comb_engine::environment(&engine, &p, &with));
             let environment = match result {
                 Ok(e) => e,
                 Err(e) => {
@@ -231,7 +233,7 @@ pub fn run(command: EnvCommand) -> Result<ExitCode> {
                 As::Root => Identity::Root,
                 As::Builder => Identity::Builder,
             };
-            let outcome = env::run_in(&engine, &environment, identity, binds, command);
+            let outcome = comb_engine::run_in(&engine, &environment, identity, binds, command);
             engine.finish(outcome.is_ok())?;
             let outcome = outcome?;
             if let Some(kill) = outcome.killed_by {
@@ -303,7 +305,7 @@ fn human_size(bytes: u64) -> String {
 }
 
 pub(crate) fn ago(at: i64) -> String {
-    let secs = (comb_engine::cache::unix_now() - at).max(0);
+    let secs = (comb_engine::unix_now() - at).max(0);
     match secs {
         s if s < 120 => format!("{s}s ago"),
         s if s < 7200 => format!("{}m ago", s / 60),

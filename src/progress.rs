@@ -5,7 +5,7 @@
 //! event, never redrawn. `--json`: one object per node. `-q`: failures and
 //! the summary only. `-v`: every log line, prefixed with its node.
 
-use comb_engine::cache::NodeKind;
+use comb_engine::NodeKind;
 use comb_engine::{NodeEvent, Observer};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;

@@ -3,9 +3,9 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use comb_engine::cache::{NodeKind, RunId, Store};
 use comb_engine::store_location;
-use comb_engine::why::{self, PackageWhy};
+use comb_engine::PackageWhy;
+use comb_engine::{NodeKind, RunId, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,7 +55,7 @@ pub struct LogArgs {
 
 pub fn open_store(arg: &StoreArg) -> Result<Store> {
     let path = store_location(arg.store.clone())?;
-    if !path.join(comb_engine::cache::INDEX_FILE).exists() {
+    if !path.join(comb_engine::INDEX_FILE).exists() {
         anyhow::bail!(
             "no comb store at {}: build something first, or pass --store",
             path.display()
@@ -67,11 +67,11 @@ pub fn open_store(arg: &StoreArg) -> Result<Store> {
 pub fn why(args: WhyArgs) -> Result<ExitCode> {
     let store = open_store(&args.store)?;
     let index = store.open_index()?;
-    let run = why::run_of(&index, &args.package, args.run.map(RunId))?;
-    let binaries = why::binaries_of_run(&store, &index, run)?;
-    let mut explained = why::explain(&index, &args.package, run, &binaries)?;
-    why::limits_of(&store, &index, &mut explained)?;
-    why::repository_packages_of(&store, &index, &mut explained)?;
+    let run = comb_engine::run_of(&index, &args.package, args.run.map(RunId))?;
+    let binaries = comb_engine::binaries_of_run(&store, &index, run)?;
+    let mut explained = comb_engine::explain(&index, &args.package, run, &binaries)?;
+    comb_engine::limits_of(&store, &index, &mut explained)?;
+    comb_engine::repository_packages_of(&store, &index, &mut explained)?;
     if let Some(stage) = args.stage {
         explained.stages.retain(|s| s.stage == stage);
     }
@@ -137,12 +137,12 @@ pub fn log(args: LogArgs) -> Result<ExitCode> {
     let store = open_store(&args.store)?;
     let index = store.open_index()?;
     let runs = match args.run {
-        Some(id) => vec![why::run_of(&index, &args.package, Some(RunId(id)))?],
+        Some(id) => vec![comb_engine::run_of(&index, &args.package, Some(RunId(id)))?],
         // The newest run that left a log of it (a skipped build leaves none).
         None => index.runs(200)?.into_iter().map(|r| r.id).collect(),
     };
     for run in runs {
-        if let Some(text) = why::log_of(&store, &index, &args.package, run, args.stage)? {
+        if let Some(text) = comb_engine::log_of(&store, &index, &args.package, run, args.stage)? {
             // Byte for byte into a pipe or file; shown, not run, on a terminal.
             if std::io::stdout().is_terminal() {
                 print!("{}", crate::term::safe(&text));
@@ -192,7 +192,7 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
     if runs.is_empty() {
         anyhow::bail!("the store has no recorded run yet: run `comb build` first");
     }
-    let report = comb_engine::report::report(&store, &index, &runs)?;
+    let report = comb_engine::report(&store, &index, &runs)?;
     if let Some(path) = &args.html {
         std::fs::write(path, crate::report_html::page(&report))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -224,7 +224,7 @@ fn percent(rate: Option<f64>) -> String {
     rate.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
 }
 
-fn report_text(report: &comb_engine::report::Report) -> String {
+fn report_text(report: &comb_engine::Report) -> String {
     let mut out = String::new();
     for run in &report.runs {
         out.push_str(&format!(
@@ -238,7 +238,7 @@ fn report_text(report: &comb_engine::report::Report) -> String {
             "  {:<13} {:>7} {:>7} {:>7} {:>8} {:>9}\n",
             "stage", "hits", "built", "failed", "skipped", "hit rate"
         ));
-        let ordered = comb_engine::report::STAGES
+        let ordered = comb_engine::STAGES
             .iter()
             .filter_map(|s| run.stages.get(s.as_str()).map(|c| (s.as_str(), c)));
         for (stage, c) in ordered {
@@ -475,7 +475,7 @@ pub fn gc(args: GcArgs) -> Result<ExitCode> {
         let lock = PathBuf::from(
             <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path.clone()),
         );
-        match comb_engine::snapshot::pinned_key(&lock) {
+        match comb_engine::pinned_key(&lock) {
             Ok(now) if now == key => {
                 pinned.insert(key);
             }
@@ -483,13 +483,13 @@ pub fn gc(args: GcArgs) -> Result<ExitCode> {
             _ => {}
         }
     }
-    let options = comb_engine::gc::GcOptions {
+    let options = comb_engine::GcOptions {
         max_age_days: args.max_age,
         max_size: args.max_size,
         dry_run: args.dry_run,
         pinned,
     };
-    let report = comb_engine::gc::collect(&store, &index, &options)?;
+    let report = comb_engine::collect_garbage(&store, &index, &options)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -528,7 +528,7 @@ pub fn gc(args: GcArgs) -> Result<ExitCode> {
 pub fn stats(args: StatsArgs) -> Result<ExitCode> {
     let store = open_store(&args.store)?;
     let index = store.open_index()?;
-    let stats = comb_engine::gc::stats(&store, &index, args.runs)?;
+    let stats = comb_engine::store_stats(&store, &index, args.runs)?;
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);
         return Ok(ExitCode::SUCCESS);

@@ -8,7 +8,7 @@
 //! `report.html#sort=duration_ms&dir=desc&filter=lib&status=built&open=greet`,
 //! so a link (or a test) can show one exact state.
 
-use comb_engine::report::Report;
+use comb_engine::Report;
 
 /// The page for `report`.
 pub fn page(report: &Report) -> String {

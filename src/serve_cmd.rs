@@ -354,7 +354,7 @@ pub fn audit(command: AuditCommand) -> Result<ExitCode> {
             println!(
                 "{:>6}  {}  {:<10}  {:<13}  {}  {}",
                 e.id,
-                comb_engine::distro::release::format_date(e.at),
+                comb_engine::publish::format_date(e.at),
                 e.actor,
                 e.kind,
                 e.request.map(|r| format!("#{r}")).unwrap_or_default(),

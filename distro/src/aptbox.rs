@@ -434,7 +434,7 @@ pub fn essential_and_required(packages: &[BinaryPackage]) -> Vec<String> {
 pub fn essential_and_required_in(indices: &[&str]) -> Vec<String> {
     let mut names = BTreeSet::new();
     for text in indices {
-        for paragraph in crate::control::paragraph_texts(text) {
+        for paragraph in comb_debian::control::paragraph_texts(text) {
             let (mut name, mut wanted) = (None, false);
             for line in paragraph.lines() {
                 let Some((field, value)) = line.split_once(':') else {
@@ -698,7 +698,7 @@ fn check_request(request: &str) -> Result<()> {
                 "the version {version:?} has surrounding whitespace"
             )));
         }
-        crate::version::Version::parse(version).map_err(|e| bad(e.to_string()))?;
+        comb_debian::Version::parse(version).map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
 }

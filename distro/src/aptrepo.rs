@@ -14,12 +14,12 @@
 //! see new indices with the old `Release`; comb holds the store's lock
 //! while it publishes).
 
-use crate::control;
 use crate::deb::DebArchive;
 use crate::debwriter::WrittenDeb;
 use crate::error::{Error, Result};
 use crate::release::format_date;
-use crate::version::compare_versions;
+use comb_debian::control;
+use comb_debian::version::compare_versions;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;

@@ -42,10 +42,11 @@
 //! symlink (its target verbatim, absolute or not, as Debian ships them),
 //! and devices, FIFOs and sockets are refused. Every error names the path.
 
-use crate::deps::{parse_relation_list, parse_relations};
 use crate::error::{Error, Result};
 use crate::fsat::{cvt, open_dir, open_root, owned};
-use crate::version::Version;
+use crate::packages::{relation_field, relation_list_field};
+use comb_debian::name::is_package_name;
+use comb_debian::Version;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -409,15 +410,6 @@ fn spec_error(spec: &BinarySpec, field: &str, message: impl Into<String>) -> Err
     }
 }
 
-/// A Debian package name: `[a-z0-9][a-z0-9+.-]+`.
-pub fn is_package_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() >= 2
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+.-".contains(&c))
-}
-
 fn is_arch_name(arch: &str) -> bool {
     !arch.is_empty()
         && arch != "any"
@@ -543,9 +535,9 @@ impl BinarySpec {
             }
             let value = list.join(", ");
             if matches!(field, "Conflicts" | "Breaks" | "Replaces" | "Provides") {
-                parse_relation_list(&origin, field, &value)?;
+                relation_list_field(&origin, field, &value)?;
             } else {
-                parse_relations(&origin, field, &value)?;
+                relation_field(&origin, field, &value)?;
             }
         }
         let mut seen = Vec::new();

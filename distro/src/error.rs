@@ -250,3 +250,21 @@ impl Error {
         }
     }
 }
+
+impl From<comb_debian::Error> for Error {
+    fn from(e: comb_debian::Error) -> Error {
+        match e {
+            comb_debian::Error::Parse {
+                file,
+                line,
+                message,
+            } => Error::Parse {
+                file,
+                line,
+                message,
+            },
+            comb_debian::Error::Version { version, message } => Error::Version { version, message },
+            comb_debian::Error::Clearsign { file, reason } => Error::BadClearsign { file, reason },
+        }
+    }
+}

@@ -32,10 +32,8 @@
 
 pub mod aptbox;
 pub mod aptrepo;
-pub mod control;
 pub mod deb;
 pub mod debwriter;
-pub mod deps;
 mod error;
 pub mod fetch;
 mod fsat;
@@ -43,16 +41,16 @@ pub mod index;
 pub mod packages;
 pub mod release;
 pub mod sources;
-pub mod version;
 
 pub use aptbox::{essential_and_required, Aptbox, Resolved};
 pub use aptrepo::{write_flat_repository, RepoEntry};
 pub use debwriter::{write_deb, BinarySpec, ControlFile, DebOptions, WrittenDeb};
-pub use deps::{parse_relations, Op, Relation, Relations};
 pub use error::{Error, Result};
 pub use fetch::{fetch_to, parallel_fetch, FetchItem, FetchOptions, Fetched, Fetcher};
 pub use index::{fetch_snapshot, IndexFile, IndexKind, Snapshot, SnapshotLock};
-pub use packages::{parse_packages, parse_sources, BinaryPackage, SourcePackage};
+pub use packages::{
+    parse_packages, parse_sources, relation_field, relation_list_field, BinaryPackage, Relations,
+    SourcePackage,
+};
 pub use release::{verify_clearsigned, Release};
 pub use sources::{AptSource, MirrorConfig};
-pub use version::{compare_versions, Version};

@@ -1,10 +1,13 @@
 //! Typed views of the paragraphs of a `Packages` index (binary packages),
 //! a `Sources` index and `.dsc` files (source packages).
 
-use crate::control::{self, Paragraph};
-use crate::deps::{parse_relation_list, parse_relations, Relation, Relations};
 use crate::error::{Error, Result};
-use crate::version::Version;
+use comb_debian::control::{self, Paragraph};
+use comb_debian::relation::{parse_relations, Relation, Rules};
+use comb_debian::Version;
+
+/// A parsed relationship field: each relation's alternatives.
+pub type Relations = Vec<Relation>;
 
 /// The Multi-Arch field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -85,8 +88,8 @@ pub fn parse_sources(text: &str, origin: &str) -> Result<Vec<SourcePackage>> {
 /// checking the signature: a `.dsc`'s integrity comes from the sha256 that
 /// the signed `Sources` index (or a recipe) gives for it.
 pub fn parse_dsc(text: &str, origin: &str) -> Result<SourcePackage> {
-    let body = if text.trim_start().starts_with(crate::release::SIGNED_HEADER) {
-        crate::release::split_clearsigned(text, origin)?
+    let body = if comb_debian::clearsigned::is_clearsigned(text) {
+        comb_debian::clearsigned::split_clearsigned(text, origin)?.text
     } else {
         text.to_string()
     };
@@ -107,16 +110,42 @@ fn context(origin: &str, p: &Paragraph, name: &str) -> String {
 
 fn relations(p: &Paragraph, field: &str, ctx: &str) -> Result<Relations> {
     match p.get(field) {
-        Some(v) => parse_relations(ctx, field, v),
+        Some(v) => relation_field(ctx, field, v),
         None => Ok(Vec::new()),
     }
 }
 
 fn relation_list(p: &Paragraph, field: &str, ctx: &str) -> Result<Vec<Relation>> {
     match p.get(field) {
-        Some(v) => parse_relation_list(ctx, field, v),
+        Some(v) => relation_list_field(ctx, field, v),
         None => Ok(Vec::new()),
     }
+}
+
+/// A relationship field (`Depends`, `Build-Depends`, …), read as dpkg
+/// reads it; `origin` (file and package) and `field` name it in errors.
+pub fn relation_field(origin: &str, field: &str, value: &str) -> Result<Relations> {
+    parse_relations(value, Rules::Dpkg).map_err(|e| Error::Relation {
+        origin: origin.to_string(),
+        field: field.to_string(),
+        value: value.to_string(),
+        message: e.message,
+    })
+}
+
+/// A field that may not have alternatives (`Provides`, `Conflicts`,
+/// `Breaks`, `Replaces`).
+pub fn relation_list_field(origin: &str, field: &str, value: &str) -> Result<Vec<Relation>> {
+    let relations = relation_field(origin, field, value)?;
+    if relations.iter().any(|r| r.alternatives.len() != 1) {
+        return Err(Error::Relation {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            value: value.to_string(),
+            message: "alternatives (`|`) are not allowed in this field".to_string(),
+        });
+    }
+    Ok(relations)
 }
 
 fn version(p: &Paragraph, field: &str, value: &str, origin: &str) -> Result<Version> {
@@ -303,9 +332,9 @@ mod tests {
         );
         assert_eq!(p.multi_arch, MultiArch::Same);
         assert_eq!(p.depends.len(), 2);
-        assert_eq!(p.depends[0].len(), 2);
-        assert_eq!(p.pre_depends[0][0].name, "libc6");
-        assert_eq!(p.provides[0].name, "libfoo");
+        assert_eq!(p.depends[0].alternatives.len(), 2);
+        assert_eq!(p.pre_depends[0].alternatives[0].name, "libc6");
+        assert_eq!(p.provides[0].alternatives[0].name, "libfoo");
         assert_eq!(p.sha256, H);
         assert_eq!(p.size, 1234);
         assert!(!p.essential);
@@ -352,7 +381,7 @@ mod tests {
         assert_eq!(s.binaries, ["libfoo1", "foo-bin"]);
         assert_eq!(s.architecture, ["any", "all"]);
         assert_eq!(s.build_depends.len(), 2);
-        assert_eq!(s.build_depends_indep[0][0].name, "python3");
+        assert_eq!(s.build_depends_indep[0].alternatives[0].name, "python3");
         assert_eq!(s.directory, "pool/main/f/foo");
         assert_eq!(s.files.len(), 2);
         assert_eq!(s.files[1].size, 2000);

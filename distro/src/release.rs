@@ -7,94 +7,12 @@
 //! comb parses is compared with the text `gpgv` itself reports as verified
 //! (`--output`); any difference is refused.
 
-use crate::control;
 use crate::error::{Error, Result};
 use crate::packages::sha256_hex;
+use comb_debian::clearsigned::split_clearsigned;
+use comb_debian::control;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// First line of a clearsigned message.
-pub const SIGNED_HEADER: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
-const SIGNATURE_BEGIN: &str = "-----BEGIN PGP SIGNATURE-----";
-const SIGNATURE_END: &str = "-----END PGP SIGNATURE-----";
-
-/// Take the signed text out of a clearsigned message, refusing anything that
-/// is not exactly one signed message. This alone proves nothing: use
-/// [`verify_clearsigned`] for text that is to be trusted.
-///
-/// The result has dash-escaping undone, trailing whitespace of each line
-/// removed (OpenPGP does not sign it) and ends with a newline.
-pub fn split_clearsigned(text: &str, origin: &str) -> Result<String> {
-    let bad = |reason: String| Error::BadClearsign {
-        file: origin.to_string(),
-        reason,
-    };
-    let mut lines = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .enumerate()
-        .map(|(i, l)| (i + 1, l));
-    // Leading blank lines are tolerated, nothing else.
-    loop {
-        match lines.next() {
-            Some((_, l)) if l.trim().is_empty() => continue,
-            Some((_, l)) if l.trim_end() == SIGNED_HEADER => break,
-            Some((n, _)) => {
-                return Err(bad(format!(
-                    "line {n}: expected {SIGNED_HEADER} (text before the signed message)"
-                )))
-            }
-            None => return Err(bad("no signed message in it".to_string())),
-        }
-    }
-    // Armor headers ("Hash: SHA512") up to one empty line.
-    loop {
-        match lines.next() {
-            Some((_, l)) if l.trim().is_empty() => break,
-            Some((_, l)) if l.starts_with("Hash:") => continue,
-            Some((n, l)) => return Err(bad(format!("line {n}: unexpected armor header {l:?}"))),
-            None => return Err(bad("it ends inside the armor headers".to_string())),
-        }
-    }
-    let mut body = String::with_capacity(text.len());
-    loop {
-        match lines.next() {
-            Some((_, l)) if l.trim_end() == SIGNATURE_BEGIN => break,
-            Some((_, l)) if l.starts_with("- ") => {
-                body.push_str(l[2..].trim_end_matches([' ', '\t']));
-                body.push('\n');
-            }
-            Some((n, l)) if l.starts_with('-') => {
-                return Err(bad(format!(
-                    "line {n}: a line starting with '-' that is not dash-escaped: {l:?}"
-                )))
-            }
-            Some((_, l)) => {
-                body.push_str(l.trim_end_matches([' ', '\t']));
-                body.push('\n');
-            }
-            None => return Err(bad("it has no signature block".to_string())),
-        }
-    }
-    loop {
-        match lines.next() {
-            Some((_, l)) if l.trim_end() == SIGNATURE_END => break,
-            Some((n, l)) if l.starts_with("-----") => {
-                return Err(bad(format!(
-                    "line {n}: unexpected {l:?} inside the signature"
-                )))
-            }
-            Some(_) => continue,
-            None => return Err(bad("the signature block is not terminated".to_string())),
-        }
-    }
-    if let Some((n, _)) = lines.find(|(_, l)| !l.trim().is_empty()) {
-        return Err(bad(format!(
-            "line {n}: text after the signature, which is not signed"
-        )));
-    }
-    Ok(body)
-}
 
 /// A clearsigned file whose signature verified.
 #[derive(Debug, Clone)]
@@ -118,7 +36,7 @@ pub fn verify_clearsigned(path: &Path, keyring: &Path, origin: &str) -> Result<V
         file: origin.to_string(),
         reason: "it is not UTF-8 text".to_string(),
     })?;
-    let ours = split_clearsigned(&text, origin)?;
+    let ours = split_clearsigned(&text, origin)?.text;
 
     // gpgv looks a keyring name without a slash up in its home directory;
     // an explicit path keeps it to the file named.
@@ -477,48 +395,6 @@ mod tests {
     use super::*;
 
     const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn split_strips_armor_and_dash_escapes() {
-        let signed =
-            "\n-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\n\nSuite: x  \n- - dash\n\
-                      last\n-----BEGIN PGP SIGNATURE-----\n\nabc=\n-----END PGP SIGNATURE-----\n\n";
-        assert_eq!(
-            split_clearsigned(signed, "f").unwrap(),
-            "Suite: x\n- dash\nlast\n"
-        );
-    }
-
-    #[test]
-    fn split_refuses_unsigned_text() {
-        let good = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nA: 1\n\
-                    -----BEGIN PGP SIGNATURE-----\nabc\n-----END PGP SIGNATURE-----\n";
-        assert!(split_clearsigned(good, "f").is_ok());
-        for (evil, why) in [
-            (format!("A: 2\n{good}"), "text before the signed message"),
-            (format!("{good}A: 2\n"), "text after the signature"),
-            (format!("{good}{good}"), "text after the signature"),
-            (
-                good.replace("A: 1\n", "A: 1\n-----BEGIN PGP SIGNED MESSAGE-----\n"),
-                "not dash-escaped",
-            ),
-            (
-                good.replace("Hash: SHA256", "Hash: SHA256\nEvil: 1"),
-                "unexpected armor header",
-            ),
-            (
-                good.replace("-----END PGP SIGNATURE-----\n", ""),
-                "not terminated",
-            ),
-            ("A: 1\n".to_string(), "text before the signed message"),
-        ] {
-            let err = split_clearsigned(&evil, "InRelease")
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(why), "{err}");
-            assert!(err.starts_with("InRelease is not a well-formed"), "{err}");
-        }
-    }
 
     #[test]
     fn release_fields() {

@@ -4,8 +4,8 @@
 //! so tests can point at their own tree. comb never has a mirror name of its
 //! own: it uses the one the host is configured with.
 
-use crate::control;
 use crate::error::{Error, Result};
+use comb_debian::control;
 use std::path::{Path, PathBuf};
 
 /// Keyring used when a source names none (as APT does on Debian).

@@ -367,7 +367,7 @@ fn good_snapshot_verifies_and_parses_over_file_and_http() {
         let tool = pkgs.iter().find(|p| p.name == "combtest-tool").unwrap();
         assert_eq!(tool.version.epoch, 2);
         assert_eq!(tool.depends.len(), 2);
-        assert_eq!(tool.depends[1].len(), 2);
+        assert_eq!(tool.depends[1].alternatives.len(), 2);
         let deb = fx.debs.iter().find(|d| d.name == "combtest-tool").unwrap();
         assert_eq!(
             (tool.sha256.as_str(), tool.size),

@@ -18,6 +18,7 @@ use crate::snapshot::Pinned;
 use crate::source;
 use crate::vary::{self, Variations};
 use comb_cache::{Algorithm, Digest, Event, EventStatus, Hash, NodeKind, NodeOutput, Sha256};
+use comb_debian::relation::{Alternative, Relation};
 use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository, Source, SourceFacts};
@@ -434,7 +435,7 @@ fn source_records(pinned: &Pinned) -> Result<Vec<(SourcePackage, String)>> {
     for f in &snapshot.sources {
         let text = std::fs::read_to_string(&f.local)
             .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        for paragraph in comb_distro::control::paragraph_texts(&text) {
+        for paragraph in comb_debian::control::paragraph_texts(&text) {
             let paragraph = format!("{paragraph}\n");
             let origin = f.local.display().to_string();
             if let Some(s) = comb_distro::parse_sources(&paragraph, &origin)?
@@ -452,10 +453,7 @@ fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>, arch: &str) ->
     match sources.get(recipe.name.as_str()) {
         Some(s) => SourceFacts {
             binaries: s.binaries.clone(),
-            build_depends: relations_of(s, arch)
-                .iter()
-                .filter_map(|t| comb_recipes::Relation::parse(t).ok())
-                .collect(),
+            build_depends: relations_of(s, arch),
         },
         None => SourceFacts {
             binaries: recipe.binaries().unwrap_or_default(),
@@ -464,11 +462,11 @@ fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>, arch: &str) ->
     }
 }
 
-/// A source package's build dependencies as relation strings that a
-/// `Depends:` field takes: alternatives that do not apply to `arch` (the
-/// snapshot's architecture) or need a build profile are dropped, and the
-/// architecture restrictions with them.
-fn relations_of(s: &SourcePackage, arch: &str) -> Vec<String> {
+/// A source package's build dependencies as a `Depends:` field takes
+/// them: alternatives that do not apply to `arch` (the snapshot's
+/// architecture) or need a build profile are dropped, and the
+/// architecture restrictions with them; a qualifier other than `:any` too.
+fn relations_of(s: &SourcePackage, arch: &str) -> Vec<Relation> {
     [
         &s.build_depends,
         &s.build_depends_arch,
@@ -476,22 +474,31 @@ fn relations_of(s: &SourcePackage, arch: &str) -> Vec<String> {
     ]
     .into_iter()
     .flatten()
-    .filter_map(|group| {
-        let alternatives: Vec<String> = group
+    .filter_map(|relation| {
+        let alternatives: Vec<Alternative> = relation
+            .alternatives
             .iter()
-            .filter(|r| r.applies(arch, &[]))
-            .map(|r| {
-                let qualifier = match r.arch_qualifier.as_deref() {
-                    Some("any") => ":any",
-                    _ => "",
-                };
-                match &r.version {
-                    Some((op, v)) => format!("{}{qualifier} ({} {v})", r.name, op.as_str()),
-                    None => format!("{}{qualifier}", r.name),
-                }
+            .filter(|a| a.applies(arch, &[]))
+            .map(|a| Alternative {
+                name: a.name.clone(),
+                arch_qualifier: a.arch_qualifier.clone().filter(|q| q == "any"),
+                version: a.version.clone(),
+                architectures: None,
+                profiles: Vec::new(),
             })
             .collect();
-        (!alternatives.is_empty()).then(|| alternatives.join(" | "))
+        let text = alternatives
+            .iter()
+            .map(|a| {
+                let qualifier = a.arch_qualifier.as_ref().map_or("", |_| ":any");
+                match &a.version {
+                    Some(v) => format!("{}{qualifier} ({} {})", a.name, v.op, v.version),
+                    None => format!("{}{qualifier}", a.name),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" | ");
+        (!alternatives.is_empty()).then_some(Relation { text, alternatives })
     })
     .collect()
 }
@@ -606,7 +613,7 @@ fn requires_of(recipe: &Recipe, debian: Option<&SourcePackage>, arch: &str) -> V
         .map(|r| r.relation.text.clone())
         .collect();
     if let Some(s) = debian {
-        requires.extend(relations_of(s, arch));
+        requires.extend(relations_of(s, arch).into_iter().map(|r| r.text));
     }
     requires
 }

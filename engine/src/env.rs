@@ -279,7 +279,7 @@ fn aptbox_with_local(
         }
         let text = std::fs::read_to_string(&f.local)
             .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        let kept: Vec<&str> = comb_distro::control::paragraph_texts(&text)
+        let kept: Vec<&str> = comb_debian::control::paragraph_texts(&text)
             .into_iter()
             .filter(|p| {
                 let name = p.lines().find_map(|l| l.strip_prefix("Package:"));
@@ -433,7 +433,7 @@ fn installed_in(status: &Path) -> Result<std::collections::BTreeMap<(String, Str
         .map_err(|e| Error::io(format!("reading {}", status.display()), e))?;
     let origin = status.display().to_string();
     let mut installed = std::collections::BTreeMap::new();
-    for p in comb_distro::control::parse(&text, &origin)? {
+    for p in comb_debian::control::parse(&text, &origin).map_err(comb_distro::Error::from)? {
         let installed_ok = p
             .get("Status")
             .is_some_and(|s| s.split_whitespace().last() == Some("installed"));

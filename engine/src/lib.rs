@@ -58,31 +58,87 @@
 //! | build shortcut | `requires` | list of text | The build requirements, Debian relations. |
 //! | build shortcut | `needs` | list of hex hash | The outputs of the recipes it needs (each a BLAKE3). |
 
-pub mod build;
-pub mod check;
+mod build;
+mod check;
 mod engine;
-pub mod env;
+mod env;
 mod error;
 mod executor;
-pub mod gc;
+mod gc;
 mod inputs;
-pub mod logs;
+mod logs;
 mod manifest;
 mod miss;
-pub mod report;
+mod report;
 mod scheduler;
-pub mod snapshot;
+mod snapshot;
 mod source;
-pub mod vary;
-pub mod why;
+mod vary;
+mod why;
 
-pub use comb_cache as cache;
-pub use comb_distro as distro;
-pub use comb_recipes as recipes;
-pub use comb_sandbox as sandbox;
+// The engine's API: what the binary and the build service call. The
+// modules are private; everything a caller uses is named here.
+pub use build::{
+    build, recorded_builds, write_repository, BuildRequest, Built, PackageResult,
+    NATIVE_SOURCE_DATE_EPOCH,
+};
+pub use check::{
+    check, CheckRequest, DebDigest, Failure as CheckFailure, FileDifference, FileFacts,
+    PackageCheck, Verdict,
+};
 pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet};
+pub use env::{environment, run_in, Environment, Layer};
 pub use error::{error_kind_of, Error, ErrorKind, Result};
+pub use gc::{
+    collect as collect_garbage, stats as store_stats, GcOptions, GcReport, LayerStat, RemovedNode,
+    Stats as StoreStats, KEEP_RUNS,
+};
+pub use manifest::{BuiltDeb, Confinement, Manifest};
+pub use report::{
+    report, CheckRow, CheckRun, Counts, CriticalPath, FailingSince, Failure as ReportedFailure,
+    PackageRow, Report, RunReport, Slow, StageLine, TimeChange, TrendPoint,
+    SCHEMA as REPORT_SCHEMA, STAGES,
+};
 pub use scheduler::JobState;
+pub use snapshot::{
+    load as load_snapshot, mirror_config, pinned_key, update as update_snapshot, Pinned,
+    DEFAULT_KEYRING, LOCK_FILE,
+};
+pub use vary::{Variation, VariationReport, Variations};
+pub use why::{
+    binaries_of_run, explain, explain_events, limits_of, log_of, manifest_of,
+    repository_packages_of, run_of, MissReason, PackageWhy, StageWhy, UpstreamInput,
+};
+
+// The types of the crates below that the API above speaks in.
+pub use comb_cache::{unix_now, Hash, NodeKind, NodeOutput, RunId, Sha256, Store, INDEX_FILE};
+pub use comb_recipes::{
+    Architecture, HooksConfig, Output, PocketConfig, Recipe, RepoConfig, Repository, Source,
+    CONFIG_FILE,
+};
+pub use comb_sandbox::{CancelToken, Identity};
+
+/// The sandbox itself, for `comb sandbox run` and the helper process the
+/// engine starts.
+pub mod sandbox {
+    pub use comb_sandbox::{
+        close_inherited_fds, helper_main_if_requested, run_streaming, Bind, Identity,
+        SandboxConfig, Spec, Stream,
+    };
+}
+
+/// What the build service publishes pockets with: `.deb`s checked and
+/// written into signed APT repositories.
+pub mod publish {
+    pub use comb_debian::control;
+    pub use comb_debian::name::is_package_name;
+    pub use comb_debian::version::{compare_versions, Version};
+    pub use comb_debian::Error as DebianError;
+    pub use comb_distro::aptrepo::{write_flat_repository, RepoEntry};
+    pub use comb_distro::debwriter::{list_tree, write_deb, BinarySpec};
+    pub use comb_distro::release::format_date;
+    pub use comb_distro::Error;
+}
 
 #[cfg(test)]
 mod tests {

@@ -9,13 +9,13 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     // Paragraph texts are non-blank slices of the text, in order, none
     // holding a blank line.
-    let texts = comb_distro::control::paragraph_texts(&text);
+    let texts = comb_debian::control::paragraph_texts(&text);
     for t in &texts {
         assert!(!t.trim().is_empty());
         assert!(!t.ends_with('\n'));
         assert!(t.split('\n').all(|line| !line.trim().is_empty()));
     }
-    let Ok(paragraphs) = comb_distro::control::parse(&text, "control") else {
+    let Ok(paragraphs) = comb_debian::control::parse(&text, "control") else {
         return;
     };
     for p in &paragraphs {

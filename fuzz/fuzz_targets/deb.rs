@@ -15,11 +15,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = deb.format_version();
     let _ = deb.data_compression();
     if let Ok(control) = deb.control() {
-        if let Ok(paragraphs) = comb_distro::control::parse(&control, "control") {
+        if let Ok(paragraphs) = comb_debian::control::parse(&control, "control") {
             for p in &paragraphs {
                 let _ = comb_distro::BinaryPackage::from_paragraph(p, "control");
                 if let Some(depends) = p.get("Depends") {
-                    let _ = comb_distro::parse_relations("control", "Depends", depends);
+                    let _ = comb_distro::relation_field("control", "Depends", depends);
                 }
             }
         }

@@ -11,10 +11,9 @@ fuzz_target!(|data: &[u8]| {
     };
     for p in &packages {
         assert_eq!(p.sha256.len(), 64);
-        for group in p.depends.iter().chain(&p.pre_depends) {
-            for r in group {
-                let _ = r.version_constraint();
-                let _ = r.applies("amd64", &["nocheck"]);
+        for relation in p.depends.iter().chain(&p.pre_depends) {
+            for a in &relation.alternatives {
+                let _ = a.applies("amd64", &["nocheck"]);
             }
         }
         let _ = p.version.cmp(&p.source_version);

@@ -3,7 +3,8 @@
 //! dates and Valid-Until.
 #![no_main]
 
-use comb_distro::release::{format_date, parse_date, split_clearsigned};
+use comb_debian::clearsigned::split_clearsigned;
+use comb_distro::release::{format_date, parse_date};
 use comb_distro::Release;
 use libfuzzer_sys::fuzz_target;
 
@@ -36,9 +37,10 @@ fn check_release(text: &str) {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     match split_clearsigned(&text, "InRelease") {
-        Ok(body) => {
-            assert!(body.is_empty() || body.ends_with('\n'));
-            check_release(&body);
+        Ok(signed) => {
+            assert!(signed.text.is_empty() || signed.text.ends_with('\n'));
+            assert!(signed.first_line > 1);
+            check_release(&signed.text);
         }
         Err(_) => check_release(&text),
     }

@@ -15,10 +15,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(!f.name.is_empty() && f.name != "." && f.name != "..");
             assert!(!f.name.contains('/') && !f.name.contains('\0'));
         }
-        for group in s.build_depends.iter().chain(&s.build_depends_indep) {
-            for r in group {
-                let _ = r.version_constraint();
-                let _ = r.applies("amd64", &[]);
+        for relation in s.build_depends.iter().chain(&s.build_depends_indep) {
+            for a in &relation.alternatives {
+                let _ = a.applies("amd64", &[]);
             }
         }
     }

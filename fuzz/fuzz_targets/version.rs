@@ -4,7 +4,7 @@
 //! and reparsing.
 #![no_main]
 
-use comb_distro::Version;
+use comb_debian::Version;
 use libfuzzer_sys::fuzz_target;
 use std::cmp::Ordering;
 
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         for b in &versions {
             assert_eq!(a.cmp(b), b.cmp(a).reverse(), "{a} vs {b}");
             assert_eq!(
-                comb_distro::compare_versions(a.as_str(), b.as_str()).ok(),
+                comb_debian::version::compare_versions(a.as_str(), b.as_str()).ok(),
                 Some(a.cmp(b))
             );
             for c in &versions {

@@ -400,7 +400,7 @@ fn package_list(
             Some((n, v)) => (n, Some(v)),
             None => (item.get_ref().as_str(), None),
         };
-        if !is_package_name(name)
+        if !comb_debian::name::is_package_name(name)
             || version.is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace))
         {
             return Err((
@@ -430,17 +430,6 @@ fn is_account_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.$".contains(&b))
-}
-
-/// Debian policy 5.6.1: lowercase letters, digits, `+ - .`, at least two
-/// characters, starting with an alphanumeric.
-pub(crate) fn is_package_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    bytes.len() >= 2
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(b))
 }
 
 #[cfg(test)]

@@ -6,7 +6,11 @@
 
 use crate::error::{Error, Location, Result};
 use crate::recipe::Requirement;
-use crate::relation::{check_package_name, check_version, parse_relations};
+use comb_debian::clearsigned::{is_clearsigned, split_clearsigned};
+use comb_debian::name::check_package_name;
+use comb_debian::relation::{parse_relations, Rules};
+use comb_debian::version::check_version;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// The fields of a `.dsc` that comb uses.
@@ -67,12 +71,53 @@ impl Dsc {
     }
 
     fn parse_all(file: &Path, text: &str) -> std::result::Result<Dsc, Vec<Error>> {
-        let at = |offset: usize| Location::of_offset(file, text, offset);
-        let mut errors = Vec::new();
-        let fields = match paragraph(text) {
-            Ok(fields) => fields,
-            Err((offset, message)) => return Err(vec![at(offset).error(message)]),
+        let origin = file.display().to_string();
+        let line_one = |message: String| {
+            Location {
+                file: file.to_path_buf(),
+                line: 1,
+                column: 1,
+            }
+            .error(message)
         };
+        // The signed text (the signature is not checked: the engine hashes
+        // every file anyway), and the line of the file it starts at.
+        let (body, first_line) = if is_clearsigned(text) {
+            match split_clearsigned(text, &origin) {
+                Ok(signed) => (Cow::Owned(signed.text), signed.first_line),
+                Err(e) => return Err(vec![line_one(e.to_string())]),
+            }
+        } else {
+            (Cow::Borrowed(text), 1)
+        };
+        let body = body.as_ref();
+        let at = |offset: usize| {
+            let mut place = Location::of_offset(file, body, offset);
+            place.line += first_line - 1;
+            place
+        };
+        let mut errors = Vec::new();
+        let paragraph = match comb_debian::control::parse(body, &origin) {
+            Ok(paragraphs) => paragraphs.into_iter().next(),
+            Err(comb_debian::Error::Parse { line, message, .. }) => {
+                return Err(vec![Location {
+                    file: file.to_path_buf(),
+                    line: line + first_line - 1,
+                    column: 1,
+                }
+                .error(message)])
+            }
+            Err(e) => return Err(vec![line_one(e.to_string())]),
+        };
+        let fields: Vec<Field> = paragraph
+            .iter()
+            .flat_map(|p| &p.fields)
+            .map(|f| Field {
+                name: &f.name,
+                offset: f.span.start,
+                value: &body[f.span.clone()],
+            })
+            .collect();
         let get = |name: &str| fields.iter().find(|f| f.name.eq_ignore_ascii_case(name));
         let mut required = |name: &str| match get(name) {
             Some(f) => Some(f),
@@ -135,7 +180,7 @@ impl Dsc {
         ] {
             for name in names {
                 let Some(f) = get(name) else { continue };
-                match parse_relations(f.value) {
+                match parse_relations(f.value, Rules::Policy) {
                     Ok(list) => {
                         // Each relation's place: its text's first occurrence
                         // from where the previous one was found.
@@ -242,80 +287,6 @@ fn files(
         }
     }
     out
-}
-
-/// The first deb822 paragraph of `text`, inside a PGP signature or not.
-fn paragraph(text: &str) -> std::result::Result<Vec<Field<'_>>, (usize, String)> {
-    let mut fields: Vec<Field> = Vec::new();
-    let mut offset = 0;
-    let mut signed = false;
-    let mut in_header = false;
-    // Byte range of the current field's value.
-    let mut current: Option<(&str, usize, usize)> = None;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let content = line.trim_end_matches(['\n', '\r']);
-        if start == 0 && content == "-----BEGIN PGP SIGNED MESSAGE-----" {
-            signed = true;
-            in_header = true;
-            continue;
-        }
-        if in_header {
-            // Armor headers ("Hash: SHA256") end at the first empty line.
-            if content.trim().is_empty() {
-                in_header = false;
-            }
-            continue;
-        }
-        if signed && content.starts_with("-----BEGIN PGP SIGNATURE-----") {
-            break;
-        }
-        if content.trim().is_empty() {
-            if current.is_some() || !fields.is_empty() {
-                break;
-            }
-            continue;
-        }
-        if content.starts_with('#') {
-            continue;
-        }
-        if content.starts_with([' ', '\t']) {
-            match current.as_mut() {
-                Some((_, _, end)) => *end = start + content.len(),
-                None => {
-                    return Err((
-                        start,
-                        "a continuation line with no field before it".to_string(),
-                    ))
-                }
-            }
-            continue;
-        }
-        if let Some((name, vs, ve)) = current.take() {
-            fields.push(Field {
-                name,
-                offset: vs,
-                value: &text[vs..ve],
-            });
-        }
-        let Some((name, _)) = content.split_once(':') else {
-            return Err((start, format!("expected `Field: value`, found {content:?}")));
-        };
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err((start, format!("{name:?} is not a field name")));
-        }
-        let value_start = start + name.len() + 1;
-        current = Some((name, value_start, start + content.len()));
-    }
-    if let Some((name, vs, ve)) = current.take() {
-        fields.push(Field {
-            name,
-            offset: vs,
-            value: &text[vs..ve],
-        });
-    }
-    Ok(fields)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! one at the end, so `usr/include/**` is everything *below*
 //! `usr/include`.
 
-use crate::relation::SyntaxError;
+use comb_debian::relation::SyntaxError;
 use std::fmt;
 
 /// A validated pattern.

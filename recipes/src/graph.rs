@@ -10,7 +10,7 @@
 
 use crate::error::{CycleStep, Error, Result};
 use crate::recipe::{Recipe, Requirement};
-use crate::relation::Relation;
+use comb_debian::relation::Relation;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Dfs, NodeFiltered, Reversed};
 use petgraph::Direction;

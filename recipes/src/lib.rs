@@ -19,9 +19,14 @@ mod glob;
 mod graph;
 mod limits;
 mod recipe;
-mod relation;
 mod repo;
 
+pub use comb_debian::name::check_package_name;
+pub use comb_debian::relation::{
+    parse_relations, Alternative, ArchRestriction, Op, ProfileTerm, Relation, Rules, SyntaxError,
+    VersionConstraint,
+};
+pub use comb_debian::version::check_version;
 pub use config::{
     BaseConfig, DistroConfig, HooksConfig, PocketConfig, RepoConfig, CONFIG_FILE, DEFAULT_BUILD_SET,
 };
@@ -33,9 +38,5 @@ pub use limits::LimitsConfig;
 pub use recipe::{
     Architecture, Build, Dependency, Output, Package, Recipe, Requirement, Source, SourceKind,
     RECIPE_FILE,
-};
-pub use relation::{
-    check_package_name, check_version, parse_relations, Alternative, ArchRestriction, Op,
-    ProfileTerm, Relation, SyntaxError, VersionConstraint,
 };
 pub use repo::{find_recipes, Repository};

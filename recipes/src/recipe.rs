@@ -24,7 +24,9 @@
 use crate::dsc::Dsc;
 use crate::error::{Error, Location, Result};
 use crate::glob::Glob;
-use crate::relation::{check_package_name, check_version, Op, Relation, SyntaxError};
+use comb_debian::name::check_package_name;
+use comb_debian::relation::{Op, Relation, SyntaxError};
+use comb_debian::version::check_version;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;

@@ -705,7 +705,8 @@ fn starter_facts(r: &Recipe) -> SourceFacts {
     };
     SourceFacts {
         binaries: binaries.iter().map(|b| b.to_string()).collect(),
-        build_depends: comb_recipes::parse_relations(build_depends).unwrap(),
+        build_depends: comb_recipes::parse_relations(build_depends, comb_recipes::Rules::Dpkg)
+            .unwrap(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Who a client is, from the kernel (`SO_PEERCRED`), and whether a
 //! pocket's access list lets it in.
 
-use comb_engine::recipes::PocketConfig;
+use comb_engine::PocketConfig;
 use nix::unistd::{Gid, Group, Uid, User};
 use serde::Serialize;
 use std::os::fd::AsFd;

@@ -19,10 +19,10 @@ use crate::error::{Error, Result};
 use crate::protocol::{read_request, Refusal, Request};
 use crate::publish::{self, PocketDeb};
 use crate::throttle::{Bursts, HookQueue, Limiter, RateLimit};
-use comb_engine::build::{self, BuildRequest};
-use comb_engine::cache::{Hash, NodeKind, Sha256};
-use comb_engine::recipes::{PocketConfig, RepoConfig, Repository};
-use comb_engine::{snapshot, Engine, JobState, NodeEvent, Observer};
+use comb_engine::BuildRequest;
+use comb_engine::{Engine, JobState, NodeEvent, Observer};
+use comb_engine::{Hash, NodeKind, Sha256};
+use comb_engine::{PocketConfig, RepoConfig, Repository};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufReader, Read, Write};
@@ -70,7 +70,7 @@ pub struct Options {
     /// and counted ([`HOOK_QUEUE`]).
     pub hook_queue: usize,
     /// Renders a run's report as a page (the binary's HTML report).
-    pub report_page: Option<fn(&comb_engine::report::Report) -> String>,
+    pub report_page: Option<fn(&comb_engine::Report) -> String>,
 }
 
 /// Time a client has from connecting to having sent its request and read
@@ -104,7 +104,7 @@ struct Building {
 #[derive(Default)]
 struct Live {
     /// The running request and what cancels it.
-    request: Option<(i64, comb_engine::sandbox::CancelToken)>,
+    request: Option<(i64, comb_engine::CancelToken)>,
     building: BTreeMap<String, Building>,
 }
 
@@ -224,7 +224,7 @@ impl Shared {
 /// ([`crate::trust`]).
 fn load_config(repo: &Path) -> Result<RepoConfig> {
     let me = crate::trust::me();
-    let path = repo.join(comb_engine::recipes::CONFIG_FILE);
+    let path = repo.join(comb_engine::CONFIG_FILE);
     crate::trust::check(&path, "configuration file", me).map_err(|e| Error::Input(e.0))?;
     let config = RepoConfig::load(&path).map_err(|e| Error::Input(e.to_string()))?;
     for (_, hook) in &config.hooks.run {
@@ -250,7 +250,7 @@ pub fn serve(opts: Options) -> Result<()> {
     // The engine's store first: it refuses a non-empty directory that is
     // not a store yet, and the service's own files below would make a new
     // one non-empty.
-    comb_engine::cache::Store::open(&opts.store)
+    comb_engine::Store::open(&opts.store)
         .map_err(|e| Error::Environment(format!("opening the store: {e}")))?;
     let lock_path = opts.store.join("service.lock");
     let lock_file = std::fs::OpenOptions::new()
@@ -1026,7 +1026,7 @@ fn check_version(
     else {
         return Ok(());
     };
-    let greater = comb_engine::distro::version::compare_versions(version, &published.version)
+    let greater = comb_engine::publish::compare_versions(version, &published.version)
         .map(|o| o == std::cmp::Ordering::Greater)
         .map_err(|e| {
             Refused(
@@ -1345,7 +1345,8 @@ fn submit(
         jobs: shared.opts.jobs,
         keep_going: false,
     };
-    let built = snapshot::load(&engine).and_then(|p| build::build(&engine, &p, &repo, &request));
+    let built = comb_engine::load_snapshot(&engine)
+        .and_then(|p| comb_engine::build(&engine, &p, &repo, &request));
     let results = match built {
         Ok(r) => r,
         Err(e) => {
@@ -1491,7 +1492,8 @@ fn promote(
             let mut promoted: Vec<&str> =
                 published.debs.iter().map(|d| d.sha256.as_str()).collect();
             promoted.sort();
-            let recorded = build::recorded_builds(&engine, name).map_err(|e| e.to_string())?;
+            let recorded =
+                comb_engine::recorded_builds(&engine, name).map_err(|e| e.to_string())?;
             let matches = recorded.iter().any(|m| {
                 let mut made: Vec<&str> = m.debs.iter().map(|d| d.sha256.as_str()).collect();
                 made.sort();
@@ -1730,15 +1732,12 @@ impl crate::http::StatusSource for Shared {
 }
 
 impl Shared {
-    fn run_report(
-        &self,
-        run: Option<i64>,
-    ) -> std::result::Result<comb_engine::report::Report, String> {
-        let store = comb_engine::cache::Store::open(&self.opts.store).map_err(|e| e.to_string())?;
+    fn run_report(&self, run: Option<i64>) -> std::result::Result<comb_engine::Report, String> {
+        let store = comb_engine::Store::open(&self.opts.store).map_err(|e| e.to_string())?;
         let index = store.open_index().map_err(|e| e.to_string())?;
         let runs = match run {
             Some(id) => vec![index
-                .run(comb_engine::cache::RunId(id))
+                .run(comb_engine::RunId(id))
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("there is no run {id}"))?],
             None => index.runs(1).map_err(|e| e.to_string())?,
@@ -1746,6 +1745,6 @@ impl Shared {
         if runs.is_empty() {
             return Err("no run is recorded yet".into());
         }
-        comb_engine::report::report(&store, &index, &runs).map_err(|e| e.to_string())
+        comb_engine::report(&store, &index, &runs).map_err(|e| e.to_string())
     }
 }

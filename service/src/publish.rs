@@ -23,10 +23,10 @@
 //! [`check_deb`] is what promotion relies on: that the published file is
 //! byte for byte the recorded output.
 
-use comb_engine::distro::aptrepo::{write_flat_repository, RepoEntry};
-use comb_engine::distro::control;
-use comb_engine::distro::debwriter::is_package_name;
-use comb_engine::distro::version::{compare_versions, Version};
+use comb_engine::publish::control;
+use comb_engine::publish::is_package_name;
+use comb_engine::publish::{compare_versions, Version};
+use comb_engine::publish::{write_flat_repository, RepoEntry};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
@@ -124,7 +124,11 @@ pub enum PublishError {
 
     /// Writing the indices failed (or a `.deb` could not be read).
     #[error(transparent)]
-    Index(#[from] comb_engine::distro::Error),
+    Index(#[from] comb_engine::publish::Error),
+
+    /// A control file or index that does not read.
+    #[error(transparent)]
+    Control(#[from] comb_engine::publish::DebianError),
 
     #[error(
         "signing {path}: gpg is not installed; install gnupg \
@@ -758,7 +762,7 @@ fn sign(signer: &Signer, staging: &Path) -> Result<(), PublishError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comb_engine::distro::debwriter::{write_deb, BinarySpec};
+    use comb_engine::publish::{write_deb, BinarySpec};
 
     /// Writes a real `.deb` of `name` `version` into `out` and returns
     /// its record and path.
@@ -778,7 +782,7 @@ mod tests {
             summary: format!("{name} for tests"),
             ..Default::default()
         };
-        let files = comb_engine::distro::debwriter::list_tree(root.path()).unwrap();
+        let files = comb_engine::publish::list_tree(root.path()).unwrap();
         let written = write_deb(&spec, root.path(), &files, 1_700_000_000, out).unwrap();
         let deb = PocketDeb {
             name: name.into(),

@@ -6,7 +6,7 @@
 #[path = "../../tests/root/mod.rs"]
 mod root;
 
-use comb_engine::distro::debwriter::{list_tree, write_deb, BinarySpec};
+use comb_engine::publish::{list_tree, write_deb, BinarySpec};
 use comb_service::publish::{check_deb, pool_path, write_pocket, PocketDeb, PublishError, Signer};
 use std::collections::BTreeMap;
 use std::fs;

@@ -20,6 +20,9 @@ pub struct Field {
     pub value: String,
     /// 1-based line number of the field's first line.
     pub line: usize,
+    /// Where the value stands in the parsed text, as written: from after
+    /// the colon to the end of its last continuation line.
+    pub span: std::ops::Range<usize>,
 }
 
 /// One paragraph (stanza) of fields, in file order.
@@ -92,8 +95,11 @@ pub fn paragraph_texts(text: &str) -> Vec<&str> {
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>> {
     let mut paragraphs = Vec::new();
     let mut current: Option<Paragraph> = None;
+    let mut offset = 0;
     for (index, raw) in text.split('\n').enumerate() {
         let line_no = index + 1;
+        let start = offset;
+        offset += raw.len() + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if line.trim().is_empty() {
             if let Some(p) = current.take() {
@@ -115,6 +121,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>> {
                 field.value.push('\n');
             }
             field.value.push_str(line.trim());
+            field.span.end = start + line.len();
             continue;
         }
         let (name, value) = line.split_once(':').ok_or_else(|| {
@@ -146,6 +153,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>> {
             name: name.to_string(),
             value: value.trim().to_string(),
             line: line_no,
+            span: start + name.len() + 1..start + line.len(),
         });
     }
     if let Some(p) = current.take() {

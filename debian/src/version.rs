@@ -127,6 +127,63 @@ pub fn compare_versions(a: &str, b: &str) -> Result<Ordering> {
     Ok(Version::parse(a)?.cmp(&Version::parse(b)?))
 }
 
+/// Debian Policy 5.6.12: `[epoch:]upstream_version[-debian_revision]`.
+pub fn check_version(version: &str) -> Result<(), String> {
+    let why = version_problem(version);
+    match why {
+        None => Ok(()),
+        Some(why) => Err(format!(
+            "{version:?} is not a Debian version: {why}; expected [epoch:]upstream[-revision], e.g. \"1.0-1\" or \"1:2.3~rc1\""
+        )),
+    }
+}
+
+fn version_problem(version: &str) -> Option<&'static str> {
+    if version.is_empty() {
+        return Some("it is empty");
+    }
+    let rest = match version.split_once(':') {
+        Some((epoch, rest)) => {
+            if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
+                return Some("the epoch before `:` must be a number");
+            }
+            rest
+        }
+        None => version,
+    };
+    let (upstream, revision) = match rest.rsplit_once('-') {
+        Some((u, r)) => (u, Some(r)),
+        None => (rest, None),
+    };
+    if let Some(r) = revision {
+        if r.is_empty() {
+            return Some("the revision after the last `-` is empty");
+        }
+        if !r
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+.~".contains(&b))
+        {
+            return Some("the revision may only hold letters, digits, `+`, `.` and `~`");
+        }
+    }
+    if upstream.is_empty() {
+        return Some("the upstream version is empty");
+    }
+    if !upstream.as_bytes()[0].is_ascii_digit() {
+        return Some("the upstream version must start with a digit");
+    }
+    if upstream.contains(':') {
+        return Some("only one `:` (after the epoch) is allowed");
+    }
+    if !upstream
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+.~-".contains(&b))
+    {
+        return Some("the upstream version may only hold letters, digits, `.`, `+`, `~` and `-`");
+    }
+    None
+}
+
 /// dpkg's character weight: digits 0 (they end a non-digit run), letters
 /// their code, `~` below everything, other characters above letters.
 fn order(c: Option<u8>) -> i32 {
@@ -310,5 +367,31 @@ pub(crate) mod tests {
             }
         }
         assert!(checked >= 100);
+    }
+
+    #[test]
+    fn versions() {
+        for ok in [
+            "1",
+            "1.0-1",
+            "2:1.0~rc1+dfsg-3.1",
+            "0.78",
+            "1:3.00-5",
+            "1.0-beta-2",
+        ] {
+            assert_eq!(check_version(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("a1.0", "start with a digit"),
+            ("x:1.0", "epoch"),
+            ("1.0-", "revision after"),
+            ("1.0-a_b", "revision may only"),
+            ("1:2:3", "only one `:`"),
+            ("1.0_1", "upstream version may only"),
+        ] {
+            let m = check_version(bad).unwrap_err();
+            assert!(m.contains(why), "{bad}: {m}");
+        }
     }
 }

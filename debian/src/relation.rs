@@ -1,12 +1,26 @@
-//! Debian names, versions and relations (Debian Policy 5.6.1, 5.6.12, 7.1),
-//! checked syntactically. Whether a relation can be satisfied is the
-//! distribution backend's business, not this module's.
+//! Relations (Debian Policy 7.1): one entry of a `Depends:`-style field,
+//! alternatives joined by `|`, each `name[:arch] [(op version)] [arch
+//! restrictions] [<profiles>]`; a field is relations joined by `,`.
 //!
-//! A relation is one entry of a `Depends:`-style field: alternatives joined
-//! by `|`, each `name[:arch] [(op version)] [arch restrictions] [<profiles>]`.
-//! A field is relations joined by `,`.
+//! One parser, under one of two [`Rules`]: dpkg's, for what the
+//! distribution wrote (indices, control files), and Debian Policy's, for
+//! what a user writes (recipes), which also refuses the obsolete `<` and
+//! `>` and versions that policy does not allow.
 
+use crate::name::{check_package_name, is_dpkg_package_name};
+use crate::version::{check_version, Version};
 use std::fmt;
+
+/// Which rules a relation is read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    /// As dpkg reads indices and control files: the obsolete `<` and `>`
+    /// mean `<=` and `>=`, versions are dpkg's.
+    Dpkg,
+    /// As Debian Policy asks of what a user writes: no obsolete operator,
+    /// versions as policy gives them.
+    Policy,
+}
 
 /// One relation (one comma-separated entry), as written and as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +51,8 @@ pub struct VersionConstraint {
     pub version: String,
 }
 
-/// A version operator. The obsolete `<` and `>` are refused.
+/// A version operator. The obsolete `<` and `>` are read as `<=` and `>=`
+/// under [`Rules::Dpkg`] and refused under [`Rules::Policy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     /// `<<`
@@ -53,6 +68,18 @@ pub enum Op {
 }
 
 impl Op {
+    /// Does `have` satisfy `have OP wanted`?
+    pub fn satisfied_by(self, have: &Version, wanted: &Version) -> bool {
+        let o = have.cmp(wanted);
+        match self {
+            Op::Earlier => o.is_lt(),
+            Op::EarlierOrEqual => o.is_le(),
+            Op::Equal => o.is_eq(),
+            Op::LaterOrEqual => o.is_ge(),
+            Op::Later => o.is_gt(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Earlier => "<<",
@@ -67,6 +94,42 @@ impl Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Alternative {
+    /// Does this alternative apply when building for `arch` with the
+    /// active build `profiles`? (Its architecture list and profile
+    /// formulas; none means everywhere.)
+    pub fn applies(&self, arch: &str, profiles: &[&str]) -> bool {
+        let arch_ok = match &self.architectures {
+            None => true,
+            Some(r) => r.architectures.iter().any(|a| arch_matches(a, arch)) != r.negated,
+        };
+        let profile_ok = self.profiles.is_empty()
+            || self.profiles.iter().any(|formula| {
+                formula
+                    .iter()
+                    .all(|t| profiles.contains(&t.name.as_str()) != t.negated)
+            });
+        arch_ok && profile_ok
+    }
+}
+
+/// Does the architecture `spec` (possibly a wildcard) match the Debian
+/// architecture `arch`? Covers `any`, exact names, `linux-any` and
+/// `any-<cpu>` for the Linux architectures comb builds for.
+pub fn arch_matches(spec: &str, arch: &str) -> bool {
+    if spec == "any" || spec == arch {
+        return true;
+    }
+    // Plain Debian architecture names are Linux ones (others are spelled
+    // os-cpu, such as hurd-i386).
+    let (os, cpu) = arch.split_once('-').unwrap_or(("linux", arch));
+    match spec.split_once('-') {
+        Some((spec_os, "any")) => spec_os == os,
+        Some(("any", spec_cpu)) => spec_cpu == cpu,
+        _ => false,
     }
 }
 
@@ -101,9 +164,10 @@ impl fmt::Display for SyntaxError {
 impl std::error::Error for SyntaxError {}
 
 impl Relation {
-    /// Parses exactly one relation; a `,` is an error.
+    /// Parses exactly one relation under [`Rules::Policy`]; a `,` is an
+    /// error.
     pub fn parse(text: &str) -> Result<Relation, SyntaxError> {
-        let mut p = Parser::new(text);
+        let mut p = Parser::new(text, Rules::Policy);
         let relation = p.relation()?;
         if p.peek() == Some(b',') {
             return Err(p.error("one relation per string: split at the `,` into two strings"));
@@ -133,8 +197,8 @@ impl fmt::Display for Relation {
 
 /// Parses a whole field: relations separated by `,`. Empty entries (a
 /// trailing comma, as multi-line `Build-Depends` often have) are skipped.
-pub fn parse_relations(text: &str) -> Result<Vec<Relation>, SyntaxError> {
-    let mut p = Parser::new(text);
+pub fn parse_relations(text: &str, rules: Rules) -> Result<Vec<Relation>, SyntaxError> {
+    let mut p = Parser::new(text, rules);
     let mut out = Vec::new();
     loop {
         p.skip_ws();
@@ -153,90 +217,23 @@ pub fn parse_relations(text: &str) -> Result<Vec<Relation>, SyntaxError> {
     }
 }
 
-/// Debian Policy 5.6.1: lowercase letters, digits, `+ - .`, at least two
-/// characters, starting with a letter or digit.
-pub fn check_package_name(name: &str) -> Result<(), String> {
-    if crate::config::is_package_name(name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a Debian package name: expected lowercase letters, digits, `+`, `-` and `.`, at least two characters, starting with a letter or digit"
-        ))
-    }
-}
-
-/// Debian Policy 5.6.12: `[epoch:]upstream_version[-debian_revision]`.
-pub fn check_version(version: &str) -> Result<(), String> {
-    let why = version_problem(version);
-    match why {
-        None => Ok(()),
-        Some(why) => Err(format!(
-            "{version:?} is not a Debian version: {why}; expected [epoch:]upstream[-revision], e.g. \"1.0-1\" or \"1:2.3~rc1\""
-        )),
-    }
-}
-
-fn version_problem(version: &str) -> Option<&'static str> {
-    if version.is_empty() {
-        return Some("it is empty");
-    }
-    let rest = match version.split_once(':') {
-        Some((epoch, rest)) => {
-            if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
-                return Some("the epoch before `:` must be a number");
-            }
-            rest
-        }
-        None => version,
-    };
-    let (upstream, revision) = match rest.rsplit_once('-') {
-        Some((u, r)) => (u, Some(r)),
-        None => (rest, None),
-    };
-    if let Some(r) = revision {
-        if r.is_empty() {
-            return Some("the revision after the last `-` is empty");
-        }
-        if !r
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+.~".contains(&b))
-        {
-            return Some("the revision may only hold letters, digits, `+`, `.` and `~`");
-        }
-    }
-    if upstream.is_empty() {
-        return Some("the upstream version is empty");
-    }
-    if !upstream.as_bytes()[0].is_ascii_digit() {
-        return Some("the upstream version must start with a digit");
-    }
-    if upstream.contains(':') {
-        return Some("only one `:` (after the epoch) is allowed");
-    }
-    if !upstream
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"+.~-".contains(&b))
-    {
-        return Some("the upstream version may only hold letters, digits, `.`, `+`, `~` and `-`");
-    }
-    None
-}
-
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    rules: Rules,
 }
 
 /// Bytes that end a name, an architecture or a version.
 const DELIMITERS: &[u8] = b"()[]<>|,:!";
 
 impl<'a> Parser<'a> {
-    fn new(s: &'a str) -> Parser<'a> {
+    fn new(s: &'a str, rules: Rules) -> Parser<'a> {
         Parser {
             s,
             b: s.as_bytes(),
             i: 0,
+            rules,
         }
     }
 
@@ -314,7 +311,13 @@ impl<'a> Parser<'a> {
         if name.is_empty() {
             return Err(self.error(format!("expected a package name, found {}", self.found())));
         }
-        check_package_name(name).map_err(|m| self.error_at(start, m))?;
+        match self.rules {
+            Rules::Policy => check_package_name(name).map_err(|m| self.error_at(start, m))?,
+            Rules::Dpkg if is_dpkg_package_name(name) => {}
+            Rules::Dpkg => {
+                return Err(self.error_at(start, format!("{name:?} is not a package name")))
+            }
+        }
         let mut alt = Alternative {
             name: name.to_string(),
             arch_qualifier: None,
@@ -355,28 +358,35 @@ impl<'a> Parser<'a> {
     fn version_constraint(&mut self) -> Result<VersionConstraint, SyntaxError> {
         self.skip_ws();
         let rest = &self.s[self.i..];
-        let op = if rest.starts_with("<<") {
-            Op::Earlier
+        let (op, len) = if rest.starts_with("<<") {
+            (Op::Earlier, 2)
         } else if rest.starts_with("<=") {
-            Op::EarlierOrEqual
+            (Op::EarlierOrEqual, 2)
         } else if rest.starts_with(">=") {
-            Op::LaterOrEqual
+            (Op::LaterOrEqual, 2)
         } else if rest.starts_with(">>") {
-            Op::Later
+            (Op::Later, 2)
         } else if rest.starts_with('=') {
-            Op::Equal
+            (Op::Equal, 1)
         } else if rest.starts_with('<') || rest.starts_with('>') {
             let c = &rest[..1];
-            return Err(self.error(format!(
-                "the operator `{c}` is obsolete and ambiguous: write `{c}{c}` (strictly) or `{c}=`"
-            )));
+            if self.rules == Rules::Policy {
+                return Err(self.error(format!(
+                    "the operator `{c}` is obsolete and ambiguous: write `{c}{c}` (strictly) or `{c}=`"
+                )));
+            }
+            // dpkg reads the obsolete forms as the inclusive ones.
+            match c {
+                "<" => (Op::EarlierOrEqual, 1),
+                _ => (Op::LaterOrEqual, 1),
+            }
         } else {
             return Err(self.error(format!(
                 "expected a version operator (`<<`, `<=`, `=`, `>=` or `>>`), found {}",
                 self.found()
             )));
         };
-        self.i += op.as_str().len();
+        self.i += len;
         self.skip_ws();
         let start = self.i;
         while self
@@ -392,7 +402,12 @@ impl<'a> Parser<'a> {
                 self.found()
             )));
         }
-        check_version(version).map_err(|m| self.error_at(start, m))?;
+        match self.rules {
+            Rules::Policy => check_version(version).map_err(|m| self.error_at(start, m))?,
+            Rules::Dpkg => {
+                Version::parse(version).map_err(|e| self.error_at(start, e.to_string()))?;
+            }
+        }
         self.skip_ws();
         if self.peek() != Some(b')') {
             return Err(self.error(format!(
@@ -537,14 +552,54 @@ mod tests {
 
     #[test]
     fn fields_split_at_commas_and_tolerate_a_trailing_one() {
-        let list =
-            parse_relations("debhelper-compat (= 13),\n libcdb-dev,\n aa | bb [!i386],\n").unwrap();
+        let list = parse_relations(
+            "debhelper-compat (= 13),\n libcdb-dev,\n aa | bb [!i386],\n",
+            Rules::Policy,
+        )
+        .unwrap();
         let texts: Vec<_> = list.iter().map(|r| r.text.as_str()).collect();
         assert_eq!(
             texts,
             ["debhelper-compat (= 13)", "libcdb-dev", "aa | bb [!i386]"]
         );
-        assert!(parse_relations("").unwrap().is_empty());
+        assert!(parse_relations("", Rules::Dpkg).unwrap().is_empty());
+    }
+
+    #[test]
+    fn dpkg_reads_the_obsolete_operators_and_its_own_versions() {
+        let list = parse_relations("aa (< 1), bb (> 2), cc (>> a1)", Rules::Dpkg).unwrap();
+        let ops: Vec<Op> = list
+            .iter()
+            .map(|r| r.alternatives[0].version.as_ref().unwrap().op)
+            .collect();
+        assert_eq!(ops, [Op::EarlierOrEqual, Op::LaterOrEqual, Op::Later]);
+        assert_eq!(
+            list[0].alternatives[0].version.as_ref().unwrap().version,
+            "1"
+        );
+        assert!(parse_relations("cc (>> a1)", Rules::Policy).is_err());
+        assert!(parse_relations("a | b", Rules::Dpkg).is_ok());
+        assert!(parse_relations("a | b", Rules::Policy).is_err());
+        assert!(parse_relations("cc (>> 1 2)", Rules::Dpkg).is_err());
+    }
+
+    #[test]
+    fn where_an_alternative_applies() {
+        let list = parse_relations(
+            "aa [amd64], bb [!amd64], cc [linux-any] <!nocheck>, dd [any-arm64]",
+            Rules::Policy,
+        )
+        .unwrap();
+        let on = |arch: &str, profiles: &[&str]| -> Vec<&str> {
+            list.iter()
+                .map(|r| &r.alternatives[0])
+                .filter(|a| a.applies(arch, profiles))
+                .map(|a| a.name.as_str())
+                .collect()
+        };
+        assert_eq!(on("amd64", &[]), ["aa", "cc"]);
+        assert_eq!(on("arm64", &[]), ["bb", "cc", "dd"]);
+        assert_eq!(on("arm64", &["nocheck"]), ["bb", "dd"]);
     }
 
     #[test]
@@ -585,40 +640,5 @@ mod tests {
         assert!(x.message.contains("architecture after `:`"));
         let x = e("");
         assert!(x.message.contains("expected a package name"));
-    }
-
-    #[test]
-    fn versions() {
-        for ok in [
-            "1",
-            "1.0-1",
-            "2:1.0~rc1+dfsg-3.1",
-            "0.78",
-            "1:3.00-5",
-            "1.0-beta-2",
-        ] {
-            assert_eq!(check_version(ok), Ok(()), "{ok}");
-        }
-        for (bad, why) in [
-            ("", "empty"),
-            ("a1.0", "start with a digit"),
-            ("x:1.0", "epoch"),
-            ("1.0-", "revision after"),
-            ("1.0-a_b", "revision may only"),
-            ("1:2:3", "only one `:`"),
-            ("1.0_1", "upstream version may only"),
-        ] {
-            let m = check_version(bad).unwrap_err();
-            assert!(m.contains(why), "{bad}: {m}");
-        }
-    }
-
-    #[test]
-    fn names() {
-        assert!(check_package_name("libgreet-dev").is_ok());
-        assert!(check_package_name("g++").is_ok());
-        assert!(check_package_name("a").is_err());
-        assert!(check_package_name("-a").is_err());
-        assert!(check_package_name("lib_greet").is_err());
     }
 }
