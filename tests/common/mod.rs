@@ -37,9 +37,7 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The sandbox needs root here: idmapped layers, `--keep-upper` and the
 /// private id range. Tests return early (and say so) otherwise.
-#[path = "../root/mod.rs"]
-mod root;
-pub use root::is_root;
+pub use crate::root::is_root;
 
 /// R or U.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,9 +11,7 @@ use std::process::{Command, Output};
 
 pub const COMB: &str = env!("CARGO_BIN_EXE_comb");
 
-#[path = "../root/mod.rs"]
-mod root;
-pub use root::is_root;
+pub use crate::root::is_root;
 
 pub struct Repo {
     _dir: tempfile::TempDir,

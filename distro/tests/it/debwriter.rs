@@ -23,8 +23,7 @@ use std::process::{Command, Output};
 
 const SDE: i64 = 1_600_000_000;
 
-#[path = "../../tests/root/mod.rs"]
-mod root;
+use crate::root;
 
 fn run(cmd: &str, args: &[&std::ffi::OsStr]) -> Output {
     let out = Command::new(cmd)

@@ -4,8 +4,7 @@
 //! waits for it, so the build loses nothing it needs. Needs root for the
 //! sandbox, like CI.
 
-mod mirror;
-mod repo;
+use crate::repo;
 
 use repo::{is_root, native, Repo};
 use serde_json::Value;

@@ -16,8 +16,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "../../tests/root/mod.rs"]
-mod root;
+use crate::root;
 
 /// Unpacking sets owners: the test needs root.
 macro_rules! need_root {

@@ -6,8 +6,7 @@
 //! screenshot is kept in `target/test-artifacts/report.png`. Needs root
 //! for the sandbox, like CI.
 
-mod mirror;
-mod repo;
+use crate::repo;
 
 use repo::{is_root, native, Repo};
 use serde_json::Value;

@@ -7,8 +7,8 @@
 //! neither download nor build again. Needs root (CI runs as root) and the
 //! mirror; it is skipped, saying so, without either.
 
-mod real;
-mod root;
+use crate::real;
+use crate::root;
 
 use real::{comb, store, COMB};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //!
 //! Needs root to create the users (CI runs as root); skipped otherwise.
 
-mod root;
+use crate::root;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

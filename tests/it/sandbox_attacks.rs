@@ -13,7 +13,7 @@
 //! (section 13) are attacked both with comb run by root and by an
 //! ordinary user with a subordinate id range ([`Caller`]).
 
-mod common;
+use crate::common;
 
 use common::{
     bytes_written, children_of, fixture, is_root, processes_in_range, sandbox, uid_of, walk,

@@ -2,7 +2,7 @@
 //! in one sandbox is what the next sandbox sees when the kept layer is
 //! stacked on the same lower layers. Needs root, like CI.
 
-mod common;
+use crate::common;
 
 use common::{fixture, is_root, sandbox, Who};
 use std::fs;

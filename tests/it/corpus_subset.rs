@@ -9,8 +9,8 @@
 //! the real-mirror tests' (`tests/real`), so a rerun builds nothing. Needs
 //! root, like CI.
 
-mod real;
-mod root;
+use crate::real;
+use crate::root;
 
 use serde_json::Value;
 use std::path::Path;

@@ -4,8 +4,8 @@
 //! (`$COMB_TEST_STORE`, default `/var/cache/comb-test-store`) so reruns
 //! neither download nor build again. Needs root, like CI.
 
-mod real;
-mod root;
+use crate::real;
+use crate::root;
 
 use std::path::Path;
 use std::process::Command;

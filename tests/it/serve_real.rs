@@ -3,8 +3,8 @@
 //! a pocket signed with a key made for the test, and the snapshot's own
 //! apt in a comb environment, with no network.
 
-mod real;
-mod root;
+use crate::real;
+use crate::root;
 
 use real::{comb, store, COMB};
 use std::path::Path;

@@ -3,8 +3,7 @@
 //! (`tests/mirror/mod.rs`), asserting on the `--json` events. No network;
 //! the sandbox needs root, like CI.
 
-mod mirror;
-mod repo;
+use crate::repo;
 
 use repo::{is_root, native, statuses, Repo};
 use serde_json::Value;

@@ -3,8 +3,8 @@
 //! words are asserted; so is the JSON schema of `comb why --json`. Needs
 //! root for the sandbox, like CI.
 
-mod mirror;
-mod repo;
+use crate::mirror;
+use crate::repo;
 
 use mirror::PackageSpec;
 use repo::{is_root, native, Repo};

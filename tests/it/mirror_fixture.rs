@@ -4,8 +4,8 @@
 //! the way comb's `base-install`, `base-build` and `pkg-env` stages will.
 //! The sandbox runs need root, like CI.
 
-mod mirror;
-mod root;
+use crate::mirror;
+use crate::root;
 
 use mirror::{shared, PackageSpec, TestMirror, BUILDER_ID};
 use root::is_root;

@@ -6,9 +6,9 @@
 //! mirror of the host's APT sources; the store is the real-mirror tests'
 //! (`tests/real`). Needs root, like CI.
 
-mod real;
+use crate::real;
 
-mod root;
+use crate::root;
 
 use std::path::Path;
 use std::process::Command;

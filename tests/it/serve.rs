@@ -2,8 +2,7 @@
 //! its socket, pockets published as APT repositories, hooks, the audit
 //! trail, a daemon killed mid-build, many clients and hostile requests.
 
-mod mirror;
-mod repo;
+use crate::repo;
 
 use repo::{is_root, native, Repo, COMB};
 use serde_json::Value;

@@ -4,8 +4,7 @@
 //! needs it SKIPPED, and a BAD dependency does not stop its dependents from
 //! being checked. Needs root for the sandbox, like CI.
 
-mod mirror;
-mod repo;
+use crate::repo;
 
 use repo::{is_root, native, Repo};
 use serde_json::Value;

@@ -3,8 +3,7 @@
 //! configuration and state, so the host is left alone and nothing goes to
 //! the network), and refused by it once its `InRelease` is tampered with.
 
-#[path = "../../tests/root/mod.rs"]
-mod root;
+use crate::root;
 
 use comb_engine::publish::{list_tree, write_deb, BinarySpec};
 use comb_service::publish::{check_deb, pool_path, write_pocket, PocketDeb, PublishError, Signer};

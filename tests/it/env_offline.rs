@@ -5,8 +5,8 @@
 //! signature, a corrupt `.deb`, and a `comb` killed while it builds a layer.
 //! No network. The sandbox needs root, like CI.
 
-mod mirror;
-mod repo;
+use crate::mirror;
+use crate::repo;
 
 use mirror::{PackageSpec, TestMirror};
 use repo::is_root;
