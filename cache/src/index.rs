@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::digest::Digest;
+use crate::digest::{Algorithm, Digest};
 use crate::key::key_of;
 use crate::store::is_valid_name;
 use std::collections::BTreeMap;
@@ -145,7 +145,72 @@ pub const MIGRATIONS: &[&str] = &[
     // history of one repository is not mixed with another's in a shared
     // store. Runs recorded before have none.
     "ALTER TABLE runs ADD COLUMN repository TEXT;",
+    // 9: what each node names besides its output (a build's packages, log
+    // and source files; the node it is built on), recorded with the node,
+    // so that garbage collection reads no manifest and no description.
+    // Nodes recorded before have `refs_known` 0 until the engine fills
+    // theirs in.
+    "CREATE TABLE node_refs (
+        node_id INTEGER NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,
+        kind    TEXT    NOT NULL CHECK (kind IN ('blob', 'log', 'node')),
+        target  TEXT    NOT NULL
+    );
+    CREATE INDEX node_refs_by_node ON node_refs (node_id);
+    ALTER TABLE nodes ADD COLUMN refs_known INTEGER NOT NULL DEFAULT 0;",
 ];
+
+/// Something a node names in the store besides its output.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeRef {
+    /// A blob: a package, a source file.
+    Blob { algorithm: Algorithm, hex: String },
+    /// A blob that is a log.
+    Log { algorithm: Algorithm, hex: String },
+    /// Another node, by key: the one it is built on.
+    Node(String),
+}
+
+impl NodeRef {
+    fn kind(&self) -> &'static str {
+        match self {
+            NodeRef::Blob { .. } => "blob",
+            NodeRef::Log { .. } => "log",
+            NodeRef::Node(_) => "node",
+        }
+    }
+
+    fn target(&self) -> String {
+        match self {
+            NodeRef::Blob { algorithm, hex } | NodeRef::Log { algorithm, hex } => {
+                format!("{algorithm}:{hex}")
+            }
+            NodeRef::Node(key) => key.clone(),
+        }
+    }
+
+    fn from_row(kind: &str, target: String) -> Result<NodeRef, IndexError> {
+        let blob = |target: &str| -> Result<(Algorithm, String), IndexError> {
+            let (alg, hex) = target
+                .split_once(':')
+                .ok_or_else(|| IndexError::Corrupt(format!("node reference {target:?}")))?;
+            let algorithm = alg
+                .parse()
+                .map_err(|e| IndexError::Corrupt(format!("node reference {target:?}: {e}")))?;
+            Ok((algorithm, hex.to_string()))
+        };
+        Ok(match kind {
+            "blob" => {
+                let (algorithm, hex) = blob(&target)?;
+                NodeRef::Blob { algorithm, hex }
+            }
+            "log" => {
+                let (algorithm, hex) = blob(&target)?;
+                NodeRef::Log { algorithm, hex }
+            }
+            _ => NodeRef::Node(target),
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -588,6 +653,16 @@ impl Index {
     /// after the output is published, so a row always names a real output.
     /// The key must be `key_of(&description)`.
     pub fn record_node(&self, n: &NodeRecord) -> Result<(), IndexError> {
+        self.record_node_referencing(n, &[])
+    }
+
+    /// [`Index::record_node`], with what the node names besides its
+    /// output: nothing it names is collected while it is recorded.
+    pub fn record_node_referencing(
+        &self,
+        n: &NodeRecord,
+        refs: &[NodeRef],
+    ) -> Result<(), IndexError> {
         check_key(&n.key, &n.description)?;
         self.conn
             .prepare_cached(
@@ -615,7 +690,55 @@ impl Index {
                  SELECT id, ?2 FROM nodes WHERE key = ?1",
             )?
             .execute(params![n.key, n.last_used_at])?;
+        self.set_node_refs(&n.key, refs)
+    }
+
+    /// Records what the node `key` names (replacing what was recorded).
+    pub fn set_node_refs(&self, key: &str, refs: &[NodeRef]) -> Result<(), IndexError> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM node_refs WHERE node_id = (SELECT id FROM nodes WHERE key = ?1)",
+            )?
+            .execute(params![key])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO node_refs (node_id, kind, target)
+             SELECT id, ?2, ?3 FROM nodes WHERE key = ?1",
+        )?;
+        for r in refs {
+            insert.execute(params![key, r.kind(), r.target()])?;
+        }
+        self.conn
+            .prepare_cached("UPDATE nodes SET refs_known = 1 WHERE key = ?1")?
+            .execute(params![key])?;
         Ok(())
+    }
+
+    /// The nodes recorded before references were (their `refs_known` is 0).
+    pub fn nodes_without_refs(&self) -> Result<Vec<NodeRecord>, IndexError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {NODE_COLUMNS} FROM {NODES} WHERE n.refs_known = 0"
+        ))?;
+        let rows = st.query_map([], raw_node)?;
+        rows.map(|r| r?.into_record()).collect()
+    }
+
+    /// What every node names, by node key.
+    pub fn node_refs(&self) -> Result<Vec<(String, NodeRef)>, IndexError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT n.key, r.kind, r.target FROM node_refs r JOIN nodes n ON n.id = r.node_id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (key, kind, target) = r?;
+            Ok((key, NodeRef::from_row(&kind, target)?))
+        })
+        .collect()
     }
 
     /// The node with this key, if it was recorded.

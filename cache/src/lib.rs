@@ -31,6 +31,7 @@
 
 mod digest;
 mod fsutil;
+pub mod gc;
 mod index;
 mod key;
 mod store;
@@ -41,7 +42,7 @@ pub use digest::{
 };
 pub use index::{
     unix_now, Attempt, Event, EventStatus, FileStat, Index, IndexError, NodeKind, NodeOutput,
-    NodeRecord, NodeSummary, RunId, RunRecord, RunStatus, BUSY_TIMEOUT, MIGRATIONS,
+    NodeRecord, NodeRef, NodeSummary, RunId, RunRecord, RunStatus, BUSY_TIMEOUT, MIGRATIONS,
 };
 pub use key::{
     diff_descriptions, key_of, parse_description, Change, Description, DescriptionError, Input,

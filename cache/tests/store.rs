@@ -1100,6 +1100,76 @@ fn an_index_of_schema_2_keeps_its_nodes_last_use() {
         (a.name.as_str(), a.last_used_at, a.duration_ms),
         ("a", 77, 5)
     );
+    // Recorded before references were: the engine fills them in once.
+    let old: Vec<String> = idx
+        .nodes_without_refs()
+        .expect("old nodes")
+        .into_iter()
+        .map(|n| n.key)
+        .collect();
+    assert_eq!(old, [a.key.clone()]);
+    idx.set_node_refs(&a.key, &[NodeRef::Node("b".repeat(64))])
+        .expect("refs");
+    assert!(idx.nodes_without_refs().expect("old nodes").is_empty());
+}
+
+/// Garbage collection keeps what a kept node names besides its output,
+/// and nothing else; it reads the references, not the blobs.
+#[test]
+fn gc_keeps_what_a_kept_node_names() {
+    let (_dir, store) = new_store();
+    let idx = store.open_index().expect("index");
+    let blob = |text: &str| store.put_blob_reader(&mut text.as_bytes()).expect("blob");
+    let (output, package, log, stray) = (
+        blob("manifest"),
+        blob("package"),
+        blob("log"),
+        blob("stray"),
+    );
+    let kept = NodeRecord::new(
+        NodeKind::Build,
+        "kept",
+        "[kept]\n",
+        NodeOutput::Blob(output),
+        1,
+        1,
+    );
+    let gone = NodeRecord::new(
+        NodeKind::Build,
+        "gone",
+        "[gone]\n",
+        NodeOutput::Blob(stray),
+        1,
+        1,
+    );
+    let refs = [
+        NodeRef::Blob {
+            algorithm: package.algorithm,
+            hex: package.hex(),
+        },
+        NodeRef::Log {
+            algorithm: log.algorithm,
+            hex: log.hex(),
+        },
+    ];
+    idx.record_node_referencing(&kept, &refs).expect("kept");
+    idx.record_node(&gone).expect("gone");
+    let options = |pinned: &[&str]| gc::GcOptions {
+        max_age_days: 0,
+        max_size: None,
+        dry_run: false,
+        pinned: pinned.iter().map(|k| k.to_string()).collect(),
+    };
+    let report = gc::collect(&store, &idx, &options(&[&kept.key])).expect("gc");
+    assert_eq!((report.nodes.len(), report.blobs), (1, 1), "{report:?}");
+    for d in [output, package, log] {
+        assert!(store.blob_path(&d).is_some(), "{d} was collected");
+    }
+    assert!(store.blob_path(&stray).is_none());
+    let stats = gc::stats(&store, &idx, 10).expect("stats");
+    assert_eq!(stats.size.get("logs"), Some(&3), "{stats:?}");
+    let report = gc::collect(&store, &idx, &options(&[])).expect("gc");
+    assert_eq!((report.nodes.len(), report.blobs), (1, 3), "{report:?}");
 }
 
 #[test]

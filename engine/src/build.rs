@@ -4,7 +4,7 @@
 //! and its key holds those dependencies' *output* digests, so a dependency
 //! rebuilt to the same bytes leaves it a hit (early cutoff).
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Made};
 use crate::env::{self, Layer};
 use crate::error::{Error, Result};
 use crate::executor::{Action, ActionInput, Executor, LocalSandbox};
@@ -700,8 +700,11 @@ fn build_node(
         let json = serde_json::to_vec(&manifest)
             .map_err(|e| Error::Environment(format!("serialising a manifest: {e}")))?;
         let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
-        let size = manifest.debs.iter().map(|d| d.size).sum();
-        Ok((NodeOutput::Blob(digest), size))
+        Ok(Made {
+            output: NodeOutput::Blob(digest),
+            size: manifest.debs.iter().map(|d| d.size).sum(),
+            refs: manifest.references(),
+        })
     })?;
     Ok(record)
 }

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::inputs::StageInputs;
 use comb_cache::{
-    unix_now, Attempt, Event, EventStatus, Index, NodeKind, NodeOutput, NodeRecord, RunId,
+    unix_now, Attempt, Event, EventStatus, Index, NodeKind, NodeOutput, NodeRecord, NodeRef, RunId,
     RunStatus, Store,
 };
 use comb_recipes::RepoConfig;
@@ -51,6 +51,24 @@ pub trait Observer: Sync {
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
+
+/// What building a node made: its output, the output's size, and what
+/// else in the store it names (a build's packages and log).
+pub(crate) struct Made {
+    pub output: NodeOutput,
+    pub size: u64,
+    pub refs: Vec<NodeRef>,
+}
+
+impl From<(NodeOutput, u64)> for Made {
+    fn from((output, size): (NodeOutput, u64)) -> Made {
+        Made {
+            output,
+            size,
+            refs: Vec::new(),
+        }
+    }
+}
 
 /// Where the store is, in order: `--store`, `COMB_STORE`, the default
 /// (`$XDG_CACHE_HOME/comb`, or `/var/cache/comb` for root).
@@ -220,14 +238,15 @@ impl Engine {
     }
 
     /// The node of `inputs`: its record if the key is known and its
-    /// output present, else built by `build` (which returns the output and
-    /// its size) under the node's lock and recorded.
-    pub(crate) fn node(
+    /// output present, else built by `build` (which returns the output,
+    /// its size and what else it names) under the node's lock and
+    /// recorded, with what it names through its inputs and its output.
+    pub(crate) fn node<M: Into<Made>>(
         &self,
         kind: NodeKind,
         name: &str,
         inputs: &impl StageInputs,
-        build: impl FnOnce(&str) -> Result<(NodeOutput, u64)>,
+        build: impl FnOnce(&str) -> Result<M>,
     ) -> Result<NodeRecord> {
         let text = inputs.describe().finish()?;
         let key = comb_cache::key_of(&text);
@@ -247,17 +266,19 @@ impl Engine {
             .join("; ");
         self.observer.started(kind, name);
         let started = Instant::now();
-        let result = build(&key);
+        let result = build(&key).map(Into::into);
         let duration_ms = started.elapsed().as_millis() as u64;
         let mut event = Event::new(&key, kind, name, EventStatus::Built);
         event.duration_ms = duration_ms;
         event.previous_key = previous.map(|p| p.key);
         match result {
-            Ok((output, size)) => {
+            Ok(Made { output, size, refs }) => {
                 let record = NodeRecord::new(kind, name, text, output, size, duration_ms);
+                let mut refs = refs;
+                refs.extend(inputs.references());
                 event.reason = Some(reason.clone());
                 self.index().batch(|index| {
-                    index.record_node(&record)?;
+                    index.record_node_referencing(&record, &refs)?;
                     index.supersede_attempts(kind, name)?;
                     index.remember_use(kind, name, &record.key)?;
                     index.record_event(self.run, &event)

@@ -1,347 +1,56 @@
-//! Keeping the store healthy: `comb gc` drops the nodes no recent run used
-//! (least recently used first, down to a size if asked), then every blob
-//! and tree no remaining node, manifest or recorded log names; `comb
-//! stats` says what the store holds.
-//!
-//! Safety against a running comb: every command that uses the store's
-//! outputs holds [`Store::use_lock`] (shared) for its whole run, and gc
-//! holds it exclusively, so gc waits for running builds to end and builds
-//! wait for gc; nothing a build reads can go while it runs.
+//! `comb gc` and `comb stats` are the cache's (`comb_cache::gc`): they
+//! read what each node names from the index, where the engine records it
+//! with the node. This fills it in, once, for the nodes a comb recorded
+//! before it did that, from their typed inputs and a build's manifest.
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use comb_cache::{
-    unix_now, Algorithm, Digest, EventStatus, Index, NodeKind, NodeOutput, NodeSummary, Store,
-};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// Runs kept whatever their age, so the latest history is never lost.
-pub const KEEP_RUNS: usize = 20;
-
-/// What to drop.
-#[derive(Debug, Clone)]
-pub struct GcOptions {
-    /// Drop nodes no run used for this many days.
-    pub max_age_days: u64,
-    /// Then drop the least recently used nodes until the store (blobs and
-    /// trees) is at most this many bytes.
-    pub max_size: Option<u64>,
-    /// Report, remove nothing.
-    pub dry_run: bool,
-    /// Node keys never dropped (the snapshot a repository's lock pins).
-    pub pinned: HashSet<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RemovedNode {
-    pub kind: NodeKind,
-    pub name: String,
-    pub key: String,
-    pub size: u64,
-    pub last_used_at: i64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GcReport {
-    pub dry_run: bool,
-    pub nodes: Vec<RemovedNode>,
-    pub blobs: u64,
-    pub trees: u64,
-    /// Bytes the removed blobs and trees held.
-    pub freed_bytes: u64,
-    pub runs_pruned: usize,
-    /// Store size (blobs and trees) before and after.
-    pub size_before: u64,
-    pub size_after: u64,
-}
+use comb_cache::gc::{GcOptions, GcReport, Stats};
+use comb_cache::{Index, NodeKind, NodeOutput, NodeRecord, NodeRef, Store};
 
 /// Collects garbage. The caller holds [`Store::collect_lock`].
 pub fn collect(store: &Store, index: &Index, options: &GcOptions) -> Result<GcReport> {
-    let blobs = store.list_blobs()?;
-    let trees = store.list_trees()?;
-    let size_before: u64 =
-        blobs.iter().map(|b| b.2).sum::<u64>() + trees.iter().map(|t| t.1).sum::<u64>();
-    let cutoff = unix_now() - (options.max_age_days as i64).saturating_mul(86_400);
-    let nodes = index.node_summaries()?;
-    let mut drop: Vec<&NodeSummary> = Vec::new();
-    let mut kept_size = size_before;
-    let mut dropped = HashSet::new();
-    // Least recently used first: by age, then by size.
-    for n in &nodes {
-        if options.pinned.contains(&n.key) {
-            continue;
-        }
-        // `--max-age 0`: whatever was used before now, this second too.
-        let too_old = options.max_age_days == 0 || n.last_used_at < cutoff;
-        let too_big = options.max_size.is_some_and(|max| kept_size > max);
-        if too_old || too_big {
-            kept_size = kept_size.saturating_sub(n.size);
-            dropped.insert(n.key.as_str());
-            drop.push(n);
-        }
-    }
-    let mut report = GcReport {
-        dry_run: options.dry_run,
-        size_before,
-        nodes: drop
-            .iter()
-            .map(|n| RemovedNode {
-                kind: n.kind,
-                name: n.name.clone(),
-                key: n.key.clone(),
-                size: n.size,
-                last_used_at: n.last_used_at,
-            })
-            .collect(),
-        ..GcReport::default()
-    };
-    if !options.dry_run {
-        index.batch(|index| {
-            for n in &drop {
-                index.remove_node(&n.key)?;
-            }
-            report.runs_pruned = index.prune(cutoff, KEEP_RUNS)?;
-            Ok(())
-        })?;
-    }
-    // Mark what the remaining nodes (and recorded logs) name.
-    let (live_blobs, live_trees) = referenced(store, index, &nodes, &dropped)?;
-    for (alg, hex, size) in &blobs {
-        if !live_blobs.contains(&(*alg, hex.clone())) {
-            report.blobs += 1;
-            report.freed_bytes += size;
-            if !options.dry_run {
-                store.remove_blob(*alg, hex)?;
-            }
-        }
-    }
-    for (name, size) in &trees {
-        if !live_trees.contains(name) {
-            report.trees += 1;
-            report.freed_bytes += size;
-            if !options.dry_run {
-                store.remove_tree(name)?;
-            }
-        }
-    }
-    report.size_after = size_before.saturating_sub(report.freed_bytes);
-    Ok(report)
+    fill_in_references(store, index)?;
+    Ok(comb_cache::gc::collect(store, index, options)?)
 }
 
-/// A blob as the store's layout names it: its algorithm and hex hash.
-type BlobName = (Algorithm, String);
-
-/// The blobs and trees the nodes not in `dropped` name:
-/// their outputs, the packages and logs of build manifests, the logs of
-/// recorded failures.
-fn referenced(
-    store: &Store,
-    index: &Index,
-    nodes: &[NodeSummary],
-    dropped: &HashSet<&str>,
-) -> Result<(HashSet<BlobName>, HashSet<String>)> {
-    let mut blobs = HashSet::new();
-    let mut trees = HashSet::new();
-    let log = |text: &str, blobs: &mut HashSet<BlobName>| {
-        if let Ok(d) = text.parse::<Digest>() {
-            blobs.insert((d.algorithm, d.hex()));
-        }
-    };
-    for n in nodes.iter().filter(|n| !dropped.contains(n.key.as_str())) {
-        match &n.output {
-            NodeOutput::Tree(name) => {
-                trees.insert(name.clone());
-            }
-            NodeOutput::Blob(d) => {
-                blobs.insert((d.algorithm, d.hex()));
-                if n.kind == NodeKind::Build {
-                    let manifest: Manifest = match store.open_blob(d) {
-                        Ok(f) => {
-                            serde_json::from_reader(std::io::BufReader::new(f)).map_err(|e| {
-                                Error::Environment(format!(
-                                    "reading the manifest of {}: {e}",
-                                    n.name
-                                ))
-                            })?
-                        }
-                        Err(_) => continue,
-                    };
-                    log(&manifest.log, &mut blobs);
-                    for deb in &manifest.debs {
-                        blobs.insert((Algorithm::Sha256, deb.sha256.clone()));
-                    }
-                }
-            }
-        }
-    }
-    for text in index.event_logs()? {
-        log(&text, &mut blobs);
-    }
-    // A build's sources (a `url` tarball, a `debian` source package's
-    // files) stay while the build does: rebuilding it (`comb check`) needs
-    // them, and the mirror may no longer have them.
-    for n in index.nodes_of_kind(NodeKind::Build)? {
-        if dropped.contains(n.key.as_str()) {
-            continue;
-        }
-        for line in n.description.lines() {
-            let Some((key, value)) = line.split_once('=') else {
-                continue;
-            };
-            if let (true, Some(hex)) = (key.starts_with("source."), value.strip_prefix("sha256:")) {
-                blobs.insert((Algorithm::Sha256, hex.to_string()));
-            }
-        }
-    }
-    Ok((blobs, trees))
-}
-
-/// What `comb stats` shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct Stats {
-    /// Bytes by kind: `blobs` (packages, manifests, resolutions),
-    /// `logs`, `layers` (environment trees), `snapshots` (index trees),
-    /// `index` (the SQLite files).
-    pub size: BTreeMap<String, u64>,
-    pub nodes: BTreeMap<String, u64>,
-    /// Over the last `runs` runs.
-    pub runs: usize,
-    pub hit_rate: Option<f64>,
-    /// Largest first.
-    pub largest_layers: Vec<LayerStat>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerStat {
-    pub stage: NodeKind,
-    pub name: String,
-    pub key: String,
-    pub size: u64,
-    /// Recorded packages (build nodes) built in it, directly or above it.
-    pub packages: u64,
-}
-
-/// How many layers `comb stats` lists.
-const LARGEST: usize = 10;
-
+/// What the store holds, over the last `runs` runs.
 pub fn stats(store: &Store, index: &Index, runs: usize) -> Result<Stats> {
-    let nodes = index.node_summaries()?;
-    let mut logs = HashSet::new();
-    for text in index.event_logs()? {
-        if let Ok(d) = text.parse::<Digest>() {
-            logs.insert((d.algorithm, d.hex()));
+    fill_in_references(store, index)?;
+    Ok(comb_cache::gc::stats(store, index, runs)?)
+}
+
+/// Records what each node recorded without it names.
+fn fill_in_references(store: &Store, index: &Index) -> Result<()> {
+    let old = index.nodes_without_refs()?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    let mut found = Vec::with_capacity(old.len());
+    for node in &old {
+        found.push((node.key.as_str(), references_of(store, node)?));
+    }
+    index.batch(|index| {
+        for (key, refs) in &found {
+            index.set_node_refs(key, refs)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// What a recorded node names: through its inputs, and a build through
+/// its manifest (whose blob, if gone, names nothing more).
+fn references_of(store: &Store, node: &NodeRecord) -> Result<Vec<NodeRef>> {
+    let mut refs = crate::inputs::references_of_record(node.kind, &node.description);
+    if let (NodeKind::Build, NodeOutput::Blob(digest)) = (node.kind, &node.output) {
+        if let Ok(file) = store.open_blob(digest) {
+            let manifest: Manifest = serde_json::from_reader(std::io::BufReader::new(file))
+                .map_err(|e| {
+                    Error::Environment(format!("reading the manifest of {}: {e}", node.name))
+                })?;
+            refs.extend(manifest.references());
         }
     }
-    // Which environment each build used, and which layer each layer is on.
-    let mut env_of_build: Vec<String> = Vec::new();
-    for n in index.nodes_of_kind(NodeKind::Build)? {
-        if let Some(env) = n.description.lines().find_map(|l| l.strip_prefix("env=")) {
-            env_of_build.push(env.to_string());
-        }
-        if let NodeOutput::Blob(d) = &n.output {
-            if let Ok(f) = store.open_blob(d) {
-                if let Ok(m) = serde_json::from_reader::<_, Manifest>(std::io::BufReader::new(f)) {
-                    if let Ok(d) = m.log.parse::<Digest>() {
-                        logs.insert((d.algorithm, d.hex()));
-                    }
-                }
-            }
-        }
-    }
-    let mut below: HashMap<String, String> = HashMap::new();
-    for kind in [NodeKind::BaseBuild, NodeKind::PkgEnv] {
-        for n in index.nodes_of_kind(kind)? {
-            if let Some(b) = n.description.lines().find_map(|l| l.strip_prefix("below=")) {
-                below.insert(n.key.clone(), b.to_string());
-            }
-        }
-    }
-    let mut packages_on: HashMap<String, u64> = HashMap::new();
-    for env in env_of_build {
-        let mut at = Some(env);
-        let mut depth = 0;
-        while let Some(key) = at {
-            *packages_on.entry(key.clone()).or_default() += 1;
-            at = below.get(&key).cloned();
-            depth += 1;
-            if depth > 16 {
-                break;
-            }
-        }
-    }
-    let mut size = BTreeMap::new();
-    for (alg, hex, bytes) in store.list_blobs()? {
-        let kind = if logs.contains(&(alg, hex)) {
-            "logs"
-        } else {
-            "blobs"
-        };
-        *size.entry(kind.to_string()).or_insert(0) += bytes;
-    }
-    let tree_kind: HashMap<String, NodeKind> = nodes
-        .iter()
-        .filter_map(|n| match &n.output {
-            NodeOutput::Tree(t) => Some((t.clone(), n.kind)),
-            _ => None,
-        })
-        .collect();
-    for (name, bytes) in store.list_trees()? {
-        let kind = match tree_kind.get(&name) {
-            Some(NodeKind::Index) => "snapshots",
-            _ => "layers",
-        };
-        *size.entry(kind.to_string()).or_insert(0) += bytes;
-    }
-    let mut index_bytes = 0;
-    for suffix in ["", "-wal", "-shm"] {
-        let path = store
-            .root()
-            .join(format!("{}{suffix}", comb_cache::INDEX_FILE));
-        index_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    }
-    size.insert("index".into(), index_bytes);
-    let mut counts = BTreeMap::new();
-    for n in &nodes {
-        *counts.entry(n.kind.as_str().to_string()).or_insert(0) += 1;
-    }
-    let recent = index.runs(runs)?;
-    let (mut hits, mut looked) = (0u64, 0u64);
-    for r in &recent {
-        for e in index.events(r.id)? {
-            match e.status {
-                EventStatus::Hit => {
-                    hits += 1;
-                    looked += 1;
-                }
-                EventStatus::Built | EventStatus::Failed => looked += 1,
-                EventStatus::Skipped => {}
-            }
-        }
-    }
-    let mut layers: Vec<LayerStat> = nodes
-        .iter()
-        .filter(|n| {
-            matches!(
-                n.kind,
-                NodeKind::BaseInstall | NodeKind::BaseBuild | NodeKind::PkgEnv
-            )
-        })
-        .map(|n| LayerStat {
-            stage: n.kind,
-            name: n.name.clone(),
-            key: n.key.clone(),
-            size: n.size,
-            packages: packages_on.get(&n.key).copied().unwrap_or(0),
-        })
-        .collect();
-    layers.sort_by(|a, b| b.size.cmp(&a.size).then(a.name.cmp(&b.name)));
-    layers.truncate(LARGEST);
-    Ok(Stats {
-        size,
-        nodes: counts,
-        runs: recent.len(),
-        hit_rate: (looked > 0).then(|| hits as f64 / looked as f64),
-        largest_layers: layers,
-    })
+    Ok(refs)
 }

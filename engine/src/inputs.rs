@@ -12,7 +12,7 @@
 use crate::miss::{MissReason, UpstreamInput};
 use comb_cache::{
     diff_descriptions, Blake3, Description, DescriptionError, Hash, HashAlgorithm, Input as Stored,
-    NodeKind, ReadDescription, Sha256,
+    NodeKind, NodeRef, ReadDescription, Sha256,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -597,6 +597,39 @@ pub(crate) trait StageInputs: Sized {
     fn key(&self) -> Result<String, DescriptionError> {
         self.describe().key()
     }
+
+    /// What the node names in the store through its inputs, recorded with
+    /// it so that garbage collection keeps them: the node it is built on
+    /// (an upstream input's key) and its source files kept as blobs (a
+    /// source entry's SHA-256: a `url` tarball, a Debian source's files).
+    fn references(&self) -> Vec<NodeRef> {
+        let mut refs = Vec::new();
+        for (field, view) in Self::fields().iter().zip(self.views()) {
+            match (field.role, view) {
+                (Role::Upstream(UpstreamInput::Env | UpstreamInput::Below), View::One(key)) => {
+                    if let Ok(key) = key.parse::<NodeKey>() {
+                        refs.push(NodeRef::Node(key.0));
+                    }
+                }
+                (Role::SourceFiles, View::Map(entries)) => {
+                    for (_, entry) in entries.values() {
+                        if let Ok(SourceEntry::File {
+                            hash: FileHash::Sha256(h),
+                            ..
+                        }) = entry.parse()
+                        {
+                            refs.push(NodeRef::Blob {
+                                algorithm: comb_cache::Algorithm::Sha256,
+                                hex: h.hex(),
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        refs
+    }
 }
 
 /// Defines a stage's inputs: a struct, and its [`StageInputs`]. Each field
@@ -918,6 +951,23 @@ fn typed_reasons(
         }
         NodeKind::Build => both::<BuildInputs>(node, old, new),
     }
+}
+
+/// What a recorded node names through its inputs (see
+/// [`StageInputs::references`]); nothing for a description this comb does
+/// not read.
+pub(crate) fn references_of_record(node: NodeKind, description: &str) -> Vec<NodeRef> {
+    let Ok(read) = ReadDescription::parse(description) else {
+        return Vec::new();
+    };
+    match node {
+        NodeKind::Build => BuildInputs::read(&read).map(|i| i.references()),
+        NodeKind::BaseInstall | NodeKind::BaseBuild | NodeKind::PkgEnv => {
+            LayerInputs::read(&read).map(|i| i.references())
+        }
+        _ => Ok(Vec::new()),
+    }
+    .unwrap_or_default()
 }
 
 /// Every input that differs from `old` to `new`, as reasons: a map whose

@@ -86,13 +86,13 @@ pub use check::{
     check, CheckRequest, DebDigest, Failure as CheckFailure, FileDifference, FileFacts,
     PackageCheck, Verdict,
 };
+pub use comb_cache::gc::{
+    GcOptions, GcReport, LayerStat, RemovedNode, Stats as StoreStats, KEEP_RUNS,
+};
 pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet};
 pub use env::{environment, run_in, Environment, Layer};
 pub use error::{error_kind_of, Error, ErrorKind, Result};
-pub use gc::{
-    collect as collect_garbage, stats as store_stats, GcOptions, GcReport, LayerStat, RemovedNode,
-    Stats as StoreStats, KEEP_RUNS,
-};
+pub use gc::{collect as collect_garbage, stats as store_stats};
 pub use manifest::{BuiltDeb, Confinement, Manifest};
 pub use report::{
     report, CheckRow, CheckRun, Counts, CriticalPath, FailingSince, Failure as ReportedFailure,

@@ -1,6 +1,7 @@
 //! What a build node records: the packages it made and its log, as a
 //! manifest blob in the store.
 
+use comb_cache::{Algorithm, Digest, NodeRef};
 use serde::{Deserialize, Serialize};
 
 /// One `.deb` a build produced, stored as a sha256 blob.
@@ -24,6 +25,27 @@ pub struct Manifest {
     /// The limits the build ran under, and how this host enforced each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confinement: Option<Confinement>,
+}
+
+impl Manifest {
+    /// The blobs it names: its packages and its log.
+    pub fn references(&self) -> Vec<NodeRef> {
+        let mut refs: Vec<NodeRef> = self
+            .debs
+            .iter()
+            .map(|d| NodeRef::Blob {
+                algorithm: Algorithm::Sha256,
+                hex: d.sha256.clone(),
+            })
+            .collect();
+        if let Ok(log) = self.log.parse::<Digest>() {
+            refs.push(NodeRef::Log {
+                algorithm: log.algorithm,
+                hex: log.hex(),
+            });
+        }
+        refs
+    }
 }
 
 /// The limits a sandboxed step ran under (as applied) and how each was
