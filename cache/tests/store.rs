@@ -1107,7 +1107,7 @@ fn an_index_of_schema_2_keeps_its_nodes_last_use() {
         .into_iter()
         .map(|n| n.key)
         .collect();
-    assert_eq!(old, [a.key.clone()]);
+    assert_eq!(old, std::slice::from_ref(&a.key));
     idx.set_node_refs(&a.key, &[NodeRef::Node("b".repeat(64))])
         .expect("refs");
     assert!(idx.nodes_without_refs().expect("old nodes").is_empty());
