@@ -756,9 +756,12 @@ impl Store {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
+            // What a helper makes beside an entry (a download's
+            // `.NAME.PID.N.part`) is a dot and the entry's name: the
+            // entry's writer's.
             let writer = name
                 .to_str()
-                .and_then(|n| n.split('.').next())
+                .and_then(|n| n.strip_prefix('.').unwrap_or(n).split('.').next())
                 .filter(|w| is_valid_name(w))
                 .map(str::to_string);
             let stale = match writer {

@@ -680,6 +680,14 @@ fn stale_tmp_entries_of_dead_writers_are_removed_live_ones_kept() {
     let other = Store::open(&root).expect("second store");
     let other_entry = other.tmp_path("sandbox-output");
     fs::create_dir(&other_entry).expect("mkdir");
+    // What a helper of that writer makes beside its entry (a download's
+    // partial file): a dot and the entry's name.
+    let other_entry_name = other_entry.file_name().unwrap().to_str().unwrap();
+    let helper = tmp.join(format!(".{other_entry_name}.123.0.part"));
+    fs::write(&helper, "half a download").expect("write");
+    // And one of a writer that is gone.
+    let dead_helper = tmp.join(format!(".{dead}.2.deb.99.0.part"));
+    fs::write(&dead_helper, "half").expect("write");
 
     let reopened = Store::open(&root).expect("reopen");
     assert!(
@@ -691,6 +699,8 @@ fn stale_tmp_entries_of_dead_writers_are_removed_live_ones_kept() {
     assert!(!dead_blob.exists(), "dead writer's blob kept");
     assert!(!orphan.exists(), "orphan kept");
     assert!(!junk.exists(), "junk kept");
+    assert!(helper.exists(), "a live writer's helper file removed");
+    assert!(!dead_helper.exists(), "a dead writer's helper file kept");
     assert!(
         !writers.join(format!("{dead}.lock")).exists(),
         "dead lock file kept"

@@ -780,7 +780,7 @@ fn make(
                 .source
                 .values()
                 .map(|entry| ActionInput {
-                    path: "source.tar".into(),
+                    path: "upstream.tar".into(),
                     entry: entry.clone(),
                     local: Some(tarball.clone()),
                 })
@@ -903,9 +903,9 @@ fn build_native(
     if let Some(flag) = tarball {
         // A single top directory (as most tarballs have) is stripped.
         script.push_str(&format!(
-            "tops=$(tar -t{flag}f {root}/source.tar | sed 's|^\\./||' | cut -d/ -f1 | sort -u | grep -c .)\n\
-             if [ \"$tops\" = 1 ]; then tar -x{flag}f {root}/source.tar --strip-components=1; \
-             else tar -x{flag}f {root}/source.tar; fi\n",
+            "tops=$(tar -t{flag}f {root}/upstream.tar | sed 's|^\\./||' | cut -d/ -f1 | sort -u | grep -c .)\n\
+             if [ \"$tops\" = 1 ]; then tar -x{flag}f {root}/upstream.tar --strip-components=1; \
+             else tar -x{flag}f {root}/upstream.tar; fi\n",
         ));
     }
     script.push_str(&inputs.script);
@@ -1142,10 +1142,23 @@ fn build_debian(
         }
     }
     if debs.is_empty() {
+        // What is there instead, to say where the packages went.
+        let work = executed.outputs[0].parent().unwrap_or(Path::new("/"));
+        let mut found: Vec<String> = std::fs::read_dir(work)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
         return Err(Error::Stage {
             stage: "build",
             name: recipe.name.clone(),
-            message: "dpkg-buildpackage made no .deb".into(),
+            message: format!(
+                "dpkg-buildpackage made no .deb (its directory holds: {})",
+                found.join(", ")
+            ),
             log: env::tail(&executed.log, 30),
             stored_log: crate::logs::store(engine, &executed.log).ok(),
         });

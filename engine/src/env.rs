@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::inputs::{
     BuildDepsInputs, FetchInputs, Hex, InstallNames, InstallSetInputs, LayerInputs, LayerStage,
-    NodeKey, OrNone, PackageArch, PackageRef,
+    NodeKey, OrNone, PackageArch, PackageRef, Replacement,
 };
 use crate::snapshot::Pinned;
 use comb_cache::{Blake3, Digest, Hash, NodeKind, NodeOutput, NodeRecord, Sha256};
@@ -188,7 +188,13 @@ pub(crate) fn pkg_env_for(
         inputs.replaces = Some(
             replacing
                 .iter()
-                .map(|(l, base)| (package_arch(l), format!("{base} -> {}", l.version)))
+                .map(|(l, base)| {
+                    let replacement = Replacement {
+                        base: base.to_string(),
+                        version: l.version.clone(),
+                    };
+                    (package_arch(l), replacement)
+                })
                 .collect(),
         );
     }

@@ -75,7 +75,7 @@ pub(crate) struct Executed {
     /// The limits it ran under, and how each was enforced.
     pub confinement: Confinement,
     /// Removes the outputs when dropped.
-    _work: Scratch,
+    _scratch: Scratch,
 }
 
 /// Runs actions.
@@ -105,13 +105,18 @@ impl Executor for LocalSandbox<'_> {
         let engine = self.engine;
         let root = vary::build_root(action.variations);
         let builder = vary::builder(action.variations);
-        let work = Scratch::new(engine.store.tmp_path("build"))?;
-        chown_builder(&work.0, builder)?;
+        // The work directory is inside a scratch directory of this
+        // writer's: the sandbox makes what a writable bind needs beside the
+        // bound directory, where no other comb cleaning the store's tmp/
+        // takes it for debris.
+        let scratch = Scratch::new(engine.store.tmp_path("build"))?;
+        let work = scratch.0.join("work");
+        make_dir(&work, builder)?;
         for dir in &action.empty_dirs {
-            make_dir(&work.0.join(dir), builder)?;
+            make_dir(&work.join(dir), builder)?;
         }
         for input in &action.inputs {
-            materialize(&work.0, input, builder)?;
+            materialize(&work, input, builder)?;
         }
         let mut spec = Spec::new(
             action.env_paths.to_vec(),
@@ -124,7 +129,7 @@ impl Executor for LocalSandbox<'_> {
         spec.identity = builder;
         spec.cancel = engine.cancel.clone();
         spec.binds.push(Bind {
-            source: work.0.clone(),
+            source: work.clone(),
             target: PathBuf::from(root),
             writable: true,
         });
@@ -160,13 +165,13 @@ impl Executor for LocalSandbox<'_> {
             });
         }
         Ok(Executed {
-            outputs: action.outputs.iter().map(|o| work.0.join(o)).collect(),
+            outputs: action.outputs.iter().map(|o| work.join(o)).collect(),
             log,
             confinement: Confinement {
                 limits: outcome.limits,
                 enforced_by: outcome.enforced_by,
             },
-            _work: work,
+            _scratch: scratch,
         })
     }
 }

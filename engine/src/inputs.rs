@@ -379,6 +379,36 @@ impl Scalar for PackageRef {
     const KIND: &'static str = "version and sha256";
 }
 
+/// A repository package in place of the base's copy: `BASE -> VERSION`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replacement {
+    /// The version the layers below hold.
+    pub base: String,
+    /// The repository's version.
+    pub version: String,
+}
+
+impl fmt::Display for Replacement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.base, self.version)
+    }
+}
+
+impl FromStr for Replacement {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (base, version) = s.split_once(" -> ").ok_or(())?;
+        Ok(Replacement {
+            base: base.to_string(),
+            version: version.to_string(),
+        })
+    }
+}
+
+impl Scalar for Replacement {
+    const KIND: &'static str = "base version -> version";
+}
+
 /// The content of a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileHash {
@@ -578,6 +608,7 @@ scalar_inputs!(
     OrNone<Hash<Blake3>>,
     SourceKind,
     Wanted,
+    Replacement,
 );
 
 /// The inputs of one stage.
@@ -786,7 +817,7 @@ stage_inputs! {
         local: BTreeMap<PackageArch, PackageRef> = "local", Role::BuildDependencies;
         /// The repository's packages that replace a copy the layers below
         /// hold (`BASE-VERSION -> VERSION`).
-        replaces: Option<BTreeMap<PackageArch, String>> = "replaces", Role::Other;
+        replaces: Option<BTreeMap<PackageArch, Replacement>> = "replaces", Role::Other;
     }
 }
 
@@ -951,6 +982,11 @@ fn typed_reasons(
         }
         NodeKind::Build => both::<BuildInputs>(node, old, new),
     }
+}
+
+/// A recorded description read as `S`'s, if it is one.
+pub(crate) fn read_as<S: StageInputs>(description: &str) -> Option<S> {
+    S::read(&ReadDescription::parse(description).ok()?).ok()
 }
 
 /// What a recorded node names through its inputs (see
@@ -1246,7 +1282,10 @@ mod tests {
                     name: "sed".into(),
                     architecture: "amd64".into(),
                 },
-                "4.9-1 -> 4.9-2".into(),
+                Replacement {
+                    base: "4.9-1".into(),
+                    version: "4.9-2".into(),
+                },
             )])),
         });
         round_trip(SourceChoiceInputs {
@@ -1379,6 +1418,11 @@ mod tests {
             ("report.rs", include_str!("report.rs")),
             ("check.rs", include_str!("check.rs")),
             ("miss.rs", include_str!("miss.rs")),
+            ("gc.rs", include_str!("gc.rs")),
+            ("executor.rs", include_str!("executor.rs")),
+            ("source.rs", include_str!("source.rs")),
+            ("vary.rs", include_str!("vary.rs")),
+            ("manifest.rs", include_str!("manifest.rs")),
         ];
         let mut keys = Vec::new();
         for fields in [
@@ -1404,6 +1448,8 @@ mod tests {
                     format!(".field({quoted}"),
                     format!(".list({quoted}"),
                     format!(".map({quoted}"),
+                    format!("\"{key}."),
+                    format!("\"{key}="),
                 ] {
                     assert!(
                         !text.contains(&pattern),

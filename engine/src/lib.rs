@@ -38,7 +38,7 @@
 //! | resolve (a pkg-env) | `status` | digest or none | The BLAKE3 of the dpkg status of the layers below. |
 //! | resolve (a pkg-env) | `requires` | list of text | The build requirements, Debian relations, sorted. |
 //! | resolve (a pkg-env) | `local` | map of package:architecture to version and sha256 | The packages built by the repository's recipes it needs. |
-//! | resolve (a pkg-env) | `replaces` | map of package:architecture to text (when any) | The repository's packages that replace a copy the layers below hold (`BASE-VERSION -> VERSION`). |
+//! | resolve (a pkg-env) | `replaces` | map of package:architecture to base version -> version (when any) | The repository's packages that replace a copy the layers below hold (`BASE-VERSION -> VERSION`). |
 //! | fetch | `sha256` | hex hash | Its SHA-256, from the index. |
 //! | fetch | `size` | number | Its size in bytes, from the index. |
 //! | base-install, base-build, pkg-env | `recipe` | text | comb's way of making layers. |

@@ -6,7 +6,7 @@
 //! reason that points upstream to that node's own reasons.
 
 use crate::error::{Error, Result};
-use crate::inputs::{miss_reasons, Previous};
+use crate::inputs::{miss_reasons, read_as, BuildDepsInputs, PackageArch, Previous};
 use crate::manifest::Manifest;
 pub use crate::miss::{MissReason, UpstreamInput};
 use comb_cache::{EventStatus, Index, NodeKind, NodeOutput, RunId, Store};
@@ -305,24 +305,27 @@ pub fn repository_packages_of(store: &Store, index: &Index, w: &mut PackageWhy) 
         let installed: Vec<comb_distro::aptbox::Resolved> =
             serde_json::from_reader(std::io::BufReader::new(file))
                 .map_err(|e| Error::Environment(format!("reading the resolution {digest}: {e}")))?;
-        let mut local = HashMap::new();
-        let mut replaced = HashMap::new();
-        for (key, value) in comb_cache::parse_description(&node.description)? {
-            if let Some(package) = key.strip_prefix("local.") {
-                local.insert(package.to_string(), value);
-            } else if let Some(package) = key.strip_prefix("replaces.") {
-                let base = value.split(" -> ").next().unwrap_or_default().to_string();
-                replaced.insert(package.to_string(), base);
-            }
-        }
+        let Some(inputs) = read_as::<BuildDepsInputs>(&node.description) else {
+            continue;
+        };
+        let replaces = inputs.replaces.unwrap_or_default();
         for r in installed {
-            let package = format!("{}:{}", r.name, r.architecture);
-            let ours = format!("{} sha256:{}", r.version, r.sha256);
-            if local.get(&package) != Some(&ours) {
+            let package = PackageArch {
+                name: r.name.clone(),
+                architecture: r.architecture.clone(),
+            };
+            let ours = inputs
+                .local
+                .get(&package)
+                .is_some_and(|l| l.version == r.version && l.sha256.hex() == r.sha256);
+            if !ours {
                 continue;
             }
-            s.from_repository.push(match replaced.get(&package) {
-                Some(base) => format!("{} {} (replaces the base's {base})", r.name, r.version),
+            s.from_repository.push(match replaces.get(&package) {
+                Some(change) => format!(
+                    "{} {} (replaces the base's {})",
+                    r.name, r.version, change.base
+                ),
                 None => format!("{} {}", r.name, r.version),
             });
         }

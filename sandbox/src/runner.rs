@@ -1020,7 +1020,14 @@ impl BindAux {
                     return None;
                 }
                 let parent = bind.source.parent()?.to_path_buf();
-                let aux_name = format!(".comb-bind-{}-{i}-{:016x}", std::process::id(), random());
+                // A dot and the source's name first: a store cleaning its
+                // tmp/ takes it for the source's helper, not for debris.
+                let prefix: String = source_name.chars().take(100).collect();
+                let aux_name = format!(
+                    ".{prefix}.comb-bind-{}-{i}-{:016x}",
+                    std::process::id(),
+                    random()
+                );
                 let dir = parent.join(&aux_name);
                 let made = std::fs::DirBuilder::new()
                     .mode(0o711)

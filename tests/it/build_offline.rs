@@ -242,6 +242,41 @@ fn a_killed_build_is_finished_by_the_next_run() {
     assert!(tmp.is_empty(), "{tmp:?}");
 }
 
+/// Other combs opening the store (each removes what writers that are gone
+/// left in its tmp/) while builds run leave the running builds alone:
+/// their work directories, and what the sandbox makes beside one for a
+/// writable bind, belong to the building writer. Many short builds, so
+/// that the sandboxes' setting up meets the cleaning.
+#[test]
+fn other_combs_opening_the_store_leave_running_builds_alone() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    let names: Vec<String> = (0..16).map(|i| format!("quick{i:02}")).collect();
+    for name in &names {
+        repo.recipe(name, &native(name, &[], "true"), "q\n");
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (code, builds, _) = std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let out = repo.comb(&["stats"]);
+                    assert!(out.status.success(), "{out:?}");
+                }
+            });
+        }
+        let result = repo.build(&["-j", "2"]);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    });
+    assert_eq!(code, Some(0), "{builds:?}");
+    for name in &names {
+        assert_eq!(builds[name], "built", "{builds:?}");
+    }
+}
+
 #[test]
 fn ctrl_c_kills_the_running_builds_and_the_next_run_finishes() {
     if !is_root() {

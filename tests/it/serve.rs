@@ -994,7 +994,7 @@ fn refusals_cost_little_and_a_legitimate_user_is_served() {
     let mut flood = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "flood_helper",
+            "serve::flood_helper",
             "--ignored",
             "--nocapture",
             "--test-threads",
