@@ -147,7 +147,7 @@ pub(crate) fn run_packages(
                 )));
             }
         }
-        closure(&graph, &request.packages, &order)
+        needed_by(&graph, &request.packages)
     };
     let environment = env::environment(engine, pinned, &[])?;
     // [base] bootstrap: what builds packages of the base (and what that
@@ -162,7 +162,7 @@ pub(crate) fn run_packages(
             .filter_map(|r| graph.provider(&r.name))
             .map(str::to_string)
             .collect();
-        closure(&graph, &providers, &order)
+        needed_by(&graph, &providers)
     } else {
         Vec::new()
     };
@@ -328,18 +328,12 @@ pub(crate) fn run_packages(
 }
 
 /// The wanted packages and everything they need, in build order.
-fn closure(graph: &comb_recipes::PackageGraph, wanted: &[String], order: &[String]) -> Vec<String> {
-    let mut keep = std::collections::BTreeSet::new();
-    let mut stack: Vec<String> = wanted.to_vec();
-    while let Some(n) = stack.pop() {
-        if keep.insert(n.clone()) {
-            stack.extend(graph.dependencies(&n).iter().cloned());
-        }
-    }
-    order
-        .iter()
-        .filter(|n| keep.contains(*n))
-        .cloned()
+fn needed_by(graph: &comb_recipes::PackageGraph, wanted: &[String]) -> Vec<String> {
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    graph
+        .needed_by(&wanted)
+        .into_iter()
+        .map(str::to_string)
         .collect()
 }
 

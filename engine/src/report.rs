@@ -551,36 +551,32 @@ fn package_rows(
     Ok(rows)
 }
 
-/// The heaviest chain of packages through `graph`, each weighing `cost`.
+/// The heaviest chain of packages through `graph`, each weighing `cost`:
+/// over petgraph's topological order, each package's heaviest chain is
+/// its own weight on its heaviest dependency's. A graph with a cycle (a
+/// corrupt record) has none.
 fn critical_path(graph: &BTreeMap<String, Vec<String>>, cost: &HashMap<&str, u64>) -> CriticalPath {
+    let mut dependents = petgraph::graphmap::DiGraphMap::<&str, ()>::new();
+    for (p, deps) in graph {
+        dependents.add_node(p.as_str());
+        for d in deps {
+            dependents.add_edge(d.as_str(), p.as_str(), ());
+        }
+    }
+    let Ok(order) = petgraph::algo::toposort(&dependents, None) else {
+        return CriticalPath::default();
+    };
     // best[p]: the heaviest chain ending at p, and the package before it.
     let mut best: HashMap<&str, (u64, Option<&str>)> = HashMap::new();
-    fn visit<'a>(
-        p: &'a str,
-        graph: &'a BTreeMap<String, Vec<String>>,
-        cost: &HashMap<&str, u64>,
-        best: &mut HashMap<&'a str, (u64, Option<&'a str>)>,
-        depth: usize,
-    ) -> u64 {
-        if let Some((w, _)) = best.get(p) {
-            return *w;
-        }
+    for p in order {
         let mut before = (0, None);
-        // A recorded graph is acyclic; the depth bound guards a corrupt one.
-        if depth < 10_000 {
-            for d in graph.get(p).into_iter().flatten() {
-                let w = visit(d, graph, cost, best, depth + 1);
-                if w > before.0 || before.1.is_none() {
-                    before = (w, Some(d.as_str()));
-                }
+        for d in graph.get(p).into_iter().flatten() {
+            let w = best.get(d.as_str()).map_or(0, |b| b.0);
+            if w > before.0 || before.1.is_none() {
+                before = (w, Some(d.as_str()));
             }
         }
-        let w = before.0 + cost.get(p).copied().unwrap_or(0);
-        best.insert(p, (w, before.1));
-        w
-    }
-    for p in graph.keys() {
-        visit(p, graph, cost, &mut best, 0);
+        best.insert(p, (before.0 + cost.get(p).copied().unwrap_or(0), before.1));
     }
     let Some((&end, &(weight, _))) = best
         .iter()
@@ -627,6 +623,9 @@ mod tests {
             critical_path(&BTreeMap::new(), &cost).packages,
             Vec::<String>::new()
         );
+        let mut cyclic = graph.clone();
+        cyclic.insert("a".into(), vec!["d".into()]);
+        assert_eq!(critical_path(&cyclic, &cost).packages, Vec::<String>::new());
     }
 
     #[test]

@@ -236,6 +236,24 @@ impl PackageGraph {
             .collect()
     }
 
+    /// `wanted` and everything they build-depend on, directly or not:
+    /// what building `wanted` needs. In topological order; unknown names
+    /// are ignored.
+    pub fn needed_by(&self, wanted: &[&str]) -> Vec<&str> {
+        let mut hit = vec![false; self.nodes.len()];
+        for start in wanted.iter().filter_map(|n| self.index.get(*n)) {
+            let mut walk = Dfs::new(&self.graph, NodeIndex::new(*start));
+            while let Some(i) = walk.next(&self.graph) {
+                hit[i.index()] = true;
+            }
+        }
+        self.order
+            .iter()
+            .filter(|&&i| hit[i])
+            .map(|&i| self.nodes[i].name.as_str())
+            .collect()
+    }
+
     /// Every edge `(from, to)`: `from` build-depends on `to`. Sorted.
     pub fn edges(&self) -> Vec<(&str, &str)> {
         let mut out: Vec<(&str, &str)> = self

@@ -602,6 +602,11 @@ fn edges_external_requirements_and_orders() {
         g.affected(&["base", "alone"]),
         ["alone", "base", "left", "right", "top"]
     );
+    assert_eq!(g.needed_by(&["left"]), ["base", "left"]);
+    assert_eq!(
+        g.needed_by(&["top", "nothere"]),
+        ["base", "left", "right", "top"]
+    );
     assert_eq!(g.provider("right"), Some("right"));
     assert_eq!(g.provider("gcc"), None);
 
