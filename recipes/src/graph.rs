@@ -12,7 +12,7 @@ use crate::error::{CycleStep, Error, Result};
 use crate::recipe::{Recipe, Requirement};
 use comb_debian::relation::Relation;
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::visit::{Dfs, NodeFiltered, Reversed};
+use petgraph::visit::{Dfs, IntoNeighbors, NodeFiltered, Reversed, Visitable};
 use petgraph::Direction;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -221,29 +221,26 @@ impl PackageGraph {
     /// what a change to `changed` reaches. In topological order; unknown
     /// names are ignored.
     pub fn affected(&self, changed: &[&str]) -> Vec<&str> {
-        let dependents = Reversed(&self.graph);
-        let mut hit = vec![false; self.nodes.len()];
-        for start in changed.iter().filter_map(|n| self.index.get(*n)) {
-            let mut walk = Dfs::new(dependents, NodeIndex::new(*start));
-            while let Some(i) = walk.next(dependents) {
-                hit[i.index()] = true;
-            }
-        }
-        self.order
-            .iter()
-            .filter(|&&i| hit[i])
-            .map(|&i| self.nodes[i].name.as_str())
-            .collect()
+        self.reachable(Reversed(&self.graph), changed)
     }
 
     /// `wanted` and everything they build-depend on, directly or not:
     /// what building `wanted` needs. In topological order; unknown names
     /// are ignored.
     pub fn needed_by(&self, wanted: &[&str]) -> Vec<&str> {
+        self.reachable(&self.graph, wanted)
+    }
+
+    /// The recipes `graph` reaches from `from` (included), in topological
+    /// order.
+    fn reachable<G>(&self, graph: G, from: &[&str]) -> Vec<&str>
+    where
+        G: IntoNeighbors<NodeId = NodeIndex> + Visitable<NodeId = NodeIndex>,
+    {
         let mut hit = vec![false; self.nodes.len()];
-        for start in wanted.iter().filter_map(|n| self.index.get(*n)) {
-            let mut walk = Dfs::new(&self.graph, NodeIndex::new(*start));
-            while let Some(i) = walk.next(&self.graph) {
+        for start in from.iter().filter_map(|n| self.index.get(*n)) {
+            let mut walk = Dfs::new(graph, NodeIndex::new(*start));
+            while let Some(i) = walk.next(graph) {
                 hit[i.index()] = true;
             }
         }
