@@ -118,7 +118,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
         Box::new(Shared(reporter.clone())),
     )
     .context("opening the store")?;
-    watch_signals(engine.cancel.clone());
+    watch_signals(engine.cancel().clone());
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -185,7 +185,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(if engine.cancel.is_cancelled() {
+    Ok(if engine.cancel().is_cancelled() {
         eprintln!("comb: interrupted");
         ExitCode::from(130)
     } else if failed {

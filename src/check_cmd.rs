@@ -71,7 +71,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         jobs,
         retry_fail: args.retry_fail,
         variations: args.vary.clone().map(|mut v| {
-            v.prepare(&engine.store);
+            v.prepare(engine.store());
             v
         }),
         against_distro: args.against_distro,
@@ -90,11 +90,11 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let all_good = count(Verdict::Good) == results.len();
     engine.finish(all_good)?;
     if let Some(path) = &args.html {
-        let index = engine.store.open_index()?;
+        let index = engine.store().open_index()?;
         let run = index
             .run(engine.run_id())?
             .context("this run is missing from the index")?;
-        let report = comb_engine::report(&engine.store, &index, &[run])?;
+        let report = comb_engine::report(engine.store(), &index, &[run])?;
         std::fs::write(path, crate::report_html::page(&report))
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -159,7 +159,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
             count(Verdict::Skipped)
         );
     }
-    Ok(if engine.cancel.is_cancelled() {
+    Ok(if engine.cancel().is_cancelled() {
         ExitCode::from(130)
     } else if all_good {
         ExitCode::SUCCESS

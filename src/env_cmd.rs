@@ -182,7 +182,7 @@ pub fn update(place: Place) -> Result<ExitCode> {
         if changed {
             format!(
                 " → {}",
-                engine.repo.root.join(comb_engine::LOCK_FILE).display()
+                engine.repo().root.join(comb_engine::LOCK_FILE).display()
             )
         } else {
             String::new()

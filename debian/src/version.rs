@@ -147,6 +147,10 @@ fn version_problem(version: &str) -> Option<&'static str> {
             if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
                 return Some("the epoch before `:` must be a number");
             }
+            // As dpkg: an epoch is a number it can hold.
+            if epoch.parse::<u32>().is_err() {
+                return Some("the epoch is too big");
+            }
             rest
         }
         None => version,
@@ -389,6 +393,7 @@ pub(crate) mod tests {
             ("1.0-a_b", "revision may only"),
             ("1:2:3", "only one `:`"),
             ("1.0_1", "upstream version may only"),
+            ("17777777777777:1.0", "epoch is too big"),
         ] {
             let m = check_version(bad).unwrap_err();
             assert!(m.contains(why), "{bad}: {m}");

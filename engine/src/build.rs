@@ -922,10 +922,9 @@ fn build_native(
         limits: &recipe.build.limits,
         outputs: vec!["dest".into()],
     })?;
-    let dest = &executed.outputs[0];
-    // Read what U left only through the safe walk: no links followed
-    // out, no devices, no set-id bits.
-    let files = debwriter::list_tree(dest)?;
+    // What U left, as the executor read it (no link followed).
+    let dest = &executed.outputs[0].dir;
+    let files: Vec<PathBuf> = executed.outputs[0].entries.keys().cloned().collect();
     let out = engine.store.tmp_path("debs");
     std::fs::create_dir(&out).map_err(|e| Error::io("creating the output directory", e))?;
     let packed = (|| -> Result<(Vec<BuiltDeb>, Vec<String>)> {
@@ -1127,17 +1126,18 @@ fn build_debian(
         outputs: vec!["out".into()],
     })?;
     let mut debs = Vec::new();
-    for deb in debwriter::list_tree(&executed.outputs[0])? {
-        let path = executed.outputs[0].join(&deb);
+    let out = &executed.outputs[0];
+    for (deb, entry) in &out.entries {
+        let path = out.dir.join(deb);
         let is_deb = deb.extension().is_some_and(|x| x == "deb");
-        if is_deb && deb.components().count() == 1 && !path.is_symlink() && path.is_file() {
+        if is_deb && deb.components().count() == 1 && matches!(entry, SourceEntry::File { .. }) {
             let control = comb_distro::deb::DebArchive::open(&path)?.control()?;
             debs.push(store_deb(engine, &path, &control)?);
         }
     }
     if debs.is_empty() {
         // What is there instead, to say where the packages went.
-        let work = executed.outputs[0].parent().unwrap_or(Path::new("/"));
+        let work = executed.outputs[0].dir.parent().unwrap_or(Path::new("/"));
         let mut found: Vec<String> = std::fs::read_dir(work)
             .map(|d| {
                 d.flatten()

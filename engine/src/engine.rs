@@ -84,16 +84,16 @@ pub fn store_location(flag: Option<PathBuf>) -> Result<PathBuf> {
 
 /// One invocation of comb on one repository and store.
 pub struct Engine {
-    pub repo: RepoConfig,
-    pub store: Store,
+    pub(crate) repo: RepoConfig,
+    pub(crate) store: Store,
     index: Mutex<Index>,
     pub(crate) sandbox: SandboxConfig,
     run: RunId,
     pub(crate) observer: Box<dyn Observer + Send>,
     /// Parallel downloads.
-    pub jobs: usize,
+    pub(crate) jobs: usize,
     /// Cancels every sandbox this engine starts, and stops the scheduler.
-    pub cancel: comb_sandbox::CancelToken,
+    pub(crate) cancel: comb_sandbox::CancelToken,
     /// Hits not yet written to the index.
     pending_hits: Mutex<Vec<Event>>,
     /// When the run began.
@@ -375,6 +375,22 @@ impl Engine {
     }
 
     /// This run's id.
+    /// The store this engine builds into.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The repository's `comb.toml`.
+    pub fn repo(&self) -> &RepoConfig {
+        &self.repo
+    }
+
+    /// What cancels this engine's sandboxes and stops its scheduler (a
+    /// signal handler's, a build service's).
+    pub fn cancel(&self) -> &comb_sandbox::CancelToken {
+        &self.cancel
+    }
+
     pub fn run_id(&self) -> RunId {
         self.run
     }

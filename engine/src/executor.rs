@@ -12,10 +12,12 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::inputs::{NodeKey, SourceEntry};
+use crate::inputs::{FileHash, NodeKey, SourceEntry};
 use crate::manifest::Confinement;
 use crate::vary::{self, Variations};
+use comb_cache::Hash;
 use comb_sandbox::{Bind, Identity, Spec};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,11 +67,20 @@ pub(crate) struct Action<'a> {
     pub outputs: Vec<String>,
 }
 
+/// One output directory of an action: where it is on this machine, and
+/// every entry of it by digest.
+pub(crate) struct Output {
+    pub dir: PathBuf,
+    /// Every path below `dir`, sorted: a file by its BLAKE3 (and whether
+    /// it is executable), a symlink by its target (never followed), a
+    /// directory.
+    pub entries: BTreeMap<PathBuf, SourceEntry>,
+}
+
 /// What an action made.
 pub(crate) struct Executed {
-    /// Each of [`Action::outputs`], as a local directory: read it with
-    /// the safe walk (`debwriter::list_tree`), never by following links.
-    pub outputs: Vec<PathBuf>,
+    /// Each of [`Action::outputs`], read once, through the safe walk.
+    pub outputs: Vec<Output>,
     /// Everything the command wrote, stdout and stderr merged.
     pub log: String,
     /// The limits it ran under, and how each was enforced.
@@ -164,8 +175,15 @@ impl Executor for LocalSandbox<'_> {
                 stored_log: crate::logs::store(engine, &log).ok(),
             });
         }
+        // Nothing runs in the sandbox any more: the tree is still.
+        let mut outputs = Vec::new();
+        for o in &action.outputs {
+            let dir = work.join(o);
+            let entries = digest_tree(&dir)?;
+            outputs.push(Output { dir, entries });
+        }
         Ok(Executed {
-            outputs: action.outputs.iter().map(|o| work.join(o)).collect(),
+            outputs,
             log,
             confinement: Confinement {
                 limits: outcome.limits,
@@ -174,6 +192,41 @@ impl Executor for LocalSandbox<'_> {
             _scratch: scratch,
         })
     }
+}
+
+/// Every entry below `dir`, by digest, walked without following a link:
+/// what the builder left there, read once.
+fn digest_tree(dir: &Path) -> Result<BTreeMap<PathBuf, SourceEntry>> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut entries = BTreeMap::new();
+    for rel in comb_distro::debwriter::list_tree(dir)? {
+        let path = dir.join(&rel);
+        let read = |e: std::io::Error| Error::io(format!("reading {}", path.display()), e);
+        let md = std::fs::symlink_metadata(&path).map_err(read)?;
+        let entry = if md.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).map_err(read)?;
+            SourceEntry::Symlink(target.to_string_lossy().into_owned())
+        } else if md.is_dir() {
+            SourceEntry::Dir
+        } else if md.is_file() {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(read)?;
+            SourceEntry::File {
+                hash: FileHash::Blake3(Hash::of_reader(&mut file).map_err(read)?),
+                executable: md.permissions().mode() & 0o111 != 0,
+            }
+        } else {
+            return Err(Error::Input(format!(
+                "the build left {} in its output, which is neither a file, a directory nor a symlink",
+                rel.display()
+            )));
+        };
+        entries.insert(rel, entry);
+    }
+    Ok(entries)
 }
 
 /// A scratch directory under the store, removed when dropped.

@@ -1326,9 +1326,9 @@ fn open_engine(
         Box::new(LiveObserver(shared.clone())),
     )
     .map_err(|e| format!("opening the store: {e}"))?;
-    shared.live().request = Some((row.id, engine.cancel.clone()));
+    shared.live().request = Some((row.id, engine.cancel().clone()));
     if shared.stopping.load(Ordering::SeqCst) {
-        engine.cancel.cancel();
+        engine.cancel().cancel();
     }
     let _ = shared.db().set_run(row.id, engine.run_id().0);
     Ok((engine, repo))
@@ -1371,9 +1371,9 @@ fn submit(
             }
         }
     }
-    if !problems.is_empty() || engine.cancel.is_cancelled() {
+    if !problems.is_empty() || engine.cancel().is_cancelled() {
         let _ = engine.finish(false);
-        if engine.cancel.is_cancelled() && problems.is_empty() {
+        if engine.cancel().is_cancelled() && problems.is_empty() {
             problems.push("cancelled".into());
         }
         return Err(problems.join("; "));
@@ -1418,7 +1418,7 @@ fn submit(
                 at: db::now(),
             });
         }
-        let store = &engine.store;
+        let store = engine.store();
         publish_into(shared, pocket, &new, &|d: &PocketDeb| {
             Hash::<Sha256>::from_hex(&d.sha256)
                 .ok()
