@@ -48,10 +48,22 @@ pub struct Node {
     pub external: Vec<Requirement>,
 }
 
+/// An edge taken out of a cycle: `from` builds against the snapshot's
+/// `binaries` instead of `to`'s, as a distribution bootstraps.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CutEdge {
+    pub from: String,
+    pub to: String,
+    /// The binaries of `to` that `from` requires: the snapshot has each.
+    pub binaries: Vec<String>,
+}
+
 /// The recipes and their build-dependency edges; acyclic.
 #[derive(Debug, Clone)]
 pub struct PackageGraph {
     nodes: Vec<Node>,
+    /// The edges cut out of cycles, in the order they were cut.
+    cut: Vec<CutEdge>,
     /// Node `i` is recipe `i`; an edge from each recipe to each recipe it
     /// build-depends on.
     graph: DiGraph<(), ()>,
@@ -65,6 +77,20 @@ impl PackageGraph {
     /// Builds the graph of `recipes`, asking `facts` for what only the
     /// engine knows. Errors: a binary built by two recipes, and cycles.
     pub fn new(recipes: &[Recipe], facts: impl Fn(&Recipe) -> SourceFacts) -> Result<PackageGraph> {
+        PackageGraph::cutting(recipes, facts, |_| false)
+    }
+
+    /// [`PackageGraph::new`], but a cycle is cut where it can be: at an
+    /// edge whose every binary the snapshot has (`snapshot_has`), so the
+    /// recipe builds against the snapshot's packages first, as a
+    /// distribution bootstraps. Along the shortest cycle through its
+    /// smallest-named recipe, the first such edge is cut, until no cycle
+    /// is left; a cycle with no such edge is an error, as in `new`.
+    pub fn cutting(
+        recipes: &[Recipe],
+        facts: impl Fn(&Recipe) -> SourceFacts,
+        snapshot_has: impl Fn(&str) -> bool,
+    ) -> Result<PackageGraph> {
         let mut errors = Vec::new();
         let mut index = HashMap::new();
         let mut providers: HashMap<String, usize> = HashMap::new();
@@ -126,12 +152,15 @@ impl PackageGraph {
         for _ in &nodes {
             graph.add_node(());
         }
+        // Which binaries make each edge.
+        let mut via: HashMap<(usize, usize), BTreeSet<String>> = HashMap::new();
         for (i, reqs) in requirements.into_iter().enumerate() {
             for req in reqs {
                 let mut found = false;
                 for name in req.relation.names() {
                     if let Some(&j) = providers.get(name) {
                         graph.update_edge(NodeIndex::new(i), NodeIndex::new(j), ());
+                        via.entry((i, j)).or_default().insert(name.to_string());
                         found = true;
                     }
                 }
@@ -143,6 +172,42 @@ impl PackageGraph {
             }
         }
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let mut cut = Vec::new();
+        loop {
+            let found = cycles(&graph, &names);
+            if found.is_empty() {
+                break;
+            }
+            let mut stuck = Vec::new();
+            for cycle in found {
+                let edges = (0..cycle.len()).map(|k| (cycle[k], cycle[(k + 1) % cycle.len()]));
+                let cuttable = edges.clone().find(|edge| {
+                    via.get(edge)
+                        .is_some_and(|binaries| binaries.iter().all(|b| snapshot_has(b)))
+                });
+                let Some((from, to)) = cuttable else {
+                    stuck.push(cycle);
+                    continue;
+                };
+                // A cycle found in this round may share its edge with an
+                // earlier one of the same round, already cut.
+                if let Some(e) = graph.find_edge(NodeIndex::new(from), NodeIndex::new(to)) {
+                    graph.remove_edge(e);
+                    cut.push(CutEdge {
+                        from: names[from].clone(),
+                        to: names[to].clone(),
+                        binaries: via[&(from, to)].iter().cloned().collect(),
+                    });
+                }
+            }
+            if !stuck.is_empty() {
+                let errors = stuck
+                    .into_iter()
+                    .map(|cycle| cycle_error(&cycle, &nodes, &providers))
+                    .collect();
+                return Err(Error::from_list(errors).expect("there is a cycle"));
+            }
+        }
         let sorted_names = |i: usize, direction: Direction| {
             let mut v: Vec<String> = graph
                 .neighbors_directed(NodeIndex::new(i), direction)
@@ -156,22 +221,20 @@ impl PackageGraph {
             node.dependencies = sorted_names(i, Direction::Outgoing);
             node.reverse_dependencies = sorted_names(i, Direction::Incoming);
         }
-        let cycles = cycles(&graph, &names);
-        if !cycles.is_empty() {
-            let errors = cycles
-                .into_iter()
-                .map(|cycle| cycle_error(&cycle, &nodes, &providers))
-                .collect();
-            return Err(Error::from_list(errors).expect("there is a cycle"));
-        }
         let order = topological_order(&graph, &names);
         Ok(PackageGraph {
             nodes,
+            cut,
             graph,
             index,
             providers,
             order,
         })
+    }
+
+    /// The edges cut out of cycles ([`PackageGraph::cutting`]).
+    pub fn cut_edges(&self) -> &[CutEdge] {
+        &self.cut
     }
 
     /// The recipes, in the repository's order (sorted by file).

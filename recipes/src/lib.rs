@@ -33,7 +33,7 @@ pub use config::{
 pub use dsc::{Dsc, DscFile};
 pub use error::{CycleStep, Error, Location, Result};
 pub use glob::Glob;
-pub use graph::{Node, PackageGraph, SourceFacts};
+pub use graph::{CutEdge, Node, PackageGraph, SourceFacts};
 pub use limits::LimitsConfig;
 pub use recipe::{
     Architecture, Build, Dependency, Output, Package, Recipe, Requirement, Source, SourceKind,

@@ -79,6 +79,17 @@ impl Repository {
     pub fn graph_with(&self, facts: impl Fn(&Recipe) -> SourceFacts) -> Result<PackageGraph> {
         PackageGraph::new(&self.recipes, facts)
     }
+
+    /// [`Repository::graph_with`], cutting the cycles that can be cut where
+    /// the snapshot has the binaries an edge names (see
+    /// [`PackageGraph::cutting`]).
+    pub fn graph_cutting(
+        &self,
+        facts: impl Fn(&Recipe) -> SourceFacts,
+        snapshot_has: impl Fn(&str) -> bool,
+    ) -> Result<PackageGraph> {
+        PackageGraph::cutting(&self.recipes, facts, snapshot_has)
+    }
 }
 
 /// Every `recipe.toml` below `root` (not in `root` itself), sorted by path.

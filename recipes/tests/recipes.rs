@@ -3,7 +3,7 @@
 //! package graph.
 
 use comb_recipes::{
-    Architecture, Error, PackageGraph, Recipe, Repository, Source, SourceFacts, SourceKind,
+    Architecture, CutEdge, Error, PackageGraph, Recipe, Repository, Source, SourceFacts, SourceKind,
 };
 use std::path::{Path, PathBuf};
 
@@ -518,6 +518,48 @@ fn a_cycle_is_printed_as_the_cycle() {
          dependency cycle: ee -> ee; break it by removing one of these requirements\n\
          \x20 R/e/recipe.toml:11:14: ee requires \"ee\"; ee builds ee"
     );
+}
+
+/// A cycle is cut where the snapshot has the binary an edge names: that
+/// recipe builds against the snapshot's package first. A cycle with no such
+/// edge stays an error.
+#[test]
+fn a_cycle_is_cut_where_the_snapshot_has_the_binary() {
+    let dir = repo(&[
+        ("a/recipe.toml", &native("aa", &["bb"])),
+        ("a/src/", ""),
+        ("b/recipe.toml", &native("bb", &["aa (>= 1)"])),
+        ("b/src/", ""),
+        ("c/recipe.toml", &native("cc", &["aa"])),
+        ("c/src/", ""),
+    ]);
+    let repository = load(dir.path());
+    let facts = |r: &Recipe| SourceFacts {
+        binaries: own_binaries(r),
+        build_depends: Vec::new(),
+    };
+    let g = repository
+        .graph_cutting(facts, |binary| binary == "aa")
+        .unwrap();
+    assert_eq!(
+        g.cut_edges(),
+        [CutEdge {
+            from: "bb".into(),
+            to: "aa".into(),
+            binaries: vec!["aa".into()],
+        }]
+    );
+    assert!(g.dependencies("bb").is_empty());
+    assert_eq!(g.dependencies("aa"), ["bb"]);
+    assert_eq!(g.topological_order(), ["bb", "aa", "cc"]);
+    // Nothing the snapshot has: the cycle stays an error.
+    let e = repository
+        .graph_cutting(facts, |_| false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("dependency cycle: aa -> bb -> aa"), "{e}");
+    // And plain `graph` never cuts.
+    assert!(repository.graph(own_binaries).is_err());
 }
 
 /// A cycle through 10,000 recipes is found and printed without deep
