@@ -23,7 +23,7 @@ use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository, Source, SourceFacts};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -131,7 +131,25 @@ pub(crate) fn run_packages(
     let stop = engine.cancel.flag();
     let sources = debian_sources(engine, pinned, repo)?;
     let arch = pinned.lock.architecture.as_str();
-    let graph = repo.graph_with(|recipe| facts(recipe, &sources, arch))?;
+    // A cycle is cut where the snapshot has the binary an edge names; the
+    // snapshot's binary names are read only if there is a cycle.
+    let binaries: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    let snapshot_has = |binary: &str| {
+        binaries
+            .get_or_init(|| snapshot_binaries(pinned).unwrap_or_default())
+            .contains(binary)
+    };
+    let graph = repo.graph_cutting(|recipe| facts(recipe, &sources, arch), snapshot_has)?;
+    for cut in graph.cut_edges() {
+        engine.observer.note(&format!(
+            "build dependency cycle cut: {} builds against the snapshot's {} instead of {}'s, \
+             then {} builds on it",
+            cut.from,
+            cut.binaries.join(", "),
+            cut.to,
+            cut.to
+        ));
+    }
     let order: Vec<String> = graph
         .topological_order()
         .iter()
@@ -325,6 +343,20 @@ pub(crate) fn run_packages(
         });
     }
     Ok(results)
+}
+
+/// The names of the snapshot's binary packages.
+fn snapshot_binaries(pinned: &Pinned) -> Result<HashSet<String>> {
+    let mut names = HashSet::new();
+    for f in &pinned.snapshot()?.packages {
+        let text = std::fs::read_to_string(&f.local)
+            .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
+        let origin = f.local.display().to_string();
+        for p in comb_debian::control::parse(&text, &origin).map_err(comb_distro::Error::from)? {
+            names.extend(p.get("Package").map(str::to_string));
+        }
+    }
+    Ok(names)
 }
 
 /// The wanted packages and everything they need, in build order.

@@ -242,6 +242,40 @@ fn a_killed_build_is_finished_by_the_next_run() {
     assert!(tmp.is_empty(), "{tmp:?}");
 }
 
+/// A build-dependency cycle that the snapshot can break is cut there: the
+/// recipe whose requirement the snapshot's binary satisfies builds against
+/// it first, and comb says which edge it cut.
+#[test]
+fn a_cycle_the_snapshot_can_break_is_cut_and_said() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    // `hello` is also the mirror's binary; `cycle-b` is only the repository's.
+    repo.recipe("hello", &native("hello", &["cycle-b"], ""), "h\n");
+    repo.recipe("cycle-b", &native("cycle-b", &["hello"], ""), "b\n");
+    let out = repo.comb(&["build", "--all"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "build dependency cycle cut: cycle-b builds against the snapshot's hello instead of \
+             hello's, then hello builds on it"
+        ),
+        "{stderr}"
+    );
+    let (_, builds, _) = repo.build(&[]);
+    assert_eq!(builds["hello"], "hit");
+    assert_eq!(builds["cycle-b"], "hit");
+    // With nothing of the snapshot to break it, a cycle stays an error.
+    repo.recipe("cycle-c", &native("cycle-c", &["cycle-d"], ""), "c\n");
+    repo.recipe("cycle-d", &native("cycle-d", &["cycle-c"], ""), "d\n");
+    let out = repo.comb(&["build", "--all"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cycle-c -> cycle-d -> cycle-c"), "{stderr}");
+}
+
 /// Other combs opening the store (each removes what writers that are gone
 /// left in its tmp/) while builds run leave the running builds alone:
 /// their work directories, and what the sandbox makes beside one for a
