@@ -139,7 +139,11 @@ pub(crate) fn run_packages(
             .get_or_init(|| snapshot_binaries(pinned).unwrap_or_default())
             .contains(binary)
     };
-    let graph = repo.graph_cutting(|recipe| facts(recipe, &sources, arch), snapshot_has)?;
+    let graph = if engine.repo.archive_rebuild {
+        repo.graph_unlinked(|recipe| facts(recipe, &sources, arch))?
+    } else {
+        repo.graph_cutting(|recipe| facts(recipe, &sources, arch), snapshot_has)?
+    };
     for cut in graph.cut_edges() {
         engine.observer.note(&format!(
             "build dependency cycle cut: {} builds against the snapshot's {} instead of {}'s, \

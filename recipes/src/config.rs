@@ -31,6 +31,10 @@ pub struct RepoConfig {
     /// `[limits]`: of every build and environment step (a recipe's
     /// `[build.limits]` overrides them for its build).
     pub limits: LimitsConfig,
+    /// `[build] archive-rebuild`: every package builds against the
+    /// snapshot's binaries only, with no edges between recipes, as an
+    /// archive-wide rebuild of a distribution does.
+    pub archive_rebuild: bool,
 }
 
 /// `[pockets.NAME]`: one archive a build service publishes, and who may
@@ -132,6 +136,15 @@ struct RawFile {
     hooks: Option<RawHooks>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    build: Option<RawBuild>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    #[serde(default, rename = "archive-rebuild")]
+    archive_rebuild: bool,
 }
 
 #[derive(Deserialize)]
@@ -369,6 +382,7 @@ impl RepoConfig {
             pockets,
             hooks,
             limits,
+            archive_rebuild: raw.build.is_some_and(|b| b.archive_rebuild),
         })
     }
 }
@@ -438,6 +452,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<RepoConfig> {
         RepoConfig::parse(Path::new("/repo/comb.toml"), text)
+    }
+
+    #[test]
+    fn an_archive_rebuild_is_asked_for_in_build() {
+        assert!(!parse("").unwrap().archive_rebuild);
+        assert!(!parse("[build]\n").unwrap().archive_rebuild);
+        assert!(
+            parse("[build]\narchive-rebuild = true\n")
+                .unwrap()
+                .archive_rebuild
+        );
+        let e = parse("[build]\narchive = true\n").unwrap_err().to_string();
+        assert!(e.contains("/repo/comb.toml:2"), "{e}");
     }
 
     #[test]

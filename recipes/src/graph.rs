@@ -77,7 +77,18 @@ impl PackageGraph {
     /// Builds the graph of `recipes`, asking `facts` for what only the
     /// engine knows. Errors: a binary built by two recipes, and cycles.
     pub fn new(recipes: &[Recipe], facts: impl Fn(&Recipe) -> SourceFacts) -> Result<PackageGraph> {
-        PackageGraph::cutting(recipes, facts, |_| false)
+        PackageGraph::build(recipes, facts, |_| false, true)
+    }
+
+    /// The recipes without edges between them: every requirement is the
+    /// snapshot's to satisfy, as in an archive-wide rebuild of a
+    /// distribution, where every package builds against the archive's
+    /// binaries. Errors: a binary built by two recipes.
+    pub fn unlinked(
+        recipes: &[Recipe],
+        facts: impl Fn(&Recipe) -> SourceFacts,
+    ) -> Result<PackageGraph> {
+        PackageGraph::build(recipes, facts, |_| false, false)
     }
 
     /// [`PackageGraph::new`], but a cycle is cut where it can be: at an
@@ -90,6 +101,15 @@ impl PackageGraph {
         recipes: &[Recipe],
         facts: impl Fn(&Recipe) -> SourceFacts,
         snapshot_has: impl Fn(&str) -> bool,
+    ) -> Result<PackageGraph> {
+        PackageGraph::build(recipes, facts, snapshot_has, true)
+    }
+
+    fn build(
+        recipes: &[Recipe],
+        facts: impl Fn(&Recipe) -> SourceFacts,
+        snapshot_has: impl Fn(&str) -> bool,
+        edges: bool,
     ) -> Result<PackageGraph> {
         let mut errors = Vec::new();
         let mut index = HashMap::new();
@@ -157,7 +177,7 @@ impl PackageGraph {
         for (i, reqs) in requirements.into_iter().enumerate() {
             for req in reqs {
                 let mut found = false;
-                for name in req.relation.names() {
+                for name in req.relation.names().filter(|_| edges) {
                     if let Some(&j) = providers.get(name) {
                         graph.update_edge(NodeIndex::new(i), NodeIndex::new(j), ());
                         via.entry((i, j)).or_default().insert(name.to_string());

@@ -80,6 +80,12 @@ impl Repository {
         PackageGraph::new(&self.recipes, facts)
     }
 
+    /// [`Repository::graph_with`] without edges between the recipes (see
+    /// [`PackageGraph::unlinked`]).
+    pub fn graph_unlinked(&self, facts: impl Fn(&Recipe) -> SourceFacts) -> Result<PackageGraph> {
+        PackageGraph::unlinked(&self.recipes, facts)
+    }
+
     /// [`Repository::graph_with`], cutting the cycles that can be cut where
     /// the snapshot has the binaries an edge names (see
     /// [`PackageGraph::cutting`]).

@@ -560,6 +560,11 @@ fn a_cycle_is_cut_where_the_snapshot_has_the_binary() {
     assert!(e.starts_with("dependency cycle: aa -> bb -> aa"), "{e}");
     // And plain `graph` never cuts.
     assert!(repository.graph(own_binaries).is_err());
+    // An archive rebuild has no edges between recipes at all.
+    let g = repository.graph_unlinked(facts).unwrap();
+    assert!(g.edges().is_empty());
+    assert_eq!(g.topological_order(), ["aa", "bb", "cc"]);
+    assert_eq!(g.node("aa").unwrap().external.len(), 1);
 }
 
 /// A cycle through 10,000 recipes is found and printed without deep

@@ -276,6 +276,42 @@ fn a_cycle_the_snapshot_can_break_is_cut_and_said() {
     assert!(stderr.contains("cycle-c -> cycle-d -> cycle-c"), "{stderr}");
 }
 
+/// `[build] archive-rebuild`: every package builds against the snapshot's
+/// binaries, none against another recipe's, so a cycle between recipes is
+/// no cycle at all.
+#[test]
+fn an_archive_rebuild_builds_against_the_snapshot_only() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe("hello", &native("hello", &[], ""), "h\n");
+    repo.recipe("uses-hello", &native("uses-hello", &["hello"], ""), "u\n");
+    let from_repository = |repo: &Repo| -> Vec<Value> {
+        let out = repo.comb(&["why", "uses-hello", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        let why: Value = serde_json::from_slice(&out.stdout).unwrap();
+        why["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["stage"] == "resolve" && s["name"] == "pkg-env:uses-hello")
+            .flat_map(|s| s["from_repository"].as_array().unwrap().clone())
+            .collect()
+    };
+    let (code, _, _) = repo.build(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(from_repository(&repo), [Value::from("hello 1.0-1")]);
+    let toml = repo.root.join("comb.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str("\n[build]\narchive-rebuild = true\n");
+    std::fs::write(&toml, text).unwrap();
+    let (code, builds, _) = repo.build(&[]);
+    assert_eq!(code, Some(0), "{builds:?}");
+    assert_eq!(builds["uses-hello"], "built");
+    assert!(from_repository(&repo).is_empty());
+}
+
 /// Other combs opening the store (each removes what writers that are gone
 /// left in its tmp/) while builds run leave the running builds alone:
 /// their work directories, and what the sandbox makes beside one for a
