@@ -130,7 +130,20 @@ pub fn why_text(w: &PackageWhy) -> String {
     if build_hit && !w.stages.iter().any(|s| s.stage == NodeKind::PkgEnv) {
         out.push_str("  (its build was a hit: its environment was not needed)\n");
     }
+    for cut in &w.cycles_cut {
+        out.push_str(&format!("  {}\n", cut_text(cut)));
+    }
     out
+}
+
+/// A cut edge in words.
+fn cut_text(cut: &comb_engine::CutEdge) -> String {
+    format!(
+        "build dependency cycle cut: {} built against the snapshot's {} instead of {}'s",
+        cut.from,
+        cut.binaries.join(", "),
+        cut.to
+    )
 }
 
 pub fn log(args: LogArgs) -> Result<ExitCode> {
@@ -269,6 +282,9 @@ fn report_text(report: &comb_engine::Report) -> String {
                     s.status
                 ));
             }
+        }
+        for cut in &run.cycles_cut {
+            out.push_str(&format!("  {}\n", cut_text(cut)));
         }
         if run.critical_path.packages.len() > 1 || run.critical_path.duration_ms > 0 {
             out.push_str(&format!(

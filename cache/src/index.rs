@@ -157,6 +157,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX node_refs_by_node ON node_refs (node_id);
     ALTER TABLE nodes ADD COLUMN refs_known INTEGER NOT NULL DEFAULT 0;",
+    // 10: the build-dependency edges a run cut out of cycles (JSON), for
+    // `comb why` and `comb report`.
+    "ALTER TABLE runs ADD COLUMN cuts TEXT;",
 ];
 
 /// Something a node names in the store besides its output.
@@ -1160,6 +1163,26 @@ impl Index {
             .prepare_cached("UPDATE runs SET graph = ?1 WHERE id = ?2")?
             .execute(params![digest, id.0])?;
         Ok(())
+    }
+
+    /// Records the edges `run` cut out of cycles, as the engine writes them
+    /// (JSON).
+    pub fn set_run_cuts(&self, id: RunId, json: &str) -> Result<(), IndexError> {
+        self.conn
+            .prepare_cached("UPDATE runs SET cuts = ?1 WHERE id = ?2")?
+            .execute(params![json, id.0])?;
+        Ok(())
+    }
+
+    /// The edges `run` cut out of cycles (JSON), if it recorded any.
+    pub fn run_cuts(&self, id: RunId) -> Result<Option<String>, IndexError> {
+        Ok(self
+            .conn
+            .query_row("SELECT cuts FROM runs WHERE id = ?1", params![id.0], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten())
     }
 
     /// The package graph recorded for `run` (empty if none was).

@@ -144,6 +144,9 @@ pub(crate) fn run_packages(
     } else {
         repo.graph_cutting(|recipe| facts(recipe, &sources, arch), snapshot_has)?
     };
+    if !graph.cut_edges().is_empty() {
+        engine.record_cuts(graph.cut_edges())?;
+    }
     for cut in graph.cut_edges() {
         engine.observer.note(&format!(
             "build dependency cycle cut: {} builds against the snapshot's {} instead of {}'s, \

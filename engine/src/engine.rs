@@ -367,6 +367,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Records the edges this run cut out of build-dependency cycles.
+    pub(crate) fn record_cuts(&self, cuts: &[comb_recipes::CutEdge]) -> Result<()> {
+        let json = serde_json::to_string(cuts)
+            .map_err(|e| Error::Environment(format!("recording the cut edges: {e}")))?;
+        self.index().set_run_cuts(self.run, &json)?;
+        Ok(())
+    }
+
     /// Records a `comb check` result of this run.
     pub(crate) fn record_check(&self, package: &str, state: &str, details: &str) -> Result<()> {
         self.index()

@@ -113,8 +113,8 @@ pub use why::{
 // The types of the crates below that the API above speaks in.
 pub use comb_cache::{unix_now, Hash, NodeKind, NodeOutput, RunId, Sha256, Store, INDEX_FILE};
 pub use comb_recipes::{
-    Architecture, HooksConfig, Output, PocketConfig, Recipe, RepoConfig, Repository, Source,
-    CONFIG_FILE,
+    Architecture, CutEdge, HooksConfig, Output, PocketConfig, Recipe, RepoConfig, Repository,
+    Source, CONFIG_FILE,
 };
 pub use comb_sandbox::{CancelToken, Identity};
 

@@ -131,6 +131,9 @@ pub struct RunReport {
     pub packages: Vec<PackageRow>,
     /// Each package to the packages it needs.
     pub graph: BTreeMap<String, Vec<String>>,
+    /// The edges cut out of build-dependency cycles: `from` built against
+    /// the snapshot's `binaries` instead of `to`'s.
+    pub cycles_cut: Vec<comb_recipes::CutEdge>,
     /// For a `comb check` run, each package's result.
     pub checks: Vec<CheckRow>,
 }
@@ -405,6 +408,7 @@ fn run_report(
         })
         .collect();
     let graph = index.run_graph(run.id)?;
+    let cycles_cut = why::cuts_of(index, run.id)?;
     let packages = package_rows(store, index, run.id, events)?;
     let cost: HashMap<&str, u64> = packages
         .iter()
@@ -472,6 +476,7 @@ fn run_report(
         failures,
         packages,
         graph,
+        cycles_cut,
         checks,
     })
 }

@@ -61,6 +61,9 @@ pub struct PackageWhy {
     pub package: String,
     pub run: RunId,
     pub stages: Vec<StageWhy>,
+    /// The edges from or to the package that the run cut out of a
+    /// build-dependency cycle.
+    pub cycles_cut: Vec<comb_recipes::CutEdge>,
 }
 
 /// How many runs back `comb why` and `comb log` look for a package.
@@ -228,10 +231,15 @@ pub fn explain_events(
     }
     // In pipeline order (hits are recorded in batches, after the builds).
     stages.sort_by_key(|s| pipeline_rank(s.stage, &s.name));
+    let cycles_cut = cuts_of(index, run)?
+        .into_iter()
+        .filter(|c| c.from == package || c.to == package)
+        .collect();
     Ok(PackageWhy {
         package: package.to_string(),
         run,
         stages,
+        cycles_cut,
     })
 }
 
@@ -380,4 +388,13 @@ pub fn log_of(
         }
     }
     Ok(None)
+}
+
+/// The edges `run` cut out of cycles.
+pub(crate) fn cuts_of(index: &Index, run: RunId) -> Result<Vec<comb_recipes::CutEdge>> {
+    match index.run_cuts(run)? {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| Error::Environment(format!("reading the cut edges of run {run}: {e}"))),
+    }
 }

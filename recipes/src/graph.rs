@@ -50,7 +50,7 @@ pub struct Node {
 
 /// An edge taken out of a cycle: `from` builds against the snapshot's
 /// `binaries` instead of `to`'s, as a distribution bootstraps.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CutEdge {
     pub from: String,
     pub to: String,

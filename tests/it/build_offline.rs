@@ -264,6 +264,20 @@ fn a_cycle_the_snapshot_can_break_is_cut_and_said() {
         ),
         "{stderr}"
     );
+    // comb why and comb report say it too.
+    let why = repo.comb(&["why", "cycle-b"]);
+    let why = String::from_utf8_lossy(&why.stdout);
+    let cut = "build dependency cycle cut: cycle-b built against the snapshot's hello instead of \
+               hello's";
+    assert!(why.contains(cut), "{why}");
+    let report = repo.comb(&["report"]);
+    assert!(String::from_utf8_lossy(&report.stdout).contains(cut));
+    let report = repo.comb(&["report", "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(
+        report["runs"][0]["cycles_cut"],
+        serde_json::json!([{"from": "cycle-b", "to": "hello", "binaries": ["hello"]}])
+    );
     let (_, builds, _) = repo.build(&[]);
     assert_eq!(builds["hello"], "hit");
     assert_eq!(builds["cycle-b"], "hit");

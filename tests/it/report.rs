@@ -102,6 +102,7 @@ fn the_report_counts_explains_and_renders() {
             "failures",
             "packages",
             "graph",
+            "cycles_cut",
             "checks",
         ])
     );
