@@ -5,9 +5,11 @@
 //! that is hashed into the node's key and stored with it
 //! ([`StageInputs::describe`]), the reading of a stored description back
 //! into the struct ([`StageInputs::read`]), the comparison of two records
-//! into [`MissReason`]s ([`reasons_between`]) and the table of what each
-//! key holds ([`key_table`]), which the engine's module documentation shows
-//! and a test keeps current. No other code names an input.
+//! into [`MissReason`]s ([`reasons_between`]), what a node names in the
+//! store for garbage collection ([`StageInputs::references`]), a build's
+//! shortcut ([`shortcut_key`]) and the table of what each key holds
+//! (`key_table`), which the engine's module documentation shows and a test
+//! keeps current. No other code names an input (a test checks that too).
 
 use crate::miss::{MissReason, UpstreamInput};
 use comb_cache::{
