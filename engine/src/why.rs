@@ -69,7 +69,7 @@ pub struct PackageWhy {
 /// How many runs back `comb why` and `comb log` look for a package.
 const RUNS_SEARCHED: usize = 200;
 
-/// The newest run (of the last [`RUNS_SEARCHED`]) with a build event of
+/// The newest run (of the last `RUNS_SEARCHED`) with a build event of
 /// `package`, or `run` if given (checked).
 pub fn run_of(index: &Index, package: &str, run: Option<RunId>) -> Result<RunId> {
     let has = |r: RunId| -> Result<bool> { Ok(index.run_has_event(r, NodeKind::Build, package)?) };
