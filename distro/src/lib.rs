@@ -49,7 +49,8 @@ pub use error::{Error, Result};
 pub use fetch::{fetch_to, parallel_fetch, FetchItem, FetchOptions, Fetched, Fetcher};
 pub use index::{fetch_snapshot, IndexFile, IndexKind, Snapshot, SnapshotLock};
 pub use packages::{
-    parse_packages, parse_sources, relation_field, relation_list_field, BinaryPackage, Relations,
+    installed_packages, package_names, packages_without, parse_packages, parse_sources,
+    parse_sources_with_text, relation_field, relation_list_field, BinaryPackage, Relations,
     SourcePackage,
 };
 pub use release::{verify_clearsigned, Release};

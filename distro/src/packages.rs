@@ -84,6 +84,67 @@ pub fn parse_sources(text: &str, origin: &str) -> Result<Vec<SourcePackage>> {
         .collect()
 }
 
+/// Each source package of a `Sources` index, with the text of its
+/// paragraph (ending in a newline), for callers that keep a record as it
+/// was signed.
+pub fn parse_sources_with_text(text: &str, origin: &str) -> Result<Vec<(SourcePackage, String)>> {
+    let mut out = Vec::new();
+    for paragraph in control::paragraph_texts(text) {
+        let paragraph = format!("{paragraph}\n");
+        if let Some(s) = parse_sources(&paragraph, origin)?.into_iter().next() {
+            out.push((s, paragraph));
+        }
+    }
+    Ok(out)
+}
+
+/// The names of the binary packages a `Packages` index lists.
+pub fn package_names(text: &str, origin: &str) -> Result<std::collections::HashSet<String>> {
+    Ok(control::parse(text, origin)?
+        .iter()
+        .filter_map(|p| p.get("Package").map(str::to_string))
+        .collect())
+}
+
+/// A `Packages` index without the paragraphs of the packages `names`, as
+/// text: what an index of other packages takes the place of.
+pub fn packages_without(text: &str, names: &std::collections::BTreeSet<&str>) -> String {
+    let kept: Vec<&str> = control::paragraph_texts(text)
+        .into_iter()
+        .filter(|p| {
+            // A field starts a line and a continuation never does: the
+            // name is found without parsing the whole paragraph (an index
+            // has tens of thousands).
+            let name = p.lines().find_map(|l| l.strip_prefix("Package:"));
+            !name.is_some_and(|n| names.contains(n.trim()))
+        })
+        .collect();
+    kept.join("\n\n") + "\n"
+}
+
+/// The packages a dpkg status file lists as installed: (name,
+/// architecture) to version.
+pub fn installed_packages(
+    status: &str,
+    origin: &str,
+) -> Result<std::collections::BTreeMap<(String, String), String>> {
+    let mut installed = std::collections::BTreeMap::new();
+    for p in control::parse(status, origin)? {
+        let installed_ok = p
+            .get("Status")
+            .is_some_and(|s| s.split_whitespace().last() == Some("installed"));
+        if let (true, Some(name), Some(arch), Some(version)) = (
+            installed_ok,
+            p.get("Package"),
+            p.get("Architecture"),
+            p.get("Version"),
+        ) {
+            installed.insert((name.to_string(), arch.to_string()), version.to_string());
+        }
+    }
+    Ok(installed)
+}
+
 /// Parse a `.dsc`. A clearsigned `.dsc` has its armor stripped *without*
 /// checking the signature: a `.dsc`'s integrity comes from the sha256 that
 /// the signed `Sources` index (or a recipe) gives for it.
@@ -398,5 +459,25 @@ mod tests {
         let evil = text.replace("foo_1.2.orig.tar.xz", "../../etc/passwd");
         let err = parse_sources(&evil, "Sources").unwrap_err();
         assert!(err.to_string().contains("unsafe file name"), "{err}");
+    }
+
+    #[test]
+    fn index_helpers_read_and_filter_paragraphs() {
+        let index = "Package: aa\nVersion: 1\nDescription: a\n Package: not a field\n\n\
+                     Package: bb\nVersion: 2\n\nPackage: cc\nVersion: 3\n";
+        let names = package_names(index, "Packages").unwrap();
+        assert_eq!(names.len(), 3);
+        assert!(names.contains("bb"));
+        let without = packages_without(index, &["bb"].into_iter().collect());
+        assert_eq!(
+            package_names(&without, "Packages").unwrap(),
+            ["aa", "cc"].into_iter().map(String::from).collect()
+        );
+        let status = "Package: aa\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n\
+                      Package: bb\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 2\n";
+        let installed = installed_packages(status, "status").unwrap();
+        assert_eq!(installed.len(), 1);
+        assert_eq!(installed[&("aa".to_string(), "amd64".to_string())], "1");
+        assert!(installed_packages("Package aa\n", "status").is_err());
     }
 }

@@ -18,10 +18,9 @@ use crate::snapshot::Pinned;
 use crate::source;
 use crate::vary::{self, Variations};
 use comb_cache::{Algorithm, Digest, Event, EventStatus, Hash, NodeKind, NodeOutput, Sha256};
-use comb_debian::relation::{Alternative, Relation};
 use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
-use comb_recipes::{Recipe, Repository, Source, SourceFacts};
+use comb_recipes::{Alternative, Recipe, Relation, Repository, Source, SourceFacts};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -358,10 +357,10 @@ fn snapshot_binaries(pinned: &Pinned) -> Result<HashSet<String>> {
     for f in &pinned.snapshot()?.packages {
         let text = std::fs::read_to_string(&f.local)
             .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        let origin = f.local.display().to_string();
-        for p in comb_debian::control::parse(&text, &origin).map_err(comb_distro::Error::from)? {
-            names.extend(p.get("Package").map(str::to_string));
-        }
+        names.extend(comb_distro::package_names(
+            &text,
+            &f.local.display().to_string(),
+        )?);
     }
     Ok(names)
 }
@@ -468,16 +467,10 @@ fn source_records(pinned: &Pinned) -> Result<Vec<(SourcePackage, String)>> {
     for f in &snapshot.sources {
         let text = std::fs::read_to_string(&f.local)
             .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        for paragraph in comb_debian::control::paragraph_texts(&text) {
-            let paragraph = format!("{paragraph}\n");
-            let origin = f.local.display().to_string();
-            if let Some(s) = comb_distro::parse_sources(&paragraph, &origin)?
-                .into_iter()
-                .next()
-            {
-                all.push((s, paragraph));
-            }
-        }
+        all.extend(comb_distro::parse_sources_with_text(
+            &text,
+            &f.local.display().to_string(),
+        )?);
     }
     Ok(all)
 }

@@ -285,15 +285,9 @@ fn aptbox_with_local(
         }
         let text = std::fs::read_to_string(&f.local)
             .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        let kept: Vec<&str> = comb_debian::control::paragraph_texts(&text)
-            .into_iter()
-            .filter(|p| {
-                let name = p.lines().find_map(|l| l.strip_prefix("Package:"));
-                !name.is_some_and(|n| replaced.contains(n.trim()))
-            })
-            .collect();
+        let kept = comb_distro::packages_without(&text, &replaced);
         let path = work.join(format!("snapshot-{i}-Packages"));
-        std::fs::write(&path, kept.join("\n\n") + "\n")
+        std::fs::write(&path, kept)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         indices.push(path);
     }
@@ -437,22 +431,10 @@ fn local_entries(local: &[crate::manifest::BuiltDeb]) -> Result<BTreeMap<Package
 fn installed_in(status: &Path) -> Result<std::collections::BTreeMap<(String, String), String>> {
     let text = std::fs::read_to_string(status)
         .map_err(|e| Error::io(format!("reading {}", status.display()), e))?;
-    let origin = status.display().to_string();
-    let mut installed = std::collections::BTreeMap::new();
-    for p in comb_debian::control::parse(&text, &origin).map_err(comb_distro::Error::from)? {
-        let installed_ok = p
-            .get("Status")
-            .is_some_and(|s| s.split_whitespace().last() == Some("installed"));
-        if let (true, Some(name), Some(arch), Some(version)) = (
-            installed_ok,
-            p.get("Package"),
-            p.get("Architecture"),
-            p.get("Version"),
-        ) {
-            installed.insert((name.to_string(), arch.to_string()), version.to_string());
-        }
-    }
-    Ok(installed)
+    Ok(comb_distro::installed_packages(
+        &text,
+        &status.display().to_string(),
+    )?)
 }
 
 fn sorted(names: &[String]) -> Vec<String> {

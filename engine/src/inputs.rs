@@ -887,15 +887,13 @@ stage_inputs! {
 }
 
 /// The key of a build's shortcut: its inputs with the environment not yet
-/// derived, and what the environment is derived from.
+/// derived (`build.env` is [`NodeKey::not_derived`]), and what the
+/// environment is derived from.
 pub(crate) fn shortcut_key(
     build: &BuildInputs,
     origin: &EnvOriginInputs,
 ) -> Result<String, DescriptionError> {
-    let build = BuildInputs {
-        env: NodeKey::not_derived(),
-        ..build.clone()
-    };
+    debug_assert_eq!(build.env, NodeKey::not_derived());
     let text = build.describe().finish()? + &origin.describe().finish()?;
     Ok(comb_cache::key_of(&text))
 }
