@@ -659,6 +659,7 @@ impl Drop for RunDir {
 fn check_request(request: &str) -> Result<()> {
     let bad = |why: String| Error::Resolve {
         names: vec![request.to_string()],
+        resolver: "APT",
         explanation: why,
     };
     let (spec, version) = match request.split_once('=') {
@@ -791,12 +792,17 @@ fn resolve_error(requested: &[String], stdout: &str, stderr: &str) -> Error {
     if explanation.is_empty() {
         explanation = "apt-get failed without saying why".into();
     }
-    Error::Resolve { names, explanation }
+    Error::Resolve {
+        names,
+        resolver: "APT",
+        explanation,
+    }
 }
 
 fn ambiguous(a: &Resolved, b: &Resolved) -> Error {
     Error::Resolve {
         names: vec![a.name.clone()],
+        resolver: "APT",
         explanation: format!(
             "the indices hold two different packages {} {} ({}): {} (sha256 {}) and {} (sha256 {}); \
              APT cannot tell them apart, so give the local build a version of its own",

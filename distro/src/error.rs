@@ -128,12 +128,14 @@ pub enum Error {
     #[error("{path}: {message}; run `comb update` to fetch a fresh snapshot", path = .path.display())]
     LockMismatch { path: PathBuf, message: String },
 
-    /// APT's solver cannot install the requested packages: an unknown name
-    /// or version, unmet dependencies, a conflict, or a plan that would
-    /// remove installed packages. `explanation` is APT's own text.
-    #[error("cannot resolve {}: APT says:\n{explanation}\nCheck that these packages exist in the snapshot at the versions asked for and do not conflict with each other or with what is already installed; fix the names or versions in the recipe, or run `comb update` if the snapshot is old", .names.join(", "))]
+    /// The requested packages cannot be installed: an unknown name or
+    /// version, unmet dependencies, a conflict, or a plan that would remove
+    /// installed packages. `explanation` is the resolver's own text (APT's,
+    /// or comb's in APT's words), `resolver` names it.
+    #[error("cannot resolve {}: {resolver} says:\n{explanation}\nCheck that these packages exist in the snapshot at the versions asked for and do not conflict with each other or with what is already installed; fix the names or versions in the recipe, or run `comb update` if the snapshot is old", .names.join(", "))]
     Resolve {
         names: Vec<String>,
+        resolver: &'static str,
         explanation: String,
     },
 

@@ -40,6 +40,7 @@ mod fsat;
 pub mod index;
 pub mod packages;
 pub mod release;
+pub mod solver;
 pub mod sources;
 
 pub use aptbox::{essential_and_required, Aptbox, Resolved};
@@ -49,7 +50,7 @@ pub use error::{Error, Result};
 pub use fetch::{fetch_to, parallel_fetch, FetchItem, FetchOptions, Fetched, Fetcher};
 pub use index::{fetch_snapshot, IndexFile, IndexKind, Snapshot, SnapshotLock};
 pub use packages::{
-    installed_packages, package_names, packages_without, parse_packages, parse_sources,
+    installed_packages, package_names, parse_status, packages_without, parse_packages, parse_sources,
     parse_sources_with_text, relation_field, relation_list_field, BinaryPackage, Relations,
     SourcePackage,
 };

@@ -145,6 +145,22 @@ pub fn installed_packages(
     Ok(installed)
 }
 
+/// The packages a dpkg status file lists as installed, with their
+/// relations, for resolving on top of them. They have no `.deb`: their
+/// `filename` is empty, their `size` 0 and their `sha256` empty.
+pub fn parse_status(status: &str, origin: &str) -> Result<Vec<BinaryPackage>> {
+    let mut installed = Vec::new();
+    for p in control::parse(status, origin)? {
+        let installed_ok = p
+            .get("Status")
+            .is_some_and(|s| s.split_whitespace().last() == Some("installed"));
+        if installed_ok {
+            installed.push(BinaryPackage::read(&p, origin, false)?);
+        }
+    }
+    Ok(installed)
+}
+
 /// Parse a `.dsc`. A clearsigned `.dsc` has its armor stripped *without*
 /// checking the signature: a `.dsc`'s integrity comes from the sha256 that
 /// the signed `Sources` index (or a recipe) gives for it.
@@ -239,6 +255,12 @@ pub(crate) fn sha256_hex(value: &str, origin: &str, line: usize) -> Result<Strin
 impl BinaryPackage {
     /// Build from one paragraph of a `Packages` index.
     pub fn from_paragraph(p: &Paragraph, origin: &str) -> Result<BinaryPackage> {
+        BinaryPackage::read(p, origin, true)
+    }
+
+    /// Build from a paragraph of an index (`with_file`: it names the
+    /// `.deb`) or of a dpkg status (it does not).
+    fn read(p: &Paragraph, origin: &str, with_file: bool) -> Result<BinaryPackage> {
         let name = p.require("Package", origin)?.to_string();
         let ctx = context(origin, p, &name);
         let version = version(p, "Version", p.require("Version", origin)?, origin)?;
@@ -282,9 +304,18 @@ impl BinaryPackage {
                 .get("Essential")
                 .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
             priority: p.get("Priority").map(str::to_string),
-            filename: p.require("Filename", origin)?.to_string(),
-            size: size(p, "Size", p.require("Size", origin)?, origin)?,
-            sha256: sha256_hex(p.require("SHA256", origin)?, origin, p.line_of("SHA256"))?,
+            filename: match with_file {
+                true => p.require("Filename", origin)?.to_string(),
+                false => String::new(),
+            },
+            size: match with_file {
+                true => size(p, "Size", p.require("Size", origin)?, origin)?,
+                false => 0,
+            },
+            sha256: match with_file {
+                true => sha256_hex(p.require("SHA256", origin)?, origin, p.line_of("SHA256"))?,
+                false => String::new(),
+            },
             multi_arch,
             source,
             source_version,

@@ -136,10 +136,6 @@ pub(crate) fn base_layers(
     Ok((base_install, base_build))
 }
 
-/// The dummy package whose dependencies are a build's requirements, as
-/// sbuild resolves build dependencies.
-const BUILD_DEPS_PACKAGE: &str = "comb-build-deps";
-
 /// The pkg-env of one package: `requires` (Debian relations) resolved on
 /// top of `below`, against the snapshot and the `local` packages built
 /// from the repository, which replace the snapshot's packages of the same
@@ -155,6 +151,7 @@ pub(crate) fn pkg_env_for(
     let name = format!("pkg-env:{package}");
     let (index, status) = resolve_base(pinned, Some(below))?;
     let mut inputs = BuildDepsInputs {
+        resolver: comb_distro::solver::RESOLVER.to_string(),
         index,
         architecture: pinned.lock.architecture.clone(),
         status: status.digest,
@@ -199,58 +196,66 @@ pub(crate) fn pkg_env_for(
         );
     }
     let record = engine.node(NodeKind::Resolve, &name, &inputs, |_| {
-        let work = engine.store.tmp_path("aptbox-local");
-        let result = (|| {
-            // The replacements are dependencies too, at their exact
-            // versions: APT then moves the installed copies to them.
-            let depends: Vec<String> = requires
-                .iter()
-                .cloned()
-                .chain(
-                    replacing
-                        .iter()
-                        .map(|(l, _)| format!("{} (= {})", l.name, l.version)),
-                )
-                .collect();
-            let dummy = format!(
-                "Package: {BUILD_DEPS_PACKAGE}\nVersion: 0\nArchitecture: all\nDepends: {}\n\
-                 Filename: ./{BUILD_DEPS_PACKAGE}.deb\nSize: 1\nSHA256: {}\nDescription: build dependencies\n\n",
-                depends.join(", "),
-                "0".repeat(64)
-            );
-            let apt = aptbox_with_local(pinned, &work, local, &dummy)?;
-            let wanted = [BUILD_DEPS_PACKAGE.to_string()];
-            let mut resolved = if replacing.is_empty() {
-                apt.resolve(&wanted, status.as_deref())?
-            } else {
-                apt.resolve_preferring_index(&wanted, status.as_deref())?
-            };
-            resolved.retain(|r| r.name != BUILD_DEPS_PACKAGE);
-            // A copy at the same version is no change to APT: installed
-            // again from the repository's .deb (see `layer_with`).
-            for (l, _) in &replacing {
-                if !resolved
+        // The replacements are dependencies too, at their exact versions:
+        // the installed copies move to them.
+        let depends: Vec<String> = requires
+            .iter()
+            .cloned()
+            .chain(
+                replacing
                     .iter()
-                    .any(|r| r.name == l.name && r.architecture == l.architecture)
-                {
-                    resolved.push(Resolved {
-                        name: l.name.clone(),
-                        version: l.version.clone(),
-                        architecture: l.architecture.clone(),
-                        sha256: l.sha256.clone(),
-                        size: l.size,
-                        filename: l.filename.clone(),
-                    });
-                }
+                    .map(|(l, _)| format!("{} (= {})", l.name, l.version)),
+            )
+            .collect();
+        let request = comb_distro::relation_field(
+            &format!("the build requirements of {package}"),
+            "Depends",
+            &depends.join(", "),
+        )?;
+        let installed = match &status {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                comb_distro::parse_status(&text, &path.display().to_string())?
             }
-            resolved.sort();
-            let json = serde_json::to_vec(&resolved)
-                .map_err(|e| Error::Environment(format!("serialising a resolution: {e}")))?;
-            let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
-            Ok((NodeOutput::Blob(digest), json.len() as u64))
-        })();
-        let _ = std::fs::remove_dir_all(&work);
-        result
+            None => Vec::new(),
+        };
+        let system = comb_distro::solver::System::new(
+            pinned.universe()?,
+            installed,
+            local_packages(local)?,
+            !replacing.is_empty(),
+        );
+        let mut resolved =
+            system
+                .resolve(&request)
+                .map_err(|unmet| comb_distro::Error::Resolve {
+                    names: requires.to_vec(),
+                    resolver: "comb's resolver",
+                    explanation: unmet.to_string().trim_end().to_string(),
+                })?;
+        // A copy at the same version is no change to the resolver:
+        // installed again from the repository's .deb (see `layer_with`).
+        for (l, _) in &replacing {
+            if !resolved
+                .iter()
+                .any(|r| r.name == l.name && r.architecture == l.architecture)
+            {
+                resolved.push(Resolved {
+                    name: l.name.clone(),
+                    version: l.version.clone(),
+                    architecture: l.architecture.clone(),
+                    sha256: l.sha256.clone(),
+                    size: l.size,
+                    filename: l.filename.clone(),
+                });
+            }
+        }
+        resolved.sort();
+        let json = serde_json::to_vec(&resolved)
+            .map_err(|e| Error::Environment(format!("serialising a resolution: {e}")))?;
+        let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
+        Ok((NodeOutput::Blob(digest), json.len() as u64))
     })?;
     let NodeOutput::Blob(digest) = record.output else {
         return Err(Error::Environment(format!(
@@ -265,14 +270,31 @@ pub(crate) fn pkg_env_for(
     layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added)
 }
 
+/// The repository's packages as the resolver takes them: index records
+/// whose `.deb` is the repository's own.
+fn local_packages(
+    local: &[crate::manifest::BuiltDeb],
+) -> Result<Vec<comb_distro::BinaryPackage>> {
+    let mut text = String::new();
+    for l in local {
+        text.push_str(&format!(
+            "{}\nFilename: ./{}\nSize: {}\nSHA256: {}\n\n",
+            l.control.trim_end(),
+            l.filename,
+            l.size,
+            l.sha256
+        ));
+    }
+    Ok(comb_distro::parse_packages(&text, "the repository's packages")?)
+}
+
 /// A private APT in `work` over the snapshot's indices with `local` (the
 /// repository's builds) in place of the snapshot's packages of the same
-/// names, and the `extra` paragraphs of an index (a dummy package).
+/// names.
 fn aptbox_with_local(
     pinned: &Pinned,
     work: &Path,
     local: &[crate::manifest::BuiltDeb],
-    extra: &str,
 ) -> Result<Aptbox> {
     std::fs::create_dir(work).map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
     let replaced: std::collections::BTreeSet<&str> =
@@ -298,7 +320,6 @@ fn aptbox_with_local(
             l.control, l.filename, l.size, l.sha256
         ));
     }
-    own.push_str(extra);
     let own_path = work.join("local-Packages");
     std::fs::write(&own_path, own).map_err(|e| Error::io("writing local-Packages", e))?;
     indices.push(own_path);
@@ -357,7 +378,7 @@ fn resolve(
             apt.resolve(&names, status.as_deref())?
         } else {
             let work = engine.store.tmp_path("aptbox-local");
-            let resolved = aptbox_with_local(pinned, &work, local, "")
+            let resolved = aptbox_with_local(pinned, &work, local)
                 .and_then(|apt| Ok(apt.resolve_preferring_index(&names, status.as_deref())?));
             let _ = std::fs::remove_dir_all(&work);
             resolved?

@@ -36,6 +36,9 @@ pub struct Pinned {
     /// The stored snapshot tree.
     pub tree: PathBuf,
     verified: std::sync::OnceLock<Snapshot>,
+    /// The snapshot's binary packages, indexed for the resolver: parsed
+    /// once per process, on first use.
+    universe: std::sync::OnceLock<comb_distro::solver::Universe>,
     /// One private APT per snapshot and process: set up once, it resolves
     /// every set of the run.
     aptbox: std::sync::Mutex<Option<std::sync::Arc<comb_distro::aptbox::Aptbox>>>,
@@ -56,6 +59,7 @@ impl Pinned {
             key,
             tree,
             verified: std::sync::OnceLock::new(),
+            universe: std::sync::OnceLock::new(),
             aptbox: std::sync::Mutex::new(None),
         }
     }
@@ -83,6 +87,25 @@ impl Pinned {
         let apt = std::sync::Arc::new(apt);
         *slot = Some(apt.clone());
         Ok(apt)
+    }
+
+    /// The snapshot's binary packages of its architecture, for the
+    /// resolver.
+    pub(crate) fn universe(&self) -> Result<&comb_distro::solver::Universe> {
+        if let Some(u) = self.universe.get() {
+            return Ok(u);
+        }
+        let mut packages = Vec::new();
+        for f in &self.snapshot()?.packages {
+            let text = std::fs::read_to_string(&f.local)
+                .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
+            packages.extend(comb_distro::parse_packages(
+                &text,
+                &f.local.display().to_string(),
+            )?);
+        }
+        let universe = comb_distro::solver::Universe::new(&self.lock.architecture, packages);
+        Ok(self.universe.get_or_init(|| universe))
     }
 
     /// The snapshot's verified files.
