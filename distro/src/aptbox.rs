@@ -26,8 +26,10 @@
 //! WORK/repo/Packages, Release the flat repository (indices concatenated)
 //! WORK/state/lists/           what `apt-get update` made of it
 //! WORK/cache/srcpkgcache.bin  APT's binary cache of the lists
+//! WORK/state/status-SHA256    each dpkg status resolved on, by its digest
+//! WORK/cache/pkgcache-SHA256.bin  APT's cache of the lists and that status
 //! WORK/aptbox.stamp           digests of the indices and the config
-//! WORK/runs/ID/status         one per resolve, removed afterwards
+//! WORK/runs/ID/               one per resolve, removed afterwards
 //! ```
 //!
 //! `apt-get update` runs once per work directory and set of indices: a
@@ -257,6 +259,24 @@ impl Aptbox {
         self.resolve_with(names, status, true)
     }
 
+    /// What `apt-get satisfy` installs for `relations` (the relations of
+    /// a `Depends:` field, as text) on top of `status`, as
+    /// [`Aptbox::resolve`] returns it: APT's answer to what comb's own
+    /// resolver answers (see [`crate::solver`]).
+    pub fn satisfy(&self, relations: &[String], status: Option<&Path>) -> Result<Vec<Resolved>> {
+        let field = relations.join(", ");
+        // One argument, never an option: it starts with a package name.
+        crate::relation_field("the relations to satisfy", "Depends", &field)?;
+        if field.starts_with('-') {
+            return Err(Error::Resolve {
+                names: relations.to_vec(),
+                resolver: "APT",
+                explanation: "relations must start with a package name".into(),
+            });
+        }
+        self.run_plan("satisfy", &[field], status, false)
+    }
+
     fn resolve_with(
         &self,
         names: &[String],
@@ -266,24 +286,47 @@ impl Aptbox {
         for name in names {
             check_request(name)?;
         }
-        if names.is_empty() {
+        self.run_plan("install", names, status, prefer_index)
+    }
+
+    /// `apt-get --simulate COMMAND ARGS` on top of `status`, its plan
+    /// mapped back to the index's records.
+    fn run_plan(
+        &self,
+        command: &str,
+        names: &[String],
+        status: Option<&Path>,
+        prefer_index: bool,
+    ) -> Result<Vec<Resolved>> {
+        if names.iter().all(|n| n.is_empty()) {
             return Ok(Vec::new());
         }
         let run = RunDir::create(&self.work.join("runs"))?;
-        let status_copy = run.path.join("status");
-        match status {
-            Some(src) => {
-                fs::copy(src, &status_copy).map_err(|e| Error::io("copying", src, e))?;
-            }
-            None => write_file(&status_copy, b"")?,
+        // The status is kept by its digest, with APT's cache of it beside
+        // the snapshot's: the next resolve on the same status maps that
+        // cache instead of building it again (APT checks it is current).
+        let status_text = match status {
+            Some(src) => fs::read(src).map_err(|e| Error::io("reading", src, e))?,
+            None => Vec::new(),
+        };
+        let digest = hex::encode(Sha256::digest(&status_text));
+        let status_kept = self.work.join(format!("state/status-{digest}"));
+        if !status_kept.is_file() {
+            let tmp = run.path.join("status");
+            write_file(&tmp, &status_text)?;
+            fs::rename(&tmp, &status_kept).map_err(|e| Error::io("renaming", &tmp, e))?;
         }
         let mut status_opt = std::ffi::OsString::from("Dir::State::status=");
-        status_opt.push(&status_copy);
+        status_opt.push(&status_kept);
+        let mut cache_opt = std::ffi::OsString::from("Dir::Cache::pkgcache=");
+        cache_opt.push(self.work.join(format!("cache/pkgcache-{digest}.bin")));
         let mut args: Vec<&std::ffi::OsStr> = vec![
             "--simulate".as_ref(),
             "--no-remove".as_ref(),
             "-o".as_ref(),
             status_opt.as_os_str(),
+            "-o".as_ref(),
+            cache_opt.as_os_str(),
         ];
         let mut preferences_opt = std::ffi::OsString::from("Dir::Etc::preferences=");
         if prefer_index {
@@ -299,7 +342,7 @@ impl Aptbox {
                 preferences_opt.as_os_str(),
             ]);
         }
-        args.push("install".as_ref());
+        args.push(command.as_ref());
         args.extend(names.iter().map(|n| std::ffi::OsStr::new(n.as_str())));
         let output = self.apt_get(&args)?;
         drop(run);
@@ -965,7 +1008,9 @@ mod tests {
             "E: Unable to locate package zzz\n",
         );
         match e {
-            Error::Resolve { names, explanation } => {
+            Error::Resolve {
+                names, explanation, ..
+            } => {
                 assert_eq!(names, ["zzz"]);
                 assert_eq!(explanation, "E: Unable to locate package zzz");
             }

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use comb_debian::control::{self, Paragraph};
-use comb_debian::relation::{parse_relations, Relation, Rules};
+use comb_debian::relation::{parse_relations, Alternative, Relation, Rules};
 use comb_debian::Version;
 
 /// A parsed relationship field: each relation's alternatives.
@@ -30,6 +30,10 @@ pub struct BinaryPackage {
     pub provides: Vec<Relation>,
     pub conflicts: Vec<Relation>,
     pub breaks: Vec<Relation>,
+    /// The names its `Recommends`, `Suggests`, `Replaces` and `Enhances`
+    /// fields mention, in that order (APT numbers packages in the order an
+    /// index first names them, which breaks its ties between providers).
+    pub mentioned: Vec<String>,
     pub essential: bool,
     pub priority: Option<String>,
     /// Path of the `.deb`, relative to the mirror URI.
@@ -185,6 +189,18 @@ fn context(origin: &str, p: &Paragraph, name: &str) -> String {
     format!("{origin}:{} (package {name})", p.line)
 }
 
+/// The package names a relationship field mentions, without parsing the
+/// rest (version constraints, qualifiers, restrictions).
+fn names_in(value: &str) -> impl Iterator<Item = String> + '_ {
+    value.split([',', '|']).filter_map(|alternative| {
+        let name = alternative
+            .trim()
+            .split(|c: char| c.is_whitespace() || "(:[<".contains(c))
+            .next()?;
+        (!name.is_empty()).then(|| name.to_string())
+    })
+}
+
 fn relations(p: &Paragraph, field: &str, ctx: &str) -> Result<Relations> {
     match p.get(field) {
         Some(v) => relation_field(ctx, field, v),
@@ -300,6 +316,11 @@ impl BinaryPackage {
             provides: relation_list(p, "Provides", &ctx)?,
             conflicts: relation_list(p, "Conflicts", &ctx)?,
             breaks: relation_list(p, "Breaks", &ctx)?,
+            mentioned: ["Recommends", "Suggests", "Replaces", "Enhances"]
+                .iter()
+                .filter_map(|f| p.get(f))
+                .flat_map(names_in)
+                .collect(),
             essential: p
                 .get("Essential")
                 .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
@@ -326,6 +347,57 @@ impl BinaryPackage {
 }
 
 impl SourcePackage {
+    /// Its build dependencies as a `Depends:` field takes them, for a
+    /// build on `arch` without build profiles (`Build-Depends`, then
+    /// `Build-Depends-Arch` and `Build-Depends-Indep`, as sbuild installs
+    /// them for a full build): alternatives that do not apply to `arch` or
+    /// need a profile are dropped, and the architecture restrictions with
+    /// them; a qualifier other than `:any` too.
+    pub fn build_depends_for(&self, arch: &str) -> Vec<Relation> {
+        [
+            &self.build_depends,
+            &self.build_depends_arch,
+            &self.build_depends_indep,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|relation| {
+            let alternatives: Vec<Alternative> = relation
+                .alternatives
+                .iter()
+                .filter(|a| a.applies(arch, &[]))
+                .map(|a| Alternative {
+                    name: a.name.clone(),
+                    arch_qualifier: a.arch_qualifier.clone().filter(|q| q == "any"),
+                    version: a.version.clone(),
+                    architectures: None,
+                    profiles: Vec::new(),
+                })
+                .collect();
+            let text = alternatives
+                .iter()
+                .map(|a| {
+                    let qualifier = a.arch_qualifier.as_ref().map_or("", |_| ":any");
+                    match &a.version {
+                        Some(v) => format!("{}{qualifier} ({} {})", a.name, v.op, v.version),
+                        None => format!("{}{qualifier}", a.name),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" | ");
+            (!alternatives.is_empty()).then_some(Relation { text, alternatives })
+        })
+        .collect()
+    }
+
+    /// Does it build anything on `arch`: does its `Architecture` field
+    /// name `all` or an architecture pattern that matches `arch`?
+    pub fn builds_on(&self, arch: &str) -> bool {
+        self.architecture
+            .iter()
+            .any(|a| a == "all" || comb_debian::relation::arch_matches(a, arch))
+    }
+
     /// Build from one paragraph of a `Sources` index (field `Package`) or a
     /// `.dsc` (field `Source`).
     pub fn from_paragraph(p: &Paragraph, origin: &str) -> Result<SourcePackage> {

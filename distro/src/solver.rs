@@ -19,14 +19,15 @@
 //! - each name has one *candidate*: its highest available version, or the
 //!   installed one when that is higher (no downgrades), unless the
 //!   available versions are preferred (the repository's replacements);
-//! - a package is marked, then the groups of its `Depends` and
-//!   `Pre-Depends` (in that order, APT's) that the system does not already
+//! - a package is marked, then the groups of its `Pre-Depends` and
+//!   `Depends` (in that order, APT's) that the system does not already
 //!   satisfy are satisfied in turn by the first possible solution: the
 //!   alternatives in order, each one's candidates sorted as APT's
-//!   `CompareProviders` sorts them (the package named before its
-//!   providers, essential packages first, then higher `Priority`, then the
-//!   order in which the index first names them), upgrades of installed
-//!   packages before new installs;
+//!   `CompareProviders` sorts them (installed packages first, then the
+//!   package named before its providers, essential packages, higher
+//!   `Priority`, and last the package the index names last, as APT
+//!   numbers packages in the order the index first names them), upgrades
+//!   of installed packages before new installs;
 //! - a candidate whose critical dependencies have no possible solution at
 //!   all is passed over (APT's fail-early); a candidate that conflicts
 //!   with an installed package upgrades that package when its candidate
@@ -69,7 +70,7 @@ struct Atom {
 #[derive(Debug)]
 struct Ver {
     name: NameId,
-    /// `Depends` then `Pre-Depends`, each an or-group.
+    /// `Pre-Depends` then `Depends`, each an or-group.
     depends: Vec<Vec<Atom>>,
     /// `Conflicts` and `Breaks`.
     negative: Vec<Atom>,
@@ -184,8 +185,10 @@ impl Tables {
                 .and_then(|c| Version::parse(&c.version).ok().map(|v| (c.op, v))),
             any: a.arch_qualifier.as_deref() == Some("any"),
         };
+        // APT's order: `Pre-Depends`, `Depends`, `Conflicts`, `Breaks`,
+        // the fields that only name packages, `Provides`.
         let mut depends = Vec::with_capacity(p.depends.len() + p.pre_depends.len());
-        for r in p.depends.iter().chain(&p.pre_depends) {
+        for r in p.pre_depends.iter().chain(&p.depends) {
             let group: Vec<Atom> = r.alternatives.iter().map(|a| atom(self, a)).collect();
             depends.push(group);
         }
@@ -202,6 +205,9 @@ impl Tables {
                     .push((id, negative.len() as u32));
                 negative.push(at);
             }
+        }
+        for name in &p.mentioned {
+            self.intern(name, base);
         }
         let mut provides = Vec::new();
         for r in &p.provides {
@@ -484,22 +490,7 @@ impl<'u> System<'u> {
     /// Resolve `request` (the relations of a `Depends:` field) on this
     /// system: the packages to install or upgrade, sorted by name.
     pub fn resolve(&self, request: &[Relation]) -> Result<Vec<Resolved>, Unsatisfiable> {
-        let groups: Vec<Vec<Atom>> = request
-            .iter()
-            .map(|r| {
-                r.alternatives
-                    .iter()
-                    .map(|a| Atom {
-                        name: self.lookup(&a.name).unwrap_or(NOTHING),
-                        constraint: a
-                            .version
-                            .as_ref()
-                            .and_then(|c| Version::parse(&c.version).ok().map(|v| (c.op, v))),
-                        any: a.arch_qualifier.as_deref() == Some("any"),
-                    })
-                    .collect()
-            })
-            .collect();
+        let groups = self.groups(request);
         let mut state = State::default();
         let mut unmet = Vec::new();
         for (i, group) in groups.iter().enumerate() {
@@ -508,12 +499,11 @@ impl<'u> System<'u> {
             }
             let mut found = false;
             for c in self.solutions(&state, group) {
-                let mark = state.log.len();
-                if state.mark_install(self, self.ver(c).name, 0) && state.satisfied(self, group) {
+                let name = self.ver(c).name;
+                if state.candidate(self, name) == Some(c) && state.mark_install(self, name, 1) {
                     found = true;
                     break;
                 }
-                state.undo(mark);
             }
             if !found {
                 unmet.push(i);
@@ -543,7 +533,7 @@ impl<'u> System<'u> {
             .marked
             .iter()
             .map(|&n| {
-                let v = self.candidate(n).expect("a marked name has a candidate");
+                let v = state.current(self, n).expect("a marked name has a candidate");
                 let p = self.package(v);
                 Resolved {
                     name: p.name.clone(),
@@ -559,6 +549,162 @@ impl<'u> System<'u> {
         Ok(out)
     }
 
+    /// The request's relations, interned.
+    fn groups(&self, request: &[Relation]) -> Vec<Vec<Atom>> {
+        request
+            .iter()
+            .map(|r| {
+                r.alternatives
+                    .iter()
+                    .map(|a| Atom {
+                        name: self.lookup(&a.name).unwrap_or(NOTHING),
+                        constraint: a
+                            .version
+                            .as_ref()
+                            .and_then(|c| Version::parse(&c.version).ok().map(|v| (c.op, v))),
+                        any: a.arch_qualifier.as_deref() == Some("any"),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The state in which `install` (name and version of each package)
+    /// is installed on this system, or why there is none.
+    fn state_of(&self, install: &[Resolved]) -> Result<State, String> {
+        let mut state = State::default();
+        for r in install {
+            let name = self
+                .lookup(&r.name)
+                .ok_or_else(|| format!("{} is not a package of this system", r.name))?;
+            let v = self.candidate(name).filter(|&v| {
+                self.package(v).version.as_str() == r.version
+                    || Version::parse(&r.version).is_ok_and(|w| self.package(v).version == w)
+            });
+            if v.is_none() {
+                return Err(format!(
+                    "{} {} is not the version the index offers",
+                    r.name, r.version
+                ));
+            }
+            state.mark(name);
+        }
+        Ok(state)
+    }
+
+    /// Check an install set made elsewhere (APT's): is `request` met once
+    /// `install` is installed on this system, with every dependency of
+    /// what is installed met and no two packages in conflict? `Err` says
+    /// what is wrong.
+    pub fn check(&self, request: &[Relation], install: &[Resolved]) -> Result<(), String> {
+        let groups = self.groups(request);
+        let state = self.state_of(install)?;
+        match first_problem(self, &state, &groups) {
+            None => Ok(()),
+            Some(Problem::Unmet { owner: None, group }) => Err(format!(
+                "the request's `{}` is unmet",
+                self.group_text(group)
+            )),
+            Some(Problem::Unmet {
+                owner: Some(owner),
+                group,
+            }) => {
+                let v = state.current(self, owner).expect("an owner is installed");
+                let p = self.package(v);
+                Err(format!(
+                    "{} {} depends on `{}`, which is unmet",
+                    p.name,
+                    p.version,
+                    self.group_text(group)
+                ))
+            }
+            Some(Problem::Conflict(a, b)) => {
+                let name = |n| {
+                    let v = state.current(self, n).expect("a conflicting package is installed");
+                    format!("{} {}", self.package(v).name, self.package(v).version)
+                };
+                Err(format!("{} and {} conflict", name(a), name(b)))
+            }
+        }
+    }
+
+    /// Where two valid install sets for `request` chose differently: each
+    /// dependency (of the request, or of a package both install) that they
+    /// meet with different packages, as `DEPENDENCY (of OWNER): FIRST took
+    /// X, SECOND took Y`.
+    pub fn choices_between(
+        &self,
+        request: &[Relation],
+        first: (&str, &[Resolved]),
+        second: (&str, &[Resolved]),
+    ) -> Result<Vec<String>, String> {
+        let groups = self.groups(request);
+        let a = self.state_of(first.1)?;
+        let b = self.state_of(second.1)?;
+        let mut owners: Vec<(String, &[Vec<Atom>])> = vec![(REQUEST_NAME.to_string(), &groups)];
+        let mut both: Vec<NameId> = a.log.iter().copied().filter(|n| b.marked.contains(n)).collect();
+        both.sort_unstable();
+        for n in both {
+            let v = a.current(self, n).expect("marked");
+            owners.push((self.package(v).name.clone(), self.ver(v).depends.as_slice()));
+        }
+        let mut choices = Vec::new();
+        for (owner, deps) in owners {
+            for group in deps {
+                let took = |state: &State| -> Vec<String> {
+                    let mut names: Vec<String> = group
+                        .iter()
+                        .flat_map(|atom| state.matching(self, atom))
+                        .map(|v| self.package(v).name.clone())
+                        .collect();
+                    names.sort();
+                    names.dedup();
+                    names
+                };
+                let (x, y) = (took(&a), took(&b));
+                if x != y {
+                    choices.push(format!(
+                        "`{}` (of {owner}): {} took {}, {} took {}",
+                        self.group_text(group),
+                        first.0,
+                        list_or_nothing(&x),
+                        second.0,
+                        list_or_nothing(&y)
+                    ));
+                }
+            }
+        }
+        Ok(choices)
+    }
+
+    fn group_text(&self, group: &[Atom]) -> String {
+        group
+            .iter()
+            .map(|atom| {
+                let name = if atom.name == NOTHING {
+                    "(a package of another architecture)".to_string()
+                } else {
+                    self.name_text(atom.name).to_string()
+                };
+                let any = if atom.any { ":any" } else { "" };
+                match &atom.constraint {
+                    Some((op, v)) => format!("{name}{any} ({op} {v})"),
+                    None => format!("{name}{any}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    fn name_text(&self, n: NameId) -> &str {
+        let base = self.universe.tables.name_text.len() as u32;
+        if n < base {
+            &self.universe.tables.name_text[n as usize]
+        } else {
+            &self.extra.name_text[(n - base) as usize]
+        }
+    }
+
     /// APT's `getAllPossibleSolutions`: each alternative's candidates that
     /// satisfy it, sorted as `CompareProviders` sorts them; upgrades of
     /// installed packages before new installs.
@@ -570,13 +716,13 @@ impl<'u> System<'u> {
                 continue;
             }
             let mut found: Vec<VerId> = Vec::new();
-            if let Some(c) = self.candidate(atom.name) {
+            if let Some(c) = state.candidate(self, atom.name) {
                 if self.satisfies(c, atom) {
                     found.push(c);
                 }
             }
             for (v, _) in self.providers(atom.name) {
-                if self.candidate(self.ver(v).name) == Some(v)
+                if state.candidate(self, self.ver(v).name) == Some(v)
                     && self.satisfies(v, atom)
                     && !found.contains(&v)
                 {
@@ -612,12 +758,16 @@ impl<'u> System<'u> {
             (false, true) => Some(Ordering::Greater),
             _ => None,
         };
-        first(va.name == target, vb.name == target)
+        let installed = |name: NameId| self.installed.contains_key(&name);
+        first(installed(va.name), installed(vb.name))
+            .or_else(|| first(va.name == target, vb.name == target))
             .or_else(|| first(pa.essential, pb.essential))
             .unwrap_or_else(|| {
+                // Then the higher priority; then the package the index
+                // named last, as APT's "unable to decide" does.
                 va.priority
                     .cmp(&vb.priority)
-                    .then_with(|| va.name.cmp(&vb.name))
+                    .then_with(|| vb.name.cmp(&va.name))
             })
     }
 
@@ -768,6 +918,14 @@ impl<'u> System<'u> {
     }
 }
 
+fn list_or_nothing(names: &[String]) -> String {
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn alternative_text(a: &comb_debian::relation::Alternative) -> String {
     let qualifier = a
         .arch_qualifier
@@ -781,17 +939,29 @@ fn alternative_text(a: &comb_debian::relation::Alternative) -> String {
 }
 
 /// The names marked for installation (each at its candidate), in the
-/// order marked, so that a failed choice is undone.
+/// order marked, and the names whose candidate a failed choice discarded
+/// (as APT discards them for the rest of a resolution).
 #[derive(Debug, Default, Clone)]
 struct State {
     marked: HashSet<NameId>,
     log: Vec<NameId>,
+    discarded: HashSet<NameId>,
 }
 
 impl State {
+    /// The version `name` would be installed at: its candidate, or what is
+    /// installed once the candidate was discarded.
+    fn candidate(&self, s: &System, name: NameId) -> Option<VerId> {
+        if self.discarded.contains(&name) {
+            s.installed.get(&name).copied()
+        } else {
+            s.candidate(name)
+        }
+    }
+
     fn current(&self, s: &System, name: NameId) -> Option<VerId> {
         if self.marked.contains(&name) {
-            s.candidate(name)
+            self.candidate(s, name)
         } else {
             s.installed.get(&name).copied()
         }
@@ -803,11 +973,17 @@ impl State {
         }
     }
 
-    fn undo(&mut self, to: usize) {
-        while self.log.len() > to {
-            let n = self.log.pop().expect("log longer than `to`");
-            self.marked.remove(&n);
+    fn unmark(&mut self, name: NameId) {
+        if self.marked.remove(&name) {
+            self.log.retain(|&n| n != name);
         }
+    }
+
+    /// APT's `MarkInstall_DiscardInstall`: `name` is not installed after
+    /// all, and its candidate is out of the running.
+    fn discard(&mut self, name: NameId) {
+        self.unmark(name);
+        self.discarded.insert(name);
     }
 
     fn satisfied(&self, s: &System, group: &[Atom]) -> bool {
@@ -871,37 +1047,59 @@ impl State {
     }
 
     /// APT's `MarkInstall` with auto-install, for a dependency (fail
-    /// early): mark `name`'s candidate, then satisfy its dependencies.
-    /// On failure nothing it marked stays marked.
+    /// early): mark `name`'s candidate, then satisfy its dependencies in
+    /// turn. On failure `name` is unmarked and its candidate discarded;
+    /// what it marked for its other dependencies stays marked, as in APT.
     fn mark_install(&mut self, s: &System, name: NameId, depth: usize) -> bool {
-        let Some(c) = s.candidate(name) else {
+        let Some(c) = self.candidate(s, name) else {
             return false;
         };
         if self.current(s, name) == Some(c) {
             return true;
         }
-        if depth > 100 {
+        if depth > 3000 {
             return false;
         }
         let ver = s.ver(c);
+        // A critical dependency nothing could satisfy: discard it now.
         for group in &ver.depends {
             if !self.satisfied(s, group) && s.solutions(self, group).is_empty() {
+                self.discard(name);
                 return false;
             }
         }
-        let start = self.log.len();
+        // Its conflicts: a package marked for installation is unmarked; an
+        // installed one is upgraded when its candidate does not conflict;
+        // nothing installed is removed, so otherwise this choice fails.
+        let mut upgrade = Vec::new();
+        for atom in &ver.negative {
+            for w in self.matching(s, atom) {
+                let wname = s.ver(w).name;
+                if w == c || wname == name {
+                    continue;
+                }
+                if self.marked.contains(&wname) {
+                    self.unmark(wname);
+                } else {
+                    match self.candidate(s, wname) {
+                        Some(cw) if cw != w && !s.satisfies(cw, atom) => upgrade.push(wname),
+                        _ => return false,
+                    }
+                }
+            }
+        }
         self.mark(name);
-        // Conflicts: an installed package in the way is upgraded if its
-        // candidate is not; anything else fails this choice.
-        let mut tries = 0;
-        while let Some((w, _)) = self.conflict_of(s, c) {
-            let wname = s.ver(w).name;
-            tries += 1;
-            let upgradable = !self.marked.contains(&wname)
-                && s.candidate(wname).is_some_and(|cw| cw != w)
-                && tries < 8;
-            if !upgradable || !self.mark_install(s, wname, depth + 1) {
-                self.undo(start);
+        // What is installed or marked and conflicts with it: not APT's
+        // business here (its problem resolver's), so the choice fails.
+        if let Some((w, _)) = self.conflict_of(s, c) {
+            if !upgrade.contains(&s.ver(w).name) {
+                self.unmark(name);
+                return false;
+            }
+        }
+        for wname in upgrade {
+            if !self.mark_install(s, wname, depth + 1) {
+                self.discard(name);
                 return false;
             }
         }
@@ -910,22 +1108,42 @@ impl State {
                 continue;
             }
             let mut found = false;
-            for candidate in s.solutions(self, group) {
-                let mark = self.log.len();
-                if self.mark_install(s, s.ver(candidate).name, depth + 1)
-                    && self.satisfied(s, group)
-                {
+            for v in s.solutions(self, group) {
+                let vname = s.ver(v).name;
+                if self.candidate(s, vname) != Some(v) {
+                    continue;
+                }
+                if self.mark_install(s, vname, depth + 1) {
                     found = true;
                     break;
                 }
-                self.undo(mark);
             }
             if !found {
-                self.undo(start);
+                self.discard(name);
                 return false;
             }
         }
         true
+    }
+
+    /// The versions installed or marked that satisfy `atom`.
+    fn matching(&self, s: &System, atom: &Atom) -> Vec<VerId> {
+        let mut found = Vec::new();
+        if atom.name == NOTHING {
+            return found;
+        }
+        if let Some(v) = self.current(s, atom.name) {
+            if s.satisfies(v, atom) {
+                found.push(v);
+            }
+        }
+        for (v, _) in s.providers(atom.name) {
+            if self.current(s, s.ver(v).name) == Some(v) && s.satisfies(v, atom) && !found.contains(&v)
+            {
+                found.push(v);
+            }
+        }
+        found
     }
 
     /// What APT's problem resolver does first: installed packages that an
@@ -977,7 +1195,8 @@ fn search(
                 .filter(|n| !state.marked.contains(n))
                 .collect();
             if let Some(owner) = owner {
-                if !state.marked.contains(&owner) && s.candidate(owner) != state.current(s, owner)
+                if !state.marked.contains(&owner)
+                    && state.candidate(s, owner) != state.current(s, owner)
                 {
                     options.push(owner);
                 }
@@ -986,7 +1205,9 @@ fn search(
         }
         Problem::Conflict(a, b) => [a, b]
             .into_iter()
-            .filter(|n| !state.marked.contains(n) && s.candidate(*n) != state.current(s, *n))
+            .filter(|n| {
+                !state.marked.contains(n) && state.candidate(s, *n) != state.current(s, *n)
+            })
             .collect(),
     };
     for name in options {
@@ -1047,4 +1268,205 @@ fn first_problem<'a>(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packages::{parse_packages, parse_status};
+
+    /// An index paragraph: `name version` and extra fields.
+    fn pkg(name: &str, version: &str, fields: &str) -> String {
+        format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: amd64\n{fields}\
+             Filename: pool/{name}_{version}.deb\nSize: 1\nSHA256: {}\n\n",
+            "a".repeat(64)
+        )
+    }
+
+    fn universe(index: &str) -> Universe {
+        Universe::new("amd64", parse_packages(index, "test").unwrap())
+    }
+
+    fn installed(status: &str) -> Vec<BinaryPackage> {
+        parse_status(status, "status").unwrap()
+    }
+
+    fn request(text: &str) -> Vec<Relation> {
+        crate::relation_field("test", "Depends", text).unwrap()
+    }
+
+    /// `name=version` of each package to install.
+    fn resolve(system: &System, text: &str) -> Vec<String> {
+        system
+            .resolve(&request(text))
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .into_iter()
+            .map(|r| format!("{}={}", r.name, r.version))
+            .collect()
+    }
+
+    fn fails(system: &System, text: &str) -> String {
+        match system.resolve(&request(text)) {
+            Ok(r) => panic!("{text} resolved to {r:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn dependencies_are_followed_and_alternatives_taken_in_order() {
+        let u = universe(&[
+            pkg("a", "1", "Depends: b | c, d (>= 2)\n"),
+            pkg("b", "1", ""),
+            pkg("c", "1", ""),
+            pkg("d", "2", "Depends: e\n"),
+            pkg("e", "1", ""),
+            pkg("x", "1", "Depends: missing | c\n"),
+        ]
+        .concat());
+        let s = System::new(&u, Vec::new(), Vec::new(), false);
+        assert_eq!(resolve(&s, "a"), ["a=1", "b=1", "d=2", "e=1"]);
+        // An alternative that cannot be installed is passed over.
+        assert_eq!(resolve(&s, "x"), ["c=1", "x=1"]);
+        assert_eq!(resolve(&s, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn what_is_installed_is_not_installed_again() {
+        let u = universe(&[pkg("a", "1", "Depends: b\n"), pkg("b", "1", "")].concat());
+        let status = "Package: b\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
+        let s = System::new(&u, installed(status), Vec::new(), false);
+        assert_eq!(resolve(&s, "a"), ["a=1"]);
+        // An installed version that is too old is upgraded.
+        let old = "Package: b\nStatus: install ok installed\nVersion: 0.5\nArchitecture: amd64\n\n";
+        let s = System::new(&u, installed(old), Vec::new(), false);
+        assert_eq!(resolve(&s, "a, b (>= 1)"), ["a=1", "b=1"]);
+        // A newer installed version is not downgraded.
+        let newer = "Package: b\nStatus: install ok installed\nVersion: 2\nArchitecture: amd64\n\n";
+        let s = System::new(&u, installed(newer), Vec::new(), false);
+        assert_eq!(resolve(&s, "a"), ["a=1"]);
+        assert!(fails(&s, "b (<< 2)").contains("b (<< 2) but 2 is to be installed"));
+    }
+
+    #[test]
+    fn virtual_packages_go_to_the_provider_apt_prefers() {
+        let u = universe(&[
+            pkg("mta-b", "1", "Provides: mail-transport-agent\nPriority: optional\n"),
+            pkg("mta-a", "1", "Provides: mail-transport-agent\nPriority: standard\n"),
+            pkg("real", "1", "Provides: both\n"),
+            pkg("both", "1", ""),
+            pkg("v1", "1", "Provides: api (= 1)\n"),
+            pkg("v2", "1", "Provides: api (= 2)\n"),
+            pkg("plain", "1", "Provides: api\n"),
+        ]
+        .concat());
+        let s = System::new(&u, Vec::new(), Vec::new(), false);
+        // Higher Priority first.
+        assert_eq!(resolve(&s, "mail-transport-agent"), ["mta-a=1"]);
+        // The package named before its providers.
+        assert_eq!(resolve(&s, "both"), ["both=1"]);
+        // Versioned dependencies only on versioned provides.
+        assert_eq!(resolve(&s, "api (>= 2)"), ["v2=1"]);
+        assert!(fails(&s, "api (>= 3)").contains("api (>= 3) but it is a virtual package"));
+    }
+
+    #[test]
+    fn a_conflict_with_an_installed_package_upgrades_it_or_fails_the_choice() {
+        let u = universe(&[
+            pkg("new", "1", "Conflicts: old (<< 2)\n"),
+            pkg("old", "2", ""),
+            pkg("stuck", "1", "Conflicts: keep\n"),
+            pkg("keep", "1", ""),
+            pkg("alt", "1", ""),
+            // An arch-qualified conflict names a package of another
+            // architecture, which a universe of one does not have.
+            pkg("libc6-x32", "1", "Conflicts: libc6-i386:x32\n"),
+            pkg("libc6-i386", "1", ""),
+        ]
+        .concat());
+        let status = "Package: old\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n\
+                      Package: keep\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
+        let s = System::new(&u, installed(status), Vec::new(), false);
+        assert_eq!(resolve(&s, "new"), ["new=1", "old=2"]);
+        assert_eq!(resolve(&s, "stuck | alt"), ["alt=1"]);
+        assert!(fails(&s, "stuck").contains("stuck but it is not going to be installed"));
+        assert_eq!(
+            resolve(&s, "libc6-x32, libc6-i386"),
+            ["libc6-i386=1", "libc6-x32=1"]
+        );
+    }
+
+    #[test]
+    fn a_greedy_choice_in_the_way_is_searched_around() {
+        // hdf5 takes the first alternative (openssl); hts needs gnutls,
+        // which conflicts with openssl but also provides what hdf5 needs.
+        let u = universe(&[
+            pkg("hdf5", "1", "Depends: curl-openssl | curl-ssl\n"),
+            pkg("hts", "1", "Depends: curl-gnutls\n"),
+            pkg("curl-openssl", "1", "Provides: curl-ssl\nConflicts: curl-gnutls\n"),
+            pkg("curl-gnutls", "1", "Provides: curl-ssl\nConflicts: curl-openssl\n"),
+        ]
+        .concat());
+        let s = System::new(&u, Vec::new(), Vec::new(), false);
+        assert_eq!(resolve(&s, "hdf5"), ["curl-openssl=1", "hdf5=1"]);
+        assert_eq!(resolve(&s, "hdf5, hts"), ["curl-gnutls=1", "hdf5=1", "hts=1"]);
+    }
+
+    #[test]
+    fn unmet_dependencies_are_explained_as_apt_explains_them() {
+        let u = universe(&[
+            pkg("a", "1", "Depends: b (>= 2)\n"),
+            pkg("b", "1", ""),
+            pkg("top", "1", "Depends: a\n"),
+        ]
+        .concat());
+        let s = System::new(&u, Vec::new(), Vec::new(), false);
+        let text = fails(&s, "nope, top");
+        assert!(
+            text.starts_with("The following packages have unmet dependencies:\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(" comb-build-deps : Depends: nope but it is not installable"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Depends: top but it is not going to be installed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a 1 : Depends: b (>= 2) but 1 is to be installed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn local_packages_take_the_place_of_the_universe_s() {
+        let u = universe(&[pkg("lib", "1", ""), pkg("tool", "1", "Depends: lib (>= 1)\n")].concat());
+        let local = parse_packages(&pkg("lib", "1+local", ""), "local").unwrap();
+        let status = "Package: lib\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
+        // Preferring the available versions moves the installed copy to
+        // the local one when asked for.
+        let s = System::new(&u, installed(status), local.clone(), true);
+        assert_eq!(
+            resolve(&s, "tool, lib (= 1+local)"),
+            ["lib=1+local", "tool=1"]
+        );
+        // The universe's own copy is hidden.
+        let s = System::new(&u, Vec::new(), local, false);
+        assert_eq!(resolve(&s, "lib"), ["lib=1+local"]);
+        assert!(fails(&s, "lib (= 1)").contains("lib (= 1) but 1+local is to be installed"));
+    }
+
+    #[test]
+    fn any_qualified_dependencies_need_multi_arch_allowed() {
+        let u = universe(&[
+            pkg("perl", "1", "Multi-Arch: allowed\n"),
+            pkg("make", "1", ""),
+        ]
+        .concat());
+        let s = System::new(&u, Vec::new(), Vec::new(), false);
+        assert_eq!(resolve(&s, "perl:any"), ["perl=1"]);
+        assert!(fails(&s, "make:any").contains("make:any but make is not Multi-Arch: allowed"));
+    }
 }

@@ -20,7 +20,7 @@ use crate::vary::{self, Variations};
 use comb_cache::{Algorithm, Digest, Event, EventStatus, Hash, NodeKind, NodeOutput, Sha256};
 use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
-use comb_recipes::{Alternative, Recipe, Relation, Repository, Source, SourceFacts};
+use comb_recipes::{Recipe, Repository, Source, SourceFacts};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -479,54 +479,13 @@ fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>, arch: &str) ->
     match sources.get(recipe.name.as_str()) {
         Some(s) => SourceFacts {
             binaries: s.binaries.clone(),
-            build_depends: relations_of(s, arch),
+            build_depends: s.build_depends_for(arch),
         },
         None => SourceFacts {
             binaries: recipe.binaries().unwrap_or_default(),
             build_depends: Vec::new(),
         },
     }
-}
-
-/// A source package's build dependencies as a `Depends:` field takes
-/// them: alternatives that do not apply to `arch` (the snapshot's
-/// architecture) or need a build profile are dropped, and the
-/// architecture restrictions with them; a qualifier other than `:any` too.
-fn relations_of(s: &SourcePackage, arch: &str) -> Vec<Relation> {
-    [
-        &s.build_depends,
-        &s.build_depends_arch,
-        &s.build_depends_indep,
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|relation| {
-        let alternatives: Vec<Alternative> = relation
-            .alternatives
-            .iter()
-            .filter(|a| a.applies(arch, &[]))
-            .map(|a| Alternative {
-                name: a.name.clone(),
-                arch_qualifier: a.arch_qualifier.clone().filter(|q| q == "any"),
-                version: a.version.clone(),
-                architectures: None,
-                profiles: Vec::new(),
-            })
-            .collect();
-        let text = alternatives
-            .iter()
-            .map(|a| {
-                let qualifier = a.arch_qualifier.as_ref().map_or("", |_| ":any");
-                match &a.version {
-                    Some(v) => format!("{}{qualifier} ({} {})", a.name, v.op, v.version),
-                    None => format!("{}{qualifier}", a.name),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" | ");
-        (!alternatives.is_empty()).then_some(Relation { text, alternatives })
-    })
-    .collect()
 }
 
 /// What every build of a run shares.
@@ -640,7 +599,7 @@ fn requires_of(recipe: &Recipe, debian: Option<&SourcePackage>, arch: &str) -> V
         .map(|r| r.relation.text.clone())
         .collect();
     if let Some(s) = debian {
-        requires.extend(relations_of(s, arch).into_iter().map(|r| r.text));
+        requires.extend(s.build_depends_for(arch).into_iter().map(|r| r.text));
     }
     requires
 }
