@@ -119,13 +119,10 @@ impl Universe {
         }
         let mut best = vec![None; tables.name_text.len()];
         for (&name, vers) in &tables.real {
-            best[name as usize] = vers
-                .iter()
-                .copied()
-                .max_by(|a, b| {
-                    let (a, b) = (&tables.packages[*a as usize], &tables.packages[*b as usize]);
-                    a.version.cmp(&b.version)
-                });
+            best[name as usize] = vers.iter().copied().max_by(|a, b| {
+                let (a, b) = (&tables.packages[*a as usize], &tables.packages[*b as usize]);
+                a.version.cmp(&b.version)
+            });
         }
         Universe {
             architecture: architecture.to_string(),
@@ -241,7 +238,6 @@ impl Tables {
         self.packages.push(p);
         id
     }
-
 }
 
 /// The packages installed (a dpkg status) and the repository's packages
@@ -395,7 +391,6 @@ impl<'u> System<'u> {
         }
     }
 
-
     /// Every version of the package `name` (available or installed).
     fn real(&self, name: NameId) -> impl Iterator<Item = VerId> + '_ {
         let hidden = self.hidden.contains(&name);
@@ -533,7 +528,9 @@ impl<'u> System<'u> {
             .marked
             .iter()
             .map(|&n| {
-                let v = state.current(self, n).expect("a marked name has a candidate");
+                let v = state
+                    .current(self, n)
+                    .expect("a marked name has a candidate");
                 let p = self.package(v);
                 Resolved {
                     name: p.name.clone(),
@@ -620,7 +617,9 @@ impl<'u> System<'u> {
             }
             Some(Problem::Conflict(a, b)) => {
                 let name = |n| {
-                    let v = state.current(self, n).expect("a conflicting package is installed");
+                    let v = state
+                        .current(self, n)
+                        .expect("a conflicting package is installed");
                     format!("{} {}", self.package(v).name, self.package(v).version)
                 };
                 Err(format!("{} and {} conflict", name(a), name(b)))
@@ -642,7 +641,12 @@ impl<'u> System<'u> {
         let a = self.state_of(first.1)?;
         let b = self.state_of(second.1)?;
         let mut owners: Vec<(String, &[Vec<Atom>])> = vec![(REQUEST_NAME.to_string(), &groups)];
-        let mut both: Vec<NameId> = a.log.iter().copied().filter(|n| b.marked.contains(n)).collect();
+        let mut both: Vec<NameId> = a
+            .log
+            .iter()
+            .copied()
+            .filter(|n| b.marked.contains(n))
+            .collect();
         both.sort_unstable();
         for n in both {
             let v = a.current(self, n).expect("marked");
@@ -782,10 +786,7 @@ impl<'u> System<'u> {
             let Some(v) = state.current(self, name) else {
                 return true;
             };
-            self.ver(v)
-                .depends
-                .iter()
-                .all(|g| state.satisfied(self, g))
+            self.ver(v).depends.iter().all(|g| state.satisfied(self, g))
                 && state.conflict_of(self, v).is_none()
         };
         state.marked.iter().all(|&n| check(n))
@@ -996,9 +997,8 @@ impl State {
                     return true;
                 }
             }
-            s.providers(atom.name).any(|(v, _)| {
-                self.current(s, s.ver(v).name) == Some(v) && s.satisfies(v, atom)
-            })
+            s.providers(atom.name)
+                .any(|(v, _)| self.current(s, s.ver(v).name) == Some(v) && s.satisfies(v, atom))
         })
     }
 
@@ -1008,7 +1008,12 @@ impl State {
         let ver = s.ver(v);
         let kind = |w: VerId, i: usize| {
             let p = s.package(w);
-            if i < p.conflicts.iter().map(|r| r.alternatives.len()).sum::<usize>() {
+            if i < p
+                .conflicts
+                .iter()
+                .map(|r| r.alternatives.len())
+                .sum::<usize>()
+            {
                 "Conflicts"
             } else {
                 "Breaks"
@@ -1138,7 +1143,9 @@ impl State {
             }
         }
         for (v, _) in s.providers(atom.name) {
-            if self.current(s, s.ver(v).name) == Some(v) && s.satisfies(v, atom) && !found.contains(&v)
+            if self.current(s, s.ver(v).name) == Some(v)
+                && s.satisfies(v, atom)
+                && !found.contains(&v)
             {
                 found.push(v);
             }
@@ -1173,12 +1180,7 @@ impl State {
 /// Exhaustive search, depth first in APT's order of preference: the
 /// first problem of `state` (an unmet group of the request, an unmet
 /// dependency or a conflict) and each way to fix it.
-fn search(
-    s: &System,
-    request: &[Vec<Atom>],
-    state: State,
-    steps: &mut usize,
-) -> Option<State> {
+fn search(s: &System, request: &[Vec<Atom>], state: State, steps: &mut usize) -> Option<State> {
     *steps += 1;
     if *steps > SEARCH_STEPS {
         return None;
@@ -1205,9 +1207,7 @@ fn search(
         }
         Problem::Conflict(a, b) => [a, b]
             .into_iter()
-            .filter(|n| {
-                !state.marked.contains(n) && state.candidate(s, *n) != state.current(s, *n)
-            })
+            .filter(|n| !state.marked.contains(n) && state.candidate(s, *n) != state.current(s, *n))
             .collect(),
     };
     for name in options {
@@ -1315,15 +1315,17 @@ mod tests {
 
     #[test]
     fn dependencies_are_followed_and_alternatives_taken_in_order() {
-        let u = universe(&[
-            pkg("a", "1", "Depends: b | c, d (>= 2)\n"),
-            pkg("b", "1", ""),
-            pkg("c", "1", ""),
-            pkg("d", "2", "Depends: e\n"),
-            pkg("e", "1", ""),
-            pkg("x", "1", "Depends: missing | c\n"),
-        ]
-        .concat());
+        let u = universe(
+            &[
+                pkg("a", "1", "Depends: b | c, d (>= 2)\n"),
+                pkg("b", "1", ""),
+                pkg("c", "1", ""),
+                pkg("d", "2", "Depends: e\n"),
+                pkg("e", "1", ""),
+                pkg("x", "1", "Depends: missing | c\n"),
+            ]
+            .concat(),
+        );
         let s = System::new(&u, Vec::new(), Vec::new(), false);
         assert_eq!(resolve(&s, "a"), ["a=1", "b=1", "d=2", "e=1"]);
         // An alternative that cannot be installed is passed over.
@@ -1334,7 +1336,8 @@ mod tests {
     #[test]
     fn what_is_installed_is_not_installed_again() {
         let u = universe(&[pkg("a", "1", "Depends: b\n"), pkg("b", "1", "")].concat());
-        let status = "Package: b\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
+        let status =
+            "Package: b\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
         let s = System::new(&u, installed(status), Vec::new(), false);
         assert_eq!(resolve(&s, "a"), ["a=1"]);
         // An installed version that is too old is upgraded.
@@ -1350,16 +1353,26 @@ mod tests {
 
     #[test]
     fn virtual_packages_go_to_the_provider_apt_prefers() {
-        let u = universe(&[
-            pkg("mta-b", "1", "Provides: mail-transport-agent\nPriority: optional\n"),
-            pkg("mta-a", "1", "Provides: mail-transport-agent\nPriority: standard\n"),
-            pkg("real", "1", "Provides: both\n"),
-            pkg("both", "1", ""),
-            pkg("v1", "1", "Provides: api (= 1)\n"),
-            pkg("v2", "1", "Provides: api (= 2)\n"),
-            pkg("plain", "1", "Provides: api\n"),
-        ]
-        .concat());
+        let u = universe(
+            &[
+                pkg(
+                    "mta-b",
+                    "1",
+                    "Provides: mail-transport-agent\nPriority: optional\n",
+                ),
+                pkg(
+                    "mta-a",
+                    "1",
+                    "Provides: mail-transport-agent\nPriority: standard\n",
+                ),
+                pkg("real", "1", "Provides: both\n"),
+                pkg("both", "1", ""),
+                pkg("v1", "1", "Provides: api (= 1)\n"),
+                pkg("v2", "1", "Provides: api (= 2)\n"),
+                pkg("plain", "1", "Provides: api\n"),
+            ]
+            .concat(),
+        );
         let s = System::new(&u, Vec::new(), Vec::new(), false);
         // Higher Priority first.
         assert_eq!(resolve(&s, "mail-transport-agent"), ["mta-a=1"]);
@@ -1372,18 +1385,20 @@ mod tests {
 
     #[test]
     fn a_conflict_with_an_installed_package_upgrades_it_or_fails_the_choice() {
-        let u = universe(&[
-            pkg("new", "1", "Conflicts: old (<< 2)\n"),
-            pkg("old", "2", ""),
-            pkg("stuck", "1", "Conflicts: keep\n"),
-            pkg("keep", "1", ""),
-            pkg("alt", "1", ""),
-            // An arch-qualified conflict names a package of another
-            // architecture, which a universe of one does not have.
-            pkg("libc6-x32", "1", "Conflicts: libc6-i386:x32\n"),
-            pkg("libc6-i386", "1", ""),
-        ]
-        .concat());
+        let u = universe(
+            &[
+                pkg("new", "1", "Conflicts: old (<< 2)\n"),
+                pkg("old", "2", ""),
+                pkg("stuck", "1", "Conflicts: keep\n"),
+                pkg("keep", "1", ""),
+                pkg("alt", "1", ""),
+                // An arch-qualified conflict names a package of another
+                // architecture, which a universe of one does not have.
+                pkg("libc6-x32", "1", "Conflicts: libc6-i386:x32\n"),
+                pkg("libc6-i386", "1", ""),
+            ]
+            .concat(),
+        );
         let status = "Package: old\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n\
                       Package: keep\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
         let s = System::new(&u, installed(status), Vec::new(), false);
@@ -1400,26 +1415,41 @@ mod tests {
     fn a_greedy_choice_in_the_way_is_searched_around() {
         // hdf5 takes the first alternative (openssl); hts needs gnutls,
         // which conflicts with openssl but also provides what hdf5 needs.
-        let u = universe(&[
-            pkg("hdf5", "1", "Depends: curl-openssl | curl-ssl\n"),
-            pkg("hts", "1", "Depends: curl-gnutls\n"),
-            pkg("curl-openssl", "1", "Provides: curl-ssl\nConflicts: curl-gnutls\n"),
-            pkg("curl-gnutls", "1", "Provides: curl-ssl\nConflicts: curl-openssl\n"),
-        ]
-        .concat());
+        let u = universe(
+            &[
+                pkg("hdf5", "1", "Depends: curl-openssl | curl-ssl\n"),
+                pkg("hts", "1", "Depends: curl-gnutls\n"),
+                pkg(
+                    "curl-openssl",
+                    "1",
+                    "Provides: curl-ssl\nConflicts: curl-gnutls\n",
+                ),
+                pkg(
+                    "curl-gnutls",
+                    "1",
+                    "Provides: curl-ssl\nConflicts: curl-openssl\n",
+                ),
+            ]
+            .concat(),
+        );
         let s = System::new(&u, Vec::new(), Vec::new(), false);
         assert_eq!(resolve(&s, "hdf5"), ["curl-openssl=1", "hdf5=1"]);
-        assert_eq!(resolve(&s, "hdf5, hts"), ["curl-gnutls=1", "hdf5=1", "hts=1"]);
+        assert_eq!(
+            resolve(&s, "hdf5, hts"),
+            ["curl-gnutls=1", "hdf5=1", "hts=1"]
+        );
     }
 
     #[test]
     fn unmet_dependencies_are_explained_as_apt_explains_them() {
-        let u = universe(&[
-            pkg("a", "1", "Depends: b (>= 2)\n"),
-            pkg("b", "1", ""),
-            pkg("top", "1", "Depends: a\n"),
-        ]
-        .concat());
+        let u = universe(
+            &[
+                pkg("a", "1", "Depends: b (>= 2)\n"),
+                pkg("b", "1", ""),
+                pkg("top", "1", "Depends: a\n"),
+            ]
+            .concat(),
+        );
         let s = System::new(&u, Vec::new(), Vec::new(), false);
         let text = fails(&s, "nope, top");
         assert!(
@@ -1442,9 +1472,16 @@ mod tests {
 
     #[test]
     fn local_packages_take_the_place_of_the_universe_s() {
-        let u = universe(&[pkg("lib", "1", ""), pkg("tool", "1", "Depends: lib (>= 1)\n")].concat());
+        let u = universe(
+            &[
+                pkg("lib", "1", ""),
+                pkg("tool", "1", "Depends: lib (>= 1)\n"),
+            ]
+            .concat(),
+        );
         let local = parse_packages(&pkg("lib", "1+local", ""), "local").unwrap();
-        let status = "Package: lib\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
+        let status =
+            "Package: lib\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
         // Preferring the available versions moves the installed copy to
         // the local one when asked for.
         let s = System::new(&u, installed(status), local.clone(), true);
@@ -1460,11 +1497,13 @@ mod tests {
 
     #[test]
     fn any_qualified_dependencies_need_multi_arch_allowed() {
-        let u = universe(&[
-            pkg("perl", "1", "Multi-Arch: allowed\n"),
-            pkg("make", "1", ""),
-        ]
-        .concat());
+        let u = universe(
+            &[
+                pkg("perl", "1", "Multi-Arch: allowed\n"),
+                pkg("make", "1", ""),
+            ]
+            .concat(),
+        );
         let s = System::new(&u, Vec::new(), Vec::new(), false);
         assert_eq!(resolve(&s, "perl:any"), ["perl=1"]);
         assert!(fails(&s, "make:any").contains("make:any but make is not Multi-Arch: allowed"));

@@ -12,6 +12,8 @@ mod mirror;
 mod real;
 #[path = "../repo/mod.rs"]
 mod repo;
+#[path = "../resolver/mod.rs"]
+mod resolver;
 #[path = "../root/mod.rs"]
 mod root;
 
@@ -24,6 +26,7 @@ mod env_offline;
 mod env_real_mirror;
 mod mirror_fixture;
 mod report;
+mod resolver_vs_apt;
 mod sandbox_attacks;
 mod sandbox_layers;
 mod sandbox_ordinary_user;

@@ -1,0 +1,91 @@
+//! comb's resolver beside APT's on the real snapshot of the host's APT
+//! sources: the build dependencies of a sample of its source packages
+//! (`COMB_TEST_RESOLVER_SAMPLE`, 2000 by default, spread evenly over the
+//! snapshot by name) resolved by comb in process and by APT (libapt-pkg
+//! through python3-apt, checked against `apt-get --simulate satisfy` on
+//! the first 30), on the default base. Every install set must be
+//! APT's, or else both must be valid and the choices that differ named;
+//! and all but a few in a hundred must be identical. See
+//! `tests/resolver/mod.rs`. Needs the mirror, not root.
+
+use crate::real;
+use crate::resolver;
+
+use comb_distro::solver::System;
+use comb_distro::Aptbox;
+
+#[test]
+fn comb_resolves_build_dependencies_as_apt_does() {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("comb.toml"), "[distro]\n").unwrap();
+    let update = real::comb(repo.path(), &["update"]);
+    assert!(update.status.success(), "comb update failed");
+    let snapshot = resolver::snapshot(&real::store(), &repo.path().join("comb.lock"));
+    let (universe, sources) = resolver::load(&snapshot);
+
+    let count: usize = std::env::var("COMB_TEST_RESOLVER_SAMPLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let sample = resolver::sample(&sources, &snapshot.architecture, count);
+    assert_eq!(
+        sample.len(),
+        count,
+        "the snapshot has fewer source packages"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let dummies = work.path().join("dummies");
+    std::fs::write(
+        &dummies,
+        resolver::dummies_index(&sample, &snapshot.architecture),
+    )
+    .unwrap();
+    let mut indices = snapshot.packages.clone();
+    indices.push(dummies);
+    let apt = Aptbox::new(&work.path().join("apt"), &snapshot.architecture, &indices)
+        .expect("setting up APT");
+    let status_text = resolver::base_status(&apt, &snapshot);
+    let status = work.path().join("status");
+    std::fs::write(&status, &status_text).unwrap();
+    let installed = comb_distro::parse_status(&status_text, "the base").unwrap();
+    assert!(
+        installed.len() > 100,
+        "the base holds {} packages",
+        installed.len()
+    );
+    let system = System::new(&universe, installed, Vec::new(), false);
+
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let agreement = resolver::compare(
+        &system,
+        &apt,
+        &status,
+        &snapshot.architecture,
+        &sample,
+        threads,
+        30,
+    );
+    let report = agreement.report();
+    eprintln!("{report}");
+    assert_eq!(agreement.compared, count);
+    assert!(
+        agreement.apt_get_disagrees.is_empty(),
+        "apt-get --simulate disagrees with the oracle on {:?}",
+        agreement.apt_get_disagrees
+    );
+    let unexplained: Vec<&str> = agreement
+        .differences
+        .iter()
+        .filter(|d| d.explained.is_err())
+        .map(|d| d.source.as_str())
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "unexplained differences: {unexplained:?}\n{report}"
+    );
+    assert!(
+        agreement.identical + agreement.both_unsatisfiable >= count * 97 / 100,
+        "fewer than 97% of the install sets are APT's:\n{report}"
+    );
+}
