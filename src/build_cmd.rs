@@ -41,6 +41,10 @@ pub struct BuildArgs {
     /// Stream every build's log, each line prefixed with its package.
     #[arg(short, long, conflicts_with = "json")]
     verbose: bool,
+    /// Print what would be built and why, in build order, without building
+    /// (and every package whose build dependencies cannot be satisfied).
+    #[arg(long, short = 'n', conflicts_with_all = ["out", "verbose"])]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -82,6 +86,14 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     } else {
         args.packages.clone()
     };
+    if args.dry_run {
+        let request = BuildRequest {
+            packages,
+            jobs: args.jobs.unwrap_or(1),
+            keep_going: true,
+        };
+        return dry_run(repo_config, &repo, &args.place, &request, args.json);
+    }
     let mode = match (args.json, args.quiet, args.verbose) {
         (true, _, _) => Mode::Json,
         (_, true, _) => Mode::Quiet,
@@ -193,6 +205,93 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--dry-run`: the plan, printed (or as one JSON object). Exit 1 if a
+/// package could not build (unsatisfiable build dependencies, a failed
+/// plan), else 0.
+pub fn dry_run(
+    repo_config: comb_engine::RepoConfig,
+    repo: &Repository,
+    place: &crate::env_cmd::Place,
+    request: &BuildRequest,
+    json: bool,
+) -> Result<ExitCode> {
+    use comb_engine::PlannedAction as A;
+    let engine = Engine::open_planning(
+        repo_config,
+        store_location(place.store.clone())?,
+        Box::new(comb_engine::Quiet),
+    )
+    .context("opening the store")?;
+    let pinned = comb_engine::load_snapshot(&engine)?;
+    let plan = comb_engine::plan(&engine, &pinned, repo, request)?;
+    let [cached, build, after, unsatisfiable, failed] =
+        [A::Cached, A::Build, A::After, A::Unsatisfiable, A::Failed].map(|a| plan.count(a));
+    if json {
+        println!("{}", serde_json::to_string(&plan)?);
+    } else {
+        let mut out = String::new();
+        if !plan.base_built {
+            for w in &plan.base {
+                out.push_str(&format!("build   {}: {}\n", w.stage, w.reason));
+            }
+        }
+        for p in &plan.packages {
+            let (word, detail) = match p.action {
+                A::Cached => ("cached", String::new()),
+                A::Build => (
+                    "build",
+                    format!(" ({}: {})", p.stage.as_deref().unwrap_or("build"), p.reason),
+                ),
+                A::After => ("after", format!(" (after {})", p.reason)),
+                A::Unsatisfiable => ("cannot", format!(":\n{}", indent(&p.reason))),
+                A::Failed => ("failed", format!(": {}", p.reason)),
+            };
+            out.push_str(&format!("{word:<7} {} {}{detail}\n", p.name, p.version));
+        }
+        for cut in &plan.cycles_cut {
+            out.push_str(&format!(
+                "cut     {} -> {}: {} builds against the snapshot's {}\n",
+                cut.from,
+                cut.to,
+                cut.from,
+                cut.binaries.join(", ")
+            ));
+        }
+        print!("{out}");
+        eprintln!(
+            "{} packages: {cached} cached, {build} to build, {after} after them, \
+             {unsatisfiable} with unsatisfiable build dependencies{}; {} cycle edges cut; \
+             build dependencies resolved in {:.1}s{}, planned in {:.1}s",
+            plan.packages.len(),
+            if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            },
+            plan.cycles_cut.len(),
+            plan.resolve_ms as f64 / 1000.0,
+            if plan.base_built {
+                ""
+            } else {
+                " (against the base it would build)"
+            },
+            plan.plan_ms as f64 / 1000.0,
+        );
+    }
+    Ok(if unsatisfiable + failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("          {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn graph(args: GraphArgs) -> Result<ExitCode> {

@@ -46,11 +46,40 @@ pub struct CheckArgs {
     /// Also write the report page of this run, with the check results.
     #[arg(long, value_name = "FILE")]
     html: Option<std::path::PathBuf>,
+    /// Print what would be built first and why, in build order, without
+    /// building: then every checked package is built again from source
+    /// and compared.
+    #[arg(long, short = 'n', conflicts_with = "html")]
+    dry_run: bool,
 }
 
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let repo_config = crate::env_cmd::repo_config(args.place.repo.as_deref())?;
     let repo = Repository::from_config(repo_config.clone())?;
+    if args.dry_run {
+        let request = comb_engine::BuildRequest {
+            packages: if args.all {
+                Vec::new()
+            } else {
+                args.packages.clone()
+            },
+            jobs: args.jobs.unwrap_or(1),
+            keep_going: true,
+        };
+        let code = crate::build_cmd::dry_run(repo_config, &repo, &args.place, &request, args.json)?;
+        if !args.json {
+            eprintln!(
+                "then each package checked is built again from source{} and compared{}",
+                if args.vary.is_some() { ", varied," } else { "" },
+                if args.against_distro {
+                    " with the snapshot's binaries"
+                } else {
+                    ""
+                }
+            );
+        }
+        return Ok(code);
+    }
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let engine = Engine::open(
         repo_config,

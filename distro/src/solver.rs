@@ -149,6 +149,22 @@ impl Universe {
     pub fn packages(&self) -> &[BinaryPackage] {
         &self.tables.packages
     }
+
+    /// Some version of the package `name`, if it holds one.
+    pub fn find_any(&self, name: &str) -> Option<&BinaryPackage> {
+        let id = *self.tables.names.get(name)?;
+        let v = *self.tables.real.get(&id)?.first()?;
+        Some(&self.tables.packages[v as usize])
+    }
+
+    /// The package `name` at `version`, if it holds it.
+    pub fn find(&self, name: &str, version: &str) -> Option<&BinaryPackage> {
+        let id = *self.tables.names.get(name)?;
+        self.tables.real.get(&id)?.iter().find_map(|&v| {
+            let p = &self.tables.packages[v as usize];
+            (p.version.as_str() == version).then_some(p)
+        })
+    }
 }
 
 impl Tables {

@@ -88,6 +88,7 @@ pub fn recorded_builds(engine: &Engine, name: &str) -> Result<Vec<Manifest>> {
 }
 
 /// What `comb build` was asked for.
+#[derive(Debug, Clone)]
 pub struct BuildRequest {
     /// Recipes to build (with what they need); empty means all.
     pub packages: Vec<String>,
@@ -129,50 +130,8 @@ pub(crate) fn run_packages(
 ) -> Result<Vec<PackageResult>> {
     let stop = engine.cancel.flag();
     let sources = debian_sources(engine, pinned, repo)?;
-    let arch = pinned.lock.architecture.as_str();
-    // A cycle is cut where the snapshot has the binary an edge names; the
-    // snapshot's binary names are read only if there is a cycle.
-    let binaries: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
-    let snapshot_has = |binary: &str| {
-        binaries
-            .get_or_init(|| snapshot_binaries(pinned).unwrap_or_default())
-            .contains(binary)
-    };
-    let graph = if engine.repo.archive_rebuild {
-        repo.graph_unlinked(|recipe| facts(recipe, &sources, arch))?
-    } else {
-        repo.graph_cutting(|recipe| facts(recipe, &sources, arch), snapshot_has)?
-    };
-    if !graph.cut_edges().is_empty() {
-        engine.record_cuts(graph.cut_edges())?;
-    }
-    for cut in graph.cut_edges() {
-        engine.observer.note(&format!(
-            "build dependency cycle cut: {} builds against the snapshot's {} instead of {}'s, \
-             then {} builds on it",
-            cut.from,
-            cut.binaries.join(", "),
-            cut.to,
-            cut.to
-        ));
-    }
-    let order: Vec<String> = graph
-        .topological_order()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let wanted: Vec<String> = if request.packages.is_empty() {
-        order.clone()
-    } else {
-        for p in &request.packages {
-            if graph.node(p).is_none() {
-                return Err(Error::Input(format!(
-                    "no recipe builds the source package {p:?}; `comb graph` lists them"
-                )));
-            }
-        }
-        needed_by(&graph, &request.packages)
-    };
+    let graph = package_graph(engine, pinned, repo, &sources)?;
+    let (order, wanted) = wanted_packages(&graph, request)?;
     let environment = env::environment(engine, pinned, &[])?;
     // [base] bootstrap: what builds packages of the base (and what that
     // needs) comes first, on the snapshot's base; everything else waits for
@@ -351,6 +310,71 @@ pub(crate) fn run_packages(
     Ok(results)
 }
 
+/// The repository's build-dependency graph, its cycles cut where the
+/// snapshot has the binaries an edge names (or, for an archive rebuild,
+/// without edges); the cuts are recorded and said.
+pub(crate) fn package_graph(
+    engine: &Engine,
+    pinned: &Pinned,
+    repo: &Repository,
+    sources: &HashMap<&str, SourcePackage>,
+) -> Result<comb_recipes::PackageGraph> {
+    let arch = pinned.lock.architecture.as_str();
+    // A cycle is cut where the snapshot has the binary an edge names; the
+    // snapshot's binary names are read only if there is a cycle.
+    let binaries: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    let snapshot_has = |binary: &str| {
+        binaries
+            .get_or_init(|| snapshot_binaries(pinned).unwrap_or_default())
+            .contains(binary)
+    };
+    let graph = if engine.repo.archive_rebuild {
+        repo.graph_unlinked(|recipe| facts(recipe, sources, arch))?
+    } else {
+        repo.graph_cutting(|recipe| facts(recipe, sources, arch), snapshot_has)?
+    };
+    if !graph.cut_edges().is_empty() {
+        engine.record_cuts(graph.cut_edges())?;
+    }
+    for cut in graph.cut_edges() {
+        engine.observer.note(&format!(
+            "build dependency cycle cut: {} builds against the snapshot's {} instead of {}'s, \
+             then {} builds on it",
+            cut.from,
+            cut.binaries.join(", "),
+            cut.to,
+            cut.to
+        ));
+    }
+    Ok(graph)
+}
+
+/// The graph's order, and the packages `request` asks for with what they
+/// need, in that order.
+pub(crate) fn wanted_packages(
+    graph: &comb_recipes::PackageGraph,
+    request: &BuildRequest,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let order: Vec<String> = graph
+        .topological_order()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let wanted: Vec<String> = if request.packages.is_empty() {
+        order.clone()
+    } else {
+        for p in &request.packages {
+            if graph.node(p).is_none() {
+                return Err(Error::Input(format!(
+                    "no recipe builds the source package {p:?}; `comb graph` lists them"
+                )));
+            }
+        }
+        needed_by(graph, &request.packages)
+    };
+    Ok((order, wanted))
+}
+
 /// The names of the snapshot's binary packages.
 fn snapshot_binaries(pinned: &Pinned) -> Result<HashSet<String>> {
     let mut names = HashSet::new();
@@ -378,12 +402,12 @@ fn needed_by(graph: &comb_recipes::PackageGraph, wanted: &[String]) -> Vec<Strin
 /// The snapshot's source records for the repository's `debian` recipes.
 /// Each choice is a node (its record's text stored as a blob), so a run
 /// that changes nothing does not parse the whole `Sources` index.
-fn debian_sources<'a>(
+pub(crate) fn debian_sources<'a>(
     engine: &Engine,
     pinned: &Pinned,
     repo: &'a Repository,
 ) -> Result<HashMap<&'a str, SourcePackage>> {
-    let all: std::sync::OnceLock<Vec<(SourcePackage, String)>> = std::sync::OnceLock::new();
+    let all: std::sync::OnceLock<SourcesByName> = std::sync::OnceLock::new();
     let mut found = HashMap::new();
     for recipe in &repo.recipes {
         let Source::Debian { name, version } = &recipe.source else {
@@ -394,6 +418,15 @@ fn debian_sources<'a>(
             source: name.clone(),
             version: Wanted(version.clone()),
         };
+        // A plan reads the index, with nothing stored per recipe.
+        if engine.planning() {
+            if all.get().is_none() {
+                let _ = all.set(source_records(pinned)?);
+            }
+            let (source, _) = choose_source(all.get().expect("set above"), recipe, name, version)?;
+            found.insert(recipe.name.as_str(), source.clone());
+            continue;
+        }
         let record = engine.node(
             NodeKind::Resolve,
             &format!("source:{name}"),
@@ -402,39 +435,8 @@ fn debian_sources<'a>(
                 if all.get().is_none() {
                     let _ = all.set(source_records(pinned)?);
                 }
-                let candidates: Vec<&(SourcePackage, String)> = all
-                    .get()
-                    .map(|v| v.iter().filter(|(s, _)| &s.name == name).collect())
-                    .unwrap_or_default();
-                let chosen = match version {
-                    Some(v) => candidates
-                        .iter()
-                        .find(|(s, _)| s.version.to_string() == *v)
-                        .copied(),
-                    None => candidates
-                        .iter()
-                        .copied()
-                        .max_by(|a, b| a.0.version.cmp(&b.0.version)),
-                };
-                let Some((_, text)) = chosen else {
-                    let available: Vec<String> = candidates
-                        .iter()
-                        .map(|(s, _)| s.version.to_string())
-                        .collect();
-                    return Err(Error::Input(format!(
-                        "{}: the pinned snapshot has no source package {name}{}; {}",
-                        recipe.file.display(),
-                        version
-                            .as_deref()
-                            .map(|v| format!("={v}"))
-                            .unwrap_or_default(),
-                        if available.is_empty() {
-                            "no version of it at all".to_string()
-                        } else {
-                            format!("versions available: {}", available.join(", "))
-                        }
-                    )));
-                };
+                let (_, text) =
+                    choose_source(all.get().expect("set above"), recipe, name, version)?;
                 let digest = engine.store.put_blob_reader(&mut text.as_bytes())?;
                 Ok((NodeOutput::Blob(digest), text.len() as u64))
             },
@@ -455,22 +457,69 @@ fn debian_sources<'a>(
     Ok(found)
 }
 
-/// Every record of the snapshot's `Sources` indices, with its text.
-fn source_records(pinned: &Pinned) -> Result<Vec<(SourcePackage, String)>> {
+/// The record of the source package `name` (at `version`, or its newest)
+/// among the snapshot's, for `recipe`.
+fn choose_source<'a>(
+    all: &'a SourcesByName,
+    recipe: &Recipe,
+    name: &str,
+    version: &Option<String>,
+) -> Result<&'a (SourcePackage, String)> {
+    let candidates: Vec<&(SourcePackage, String)> = all
+        .get(name)
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
+    let chosen = match version {
+        Some(v) => candidates
+            .iter()
+            .find(|(s, _)| s.version.to_string() == *v)
+            .copied(),
+        None => candidates
+            .iter()
+            .copied()
+            .max_by(|a, b| a.0.version.cmp(&b.0.version)),
+    };
+    let Some(chosen) = chosen else {
+        let available: Vec<String> = candidates
+            .iter()
+            .map(|(s, _)| s.version.to_string())
+            .collect();
+        return Err(Error::Input(format!(
+            "{}: the pinned snapshot has no source package {name}{}; {}",
+            recipe.file.display(),
+            version
+                .as_deref()
+                .map(|v| format!("={v}"))
+                .unwrap_or_default(),
+            if available.is_empty() {
+                "no version of it at all".to_string()
+            } else {
+                format!("versions available: {}", available.join(", "))
+            }
+        )));
+    };
+    Ok(chosen)
+}
+
+/// The snapshot's source records (each with its text) by name.
+type SourcesByName = HashMap<String, Vec<(SourcePackage, String)>>;
+
+/// Every record of the snapshot's `Sources` indices, with its text, by
+/// name.
+fn source_records(pinned: &Pinned) -> Result<SourcesByName> {
     let snapshot = pinned.snapshot()?;
     if snapshot.sources.is_empty() {
         return Err(Error::Input(
             "recipes use `debian` sources, but the pinned snapshot has no Sources index".into(),
         ));
     }
-    let mut all = Vec::new();
+    let mut all = SourcesByName::new();
     for f in &snapshot.sources {
         let text = std::fs::read_to_string(&f.local)
             .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        all.extend(comb_distro::parse_sources_with_text(
-            &text,
-            &f.local.display().to_string(),
-        )?);
+        for record in comb_distro::parse_sources_with_text(&text, &f.local.display().to_string())? {
+            all.entry(record.0.name.clone()).or_default().push(record);
+        }
     }
     Ok(all)
 }
@@ -593,13 +642,25 @@ pub(crate) fn build_one(
 /// A recipe's build requirements: its own, and a `debian` source's
 /// `Build-Depends*`.
 fn requires_of(recipe: &Recipe, debian: Option<&SourcePackage>, arch: &str) -> Vec<String> {
-    let mut requires: Vec<String> = recipe
+    requirements(recipe, debian, arch)
+        .into_iter()
+        .map(|r| r.text)
+        .collect()
+}
+
+/// [`requires_of`], parsed.
+pub(crate) fn requirements(
+    recipe: &Recipe,
+    debian: Option<&SourcePackage>,
+    arch: &str,
+) -> Vec<comb_recipes::Relation> {
+    let mut requires: Vec<comb_recipes::Relation> = recipe
         .build_requires()
         .iter()
-        .map(|r| r.relation.text.clone())
+        .map(|r| r.relation.clone())
         .collect();
     if let Some(s) = debian {
-        requires.extend(s.build_depends_for(arch).into_iter().map(|r| r.text));
+        requires.extend(s.build_depends_for(arch));
     }
     requires
 }

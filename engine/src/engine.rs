@@ -108,6 +108,21 @@ pub struct Engine {
     gone: Mutex<std::collections::HashMap<String, String>>,
     /// The nodes whose failure this run has recorded.
     failed: Mutex<std::collections::HashSet<(NodeKind, String)>>,
+    /// A plan (`--dry-run`): nothing is recorded and nothing built; a
+    /// resolve that misses is computed (in memory), any other node that
+    /// misses is [`Error::WouldBuild`] and noted in `would_build`.
+    planning: bool,
+    would_build: Mutex<Vec<WouldBuild>>,
+    /// A plan's small outputs (resolutions), kept in memory.
+    planned_blobs: Mutex<std::collections::HashMap<comb_cache::Digest, Vec<u8>>>,
+}
+
+/// A node a plan found missing: it would be built, for `reason`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WouldBuild {
+    pub stage: &'static str,
+    pub name: String,
+    pub reason: String,
 }
 
 /// File digests by path, with the stat each was computed for.
@@ -124,6 +139,25 @@ impl Engine {
         command_line: &str,
         observer: Box<dyn Observer + Send>,
     ) -> Result<Engine> {
+        Engine::open_as(repo, store, Some(command_line), observer)
+    }
+
+    /// Opens the store to plan (`--dry-run`): no run is recorded, no node
+    /// built; what is missing is reported instead (see [`WouldBuild`]).
+    pub fn open_planning(
+        repo: RepoConfig,
+        store: PathBuf,
+        observer: Box<dyn Observer + Send>,
+    ) -> Result<Engine> {
+        Engine::open_as(repo, store, None, observer)
+    }
+
+    fn open_as(
+        repo: RepoConfig,
+        store: PathBuf,
+        command_line: Option<&str>,
+        observer: Box<dyn Observer + Send>,
+    ) -> Result<Engine> {
         let store = Store::open(&store)?;
         // Held for the whole run: `comb gc` waits for it, and it for gc.
         let store_use = match store.try_use_lock()? {
@@ -134,7 +168,12 @@ impl Engine {
             }
         };
         let index = store.open_index()?;
-        let run = index.begin_run(command_line, &repo.root.display().to_string())?;
+        let run = match command_line {
+            Some(command_line) => {
+                index.begin_run(command_line, &repo.root.display().to_string())?
+            }
+            None => RunId(0),
+        };
         let sandbox = SandboxConfig::detect()?;
         Ok(Engine {
             repo,
@@ -151,7 +190,52 @@ impl Engine {
             failed: Mutex::new(Default::default()),
             gone: Mutex::new(Default::default()),
             known_digests: Default::default(),
+            planning: command_line.is_none(),
+            would_build: Mutex::new(Vec::new()),
+            planned_blobs: Mutex::new(Default::default()),
         })
+    }
+
+    /// Stores a small output (a resolution): in memory when planning.
+    pub(crate) fn put_small_blob(&self, bytes: &[u8]) -> Result<comb_cache::Digest> {
+        if self.planning {
+            let digest = comb_cache::Digest::of_bytes(comb_cache::Algorithm::Blake3, bytes);
+            self.planned_blobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(digest, bytes.to_vec());
+            return Ok(digest);
+        }
+        Ok(self.store.put_blob_reader(&mut &bytes[..])?)
+    }
+
+    /// A small output [`Engine::put_small_blob`] stored (or the store has).
+    pub(crate) fn read_small_blob(&self, digest: &comb_cache::Digest) -> Result<Vec<u8>> {
+        if let Some(bytes) = self
+            .planned_blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
+            return Ok(bytes.clone());
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut self.store.open_blob(digest)?, &mut bytes)
+            .map_err(|e| Error::io(format!("reading the stored blob {digest}"), e))?;
+        Ok(bytes)
+    }
+
+    /// Whether this engine only plans.
+    pub fn planning(&self) -> bool {
+        self.planning
+    }
+
+    /// The nodes a plan found missing, in the order found.
+    pub fn would_build(&self) -> Vec<WouldBuild> {
+        self.would_build
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The digests the index remembers for files below the repository
@@ -175,6 +259,9 @@ impl Engine {
 
     /// Writes the buffered hits in one transaction.
     fn flush_hits(&self) -> Result<()> {
+        if self.planning {
+            return Ok(());
+        }
         let hits =
             std::mem::take(&mut *self.pending_hits.lock().unwrap_or_else(|e| e.into_inner()));
         if hits.is_empty() {
@@ -187,6 +274,9 @@ impl Engine {
 
     /// Records the end of the run.
     pub fn finish(&self, ok: bool) -> Result<()> {
+        if self.planning {
+            return Ok(());
+        }
         self.flush_hits()?;
         let status = match (ok, self.cancel.is_cancelled()) {
             (_, true) => RunStatus::Interrupted,
@@ -253,6 +343,9 @@ impl Engine {
         if let Some(hit) = self.hit(kind, name, &key)? {
             return Ok(hit);
         }
+        if self.planning {
+            return self.plan_node(kind, name, text, &key, build);
+        }
         let _lock = self.store.lock_node(&key)?;
         // Another process may have built it while this one waited.
         if let Some(hit) = self.hit(kind, name, &key)? {
@@ -313,6 +406,40 @@ impl Engine {
         }
     }
 
+    /// A node missing from the store, in a plan: a resolve is computed
+    /// (it is cheap and what follows depends on it), not recorded; any
+    /// other node is [`Error::WouldBuild`], for the reason a build would
+    /// give.
+    fn plan_node<M: Into<Made>>(
+        &self,
+        kind: NodeKind,
+        name: &str,
+        text: String,
+        key: &str,
+        build: impl FnOnce(&str) -> Result<M>,
+    ) -> Result<NodeRecord> {
+        if kind == NodeKind::Resolve {
+            let Made { output, size, .. } = build(key)?.into();
+            return Ok(NodeRecord::new(kind, name, text, output, size, 0));
+        }
+        let previous = self.previous(kind, name, key)?;
+        let reason = crate::inputs::miss_reasons(kind, key, &text, previous.as_ref())?
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let would = WouldBuild {
+            stage: kind.as_str(),
+            name: name.to_string(),
+            reason,
+        };
+        self.would_build
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(would.clone());
+        Err(Error::WouldBuild(would))
+    }
+
     /// The node that the inputs keyed `shortcut` gave before, as a hit,
     /// if it is still recorded with its output: the caller skips deriving
     /// the node's own key (see [`Index::shortcut`]).
@@ -336,6 +463,9 @@ impl Engine {
 
     /// Remembers that the inputs keyed `shortcut` give the node `key`.
     pub(crate) fn remember_shortcut(&self, shortcut: &str, key: &str) -> Result<()> {
+        if self.planning {
+            return Ok(());
+        }
         self.index().remember_shortcut(shortcut, key)?;
         Ok(())
     }
@@ -344,6 +474,9 @@ impl Engine {
     /// could run (its inputs could not be read, say), unless its own
     /// failure was recorded already.
     pub(crate) fn record_failure(&self, kind: NodeKind, name: &str, error: &Error) -> Result<()> {
+        if self.planning {
+            return Ok(());
+        }
         let fresh = self
             .failed
             .lock()
@@ -363,12 +496,18 @@ impl Engine {
         &self,
         graph: &std::collections::BTreeMap<String, Vec<String>>,
     ) -> Result<()> {
+        if self.planning {
+            return Ok(());
+        }
         self.index().set_run_graph(self.run, graph)?;
         Ok(())
     }
 
     /// Records the edges this run cut out of build-dependency cycles.
     pub(crate) fn record_cuts(&self, cuts: &[comb_recipes::CutEdge]) -> Result<()> {
+        if self.planning {
+            return Ok(());
+        }
         let json = serde_json::to_string(cuts)
             .map_err(|e| Error::Environment(format!("recording the cut edges: {e}")))?;
         self.index().set_run_cuts(self.run, &json)?;
@@ -405,6 +544,9 @@ impl Engine {
 
     /// Records and reports a node that was not run.
     pub(crate) fn record_skip(&self, event: &Event) -> Result<()> {
+        if self.planning {
+            return Ok(());
+        }
         self.index().record_event(self.run, event)?;
         self.report(event);
         Ok(())
@@ -419,6 +561,9 @@ impl Engine {
 
     /// `record` as a hit if its output is still in the store.
     fn hit_on(&self, kind: NodeKind, name: &str, record: NodeRecord) -> Result<Option<NodeRecord>> {
+        if !self.store.has_output(&record.output) && self.planning {
+            return Ok(None);
+        }
         if !self.store.has_output(&record.output) {
             // The output went missing (removed by hand, or a lost disk):
             // the row must not be trusted.
@@ -437,6 +582,9 @@ impl Engine {
     /// which is written in batches: one transaction per node would
     /// dominate a run that changes nothing.
     fn record_hit(&self, event: Event) -> Result<()> {
+        if self.planning {
+            return Ok(());
+        }
         self.report(&event);
         let full = {
             let mut hits = self.pending_hits.lock().unwrap_or_else(|e| e.into_inner());

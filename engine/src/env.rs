@@ -254,7 +254,7 @@ pub(crate) fn pkg_env_for(
         resolved.sort();
         let json = serde_json::to_vec(&resolved)
             .map_err(|e| Error::Environment(format!("serialising a resolution: {e}")))?;
-        let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
+        let digest = engine.put_small_blob(&json)?;
         Ok((NodeOutput::Blob(digest), json.len() as u64))
     })?;
     let NodeOutput::Blob(digest) = record.output else {
@@ -262,19 +262,14 @@ pub(crate) fn pkg_env_for(
             "resolve {name} has no blob output"
         )));
     };
-    let added: Vec<Resolved> =
-        serde_json::from_reader(std::io::BufReader::new(engine.store.open_blob(&digest)?))
-            .map_err(|e| {
-                Error::Environment(format!("reading the stored resolution of {name}: {e}"))
-            })?;
+    let added: Vec<Resolved> = serde_json::from_slice(&engine.read_small_blob(&digest)?)
+        .map_err(|e| Error::Environment(format!("reading the stored resolution of {name}: {e}")))?;
     layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added)
 }
 
 /// The repository's packages as the resolver takes them: index records
 /// whose `.deb` is the repository's own.
-fn local_packages(
-    local: &[crate::manifest::BuiltDeb],
-) -> Result<Vec<comb_distro::BinaryPackage>> {
+fn local_packages(local: &[crate::manifest::BuiltDeb]) -> Result<Vec<comb_distro::BinaryPackage>> {
     let mut text = String::new();
     for l in local {
         text.push_str(&format!(
@@ -285,7 +280,10 @@ fn local_packages(
             l.sha256
         ));
     }
-    Ok(comb_distro::parse_packages(&text, "the repository's packages")?)
+    Ok(comb_distro::parse_packages(
+        &text,
+        "the repository's packages",
+    )?)
 }
 
 /// A private APT in `work` over the snapshot's indices with `local` (the
@@ -385,7 +383,7 @@ fn resolve(
         };
         let json = serde_json::to_vec(&resolved)
             .map_err(|e| Error::Environment(format!("serialising a resolution: {e}")))?;
-        let digest = engine.store.put_blob_reader(&mut json.as_slice())?;
+        let digest = engine.put_small_blob(&json)?;
         Ok((NodeOutput::Blob(digest), json.len() as u64))
     })?;
     let NodeOutput::Blob(digest) = record.output else {
@@ -393,8 +391,7 @@ fn resolve(
             "resolve {set} has no blob output"
         )));
     };
-    let file = engine.store.open_blob(&digest)?;
-    serde_json::from_reader(std::io::BufReader::new(file))
+    serde_json::from_slice(&engine.read_small_blob(&digest)?)
         .map_err(|e| Error::Environment(format!("reading the stored resolution of {set}: {e}")))
 }
 
@@ -1144,4 +1141,65 @@ pub fn run_in(
             };
         },
     )?)
+}
+
+/// What the base environment holds, for a plan: the packages the base
+/// layers' dpkg status lists when they are built (`true`); when they are
+/// not, what they would hold (`false`): base-install's resolution (APT's,
+/// as a build makes it) and base-build's set resolved on it by comb's
+/// resolver.
+pub(crate) fn planned_base(
+    engine: &Engine,
+    pinned: &Pinned,
+) -> Result<(Vec<comb_distro::BinaryPackage>, bool)> {
+    match base_layers(engine, pinned, &[]) {
+        Ok((_, base_build)) => {
+            let installed = match base_build.status()? {
+                Some((path, _)) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    comb_distro::parse_status(&text, &path.display().to_string())?
+                }
+                None => Vec::new(),
+            };
+            Ok((installed, true))
+        }
+        Err(Error::WouldBuild(_)) => {
+            let install = engine.repo.base.install.clone();
+            let set = resolve(
+                engine,
+                pinned,
+                "base-install",
+                install.as_deref(),
+                None,
+                &[],
+            )?;
+            let universe = pinned.universe()?;
+            let mut installed: Vec<comb_distro::BinaryPackage> = set
+                .iter()
+                .filter_map(|r| universe.find(&r.name, &r.version).cloned())
+                .collect();
+            let build = comb_distro::relation_field(
+                "[base] build of comb.toml",
+                "Depends",
+                &engine.repo.base.build.join(", "),
+            )?;
+            let system =
+                comb_distro::solver::System::new(universe, installed.clone(), Vec::new(), false);
+            let added = system
+                .resolve(&build)
+                .map_err(|unmet| comb_distro::Error::Resolve {
+                    names: engine.repo.base.build.clone(),
+                    resolver: "comb's resolver",
+                    explanation: unmet.to_string().trim_end().to_string(),
+                })?;
+            installed.extend(
+                added
+                    .iter()
+                    .filter_map(|r| universe.find(&r.name, &r.version).cloned()),
+            );
+            Ok((installed, false))
+        }
+        Err(e) => Err(e),
+    }
 }

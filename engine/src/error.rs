@@ -35,6 +35,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A plan found a node missing: it would be built (never an error of
+    /// a run that builds).
+    #[error("{} {} would be built: {}", .0.stage, .0.name, .0.reason)]
+    WouldBuild(crate::engine::WouldBuild),
     /// The user's input is wrong (arguments, a recipe, `comb.toml`): the
     /// message says what to change.
     #[error("{0}")]
@@ -66,6 +70,7 @@ impl Error {
             Error::Repo(_) | Error::Lock { .. } | Error::Input(_) => ErrorKind::Input,
             Error::Sandbox(e) => sandbox_error_kind(e),
             Error::Distro(e) => distro_error_kind(e),
+            Error::WouldBuild(_) => ErrorKind::Failed,
             Error::Store(_) | Error::Index(_) | Error::Io { .. } | Error::Environment(_) => {
                 ErrorKind::Environment
             }

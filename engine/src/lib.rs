@@ -72,6 +72,7 @@ mod inputs;
 mod logs;
 mod manifest;
 mod miss;
+mod plan;
 mod report;
 mod scheduler;
 mod snapshot;
@@ -92,11 +93,12 @@ pub use check::{
 pub use comb_cache::gc::{
     GcOptions, GcReport, LayerStat, RemovedNode, Stats as StoreStats, KEEP_RUNS,
 };
-pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet};
+pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet, WouldBuild};
 pub use env::{environment, run_in, Environment, Layer};
 pub use error::{error_kind_of, Error, ErrorKind, Result};
 pub use gc::{collect as collect_garbage, stats as store_stats};
 pub use manifest::{BuiltDeb, Confinement, Manifest};
+pub use plan::{plan, Action as PlannedAction, Plan, PlannedPackage};
 pub use report::{
     report, CheckRow, CheckRun, Counts, CriticalPath, FailingSince, Failure as ReportedFailure,
     PackageRow, Report, RunReport, Slow, StageLine, TimeChange, TrendPoint,

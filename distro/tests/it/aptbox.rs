@@ -131,7 +131,9 @@ fn nv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 fn resolve_err(aptbox: &Aptbox, names: &[&str], status: Option<&Path>) -> (Vec<String>, String) {
     match aptbox.resolve(&req(names), status) {
-        Err(Error::Resolve { names, explanation }) => (names, explanation),
+        Err(Error::Resolve {
+            names, explanation, ..
+        }) => (names, explanation),
         other => panic!("expected Error::Resolve for {names:?}, got {other:?}"),
     }
 }
