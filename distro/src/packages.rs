@@ -62,6 +62,10 @@ pub struct SourcePackage {
     pub name: String,
     pub version: Version,
     pub binaries: Vec<String>,
+    /// `Package-List`: each binary package (`.deb`; installer `.udeb`s are
+    /// left out: nothing build-depends on them) with the architectures it
+    /// is built for (empty when the field is absent).
+    pub package_list: Vec<(String, Vec<String>)>,
     pub architecture: Vec<String>,
     pub build_depends: Relations,
     pub build_depends_indep: Relations,
@@ -390,6 +394,25 @@ impl SourcePackage {
         .collect()
     }
 
+    /// The binary packages a build on `arch` makes, as `Package-List`
+    /// gives them (those for an architecture pattern matching `arch`, or
+    /// `all`; no `.udeb`); all of `Binary` when there is no `Package-List`.
+    pub fn binaries_on(&self, arch: &str) -> Vec<String> {
+        if self.package_list.is_empty() {
+            return self.binaries.clone();
+        }
+        self.package_list
+            .iter()
+            .filter(|(_, archs)| {
+                archs.is_empty()
+                    || archs
+                        .iter()
+                        .any(|a| a == "all" || comb_debian::relation::arch_matches(a, arch))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Does it build anything on `arch`: does its `Architecture` field
     /// name `all` or an architecture pattern that matches `arch`?
     pub fn builds_on(&self, arch: &str) -> bool {
@@ -443,6 +466,25 @@ impl SourcePackage {
         }
         Ok(SourcePackage {
             binaries: split_list("Binary"),
+            package_list: p
+                .get("Package-List")
+                .map(|v| {
+                    v.lines()
+                        .filter_map(|line| {
+                            let mut words = line.split_whitespace();
+                            let name = words.next()?.to_string();
+                            if words.next() == Some("udeb") {
+                                return None;
+                            }
+                            let archs = words
+                                .find_map(|w| w.strip_prefix("arch="))
+                                .map(|a| a.split(',').map(str::to_string).collect())
+                                .unwrap_or_default();
+                            Some((name, archs))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             architecture: split_list("Architecture"),
             build_depends: relations(p, "Build-Depends", &ctx)?,
             build_depends_indep: relations(p, "Build-Depends-Indep", &ctx)?,

@@ -328,10 +328,12 @@ pub(crate) fn package_graph(
             .get_or_init(|| snapshot_binaries(pinned).unwrap_or_default())
             .contains(binary)
     };
+    let owners = contested_owners(pinned, sources)?;
+    let facts = |recipe: &Recipe| facts(recipe, sources, &owners, arch);
     let graph = if engine.repo.archive_rebuild {
-        repo.graph_unlinked(|recipe| facts(recipe, sources, arch))?
+        repo.graph_unlinked(facts)?
     } else {
-        repo.graph_cutting(|recipe| facts(recipe, sources, arch), snapshot_has)?
+        repo.graph_cutting(facts, snapshot_has)?
     };
     if !graph.cut_edges().is_empty() {
         engine.record_cuts(graph.cut_edges())?;
@@ -524,10 +526,57 @@ fn source_records(pinned: &Pinned) -> Result<SourcesByName> {
     Ok(all)
 }
 
-fn facts(recipe: &Recipe, sources: &HashMap<&str, SourcePackage>, arch: &str) -> SourceFacts {
+/// The binaries that more than one `debian` recipe's source lists for
+/// this architecture (a distribution has some: a source that took
+/// binaries over from another, a cross-toolchain's), each with the source
+/// the snapshot's binary of that name comes from: the one recipe that
+/// provides it. One the snapshot does not have is no recipe's (its owner
+/// is empty): nothing can tell which would build it.
+fn contested_owners(
+    pinned: &Pinned,
+    sources: &HashMap<&str, SourcePackage>,
+) -> Result<HashMap<String, String>> {
+    let arch = pinned.lock.architecture.as_str();
+    let mut claims: HashMap<String, usize> = HashMap::new();
+    for s in sources.values() {
+        for b in s.binaries_on(arch) {
+            *claims.entry(b).or_default() += 1;
+        }
+    }
+    let contested: Vec<String> = claims
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(b, _)| b)
+        .collect();
+    if contested.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let universe = pinned.universe()?;
+    Ok(contested
+        .into_iter()
+        .map(|b| {
+            let source = universe
+                .find_any(&b)
+                .map(|p| p.source.clone())
+                .unwrap_or_default();
+            (b, source)
+        })
+        .collect())
+}
+
+fn facts(
+    recipe: &Recipe,
+    sources: &HashMap<&str, SourcePackage>,
+    owners: &HashMap<String, String>,
+    arch: &str,
+) -> SourceFacts {
     match sources.get(recipe.name.as_str()) {
         Some(s) => SourceFacts {
-            binaries: s.binaries.clone(),
+            binaries: s
+                .binaries_on(arch)
+                .into_iter()
+                .filter(|b| owners.get(b).is_none_or(|owner| *owner == s.name))
+                .collect(),
             build_depends: s.build_depends_for(arch),
         },
         None => SourceFacts {

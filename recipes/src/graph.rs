@@ -193,7 +193,20 @@ impl PackageGraph {
         }
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
         let mut cut = Vec::new();
+        let cuttable = |edge: &(usize, usize)| {
+            via.get(edge)
+                .is_some_and(|binaries| binaries.iter().all(|b| snapshot_has(b)))
+        };
         loop {
+            // Most cycles go in one depth-first pass per component; what
+            // a pass cannot cut is cut (or reported) the slow way below.
+            let stuck = cut_back_edges(&mut graph, &names, &cuttable, &via, &mut cut);
+            if !stuck {
+                if petgraph::algo::toposort(&graph, None).is_ok() {
+                    break;
+                }
+                continue;
+            }
             let found = cycles(&graph, &names);
             if found.is_empty() {
                 break;
@@ -201,11 +214,7 @@ impl PackageGraph {
             let mut stuck = Vec::new();
             for cycle in found {
                 let edges = (0..cycle.len()).map(|k| (cycle[k], cycle[(k + 1) % cycle.len()]));
-                let cuttable = edges.clone().find(|edge| {
-                    via.get(edge)
-                        .is_some_and(|binaries| binaries.iter().all(|b| snapshot_has(b)))
-                });
-                let Some((from, to)) = cuttable else {
+                let Some((from, to)) = edges.clone().find(|edge| cuttable(edge)) else {
                     stuck.push(cycle);
                     continue;
                 };
@@ -388,6 +397,111 @@ fn topological_order(graph: &DiGraph<(), ()>, names: &[String]) -> Vec<usize> {
         }
     }
     order
+}
+
+/// One depth-first pass over each strongly connected component, from its
+/// smallest-named recipe and in name order, cutting each cycle a back edge
+/// closes: at the back edge if the snapshot has its binaries, else at the
+/// first edge of the cycle it has them for. Linear in the graph, so a
+/// distribution's thousands of cycles take one or two passes. Returns
+/// whether some cycle had no edge to cut (left for the caller to report).
+fn cut_back_edges(
+    graph: &mut DiGraph<(), ()>,
+    names: &[String],
+    cuttable: &dyn Fn(&(usize, usize)) -> bool,
+    via: &HashMap<(usize, usize), BTreeSet<String>>,
+    cut: &mut Vec<CutEdge>,
+) -> bool {
+    let n = graph.node_count();
+    let by_name = |a: &usize, b: &usize| names[*a].cmp(&names[*b]);
+    let mut components: Vec<Vec<usize>> = petgraph::algo::kosaraju_scc(&*graph)
+        .into_iter()
+        .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+        .map(|c| {
+            let mut c: Vec<usize> = c.into_iter().map(|i| i.index()).collect();
+            c.sort_by(by_name);
+            c
+        })
+        .collect();
+    components.sort_by(|a, b| names[a[0]].cmp(&names[b[0]]));
+    let mut member = vec![usize::MAX; n];
+    for (ci, c) in components.iter().enumerate() {
+        for &v in c {
+            member[v] = ci;
+        }
+    }
+    let adjacent: Vec<Vec<usize>> = (0..n)
+        .map(|u| {
+            let mut next: Vec<usize> = if member[u] == usize::MAX {
+                Vec::new()
+            } else {
+                graph
+                    .neighbors(NodeIndex::new(u))
+                    .map(|v| v.index())
+                    .filter(|&v| member[v] == member[u])
+                    .collect()
+            };
+            next.sort_by(by_name);
+            next.dedup();
+            next
+        })
+        .collect();
+    // 0: not seen, 1: on the path, 2: done.
+    let mut state = vec![0u8; n];
+    let mut position = vec![0usize; n];
+    let mut stuck = false;
+    for component in &components {
+        for &root in component {
+            if state[root] != 0 {
+                continue;
+            }
+            let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+            state[root] = 1;
+            position[root] = 0;
+            while let Some(&mut (u, ref mut k)) = path.last_mut() {
+                let Some(&v) = adjacent[u].get(*k) else {
+                    state[u] = 2;
+                    path.pop();
+                    continue;
+                };
+                *k += 1;
+                if !graph.contains_edge(NodeIndex::new(u), NodeIndex::new(v)) {
+                    continue;
+                }
+                match state[v] {
+                    0 => {
+                        state[v] = 1;
+                        position[v] = path.len();
+                        path.push((v, 0));
+                    }
+                    1 => {
+                        // u -> v closes the cycle v ... u -> v.
+                        let on_path: Vec<usize> = path[position[v]..].iter().map(|e| e.0).collect();
+                        let mut edges = on_path.windows(2).map(|w| (w[0], w[1]));
+                        let chosen = if cuttable(&(u, v)) {
+                            Some((u, v))
+                        } else {
+                            edges.find(|e| cuttable(e))
+                        };
+                        let Some((from, to)) = chosen else {
+                            stuck = true;
+                            continue;
+                        };
+                        if let Some(e) = graph.find_edge(NodeIndex::new(from), NodeIndex::new(to)) {
+                            graph.remove_edge(e);
+                            cut.push(CutEdge {
+                                from: names[from].clone(),
+                                to: names[to].clone(),
+                                binaries: via[&(from, to)].iter().cloned().collect(),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    stuck
 }
 
 /// One cycle per strongly connected component that has one: the shortest
