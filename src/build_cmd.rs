@@ -226,8 +226,15 @@ pub fn dry_run(
     .context("opening the store")?;
     let pinned = comb_engine::load_snapshot(&engine)?;
     let plan = comb_engine::plan(&engine, &pinned, repo, request)?;
-    let [cached, build, after, unsatisfiable, failed] =
-        [A::Cached, A::Build, A::After, A::Unsatisfiable, A::Failed].map(|a| plan.count(a));
+    let [cached, build, after, unsatisfiable, failed, elsewhere] = [
+        A::Cached,
+        A::Build,
+        A::After,
+        A::Unsatisfiable,
+        A::Failed,
+        A::Elsewhere,
+    ]
+    .map(|a| plan.count(a));
     if json {
         println!("{}", serde_json::to_string(&plan)?);
     } else {
@@ -247,6 +254,7 @@ pub fn dry_run(
                 A::After => ("after", format!(" (after {})", p.reason)),
                 A::Unsatisfiable => ("cannot", format!(":\n{}", indent(&p.reason))),
                 A::Failed => ("failed", format!(": {}", p.reason)),
+                A::Elsewhere => ("skip", format!(" ({})", p.reason)),
             };
             out.push_str(&format!("{word:<7} {} {}{detail}\n", p.name, p.version));
         }
@@ -262,11 +270,16 @@ pub fn dry_run(
         print!("{out}");
         eprintln!(
             "{} packages: {cached} cached, {build} to build, {after} after them, \
-             {unsatisfiable} with unsatisfiable build dependencies{}; {} cycle edges cut; \
+             {unsatisfiable} with unsatisfiable build dependencies{}{}; {} cycle edges cut; \
              build dependencies resolved in {:.1}s{}, planned in {:.1}s",
             plan.packages.len(),
             if failed > 0 {
                 format!(", {failed} failed")
+            } else {
+                String::new()
+            },
+            if elsewhere > 0 {
+                format!(", {elsewhere} not built for this architecture")
             } else {
                 String::new()
             },

@@ -74,6 +74,9 @@ pub enum Action {
     Unsatisfiable,
     /// Planning it failed (a bad recipe, a missing source file).
     Failed,
+    /// Its `debian` source builds nothing for this architecture (its
+    /// `Architecture` names others): left out, as a buildd leaves it.
+    Elsewhere,
 }
 
 impl Plan {
@@ -109,9 +112,13 @@ pub fn plan(
     let local = unknown_binaries(&graph, &wanted, &sources, &recipes, universe)?;
     let system = comb_distro::solver::System::new(universe, installed, local, false);
     let resolving = Instant::now();
+    let elsewhere = |name: &str| sources.get(name).is_some_and(|s| !s.builds_on(arch));
     let unmet: Vec<Option<String>> = wanted
         .par_iter()
         .map(|name| {
+            if elsewhere(name) {
+                return None;
+            }
             let recipe = recipes.get(name.as_str())?;
             let request = build::requirements(recipe, sources.get(name.as_str()), arch);
             system
@@ -154,6 +161,17 @@ pub fn plan(
                     .unwrap_or_default(),
             };
             let (action, stage, reason) = match (unmet, states.get(name)) {
+                _ if elsewhere(name) => (
+                    Action::Elsewhere,
+                    None,
+                    format!(
+                        "it builds only for {}",
+                        sources
+                            .get(name.as_str())
+                            .map(|s| s.architecture.join(" "))
+                            .unwrap_or_default()
+                    ),
+                ),
                 (_, Some(JobState::Done(_))) => (Action::Cached, None, String::new()),
                 (Some(why), _) => (Action::Unsatisfiable, None, why),
                 (None, _) if !base_built => (
