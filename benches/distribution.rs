@@ -1,6 +1,6 @@
 //! A whole distribution, planned: every source package of the pinned
 //! snapshot as a recipe (`debian = "NAME"`, the newest version of each
-//! name, generated here), `comb build --dry-run --all` over them with the
+//! name, written by `comb import --all`), `comb build --dry-run --all` over them with the
 //! default settings (build-dependency cycles cut where the snapshot has
 //! the binaries), beside Debian's `dose-builddebcheck` checking the same
 //! `Packages` and `Sources` in the same run. It prints:
@@ -31,8 +31,7 @@ mod common;
 #[path = "../tests/resolver/mod.rs"]
 mod resolver;
 use common::*;
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,6 +50,8 @@ fn measure(cmd: &mut Command) -> Measured {
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
     let started = Instant::now();
+    // Reaped by wait4 below, which also gives its peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
@@ -63,7 +64,10 @@ fn measure(cmd: &mut Command) -> Measured {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let wall = started.elapsed();
     if pid < 0 {
-        abort(&format!("waiting for {cmd:?}: {}", std::io::Error::last_os_error()));
+        abort(&format!(
+            "waiting for {cmd:?}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Measured {
         ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) <= 1,
@@ -72,28 +76,6 @@ fn measure(cmd: &mut Command) -> Measured {
         stdout: std::fs::read_to_string(&out).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err).unwrap_or_default(),
     }
-}
-
-/// One recipe per source package name of `sources`; returns how many.
-fn write_repository(repo: &Path, sources: &[PathBuf]) -> usize {
-    let mut names = BTreeSet::new();
-    for s in sources {
-        let text = std::fs::read_to_string(s).unwrap();
-        names.extend(
-            text.lines()
-                .filter_map(|l| l.strip_prefix("Package:"))
-                .map(|n| n.trim().to_string()),
-        );
-    }
-    for name in &names {
-        let dir = repo.join(name);
-        mkdir_all(&dir);
-        write(
-            &dir.join("recipe.toml"),
-            format!("[source]\ndebian = \"{name}\"\n").as_bytes(),
-        );
-    }
-    names.len()
 }
 
 fn main() {
@@ -126,7 +108,16 @@ fn main() {
         ));
     }
     let snapshot = resolver::snapshot(&store, &repo.join("comb.lock"));
-    let recipes = write_repository(&repo, &snapshot.sources);
+    let import = run(Command::new(&comb)
+        .args(["import", "--all"])
+        .args(place(&repo, &store)));
+    if !import.ok {
+        abort(&format!(
+            "comb import --all failed: {}",
+            tail(&import.stderr, 3)
+        ));
+    }
+    let recipes = read_dir(&repo).filter(|e| e.path().is_dir()).count();
     println!(
         "distribution: {recipes} source packages of the snapshot ({}), one recipe each; {} CPUs",
         snapshot.architecture,
@@ -142,7 +133,10 @@ fn main() {
             .args(&snapshot.sources),
     );
     if !dose.ok {
-        abort(&format!("dose-builddebcheck failed: {}", tail(&dose.stderr, 5)));
+        abort(&format!(
+            "dose-builddebcheck failed: {}",
+            tail(&dose.stderr, 5)
+        ));
     }
     let dose_broken = dose.stdout.matches("status: broken").count();
     let plan = measure(
@@ -188,7 +182,13 @@ fn main() {
     let unsatisfiable: Vec<String> = packages
         .iter()
         .filter(|p| p["action"] == "unsatisfiable")
-        .map(|p| format!("{} {}", p["name"].as_str().unwrap_or(""), p["version"].as_str().unwrap_or("")))
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["name"].as_str().unwrap_or(""),
+                p["version"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     println!(
         "  plan: {} packages, {} cycle edges cut, {} cached, {} to build, {} after them, {} not built for {}, \
@@ -213,7 +213,10 @@ fn main() {
     let work = scratch.path().join("apt");
     mkdir_all(&work);
     let dummies = work.join("dummies");
-    write(&dummies, resolver::dummies_index(&sample, &snapshot.architecture).as_bytes());
+    write(
+        &dummies,
+        resolver::dummies_index(&sample, &snapshot.architecture).as_bytes(),
+    );
     let mut indices = snapshot.packages.clone();
     indices.push(dummies);
     let apt = comb_distro::Aptbox::new(&work.join("box"), &snapshot.architecture, &indices)
@@ -224,7 +227,14 @@ fn main() {
     let installed = comb_distro::parse_status(&status_text, "the base").unwrap();
     let system = comb_distro::solver::System::new(&universe, installed, Vec::new(), false);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let agreement =
-        resolver::compare(&system, &apt, &status, &snapshot.architecture, &sample, threads, 30);
+    let agreement = resolver::compare(
+        &system,
+        &apt,
+        &status,
+        &snapshot.architecture,
+        &sample,
+        threads,
+        30,
+    );
     print!("comb beside APT: {}", agreement.report());
 }

@@ -48,6 +48,17 @@ pub struct BuildArgs {
 }
 
 #[derive(Args)]
+pub struct ImportArgs {
+    /// Source packages of the snapshot to write a recipe for.
+    names: Vec<String>,
+    /// Every source package of the snapshot.
+    #[arg(long, conflicts_with = "names")]
+    all: bool,
+    #[command(flatten)]
+    place: Place,
+}
+
+#[derive(Args)]
 pub struct GraphArgs {
     /// The repository (default: the nearest directory with comb.toml).
     #[arg(long, value_name = "DIR")]
@@ -305,6 +316,63 @@ fn indent(text: &str) -> String {
         .map(|l| format!("          {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `comb import`: `NAME/recipe.toml` (`[source]` `debian = "NAME"`) in
+/// the repository for each source package asked for; a directory that is
+/// there already is left alone.
+pub fn import(args: ImportArgs) -> Result<ExitCode> {
+    let repo_config = crate::env_cmd::repo_config(args.place.repo.as_deref())?;
+    let root = repo_config.root.clone();
+    let engine = Engine::open_planning(
+        repo_config,
+        store_location(args.place.store.clone())?,
+        Box::new(comb_engine::Quiet),
+    )
+    .context("opening the store")?;
+    let pinned = comb_engine::load_snapshot(&engine)?;
+    let available = pinned.source_names()?;
+    let names = if args.all {
+        available
+    } else {
+        if args.names.is_empty() {
+            anyhow::bail!("name the source packages to import, or give --all");
+        }
+        for name in &args.names {
+            if available.binary_search(name).is_err() {
+                anyhow::bail!("the pinned snapshot has no source package {name:?}");
+            }
+        }
+        args.names.clone()
+    };
+    let (mut written, mut kept) = (0, 0);
+    for name in &names {
+        // Names come from a signed index; still, each must be a package
+        // name (no `/`, no `..`) before it names a directory.
+        if !comb_engine::publish::is_package_name(name) {
+            anyhow::bail!("{name:?} is not a source package name");
+        }
+        let dir = root.join(name);
+        if dir.exists() {
+            kept += 1;
+            continue;
+        }
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let recipe = dir.join("recipe.toml");
+        std::fs::write(&recipe, format!("[source]\ndebian = \"{name}\"\n"))
+            .with_context(|| format!("writing {}", recipe.display()))?;
+        written += 1;
+    }
+    eprintln!(
+        "{written} recipes written in {}{}",
+        root.display(),
+        if kept > 0 {
+            format!(", {kept} left as they were")
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn graph(args: GraphArgs) -> Result<ExitCode> {

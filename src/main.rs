@@ -41,6 +41,9 @@ enum Command {
     Check(check_cmd::CheckArgs),
     /// Print the package graph.
     Graph(build_cmd::GraphArgs),
+    /// Write a recipe (`debian = "NAME"`) for source packages of the pinned
+    /// snapshot: those named, or every one with --all.
+    Import(build_cmd::ImportArgs),
     /// Fetch and verify the distribution's indices and pin them in comb.lock.
     Update {
         #[command(flatten)]
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Update { place } => env_cmd::update(place),
         Command::Build(args) => build_cmd::build(args),
         Command::Graph(args) => build_cmd::graph(args),
+        Command::Import(args) => build_cmd::import(args),
         Command::Check(args) => check_cmd::check(args),
         Command::Env { command } => env_cmd::run(command),
         Command::Why(args) => report_cmd::why(args),

@@ -108,6 +108,20 @@ impl Pinned {
         Ok(self.universe.get_or_init(|| universe))
     }
 
+    /// The names of the snapshot's source packages, sorted, each once.
+    pub fn source_names(&self) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        for f in &self.snapshot()?.sources {
+            let text = std::fs::read_to_string(&f.local)
+                .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
+            names.extend(comb_distro::package_names(
+                &text,
+                &f.local.display().to_string(),
+            )?);
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// The snapshot's verified files.
     pub fn snapshot(&self) -> Result<&Snapshot> {
         if let Some(s) = self.verified.get() {

@@ -597,3 +597,159 @@ fn a_build_log_keeps_the_order_of_stdout_and_stderr() {
         "{text}"
     );
 }
+
+/// `comb build --dry-run --json` of `repo`: the plan, and comb's exit code.
+fn plan(repo: &Repo, packages: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["build", "--dry-run", "--json"];
+    args.extend(packages);
+    let out = repo.comb(&args);
+    let plan = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), plan)
+}
+
+/// Each package of a plan with its action.
+fn actions(plan: &Value) -> std::collections::BTreeMap<String, String> {
+    plan["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The runs the store's index holds.
+fn runs(repo: &Repo) -> i64 {
+    rusqlite::Connection::open(repo.store.join("index.sqlite"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// `--dry-run` says what a run would build and why, in build order, and
+/// records and builds nothing; the run that follows builds exactly that.
+#[test]
+fn a_dry_run_plans_what_a_build_then_does() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    chain(&repo);
+
+    // A cold store: the base comes first, everything waits for it.
+    let runs_before = runs(&repo);
+    let (code, cold) = plan(&repo, &[]);
+    assert_eq!(code, Some(0), "{cold}");
+    assert_eq!(cold["base_built"], false);
+    let stages: Vec<&str> = cold["base"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["base-install"], "{cold}");
+    assert!(actions(&cold).values().all(|a| a == "after"), "{cold}");
+    let order: Vec<&str> = cold["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let at = |n: &str| order.iter().position(|o| *o == n).unwrap();
+    assert!(at("aa") < at("bb") && at("bb") < at("cc"), "{order:?}");
+    assert_eq!(runs(&repo), runs_before, "a plan records no run");
+    assert!(!repo.store.join("trees").read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("base-")));
+
+    let (code, _, _) = repo.build(&[]);
+    assert_eq!(code, Some(0));
+    let runs_after_build = runs(&repo);
+
+    // Built: all cached.
+    let (code, warm) = plan(&repo, &[]);
+    assert_eq!(code, Some(0));
+    assert!(actions(&warm).values().all(|a| a == "cached"), "{warm}");
+
+    // A change: the changed package would build, saying why; what needs
+    // it comes after; the rest is cached.
+    std::fs::write(repo.root.join("aa/src/data"), "a2\n").unwrap();
+    let (code, changed) = plan(&repo, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        actions(&changed),
+        statuses(&[
+            ("aa", "build"),
+            ("bb", "after"),
+            ("cc", "after"),
+            ("dd", "cached")
+        ])
+    );
+    let aa = &changed["packages"].as_array().unwrap()[at("aa")];
+    assert_eq!(aa["stage"], "build", "{aa}");
+    assert!(aa["reason"].as_str().unwrap().contains("data"), "{aa}");
+    let bb = &changed["packages"].as_array().unwrap()[at("bb")];
+    assert_eq!(bb["reason"], "aa", "{bb}");
+    // The human form says the same.
+    let out = repo.comb(&["build", "--dry-run", "cc"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("build   aa 1.0-1 (build: "), "{text}");
+    assert!(text.contains("after   cc 1.0-1 (after bb)"), "{text}");
+    assert!(!text.contains("dd"), "only what cc needs: {text}");
+    assert_eq!(runs(&repo), runs_after_build, "a plan records no run");
+
+    // The run builds what the plan said.
+    let (_, builds, _) = repo.build(&[]);
+    assert_eq!(
+        builds,
+        statuses(&[
+            ("aa", "built"),
+            ("bb", "built"),
+            ("cc", "built"),
+            ("dd", "hit")
+        ])
+    );
+}
+
+/// A package whose build dependencies cannot be satisfied is named by the
+/// plan with the resolver's explanation, whatever it waits for; the plan
+/// exits 1.
+#[test]
+fn a_dry_run_names_unsatisfiable_build_dependencies() {
+    if !is_root() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.recipe("fine", &native("fine", &[], ""), "f\n");
+    repo.recipe(
+        "broken",
+        &native("broken", &["fine", "no-such-package (>= 2)"], ""),
+        "b\n",
+    );
+    let (code, plan) = plan(&repo, &[]);
+    assert_eq!(code, Some(1), "{plan}");
+    assert_eq!(
+        actions(&plan),
+        statuses(&[("broken", "unsatisfiable"), ("fine", "after")])
+    );
+    let broken = plan["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "broken")
+        .unwrap();
+    let why = broken["reason"].as_str().unwrap();
+    assert!(
+        why.contains("comb-build-deps : Depends: no-such-package (>= 2) but it is not installable"),
+        "{why}"
+    );
+    // The repository's own package is taken as there.
+    assert!(!why.contains("fine"), "{why}");
+}

@@ -20,6 +20,16 @@ fn comb_resolves_build_dependencies_as_apt_does() {
     std::fs::write(repo.path().join("comb.toml"), "[distro]\n").unwrap();
     let update = real::comb(repo.path(), &["update"]);
     assert!(update.status.success(), "comb update failed");
+    // `comb import` writes recipes for the snapshot's source packages.
+    let import = real::comb(repo.path(), &["import", "hello"]);
+    assert!(import.status.success());
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("hello/recipe.toml")).unwrap(),
+        "[source]\ndebian = \"hello\"\n"
+    );
+    assert!(!real::comb(repo.path(), &["import", "no-such-source"])
+        .status
+        .success());
     let snapshot = resolver::snapshot(&real::store(), &repo.path().join("comb.lock"));
     let (universe, sources) = resolver::load(&snapshot);
 
