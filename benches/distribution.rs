@@ -208,33 +208,8 @@ fn main() {
     if sample_size == 0 {
         return;
     }
-    let (universe, sources) = resolver::load(&snapshot);
-    let sample = resolver::sample(&sources, &snapshot.architecture, sample_size);
     let work = scratch.path().join("apt");
     mkdir_all(&work);
-    let dummies = work.join("dummies");
-    write(
-        &dummies,
-        resolver::dummies_index(&sample, &snapshot.architecture).as_bytes(),
-    );
-    let mut indices = snapshot.packages.clone();
-    indices.push(dummies);
-    let apt = comb_distro::Aptbox::new(&work.join("box"), &snapshot.architecture, &indices)
-        .unwrap_or_else(|e| abort(&format!("setting up APT: {e}")));
-    let status_text = resolver::base_status(&apt, &snapshot);
-    let status = work.join("status");
-    write(&status, status_text.as_bytes());
-    let installed = comb_distro::parse_status(&status_text, "the base").unwrap();
-    let system = comb_distro::solver::System::new(&universe, installed, Vec::new(), false);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let agreement = resolver::compare(
-        &system,
-        &apt,
-        &status,
-        &snapshot.architecture,
-        &sample,
-        threads,
-        30,
-    );
+    let agreement = resolver::compare_sample(&snapshot, sample_size, &work);
     print!("comb beside APT: {}", agreement.report());
 }

@@ -22,7 +22,7 @@ use comb_distro::debwriter::{self, BinarySpec};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository, Source, SourceFacts};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -321,12 +321,11 @@ pub(crate) fn package_graph(
 ) -> Result<comb_recipes::PackageGraph> {
     let arch = pinned.lock.architecture.as_str();
     // A cycle is cut where the snapshot has the binary an edge names; the
-    // snapshot's binary names are read only if there is a cycle.
-    let binaries: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    // snapshot's packages are read only if there is a cycle.
     let snapshot_has = |binary: &str| {
-        binaries
-            .get_or_init(|| snapshot_binaries(pinned).unwrap_or_default())
-            .contains(binary)
+        pinned
+            .universe()
+            .is_ok_and(|u| u.find_any(binary).is_some())
     };
     let owners = contested_owners(pinned, sources)?;
     let facts = |recipe: &Recipe| facts(recipe, sources, &owners, arch);
@@ -375,20 +374,6 @@ pub(crate) fn wanted_packages(
         needed_by(graph, &request.packages)
     };
     Ok((order, wanted))
-}
-
-/// The names of the snapshot's binary packages.
-fn snapshot_binaries(pinned: &Pinned) -> Result<HashSet<String>> {
-    let mut names = HashSet::new();
-    for f in &pinned.snapshot()?.packages {
-        let text = std::fs::read_to_string(&f.local)
-            .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
-        names.extend(comb_distro::package_names(
-            &text,
-            &f.local.display().to_string(),
-        )?);
-    }
-    Ok(names)
 }
 
 /// The wanted packages and everything they need, in build order.

@@ -220,14 +220,7 @@ impl PackageGraph {
                 };
                 // A cycle found in this round may share its edge with an
                 // earlier one of the same round, already cut.
-                if let Some(e) = graph.find_edge(NodeIndex::new(from), NodeIndex::new(to)) {
-                    graph.remove_edge(e);
-                    cut.push(CutEdge {
-                        from: names[from].clone(),
-                        to: names[to].clone(),
-                        binaries: via[&(from, to)].iter().cloned().collect(),
-                    });
-                }
+                cut_edge(&mut graph, (from, to), &names, &via, &mut cut);
             }
             if !stuck.is_empty() {
                 let errors = stuck
@@ -399,6 +392,24 @@ fn topological_order(graph: &DiGraph<(), ()>, names: &[String]) -> Vec<usize> {
     order
 }
 
+/// Removes the edge `from -> to` if it is still there, and records it.
+fn cut_edge(
+    graph: &mut DiGraph<(), ()>,
+    (from, to): (usize, usize),
+    names: &[String],
+    via: &HashMap<(usize, usize), BTreeSet<String>>,
+    cut: &mut Vec<CutEdge>,
+) {
+    if let Some(e) = graph.find_edge(NodeIndex::new(from), NodeIndex::new(to)) {
+        graph.remove_edge(e);
+        cut.push(CutEdge {
+            from: names[from].clone(),
+            to: names[to].clone(),
+            binaries: via[&(from, to)].iter().cloned().collect(),
+        });
+    }
+}
+
 /// One depth-first pass over each strongly connected component, from its
 /// smallest-named recipe and in name order, cutting each cycle a back edge
 /// closes: at the back edge if the snapshot has its binaries, else at the
@@ -487,14 +498,7 @@ fn cut_back_edges(
                             stuck = true;
                             continue;
                         };
-                        if let Some(e) = graph.find_edge(NodeIndex::new(from), NodeIndex::new(to)) {
-                            graph.remove_edge(e);
-                            cut.push(CutEdge {
-                                from: names[from].clone(),
-                                to: names[to].clone(),
-                                binaries: via[&(from, to)].iter().cloned().collect(),
-                            });
-                        }
+                        cut_edge(graph, (from, to), names, via, cut);
                     }
                     _ => {}
                 }

@@ -11,9 +11,6 @@
 use crate::real;
 use crate::resolver;
 
-use comb_distro::solver::System;
-use comb_distro::Aptbox;
-
 #[test]
 fn comb_resolves_build_dependencies_as_apt_does() {
     let repo = tempfile::tempdir().unwrap();
@@ -31,51 +28,12 @@ fn comb_resolves_build_dependencies_as_apt_does() {
         .status
         .success());
     let snapshot = resolver::snapshot(&real::store(), &repo.path().join("comb.lock"));
-    let (universe, sources) = resolver::load(&snapshot);
-
     let count: usize = std::env::var("COMB_TEST_RESOLVER_SAMPLE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let sample = resolver::sample(&sources, &snapshot.architecture, count);
-    assert_eq!(
-        sample.len(),
-        count,
-        "the snapshot has fewer source packages"
-    );
-
     let work = tempfile::tempdir().unwrap();
-    let dummies = work.path().join("dummies");
-    std::fs::write(
-        &dummies,
-        resolver::dummies_index(&sample, &snapshot.architecture),
-    )
-    .unwrap();
-    let mut indices = snapshot.packages.clone();
-    indices.push(dummies);
-    let apt = Aptbox::new(&work.path().join("apt"), &snapshot.architecture, &indices)
-        .expect("setting up APT");
-    let status_text = resolver::base_status(&apt, &snapshot);
-    let status = work.path().join("status");
-    std::fs::write(&status, &status_text).unwrap();
-    let installed = comb_distro::parse_status(&status_text, "the base").unwrap();
-    assert!(
-        installed.len() > 100,
-        "the base holds {} packages",
-        installed.len()
-    );
-    let system = System::new(&universe, installed, Vec::new(), false);
-
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let agreement = resolver::compare(
-        &system,
-        &apt,
-        &status,
-        &snapshot.architecture,
-        &sample,
-        threads,
-        30,
-    );
+    let agreement = resolver::compare_sample(&snapshot, count, work.path());
     let report = agreement.report();
     eprintln!("{report}");
     assert_eq!(agreement.compared, count);

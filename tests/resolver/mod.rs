@@ -369,6 +369,46 @@ fn records(set: &BTreeSet<String>) -> Vec<Resolved> {
         .collect()
 }
 
+/// The whole comparison: `count` source packages of `snapshot` (an even
+/// sample), APT set up in `work` with their dummies, the base resolved by
+/// APT, both resolvers asked; APT on every CPU, and `apt-get --simulate`
+/// itself for the first 30.
+pub fn compare_sample(snapshot: &Snapshot, count: usize, work: &Path) -> Agreement {
+    let (universe, sources) = load(snapshot);
+    let sample = sample(&sources, &snapshot.architecture, count);
+    assert_eq!(
+        sample.len(),
+        count,
+        "the snapshot has fewer source packages"
+    );
+    let dummies = work.join("dummies");
+    std::fs::write(&dummies, dummies_index(&sample, &snapshot.architecture)).unwrap();
+    let mut indices = snapshot.packages.clone();
+    indices.push(dummies);
+    let apt =
+        Aptbox::new(&work.join("apt"), &snapshot.architecture, &indices).expect("setting up APT");
+    let status_text = base_status(&apt, snapshot);
+    let status = work.join("status");
+    std::fs::write(&status, &status_text).unwrap();
+    let installed = comb_distro::parse_status(&status_text, "the base").unwrap();
+    assert!(
+        installed.len() > 100,
+        "the base holds {} packages",
+        installed.len()
+    );
+    let system = System::new(&universe, installed, Vec::new(), false);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    compare(
+        &system,
+        &apt,
+        &status,
+        &snapshot.architecture,
+        &sample,
+        threads,
+        30,
+    )
+}
+
 impl Agreement {
     /// The summary line and one paragraph per difference.
     pub fn report(&self) -> String {
