@@ -636,7 +636,7 @@ pub(crate) fn build_one(
     let requires = requires_of(recipe, debian, &pinned.lock.architecture);
     let inputs = build_inputs(engine, recipe, debian, &pinned.lock.architecture)?;
     let origin = EnvOriginInputs {
-        resolver: comb_distro::solver::RESOLVER.to_string(),
+        resolver: Some(comb_distro::solver::RESOLVER.to_string()),
         index: NodeKey::known(&pinned.key),
         base: NodeKey::known(&base.key),
         requires: requires.clone(),

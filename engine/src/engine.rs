@@ -2,7 +2,7 @@
 //! one way a node is produced: look its key up, else build it under the
 //! node's lock, record it, and report what happened.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WouldBuild};
 use crate::inputs::StageInputs;
 use comb_cache::{
     unix_now, Attempt, Event, EventStatus, Index, NodeKind, NodeOutput, NodeRecord, NodeRef, RunId,
@@ -115,14 +115,6 @@ pub struct Engine {
     would_build: Mutex<Vec<WouldBuild>>,
     /// A plan's small outputs (resolutions), kept in memory.
     planned_blobs: Mutex<std::collections::HashMap<comb_cache::Digest, Vec<u8>>>,
-}
-
-/// A node a plan found missing: it would be built, for `reason`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct WouldBuild {
-    pub stage: &'static str,
-    pub name: String,
-    pub reason: String,
 }
 
 /// File digests by path, with the stat each was computed for.

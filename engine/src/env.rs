@@ -151,7 +151,7 @@ pub(crate) fn pkg_env_for(
     let name = format!("pkg-env:{package}");
     let (index, status) = resolve_base(pinned, Some(below))?;
     let mut inputs = BuildDepsInputs {
-        resolver: comb_distro::solver::RESOLVER.to_string(),
+        resolver: Some(comb_distro::solver::RESOLVER.to_string()),
         index,
         architecture: pinned.lock.architecture.clone(),
         status: status.digest,

@@ -38,7 +38,7 @@ pub enum Error {
     /// A plan found a node missing: it would be built (never an error of
     /// a run that builds).
     #[error("{} {} would be built: {}", .0.stage, .0.name, .0.reason)]
-    WouldBuild(crate::engine::WouldBuild),
+    WouldBuild(WouldBuild),
     /// The user's input is wrong (arguments, a recipe, `comb.toml`): the
     /// message says what to change.
     #[error("{0}")]
@@ -139,4 +139,12 @@ impl From<comb_cache::DescriptionError> for Error {
     fn from(e: comb_cache::DescriptionError) -> Error {
         Error::Environment(format!("describing a node: {e}"))
     }
+}
+
+/// A node a plan found missing: it would be built, for `reason`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WouldBuild {
+    pub stage: &'static str,
+    pub name: String,
+    pub reason: String,
 }

@@ -807,8 +807,9 @@ stage_inputs! {
 stage_inputs! {
     /// A package's build dependencies, resolved by comb's resolver on its base.
     pub(crate) struct BuildDepsInputs for "resolve" {
-        /// The resolver and its version.
-        resolver: String = "resolver", Role::Builder;
+        /// The resolver and its version (none in records made by APT,
+        /// before comb had its own).
+        resolver: Option<String> = "resolver", Role::Builder;
         /// The snapshot's index node.
         index: NodeKey = "index", Role::Snapshot;
         /// The architecture resolved for.
@@ -877,8 +878,9 @@ stage_inputs! {
     /// (its `env` not derived) it keys the build's shortcut: a run that
     /// changes nothing finds the build without resolving its environment.
     pub(crate) struct EnvOriginInputs for "build-shortcut" {
-        /// The resolver of the build dependencies and its version.
-        resolver: String = "resolver", Role::Builder;
+        /// The resolver of the build dependencies and its version (none
+        /// before comb had its own).
+        resolver: Option<String> = "resolver", Role::Builder;
         /// The snapshot's index node.
         index: NodeKey = "index", Role::Snapshot;
         /// The base environment's top layer.
@@ -1276,7 +1278,7 @@ mod tests {
         round_trip(build());
         round_trip(layer());
         round_trip(BuildDepsInputs {
-            resolver: "comb-solver 1".into(),
+            resolver: Some("comb-solver 1".into()),
             index: key('3'),
             architecture: "amd64".into(),
             status: OrNone(Some(Hash::from_hex(&"d".repeat(64)).unwrap())),

@@ -34,7 +34,7 @@
 //! | resolve (a base layer) | `status` | digest or none | The BLAKE3 of the dpkg status of the layers below, or `none`. |
 //! | resolve (a base layer) | `names` | list of text or essential-and-required | The packages asked for (`[base]` of `comb.toml`). |
 //! | resolve (a base layer) | `local` | map of package:architecture to version and sha256 (when any) | The repository's builds that replace the snapshot's packages (`[base] bootstrap`). |
-//! | resolve (a pkg-env) | `resolver` | text | The resolver and its version. |
+//! | resolve (a pkg-env) | `resolver` | text (when any) | The resolver and its version (none in records made by APT, before comb had its own). |
 //! | resolve (a pkg-env) | `index` | node key | The snapshot's index node. |
 //! | resolve (a pkg-env) | `architecture` | text | The architecture resolved for. |
 //! | resolve (a pkg-env) | `status` | digest or none | The BLAKE3 of the dpkg status of the layers below. |
@@ -55,7 +55,7 @@
 //! | build | `source` | map of text to file digest, symlink or dir | Every source file by path. |
 //! | build | `script` | text | The recipe's build script (empty for Debian sources). |
 //! | build | `outputs` | list of text | The recipe's outputs, each as one line. |
-//! | build shortcut | `resolver` | text | The resolver of the build dependencies and its version. |
+//! | build shortcut | `resolver` | text (when any) | The resolver of the build dependencies and its version (none before comb had its own). |
 //! | build shortcut | `index` | node key | The snapshot's index node. |
 //! | build shortcut | `base` | node key | The base environment's top layer. |
 //! | build shortcut | `requires` | list of text | The build requirements, Debian relations. |
@@ -93,9 +93,9 @@ pub use check::{
 pub use comb_cache::gc::{
     GcOptions, GcReport, LayerStat, RemovedNode, Stats as StoreStats, KEEP_RUNS,
 };
-pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet, WouldBuild};
+pub use engine::{store_location, Engine, NodeEvent, Observer, Quiet};
 pub use env::{environment, run_in, Environment, Layer};
-pub use error::{error_kind_of, Error, ErrorKind, Result};
+pub use error::{error_kind_of, Error, ErrorKind, Result, WouldBuild};
 pub use gc::{collect as collect_garbage, stats as store_stats};
 pub use manifest::{BuiltDeb, Confinement, Manifest};
 pub use plan::{plan, Action as PlannedAction, Plan, PlannedPackage};

@@ -17,8 +17,8 @@
 //! the snapshot's binaries of the same names.
 
 use crate::build::{self, BuildRequest};
-use crate::engine::{Engine, WouldBuild};
-use crate::error::{Error, Result};
+use crate::engine::Engine;
+use crate::error::{Error, Result, WouldBuild};
 use crate::scheduler::JobState;
 use crate::snapshot::Pinned;
 use comb_recipes::{CutEdge, Recipe, Repository};
