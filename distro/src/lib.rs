@@ -12,9 +12,13 @@
 //!   Release fields.
 //! - [`index`]: signed index snapshots (`InRelease` + `Packages`/`Sources`)
 //!   and the [`SnapshotLock`] that pins one.
-//! - [`control`], [`packages`], [`deps`], [`version`]: deb822 parsing,
-//!   binary and source package records, the dependency syntax and dpkg's
-//!   version order.
+//! - [`packages`]: binary and source package records, and dpkg status
+//!   files (the deb822, relation and version syntax are comb-debian's).
+//! - [`solver`]: dependency resolution in process, as APT's `MarkInstall`
+//!   resolves (the install sets of a snapshot's build dependencies, with
+//!   versions and sha256, or APT's kind of explanation); [`aptbox`]: APT
+//!   itself, in a private configuration (the base layers' sets, and the
+//!   resolver's tests).
 //! - [`deb`]: reading `.deb` archives, and unpacking their data into a
 //!   layer directory without ever leaving it, whatever the archive holds.
 //!

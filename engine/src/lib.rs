@@ -3,12 +3,14 @@
 //! A node's key is the blake3 of its canonical input description; a node
 //! whose key is recorded and whose output is in the store is a hit and is
 //! not run again. The stages, hasher's pipeline: the index snapshot pinned
-//! by `comb.lock` ([`load_snapshot`]), resolution with APT's solver,
-//! fetching, the environment layers built by R ([`environment`]) and the
-//! build run by U ([`build()`]). Every node, hit or built or failed, is
-//! recorded in the store's index with the run it belongs to, and every miss
-//! with the inputs that differ from the node it was compared with
-//! ([`explain`]).
+//! by `comb.lock` ([`load_snapshot`]), resolution (the base sets by APT,
+//! each package's build dependencies by comb-distro's resolver), fetching,
+//! the environment layers built by R ([`environment`]) and the build run
+//! by U ([`build()`]). Every node, hit or built or failed, is recorded in
+//! the store's index with the run it belongs to, and every miss with the
+//! inputs that differ from the node it was compared with ([`explain`]). An
+//! engine opened to plan ([`Engine::open_planning`], [`plan()`]) looks every
+//! node up the same way and records and builds nothing.
 //!
 //! # What each stage's key holds
 //!

@@ -195,7 +195,14 @@ pub fn plan(
                     (Action::After, None, reason)
                 }
                 (None, Some(JobState::Failed(message))) => {
-                    match would_build.iter().find(|w| owned_by(w, name)) {
+                    // The node it stopped at: its own, or one it waits for
+                    // (a layer other packages share).
+                    let stopped_at = would_build.iter().find(|w| {
+                        owned_by(w, name)
+                            || message
+                                .starts_with(&format!("{} {} would be built", w.stage, w.name))
+                    });
+                    match stopped_at {
                         Some(w) => (Action::Build, Some(w.stage.to_string()), w.reason.clone()),
                         None => (Action::Failed, None, message.clone()),
                     }
