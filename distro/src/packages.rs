@@ -518,6 +518,45 @@ mod tests {
     const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     #[test]
+    fn a_source_s_binaries_on_an_architecture_are_package_list_s_without_udebs() {
+        let text = "Package: linux\nVersion: 6.1-1\nBinary: linux-image-amd64, linux-image-686, \
+                    xfs-modules-amd64-di, linux-doc\nArchitecture: any all\n\
+                    Package-List:\n linux-image-amd64 deb kernel optional arch=amd64\n \
+                    linux-image-686 deb kernel optional arch=i386\n \
+                    xfs-modules-amd64-di udeb debian-installer standard arch=amd64\n \
+                    linux-doc deb doc optional arch=all\nDirectory: pool/main/l/linux\n\n\
+                    Package: old\nVersion: 1\nBinary: old-a, old-b\nArchitecture: powerpc\n\
+                    Directory: pool/main/o/old\n";
+        let sources = parse_sources(text, "Sources").unwrap();
+        assert_eq!(
+            sources[0].binaries_on("amd64"),
+            ["linux-image-amd64", "linux-doc"]
+        );
+        assert_eq!(
+            sources[0].binaries_on("i386"),
+            ["linux-image-686", "linux-doc"]
+        );
+        assert!(sources[0].builds_on("amd64"));
+        // No Package-List: all of Binary.
+        assert_eq!(sources[1].binaries_on("amd64"), ["old-a", "old-b"]);
+        assert!(!sources[1].builds_on("amd64"));
+    }
+
+    #[test]
+    fn a_dpkg_status_gives_its_installed_packages_with_their_relations() {
+        let status = "Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\
+                      Depends: b (>= 2)\nProvides: v\n\n\
+                      Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\
+                      Architecture: amd64\n";
+        let installed = parse_status(status, "status").unwrap();
+        assert_eq!(installed.len(), 1);
+        assert_eq!(installed[0].name, "a");
+        assert_eq!(installed[0].depends[0].text, "b (>= 2)");
+        assert_eq!(installed[0].provides[0].text, "v");
+        assert!(installed[0].filename.is_empty());
+    }
+
+    #[test]
     fn binary_package() {
         let text = format!(
             "Package: libfoo1\nSource: foo (1.2-3)\nVersion: 1.2-3+b1\nArchitecture: amd64\n\

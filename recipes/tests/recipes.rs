@@ -567,6 +567,48 @@ fn a_cycle_is_cut_where_the_snapshot_has_the_binary() {
     assert_eq!(g.node("aa").unwrap().external.len(), 1);
 }
 
+/// Many cycles through one component are all cut, each where the snapshot
+/// has the binaries of an edge on it, and only there; a cycle whose only
+/// such edge is not the one that closes it is cut at that edge.
+#[test]
+fn every_cycle_of_a_component_is_cut_where_it_can_be() {
+    // aa -> bb -> cc -> aa, and bb -> aa, and cc -> dd -> cc.
+    let dir = repo(&[
+        ("a/recipe.toml", &native("aa", &["bb"])),
+        ("a/src/", ""),
+        ("b/recipe.toml", &native("bb", &["cc", "aa"])),
+        ("b/src/", ""),
+        ("c/recipe.toml", &native("cc", &["aa", "dd"])),
+        ("c/src/", ""),
+        ("d/recipe.toml", &native("dd", &["cc"])),
+        ("d/src/", ""),
+    ]);
+    let repository = load(dir.path());
+    let facts = |r: &Recipe| SourceFacts {
+        binaries: own_binaries(r),
+        build_depends: Vec::new(),
+    };
+    // The snapshot has aa and dd, not bb or cc.
+    let g = repository
+        .graph_cutting(facts, |binary| binary == "aa" || binary == "dd")
+        .unwrap();
+    let mut cut: Vec<(String, String)> = g
+        .cut_edges()
+        .iter()
+        .map(|c| (c.from.clone(), c.to.clone()))
+        .collect();
+    cut.sort();
+    assert_eq!(
+        cut,
+        [
+            ("bb".to_string(), "aa".to_string()),
+            ("cc".to_string(), "aa".to_string()),
+            ("cc".to_string(), "dd".to_string()),
+        ]
+    );
+    assert_eq!(g.topological_order(), ["cc", "bb", "aa", "dd"]);
+}
+
 /// A cycle through 10,000 recipes is found and printed without deep
 /// recursion: on a thread with a small stack.
 #[test]
