@@ -123,20 +123,7 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    let update = run(Command::new(&comb).arg("update").args(place(&repo, &store)));
-    let uri = std::fs::read_to_string(repo.join("comb.lock"))
-        .ok()
-        .and_then(|lock| lock_uri(&lock))
-        .unwrap_or_default();
-    if !update.ok {
-        skip(&redact_mirror(
-            &format!(
-                "`comb update` failed (is the mirror reachable?): {}",
-                tail(&update.stderr, 3)
-            ),
-            &uri,
-        ));
-    }
+    let (uri, update_wall) = update_or_skip(&comb, &repo, &store);
 
     // COMB_BENCH_PACKAGES: only these (with what they need).
     let selected: Vec<String> = std::env::var("COMB_BENCH_PACKAGES")
@@ -358,7 +345,7 @@ fn main() {
         "  wall time: {:.1} s ({:.1} min; comb update before it: {:.1} s); comb build {}",
         wall.as_secs_f64(),
         wall.as_secs_f64() / 60.0,
-        update.wall.as_secs_f64(),
+        update_wall.as_secs_f64(),
         if ok { "exited 0" } else { "exited non-zero" }
     );
 }

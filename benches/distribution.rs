@@ -96,17 +96,7 @@ fn main() {
     let repo = scratch.path().join("distribution");
     mkdir_all(&repo);
     write(&repo.join("comb.toml"), b"[distro]\n");
-    let update = run(Command::new(&comb).arg("update").args(place(&repo, &store)));
-    let uri = std::fs::read_to_string(repo.join("comb.lock"))
-        .ok()
-        .and_then(|lock| lock_uri(&lock))
-        .unwrap_or_default();
-    if !update.ok {
-        skip(&redact_mirror(
-            &format!("`comb update` failed: {}", tail(&update.stderr, 3)),
-            &uri,
-        ));
-    }
+    let (uri, _) = update_or_skip(&comb, &repo, &store);
     let snapshot = resolver::snapshot(&store, &repo.join("comb.lock"));
     let import = run(Command::new(&comb)
         .args(["import", "--all"])

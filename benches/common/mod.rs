@@ -204,6 +204,27 @@ pub fn abort(message: &str) -> ! {
     std::process::exit(1);
 }
 
+/// `comb update` of `repo` into `store`; if it fails, the benchmark is
+/// skipped with the reason (the mirror's address left out). Returns the
+/// mirror's URI, for [`redact_mirror`], and how long the update took.
+pub fn update_or_skip(comb: &Path, repo: &Path, store: &Path) -> (String, Duration) {
+    let update = run(Command::new(comb).arg("update").args(place(repo, store)));
+    let uri = std::fs::read_to_string(repo.join("comb.lock"))
+        .ok()
+        .and_then(|lock| lock_uri(&lock))
+        .unwrap_or_default();
+    if !update.ok {
+        skip(&redact_mirror(
+            &format!(
+                "`comb update` failed (is the mirror reachable?): {}",
+                tail(&update.stderr, 3)
+            ),
+            &uri,
+        ));
+    }
+    (uri, update.wall)
+}
+
 /// The first `uri = "..."` of a `comb.lock`'s `[snapshot]` table.
 pub fn lock_uri(lock: &str) -> Option<String> {
     let mut in_snapshot = false;
