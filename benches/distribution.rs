@@ -194,7 +194,10 @@ fn main() {
         unsatisfiable.join(", ")
     );
 
-    let sample_size = env_count("COMB_BENCH_APT_SAMPLE", 2000);
+    // 0 leaves the comparison out (env_count wants a positive number).
+    let sample_size: usize = env_string("COMB_BENCH_APT_SAMPLE", "2000")
+        .parse()
+        .unwrap_or_else(|_| abort("COMB_BENCH_APT_SAMPLE must be a number"));
     if sample_size == 0 {
         return;
     }
