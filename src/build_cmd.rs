@@ -331,38 +331,11 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
     )
     .context("opening the store")?;
     let pinned = comb_engine::load_snapshot(&engine)?;
-    let available = pinned.source_names()?;
-    let names = if args.all {
-        available
-    } else {
-        if args.names.is_empty() {
-            anyhow::bail!("name the source packages to import, or give --all");
-        }
-        for name in &args.names {
-            if available.binary_search(name).is_err() {
-                anyhow::bail!("the pinned snapshot has no source package {name:?}");
-            }
-        }
-        args.names.clone()
-    };
-    let (mut written, mut kept) = (0, 0);
-    for name in &names {
-        // Names come from a signed index; still, each must be a package
-        // name (no `/`, no `..`) before it names a directory.
-        if !comb_engine::publish::is_package_name(name) {
-            anyhow::bail!("{name:?} is not a source package name");
-        }
-        let dir = root.join(name);
-        if dir.exists() {
-            kept += 1;
-            continue;
-        }
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let recipe = dir.join("recipe.toml");
-        std::fs::write(&recipe, format!("[source]\ndebian = \"{name}\"\n"))
-            .with_context(|| format!("writing {}", recipe.display()))?;
-        written += 1;
+    if !args.all && args.names.is_empty() {
+        anyhow::bail!("name the source packages to import, or give --all");
     }
+    let wanted = (!args.all).then_some(args.names.as_slice());
+    let (written, kept) = comb_engine::import_recipes(&pinned, &root, wanted)?;
     eprintln!(
         "{written} recipes written in {}{}",
         root.display(),

@@ -54,9 +54,9 @@ pub use error::{Error, Result};
 pub use fetch::{fetch_to, parallel_fetch, FetchItem, FetchOptions, Fetched, Fetcher};
 pub use index::{fetch_snapshot, IndexFile, IndexKind, Snapshot, SnapshotLock};
 pub use packages::{
-    installed_packages, package_names, packages_without, parse_packages, parse_sources,
-    parse_sources_with_text, parse_status, relation_field, relation_list_field, BinaryPackage,
-    Relations, SourcePackage,
+    binary_sources, installed_packages, package_names, packages_without, parse_packages,
+    parse_sources, parse_sources_with_text, parse_status, relation_field, relation_list_field,
+    BinaryPackage, Relations, SourcePackage,
 };
 pub use release::{verify_clearsigned, Release};
 pub use sources::{AptSource, MirrorConfig};

@@ -114,6 +114,26 @@ pub fn package_names(text: &str, origin: &str) -> Result<std::collections::HashS
         .collect())
 }
 
+/// Each binary package a `Packages` index lists, with the name of its
+/// source package (its `Source` field without a version, or its own name):
+/// read without parsing relations, for a look-up over a whole index.
+pub fn binary_sources(
+    text: &str,
+    origin: &str,
+) -> Result<std::collections::HashMap<String, String>> {
+    Ok(control::parse(text, origin)?
+        .iter()
+        .filter_map(|p| {
+            let name = p.get("Package")?;
+            let source = p
+                .get("Source")
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or(name);
+            Some((name.to_string(), source.to_string()))
+        })
+        .collect())
+}
+
 /// A `Packages` index without the paragraphs of the packages `names`, as
 /// text: what an index of other packages takes the place of.
 pub fn packages_without(text: &str, names: &std::collections::BTreeSet<&str>) -> String {
@@ -540,6 +560,16 @@ mod tests {
         // No Package-List: all of Binary.
         assert_eq!(sources[1].binaries_on("amd64"), ["old-a", "old-b"]);
         assert!(!sources[1].builds_on("amd64"));
+    }
+
+    #[test]
+    fn a_binary_s_source_is_its_source_field_s_name_or_its_own() {
+        let text = "Package: libfoo1\nSource: foo (1.2-3)\nVersion: 1.2-3+b1\n\n\
+                    Package: bar\nVersion: 1\n\nPackage: baz\nSource: qux\nVersion: 2\n";
+        let sources = binary_sources(text, "Packages").unwrap();
+        assert_eq!(sources["libfoo1"], "foo");
+        assert_eq!(sources["bar"], "bar");
+        assert_eq!(sources["baz"], "qux");
     }
 
     #[test]

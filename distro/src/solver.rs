@@ -150,13 +150,6 @@ impl Universe {
         &self.tables.packages
     }
 
-    /// Some version of the package `name`, if it holds one.
-    pub fn find_any(&self, name: &str) -> Option<&BinaryPackage> {
-        let id = *self.tables.names.get(name)?;
-        let v = *self.tables.real.get(&id)?.first()?;
-        Some(&self.tables.packages[v as usize])
-    }
-
     /// The package `name` at `version`, if it holds it.
     pub fn find(&self, name: &str, version: &str) -> Option<&BinaryPackage> {
         let id = *self.tables.names.get(name)?;
@@ -361,13 +354,13 @@ impl<'u> System<'u> {
             };
             system.installed.insert(name, ver);
         }
-        let names: Vec<NameId> = (0..(base.name_text.len() + system.extra.name_text.len()))
-            .map(|n| n as NameId)
-            .filter(|n| {
-                system.installed.contains_key(n)
-                    || system.hidden.contains(n)
-                    || system.extra.real.contains_key(n)
-            })
+        // Only these names have a candidate other than the universe's.
+        let names: HashSet<NameId> = system
+            .installed
+            .keys()
+            .chain(&system.hidden)
+            .chain(system.extra.real.keys())
+            .copied()
             .collect();
         for name in names {
             let c = system.compute_candidate(name);

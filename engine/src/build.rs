@@ -324,8 +324,8 @@ pub(crate) fn package_graph(
     // snapshot's packages are read only if there is a cycle.
     let snapshot_has = |binary: &str| {
         pinned
-            .universe()
-            .is_ok_and(|u| u.find_any(binary).is_some())
+            .binary_sources()
+            .is_ok_and(|b| b.contains_key(binary))
     };
     let owners = contested_owners(pinned, sources)?;
     let facts = |recipe: &Recipe| facts(recipe, sources, &owners, arch);
@@ -536,14 +536,11 @@ fn contested_owners(
     if contested.is_empty() {
         return Ok(HashMap::new());
     }
-    let universe = pinned.universe()?;
+    let sources_of = pinned.binary_sources()?;
     Ok(contested
         .into_iter()
         .map(|b| {
-            let source = universe
-                .find_any(&b)
-                .map(|p| p.source.clone())
-                .unwrap_or_default();
+            let source = sources_of.get(&b).cloned().unwrap_or_default();
             (b, source)
         })
         .collect())

@@ -553,10 +553,10 @@ impl Engine {
 
     /// `record` as a hit if its output is still in the store.
     fn hit_on(&self, kind: NodeKind, name: &str, record: NodeRecord) -> Result<Option<NodeRecord>> {
-        if !self.store.has_output(&record.output) && self.planning {
-            return Ok(None);
-        }
         if !self.store.has_output(&record.output) {
+            if self.planning {
+                return Ok(None);
+            }
             // The output went missing (removed by hand, or a lost disk):
             // the row must not be trusted.
             self.index().remove_node(&record.key)?;

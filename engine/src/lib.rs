@@ -108,8 +108,8 @@ pub use report::{
 };
 pub use scheduler::JobState;
 pub use snapshot::{
-    load as load_snapshot, mirror_config, pinned_key, update as update_snapshot, Pinned,
-    DEFAULT_KEYRING, LOCK_FILE,
+    import_recipes, load as load_snapshot, mirror_config, pinned_key, update as update_snapshot,
+    Pinned, DEFAULT_KEYRING, LOCK_FILE,
 };
 pub use vary::{Variation, VariationReport, Variations};
 pub use why::{

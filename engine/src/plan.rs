@@ -109,7 +109,13 @@ pub fn plan(
     let (installed, base_built) = crate::env::planned_base(engine, pinned)?;
     let universe = pinned.universe()?;
     let arch = pinned.lock.architecture.as_str();
-    let local = unknown_binaries(&graph, &wanted, &sources, &recipes, universe)?;
+    let local = unknown_binaries(
+        &graph,
+        &wanted,
+        &sources,
+        &recipes,
+        pinned.binary_sources()?,
+    )?;
     let system = comb_distro::solver::System::new(universe, installed, local, false);
     let resolving = Instant::now();
     let elsewhere = |name: &str| sources.get(name).is_some_and(|s| !s.builds_on(arch));
@@ -236,7 +242,7 @@ fn unknown_binaries(
     wanted: &[String],
     sources: &HashMap<&str, comb_distro::SourcePackage>,
     recipes: &HashMap<&str, &Recipe>,
-    universe: &comb_distro::solver::Universe,
+    snapshot: &HashMap<String, String>,
 ) -> Result<Vec<comb_distro::BinaryPackage>> {
     let mut index = String::new();
     for name in wanted {
@@ -251,7 +257,7 @@ fn unknown_binaries(
                 .unwrap_or_else(|| "0".into()),
         };
         for binary in &node.binaries {
-            if universe.find_any(binary).is_none() {
+            if !snapshot.contains_key(binary) {
                 index.push_str(&format!(
                     "Package: {binary}\nVersion: {version}\nArchitecture: all\n\
                      Filename: ./{binary}.deb\nSize: 0\nSHA256: {}\n\n",

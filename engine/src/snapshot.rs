@@ -39,6 +39,9 @@ pub struct Pinned {
     /// The snapshot's binary packages, indexed for the resolver: parsed
     /// once per process, on first use.
     universe: std::sync::OnceLock<comb_distro::solver::Universe>,
+    /// Each binary package of the snapshot with its source's name (cheaper
+    /// than the universe: for the package graph of every run).
+    binary_sources: std::sync::OnceLock<std::collections::HashMap<String, String>>,
     /// One private APT per snapshot and process: set up once, it resolves
     /// every set of the run.
     aptbox: std::sync::Mutex<Option<std::sync::Arc<comb_distro::aptbox::Aptbox>>>,
@@ -60,6 +63,7 @@ impl Pinned {
             tree,
             verified: std::sync::OnceLock::new(),
             universe: std::sync::OnceLock::new(),
+            binary_sources: std::sync::OnceLock::new(),
             aptbox: std::sync::Mutex::new(None),
         }
     }
@@ -106,6 +110,23 @@ impl Pinned {
         }
         let universe = comb_distro::solver::Universe::new(&self.lock.architecture, packages);
         Ok(self.universe.get_or_init(|| universe))
+    }
+
+    /// Each binary package of the snapshot, with the name of its source.
+    pub(crate) fn binary_sources(&self) -> Result<&std::collections::HashMap<String, String>> {
+        if let Some(b) = self.binary_sources.get() {
+            return Ok(b);
+        }
+        let mut all = std::collections::HashMap::new();
+        for f in &self.snapshot()?.packages {
+            let text = std::fs::read_to_string(&f.local)
+                .map_err(|e| Error::io(format!("reading {}", f.local.display()), e))?;
+            all.extend(comb_distro::binary_sources(
+                &text,
+                &f.local.display().to_string(),
+            )?);
+        }
+        Ok(self.binary_sources.get_or_init(|| all))
     }
 
     /// The names of the snapshot's source packages, sorted, each once.
@@ -331,4 +352,49 @@ fn write_lock(path: &Path, lock: &SnapshotLock) -> Result<bool> {
             Error::io(format!("writing {}", path.display()), e)
         })?;
     Ok(true)
+}
+
+/// `comb import`: writes `NAME/recipe.toml` (`[source]`, `debian = "NAME"`)
+/// under `root` for the snapshot's source packages `names` (all of them
+/// when `None`). A directory already there is left alone. Returns how many
+/// recipes were written and how many left.
+pub fn import_recipes(
+    pinned: &Pinned,
+    root: &Path,
+    names: Option<&[String]>,
+) -> Result<(usize, usize)> {
+    let available = pinned.source_names()?;
+    let names = match names {
+        None => available,
+        Some(names) => {
+            if let Some(missing) = names.iter().find(|n| available.binary_search(n).is_err()) {
+                return Err(Error::Input(format!(
+                    "the pinned snapshot has no source package {missing:?}"
+                )));
+            }
+            names.to_vec()
+        }
+    };
+    let (mut written, mut kept) = (0, 0);
+    for name in &names {
+        // Names come from a signed index; still, each must be a package
+        // name (no `/`, no `..`) before it names a directory.
+        if !comb_debian::name::is_package_name(name) {
+            return Err(Error::Input(format!(
+                "{name:?} is not a source package name"
+            )));
+        }
+        let dir = root.join(name);
+        if dir.exists() {
+            kept += 1;
+            continue;
+        }
+        std::fs::create_dir(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let recipe = dir.join(comb_recipes::RECIPE_FILE);
+        std::fs::write(&recipe, format!("[source]\ndebian = \"{name}\"\n"))
+            .map_err(|e| Error::io(format!("writing {}", recipe.display()), e))?;
+        written += 1;
+    }
+    Ok((written, kept))
 }
