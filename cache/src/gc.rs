@@ -107,7 +107,7 @@ pub fn collect(store: &Store, index: &Index, options: &GcOptions) -> Result<GcRe
         })?;
     }
     // Mark what the remaining nodes (and recorded logs) name.
-    let (live_blobs, live_trees) = referenced(index, &nodes, &dropped)?;
+    let (live_blobs, live_trees) = referenced(store, index, &nodes, &dropped)?;
     for (alg, hex, size) in &blobs {
         if !live_blobs.contains(&(*alg, hex.clone())) {
             report.blobs += 1;
@@ -133,9 +133,11 @@ pub fn collect(store: &Store, index: &Index, options: &GcOptions) -> Result<GcRe
 /// A blob as the store's layout names it: its algorithm and hex hash.
 type BlobName = (Algorithm, String);
 
-/// The blobs and trees the nodes not in `dropped` name: their outputs,
-/// their references, and the logs of recorded events.
+/// The blobs and trees the nodes not in `dropped` name: their outputs
+/// (with the trees those are layered on), their references, and the logs
+/// of recorded events.
 fn referenced(
+    store: &Store,
     index: &Index,
     nodes: &[NodeSummary],
     dropped: &HashSet<&str>,
@@ -149,6 +151,15 @@ fn referenced(
             }
             NodeOutput::Blob(d) => {
                 blobs.insert((d.algorithm, d.hex()));
+            }
+        }
+    }
+    let mut below: Vec<String> = trees.iter().cloned().collect();
+    while let Some(name) = below.pop() {
+        // A tree already gone names nothing; its node is a miss next time.
+        for base in store.tree_layered_on(&name).unwrap_or_default() {
+            if trees.insert(base.clone()) {
+                below.push(base);
             }
         }
     }

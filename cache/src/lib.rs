@@ -50,5 +50,5 @@ pub use key::{
 };
 pub use store::{
     default_location_from, is_valid_name, NodeLock, Store, StoreError, StoreLock, TreeBuilder,
-    CACHEDIR_TAG, INDEX_FILE, MAX_NAME_LEN, STORE_FORMAT,
+    CACHEDIR_TAG, INDEX_FILE, LAYERED_ON, MAX_NAME_LEN, STORE_FORMAT,
 };

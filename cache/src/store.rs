@@ -61,6 +61,12 @@ const KNOWN_ROOT_ENTRIES: &[&str] = &[
 /// Longest tree name, node-lock key or temporary-name hint accepted.
 pub const MAX_NAME_LEN: usize = 200;
 
+/// The file in a published tree naming the trees it is layered on.
+pub const LAYERED_ON: &str = "layered-on";
+/// Most trees one tree may stand on, itself included: a bound for a
+/// damaged store whose `layered-on` files form a loop.
+const MAX_LAYERED_TREES: usize = 64;
+
 /// Everything that can go wrong in the store. Each message names the path
 /// involved and, where there is one, what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -560,6 +566,44 @@ impl Store {
         }
     }
 
+    /// The trees `name` is layered on, bottom first: the trees whose
+    /// directories an overlay of `name` needs below its own. Empty for a
+    /// tree that stands alone. A name that is not a valid tree name is an
+    /// error: the file is the store's own, so it is never trusted blindly.
+    pub fn tree_layered_on(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let Some(dir) = self.tree_path(name) else {
+            return Err(StoreError::TreeMissing(name.to_string()));
+        };
+        let path = dir.join(LAYERED_ON);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        let bases: Vec<String> = text.lines().map(str::to_string).collect();
+        for b in &bases {
+            check_name("tree name", b)?;
+        }
+        Ok(bases)
+    }
+
+    /// Whether the tree `name` and every tree it is layered on are present.
+    fn tree_complete(&self, name: &str) -> bool {
+        let mut todo = vec![name.to_string()];
+        let mut seen = 0;
+        while let Some(n) = todo.pop() {
+            seen += 1;
+            if seen > MAX_LAYERED_TREES {
+                return false;
+            }
+            match self.tree_layered_on(&n) {
+                Ok(bases) => todo.extend(bases),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
     /// The apparent size in bytes of the published tree `name`: regular
     /// files and symlinks, hard links counted once, symlinks not followed.
     pub fn tree_size(&self, name: &str) -> Result<u64, StoreError> {
@@ -574,7 +618,7 @@ impl Store {
     pub fn has_output(&self, output: &NodeOutput) -> bool {
         match output {
             NodeOutput::Blob(d) => self.has_blob(d),
-            NodeOutput::Tree(name) => self.tree_path(name).is_some(),
+            NodeOutput::Tree(name) => self.tree_complete(name),
         }
     }
 
@@ -946,6 +990,19 @@ impl TreeBuilder<'_> {
     /// The directory to fill.
     pub fn path(&self) -> &Path {
         self.path.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Records that the tree is layered on `bases` (bottom first): it is
+    /// complete only while they are present, and `comb gc` keeps them
+    /// while it keeps this tree.
+    pub fn layer_on(&self, bases: &[String]) -> Result<(), StoreError> {
+        for b in bases {
+            check_name("tree name", b)?;
+        }
+        let path = self.path().join(LAYERED_ON);
+        let mut text = bases.join("\n");
+        text.push('\n');
+        fs::write(&path, text).map_err(io_err("writing", &path))
     }
 
     /// Publishes the directory as `trees/<name>`; see [`Store::publish_tree`].

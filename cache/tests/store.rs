@@ -1182,6 +1182,64 @@ fn gc_keeps_what_a_kept_node_names() {
     assert_eq!((report.nodes.len(), report.blobs), (1, 3), "{report:?}");
 }
 
+/// A tree layered on another is present only with it, and garbage
+/// collection keeps the tree below while it keeps the one above, even
+/// when the node that made the tree below is dropped.
+#[test]
+fn a_layered_tree_keeps_the_tree_below_it() {
+    let (_dir, store) = new_store();
+    let idx = store.open_index().expect("index");
+    let tree = |name: &str, on: &[String]| {
+        let t = store.begin_tree().expect("tree");
+        std::fs::create_dir(t.path().join("0")).expect("layer dir");
+        if !on.is_empty() {
+            t.layer_on(on).expect("layer on");
+        }
+        t.publish(name).expect("publish");
+        NodeOutput::Tree(name.to_string())
+    };
+    let below = NodeRecord::new(NodeKind::PkgEnv, "below", "[b]\n", tree("t-below", &[]), 1, 1);
+    let above = NodeRecord::new(
+        NodeKind::PkgEnv,
+        "above",
+        "[a]\n",
+        tree("t-above", &["t-below".to_string()]),
+        1,
+        1,
+    );
+    idx.record_node(&below).expect("below");
+    idx.record_node(&above).expect("above");
+    assert_eq!(
+        store.tree_layered_on("t-above").expect("read"),
+        vec!["t-below".to_string()]
+    );
+    assert!(store.has_output(&above.output));
+    let options = |pinned: &[&str]| gc::GcOptions {
+        max_age_days: 0,
+        max_size: None,
+        dry_run: false,
+        pinned: pinned.iter().map(|k| k.to_string()).collect(),
+    };
+    let report = gc::collect(&store, &idx, &options(&[&above.key])).expect("gc");
+    assert_eq!((report.nodes.len(), report.trees), (1, 0), "{report:?}");
+    assert!(store.tree_path("t-below").is_some(), "the tree below went");
+    assert!(store.has_output(&above.output));
+    let report = gc::collect(&store, &idx, &options(&[])).expect("gc");
+    assert_eq!(report.trees, 2, "{report:?}");
+    // A tree whose base is gone is not a usable output.
+    tree("t-orphan", &["t-missing".to_string()]);
+    assert!(!store.has_output(&NodeOutput::Tree("t-orphan".into())));
+    // Nor is one whose file names something that is not a tree name.
+    tree("t-bad", &[]);
+    std::fs::write(
+        store.tree_path("t-bad").expect("t-bad").join(comb_cache::LAYERED_ON),
+        "../../etc\n",
+    )
+    .expect("write");
+    assert!(store.tree_layered_on("t-bad").is_err());
+    assert!(!store.has_output(&NodeOutput::Tree("t-bad".into())));
+}
+
 #[test]
 fn last_use_follows_a_shared_node_and_pins_are_kept() {
     let (_dir, store) = new_store();

@@ -636,6 +636,41 @@ impl<'u> System<'u> {
         }
     }
 
+    /// The largest part of `install` (a valid install set, or part of one)
+    /// that is installable on this system by itself: every dependency of
+    /// what it keeps is met by what it keeps or what is installed. What
+    /// two environments' sets have in common is such a part, unless they
+    /// met a dependency differently.
+    pub fn installable_part(&self, install: &[Resolved]) -> Result<Vec<Resolved>, String> {
+        let mut kept: Vec<Resolved> = install.to_vec();
+        loop {
+            let state = self.state_of(&kept)?;
+            match first_problem(self, &state, &[]) {
+                None => return Ok(kept),
+                Some(Problem::Unmet {
+                    owner: Some(owner), ..
+                }) => {
+                    let name = self.name_text(owner).to_string();
+                    let before = kept.len();
+                    kept.retain(|r| r.name != name);
+                    if kept.len() == before {
+                        // An installed package's dependency is unmet: no
+                        // part of `install` fixes that.
+                        return Err(format!("{name} is installed with an unmet dependency"));
+                    }
+                }
+                Some(Problem::Unmet { owner: None, .. }) => unreachable!("no request"),
+                Some(Problem::Conflict(a, b)) => {
+                    return Err(format!(
+                        "{} and {} conflict",
+                        self.name_text(a),
+                        self.name_text(b)
+                    ))
+                }
+            }
+        }
+    }
+
     /// Where two valid install sets for `request` chose differently: each
     /// dependency (of the request, or of a package both install) that they
     /// meet with different packages, as `DEPENDENCY (of OWNER): FIRST took
@@ -1313,6 +1348,36 @@ mod tests {
             .into_iter()
             .map(|r| format!("{}={}", r.name, r.version))
             .collect()
+    }
+
+    /// What two install sets share is kept only where it stands alone.
+    #[test]
+    fn the_installable_part_of_a_shared_set_drops_what_lost_its_dependency() {
+        let u = universe(&format!(
+            "{}{}{}{}{}",
+            pkg("tool", "1", "Depends: mta-a | mta-b, base\n"),
+            pkg("mta-a", "1", ""),
+            pkg("mta-b", "1", ""),
+            pkg("base", "1", ""),
+            pkg("other", "1", "Depends: base\n")
+        ));
+        let s = System::new(&u, Vec::new(), Vec::new(), false);
+        let with_a = s.resolve(&request("tool, mta-a, other")).unwrap();
+        let with_b = s.resolve(&request("mta-b, tool")).unwrap();
+        let common: Vec<Resolved> = with_a
+            .iter()
+            .filter(|r| with_b.iter().any(|o| o.name == r.name))
+            .cloned()
+            .collect();
+        let names = |set: &[Resolved]| -> Vec<String> {
+            let mut n: Vec<String> = set.iter().map(|r| r.name.clone()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&common), ["base", "tool"]);
+        // tool's mail agent differs between the two: it cannot stand alone.
+        assert_eq!(names(&s.installable_part(&common).unwrap()), ["base"]);
+        assert_eq!(names(&s.installable_part(&with_a).unwrap()), names(&with_a));
     }
 
     fn fails(system: &System, text: &str) -> String {

@@ -314,6 +314,13 @@ impl Engine {
         limits
     }
 
+    /// Whether the node `key` is recorded with its output present, without
+    /// counting a hit.
+    pub(crate) fn has_node(&self, key: &str) -> Result<bool> {
+        let record = self.index().node(key)?;
+        Ok(record.is_some_and(|r| self.store.has_output(&r.output)))
+    }
+
     pub(crate) fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         // A panic elsewhere cannot leave SQLite half-written: keep going.
         self.index.lock().unwrap_or_else(|e| e.into_inner())

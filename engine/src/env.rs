@@ -264,7 +264,7 @@ pub(crate) fn pkg_env_for(
     };
     let added: Vec<Resolved> = serde_json::from_slice(&engine.read_small_blob(&digest)?)
         .map_err(|e| Error::Environment(format!("reading the stored resolution of {name}: {e}")))?;
-    layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added)
+    layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added, local)
 }
 
 /// The repository's packages as the resolver takes them: index records
@@ -644,10 +644,15 @@ fn layer_on(
     local: &[crate::manifest::BuiltDeb],
 ) -> Result<Layer> {
     let added = resolve(engine, pinned, name, Some(names), Some(below), local)?;
-    layer_with(engine, pinned, below, stage, name, added)
+    layer_with(engine, pinned, below, stage, name, added, local)
 }
 
 /// The layer that installs exactly `added` on top of `below`.
+///
+/// A pkg-env's key is base-build's and its whole package set, however it
+/// is made: it stands on the largest environment in the store whose
+/// packages it all has (see [`stand_on`]) and installs only the rest, so
+/// the packages most environments share are installed once.
 fn layer_with(
     engine: &Engine,
     pinned: &Pinned,
@@ -655,42 +660,59 @@ fn layer_with(
     stage: NodeKind,
     name: &str,
     added: Vec<Resolved>,
+    local: &[crate::manifest::BuiltDeb],
 ) -> Result<Layer> {
     let inputs = layer_inputs(stage, Some(below), &added)?;
+    // Chosen (and a shared layer made) before this node's own timing.
+    let on = if stage == NodeKind::PkgEnv
+        && added.len() > 1
+        && !engine.planning()
+        && !engine.has_node(&inputs_key(&inputs)?)?
+    {
+        stand_on(engine, pinned, below, &inputs.packages, &added, local)?
+    } else {
+        None
+    };
     let record = engine.node(stage, name, &inputs, |key| {
         let tree = engine.store.begin_tree()?;
         let upper = tree.path().join("0");
-        if added.is_empty() {
+        let (lower, install): (&[PathBuf], Vec<Resolved>) = match &on {
+            Some(on) => (
+                &on.paths,
+                added.iter().filter(|r| !on.has(r)).cloned().collect(),
+            ),
+            None => (&below.paths, added.clone()),
+        };
+        if install.is_empty() {
             std::fs::create_dir(&upper)
                 .map_err(|e| Error::io(format!("creating {}", upper.display()), e))?;
         } else {
-            let debs = fetch(engine, pinned, &added)?;
-            let script = if below
-                .paths
-                .iter()
-                .any(|p| p.join("usr/bin/apt-get").exists())
-            {
+            let debs = fetch(engine, pinned, &install)?;
+            let script = if lower.iter().any(|p| p.join("usr/bin/apt-get").exists()) {
                 // What is installed below at the same version is a copy
                 // the repository replaces (APT would see nothing to do).
-                let same = match below.status()? {
-                    Some((path, _)) => installed_in(path)?,
+                let same = match dpkg_status(lower) {
+                    Some(path) => installed_in(&path)?,
                     None => Default::default(),
                 };
                 let (again, new): (Vec<Resolved>, Vec<Resolved>) =
-                    added.iter().cloned().partition(|r| {
+                    install.iter().cloned().partition(|r| {
                         same.get(&(r.name.clone(), r.architecture.clone())) == Some(&r.version)
                     });
                 apt_install_script(&new, &again)
             } else {
-                dpkg_install_script(&debs, &added)?
+                dpkg_install_script(&debs, &install)?
             };
-            let set_id = scan_set_id(&debs, &added)?;
+            let set_id = scan_set_id(&debs, &install)?;
             let packages = Packages {
                 debs: &debs,
-                added: &added,
+                added: &install,
                 set_id: &set_id,
             };
-            install_in_sandbox(engine, name, &below.paths, &upper, &packages, &script)?;
+            install_in_sandbox(engine, name, lower, &upper, &packages, &script)?;
+        }
+        if let Some(on) = &on {
+            tree.layer_on(std::slice::from_ref(&on.tree))?;
         }
         let tree_name = format!("{}-{key}", stage.as_str());
         tree.publish(&tree_name)?;
@@ -700,6 +722,190 @@ fn layer_with(
         ))
     })?;
     layer_from(engine, &record, Some(below), added)
+}
+
+fn inputs_key(inputs: &LayerInputs) -> Result<String> {
+    use crate::inputs::StageInputs;
+    inputs
+        .key()
+        .map_err(|e| Error::Environment(format!("describing a layer: {e}")))
+}
+
+/// Fewer packages than this in common with an environment already made
+/// are not worth a layer of their own.
+const MIN_SHARED: usize = 8;
+/// Most trees a pkg-env stands on above base-build, itself included: each
+/// is one more overlay layer.
+const MAX_STACK: usize = 6;
+/// The name of the layers made of what environments have in common.
+const SHARED_NAME: &str = "shared-env";
+
+/// An environment in the store that a new pkg-env stands on.
+struct Standing {
+    tree: String,
+    /// Its layer directories with those below it, bottom first.
+    paths: Vec<PathBuf>,
+    packages: BTreeMap<PackageArch, PackageRef>,
+}
+
+impl Standing {
+    fn has(&self, r: &Resolved) -> bool {
+        holds(&self.packages, r)
+    }
+}
+
+/// What a new pkg-env of `want` (over `base`) stands on: the largest
+/// pkg-env in the store whose packages it all has, or, when it has at
+/// least [`MIN_SHARED`] more packages in common with another one, a new
+/// layer of just those (the part that installs by itself), which both
+/// and the next environments that share it then stand on. Which one it
+/// stands on changes what is installed where, never the key or the
+/// environment's packages.
+fn stand_on(
+    engine: &Engine,
+    pinned: &Pinned,
+    base: &Layer,
+    want: &BTreeMap<PackageArch, PackageRef>,
+    added: &[Resolved],
+    local: &[crate::manifest::BuiltDeb],
+) -> Result<Option<Standing>> {
+    let made = environments_on(engine, base)?;
+    let common = |packages: &BTreeMap<PackageArch, PackageRef>| {
+        packages
+            .iter()
+            .filter(|(k, v)| want.get(*k) == Some(*v))
+            .count()
+    };
+    let subset = made
+        .iter()
+        .filter(|m| m.packages.len() < want.len() && common(&m.packages) == m.packages.len())
+        .max_by_key(|m| m.packages.len());
+    let best = subset.map_or(0, |m| m.packages.len());
+    let overlap = made
+        .iter()
+        .map(|m| (common(&m.packages), m))
+        .filter(|(n, m)| *n < m.packages.len() && *n < want.len())
+        .max_by_key(|(n, _)| *n);
+    if let Some((n, other)) = overlap.filter(|(n, _)| *n >= best + MIN_SHARED) {
+        let shared: Vec<Resolved> = added
+            .iter()
+            .filter(|r| holds(&other.packages, r))
+            .cloned()
+            .collect();
+        debug_assert_eq!(shared.len(), n);
+        let status = match base.status()? {
+            Some((path, _)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                comb_distro::parse_status(&text, &path.display().to_string())?
+            }
+            None => Vec::new(),
+        };
+        let system = comb_distro::solver::System::new(
+            pinned.universe()?,
+            status,
+            local_packages(local)?,
+            false,
+        );
+        // A set the resolver did not make (a `with:` list resolved by APT
+        // with repository packages) may not check: then no shared layer.
+        if let Ok(part) = system.installable_part(&shared) {
+            if part.len() >= best + MIN_SHARED && part.len() < want.len() {
+                let layer = layer_with(engine, pinned, base, NodeKind::PkgEnv, SHARED_NAME, part, local)?;
+                let packages = layer_inputs(NodeKind::PkgEnv, Some(base), &layer.added)?.packages;
+                return Ok(Some(Standing {
+                    tree: layer.tree,
+                    paths: layer.paths,
+                    packages,
+                }));
+            }
+        }
+    }
+    Ok(subset.map(|m| Standing {
+        tree: m.tree.clone(),
+        paths: m.paths.clone(),
+        packages: m.packages.clone(),
+    }))
+}
+
+/// Whether a layer's `packages` hold exactly the resolved package `r`.
+fn holds(packages: &BTreeMap<PackageArch, PackageRef>, r: &Resolved) -> bool {
+    let key = PackageArch {
+        name: r.name.clone(),
+        architecture: r.architecture.clone(),
+    };
+    packages
+        .get(&key)
+        .is_some_and(|p| p.version == r.version && sha256_of(r).is_ok_and(|h| h == p.sha256))
+}
+
+/// The pkg-envs in the store over `base` that a new one may stand on.
+fn environments_on(engine: &Engine, base: &Layer) -> Result<Vec<Standing>> {
+    let records = engine.index().nodes_of_kind(NodeKind::PkgEnv)?;
+    let mut made = Vec::new();
+    for record in records {
+        let Some(inputs) = crate::inputs::layer_of_record(&record.description) else {
+            continue;
+        };
+        if inputs.below.0.as_ref().map(ToString::to_string).as_deref() != Some(base.key.as_str()) {
+            continue;
+        }
+        let NodeOutput::Tree(tree) = &record.output else {
+            continue;
+        };
+        if !engine.store.has_output(&record.output) {
+            continue;
+        }
+        let trees = tree_chain(engine, tree)?;
+        if trees.len() >= MAX_STACK {
+            continue;
+        }
+        let mut paths = base.paths.clone();
+        for t in &trees {
+            paths.extend(own_dirs(engine, t)?);
+        }
+        made.push(Standing {
+            tree: tree.clone(),
+            paths,
+            packages: inputs.packages,
+        });
+    }
+    Ok(made)
+}
+
+/// `tree` and the trees it is layered on, bottom first.
+fn tree_chain(engine: &Engine, tree: &str) -> Result<Vec<String>> {
+    let mut chain = vec![tree.to_string()];
+    loop {
+        let below = engine.store.tree_layered_on(&chain[0])?;
+        if below.is_empty() {
+            return Ok(chain);
+        }
+        if chain.len() + below.len() > 4 * MAX_STACK {
+            return Err(Error::Environment(format!(
+                "the layers under {tree} are too deep: run `comb gc --max-age 0` to start afresh"
+            )));
+        }
+        chain.splice(0..0, below);
+    }
+}
+
+/// A layer tree's own layer directories (`0`, `1`, …), bottom first.
+fn own_dirs(engine: &Engine, tree: &str) -> Result<Vec<PathBuf>> {
+    let root = engine
+        .store
+        .tree_path(tree)
+        .ok_or_else(|| Error::Environment(format!("layer {tree} is missing from the store")))?;
+    let mut own: Vec<(u32, PathBuf)> = std::fs::read_dir(&root)
+        .map_err(|e| Error::io(format!("listing {}", root.display()), e))?
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    own.sort();
+    Ok(own.into_iter().map(|(_, p)| p).collect())
 }
 
 fn layer_from(
@@ -715,21 +921,13 @@ fn layer_from(
             .map(|r| (format!("{}:{}", r.name, r.architecture), r.sha256.clone())),
     );
     let below = below.map_or(&[][..], |b| &b.paths[..]);
-    let tree = engine.tree_of(record)?;
-    let mut own: Vec<(u32, PathBuf)> = std::fs::read_dir(&tree)
-        .map_err(|e| Error::io(format!("listing {}", tree.display()), e))?
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_str()?.parse::<u32>().ok()?;
-            Some((n, e.path()))
-        })
-        .collect();
-    own.sort();
-    let mut paths = below.to_vec();
-    paths.extend(own.into_iter().map(|(_, p)| p));
     let NodeOutput::Tree(name) = &record.output else {
         return Err(Error::Environment("a layer node without a tree".into()));
     };
+    let mut paths = below.to_vec();
+    for tree in tree_chain(engine, name)? {
+        paths.extend(own_dirs(engine, &tree)?);
+    }
     Ok(Layer {
         stage: record.kind,
         key: record.key.clone(),

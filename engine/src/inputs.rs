@@ -1012,6 +1012,13 @@ pub(crate) fn references_of_record(node: NodeKind, description: &str) -> Vec<Nod
     .unwrap_or_default()
 }
 
+/// A layer node's inputs read back from its stored description, if they
+/// read as this version's.
+pub(crate) fn layer_of_record(description: &str) -> Option<LayerInputs> {
+    let read = ReadDescription::parse(description).ok()?;
+    LayerInputs::read(&read).ok()
+}
+
 /// Every input that differs from `old` to `new`, as reasons: a map whose
 /// entries have their own reasons entry by entry, any other input whole.
 pub(crate) fn compare<S: StageInputs>(node: NodeKind, old: &S, new: &S) -> Vec<MissReason> {

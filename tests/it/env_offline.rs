@@ -220,6 +220,107 @@ fn environments_resolve_install_as_root_and_share_layers() {
         .all(|r| r["present"] == true && r["size"].as_u64() > Some(0)));
 }
 
+/// The tree of the last `stage` node event named `name`.
+fn tree_of(w: &World, events: &[Value], stage: &str, name: &str) -> PathBuf {
+    let key = events
+        .iter()
+        .rev()
+        .find(|e| e["stage"] == stage && e["name"] == name)
+        .and_then(|e| e["key"].as_str())
+        .unwrap_or_else(|| panic!("no {stage} {name} in {events:?}"));
+    w.store.join("trees").join(format!("{stage}-{key}"))
+}
+
+/// Environments that share most of their packages install them once: a
+/// second environment stands on a layer of what it shares with the first
+/// (made for it, and keyed by its packages alone, so an environment of
+/// exactly those packages is that layer), and installs only the rest. What
+/// it stands on is the store's business: the environment is whole.
+#[test]
+fn environments_that_share_packages_install_them_once() {
+    if !is_root() {
+        return;
+    }
+    let mut w = World::new();
+    let tools: Vec<String> = (1..=9).map(|i| format!("tool-{i}")).collect();
+    for t in &tools {
+        w.mirror.add_package(
+            &PackageSpec::new(t, "1").file(&format!("/usr/share/tools/{t}"), t.as_str(), 0o644),
+        );
+    }
+    w.mirror
+        .add_package(&PackageSpec::new("toolchain", "1").depends(&tools.join(", ")));
+    for app in ["app-a", "app-b"] {
+        let lib = format!("lib-{app}");
+        w.mirror.add_package(&PackageSpec::new(&lib, "1").file(
+            &format!("/usr/share/{lib}"),
+            "lib",
+            0o644,
+        ));
+        w.mirror.add_package(
+            &PackageSpec::new(app, "1")
+                .depends(&format!("toolchain, {lib}"))
+                .postinst("#!/bin/sh\ntest -f /usr/share/tools/tool-9\n"),
+        );
+    }
+    assert!(w.comb(&["update"]).status.success());
+
+    let first = w.build(&["app-a"]);
+    assert!(
+        !tree_of(&w, &first, "pkg-env", "with:app-a")
+            .join(comb_cache::LAYERED_ON)
+            .exists(),
+        "the first environment has nothing to stand on"
+    );
+    // app-b shares the toolchain's ten packages with app-a: they become a
+    // layer of their own, and app-b stands on it.
+    let second = w.build(&["app-b"]);
+    assert_eq!(status_of(&second, "pkg-env"), "built");
+    let shared = tree_of(&w, &second, "pkg-env", "shared-env");
+    let app_b = tree_of(&w, &second, "pkg-env", "with:app-b");
+    let below = std::fs::read_to_string(app_b.join(comb_cache::LAYERED_ON)).unwrap();
+    assert_eq!(
+        below.trim(),
+        shared.file_name().unwrap().to_str().unwrap(),
+        "app-b does not stand on the shared layer"
+    );
+    assert!(shared.join("0/usr/share/tools/tool-1").is_file());
+    assert!(
+        !app_b.join("0/usr/share/tools/tool-1").exists(),
+        "app-b installed the shared packages again"
+    );
+    assert!(app_b.join("0/usr/share/lib-app-b").is_file());
+    // Whole: every package installed and configured, the shared ones too.
+    let status = w.run(
+        &["app-b"],
+        true,
+        "cat /var/lib/dpkg/status /usr/share/tools/tool-5",
+    );
+    for name in tools.iter().map(String::as_str).chain(["toolchain", "lib-app-b", "app-b"]) {
+        assert!(
+            status.contains(&format!("Package: {name}\nStatus: install ok installed")),
+            "{name} is not installed: {status}"
+        );
+    }
+    assert!(status.trim_end().ends_with("tool-5"), "{status}");
+    // The shared layer is the environment of exactly its packages.
+    let toolchain = w.build(&["toolchain"]);
+    assert_eq!(status_of(&toolchain, "pkg-env"), "hit", "{toolchain:?}");
+    assert_eq!(tree_of(&w, &toolchain, "pkg-env", "with:toolchain"), shared);
+    // A third environment stands on the largest that it contains whole.
+    w.mirror.add_package(
+        &PackageSpec::new("app-c", "1").depends("toolchain, lib-app-a, app-a"),
+    );
+    assert!(w.comb(&["update"]).status.success());
+    let third = w.build(&["app-c"]);
+    let app_c = tree_of(&w, &third, "pkg-env", "with:app-c");
+    let app_a = tree_of(&w, &first, "pkg-env", "with:app-a");
+    let below = std::fs::read_to_string(app_c.join(comb_cache::LAYERED_ON)).unwrap();
+    assert_eq!(below.trim(), app_a.file_name().unwrap().to_str().unwrap());
+    let out = w.run(&["app-c"], false, "cat /usr/share/lib-app-a /usr/share/tools/tool-9");
+    assert_eq!(out, "libtool-9");
+}
+
 #[test]
 fn unknown_and_conflicting_sets_get_apts_explanation() {
     if !is_root() {
