@@ -8,7 +8,8 @@
 //! an environment is shared by the packages with the same build
 //! dependencies, and made for the first of them); then, overall, the packages
 //! built of the total, the sum of the build times, the sum of the
-//! environment times and their ratio (environment / build), the time of
+//! environment times (with the `shared-env` layers of what environments
+//! share) and their ratio (environment / build), the time of
 //! the base environment shared by all (`base-install` and `base-build`),
 //! the `.deb`s downloaded, and the run's wall time.
 //!
@@ -178,8 +179,16 @@ fn main() {
         })
         .map(|r| (r.clone(), Package::default()))
         .collect();
-    let mut base_ms = 0;
+    let (mut base_ms, mut shared_ms) = (0, 0);
     for e in &events {
+        // Layers of what environments share, made for the first that
+        // needed them: environment time of no one package.
+        if e.stage == "pkg-env" && e.name == "shared-env" {
+            if e.status != "hit" {
+                shared_ms += e.duration_ms;
+            }
+            continue;
+        }
         if e.name == "base-install" || e.name == "base-build" {
             if e.status != "hit" {
                 base_ms += e.duration_ms;
@@ -319,9 +328,11 @@ fn main() {
         "  build time (sum of build nodes run): {} s",
         secs(build_sum)
     );
+    let env_sum = env_sum + shared_ms;
     println!(
-        "  environment time (sum of resolve and pkg-env nodes run): {} s",
-        secs(env_sum)
+        "  environment time (sum of resolve and pkg-env nodes run, shared layers too): {} s ({} s of shared layers)",
+        secs(env_sum),
+        secs(shared_ms)
     );
     println!("  environment / build: {}", ratio(env_sum, build_sum));
     println!(

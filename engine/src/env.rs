@@ -5,6 +5,8 @@
 //! Each layer is a node keyed by the layer below's key and the exact list
 //! of packages it adds (name, version, architecture, sha256), so a layer is
 //! built once and shared by every environment that needs the same set.
+//! A pkg-env's tree may stand on another pkg-env's (see [`stand_on`]): its
+//! key and packages stay its own, only the installation is shared.
 //! Entering an environment is an overlay of its layers plus a fresh upper
 //! directory: nothing is copied or unpacked per use.
 
@@ -666,6 +668,7 @@ fn layer_with(
     // Chosen (and a shared layer made) before this node's own timing.
     let on = if stage == NodeKind::PkgEnv
         && added.len() > 1
+        && sharing()
         && !engine.planning()
         && !engine.has_node(&inputs_key(&inputs)?)?
     {
@@ -740,6 +743,12 @@ const MAX_STACK: usize = 6;
 /// The name of the layers made of what environments have in common.
 const SHARED_NAME: &str = "shared-env";
 
+/// Whether pkg-envs stand on each other: `COMB_SHARE_LAYERS=0` makes each
+/// install its whole set in one layer, as comb did before (to compare).
+fn sharing() -> bool {
+    std::env::var_os("COMB_SHARE_LAYERS").is_none_or(|v| v != "0")
+}
+
 /// An environment in the store that a new pkg-env stands on.
 struct Standing {
     tree: String,
@@ -811,7 +820,15 @@ fn stand_on(
         // with repository packages) may not check: then no shared layer.
         if let Ok(part) = system.installable_part(&shared) {
             if part.len() >= best + MIN_SHARED && part.len() < want.len() {
-                let layer = layer_with(engine, pinned, base, NodeKind::PkgEnv, SHARED_NAME, part, local)?;
+                let layer = layer_with(
+                    engine,
+                    pinned,
+                    base,
+                    NodeKind::PkgEnv,
+                    SHARED_NAME,
+                    part,
+                    local,
+                )?;
                 let packages = layer_inputs(NodeKind::PkgEnv, Some(base), &layer.added)?.packages;
                 return Ok(Some(Standing {
                     tree: layer.tree,
