@@ -1198,7 +1198,14 @@ fn a_layered_tree_keeps_the_tree_below_it() {
         t.publish(name).expect("publish");
         NodeOutput::Tree(name.to_string())
     };
-    let below = NodeRecord::new(NodeKind::PkgEnv, "below", "[b]\n", tree("t-below", &[]), 1, 1);
+    let below = NodeRecord::new(
+        NodeKind::PkgEnv,
+        "below",
+        "[b]\n",
+        tree("t-below", &[]),
+        1,
+        1,
+    );
     let above = NodeRecord::new(
         NodeKind::PkgEnv,
         "above",
@@ -1232,7 +1239,10 @@ fn a_layered_tree_keeps_the_tree_below_it() {
     // Nor is one whose file names something that is not a tree name.
     tree("t-bad", &[]);
     std::fs::write(
-        store.tree_path("t-bad").expect("t-bad").join(comb_cache::LAYERED_ON),
+        store
+            .tree_path("t-bad")
+            .expect("t-bad")
+            .join(comb_cache::LAYERED_ON),
         "../../etc\n",
     )
     .expect("write");

@@ -244,9 +244,11 @@ fn environments_that_share_packages_install_them_once() {
     let mut w = World::new();
     let tools: Vec<String> = (1..=9).map(|i| format!("tool-{i}")).collect();
     for t in &tools {
-        w.mirror.add_package(
-            &PackageSpec::new(t, "1").file(&format!("/usr/share/tools/{t}"), t.as_str(), 0o644),
-        );
+        w.mirror.add_package(&PackageSpec::new(t, "1").file(
+            &format!("/usr/share/tools/{t}"),
+            t.as_str(),
+            0o644,
+        ));
     }
     w.mirror
         .add_package(&PackageSpec::new("toolchain", "1").depends(&tools.join(", ")));
@@ -296,7 +298,11 @@ fn environments_that_share_packages_install_them_once() {
         true,
         "cat /var/lib/dpkg/status /usr/share/tools/tool-5",
     );
-    for name in tools.iter().map(String::as_str).chain(["toolchain", "lib-app-b", "app-b"]) {
+    for name in tools
+        .iter()
+        .map(String::as_str)
+        .chain(["toolchain", "lib-app-b", "app-b"])
+    {
         assert!(
             status.contains(&format!("Package: {name}\nStatus: install ok installed")),
             "{name} is not installed: {status}"
@@ -308,16 +314,19 @@ fn environments_that_share_packages_install_them_once() {
     assert_eq!(status_of(&toolchain, "pkg-env"), "hit", "{toolchain:?}");
     assert_eq!(tree_of(&w, &toolchain, "pkg-env", "with:toolchain"), shared);
     // A third environment stands on the largest that it contains whole.
-    w.mirror.add_package(
-        &PackageSpec::new("app-c", "1").depends("toolchain, lib-app-a, app-a"),
-    );
+    w.mirror
+        .add_package(&PackageSpec::new("app-c", "1").depends("toolchain, lib-app-a, app-a"));
     assert!(w.comb(&["update"]).status.success());
     let third = w.build(&["app-c"]);
     let app_c = tree_of(&w, &third, "pkg-env", "with:app-c");
     let app_a = tree_of(&w, &first, "pkg-env", "with:app-a");
     let below = std::fs::read_to_string(app_c.join(comb_cache::LAYERED_ON)).unwrap();
     assert_eq!(below.trim(), app_a.file_name().unwrap().to_str().unwrap());
-    let out = w.run(&["app-c"], false, "cat /usr/share/lib-app-a /usr/share/tools/tool-9");
+    let out = w.run(
+        &["app-c"],
+        false,
+        "cat /usr/share/lib-app-a /usr/share/tools/tool-9",
+    );
     assert_eq!(out, "libtool-9");
 }
 
