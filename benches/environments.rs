@@ -86,7 +86,7 @@ fn main() {
     let mut left_out: Vec<bool> = vec![false; sets.len()];
     for (way, share) in [("today's way", "0"), ("new way", "1")] {
         let store = scratch.path().join(format!("store-{share}"));
-        link_downloads(&comb, &store, &from);
+        seed_downloads(&comb, &store, &from);
         let base_wall = std::time::Instant::now();
         env_build(&comb, &repo, &store, share, &[]).unwrap_or_else(|e| abort(&e));
         let base_wall = base_wall.elapsed();
@@ -238,23 +238,6 @@ fn comb_resolution_ms(comb: &Path, corpus: &Path, dir: &Path, store: &Path) -> u
     plan["plan_ms"]
         .as_u64()
         .unwrap_or_else(|| abort(&format!("the plan has no plan_ms: {out}")))
-}
-
-/// A fresh store whose downloads are hard links to `from`'s.
-fn link_downloads(comb: &Path, store: &Path, from: &Path) {
-    let blobs = from.join("blobs/sha256");
-    if !blobs.is_dir() {
-        abort(&format!("{} has no blobs/sha256", from.display()));
-    }
-    command_ok(
-        Command::new(comb)
-            .args(["env", "list", "--store"])
-            .arg(store),
-    );
-    let into = store.join("blobs");
-    mkdir_all(&into);
-    remove_all(&into.join("sha256"));
-    command_ok(Command::new("cp").arg("-al").arg(&blobs).arg(&into));
 }
 
 /// The newest recorded pkg-env of each corpus package in `store`, in the

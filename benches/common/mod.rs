@@ -263,3 +263,23 @@ pub fn redact_mirror(text: &str, uri: &str) -> String {
     }
     text
 }
+
+/// Makes the store `store` (through `comb`, which lays it out) with hard
+/// links to the downloads of `from`: its `blobs/sha256`, where comb keeps
+/// `.deb`s and source files under the digests the signed index gives.
+/// comb fetches only what is missing there; nothing else is seeded.
+pub fn seed_downloads(comb: &Path, store: &Path, from: &Path) {
+    let blobs = from.join("blobs/sha256");
+    if !blobs.is_dir() {
+        abort(&format!("{} has no blobs/sha256", from.display()));
+    }
+    command_ok(
+        Command::new(comb)
+            .args(["env", "list", "--store"])
+            .arg(store),
+    );
+    let into = store.join("blobs");
+    mkdir_all(&into);
+    remove_all(&into.join("sha256"));
+    command_ok(Command::new("cp").arg("-al").arg(&blobs).arg(&into));
+}

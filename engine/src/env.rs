@@ -214,17 +214,9 @@ pub(crate) fn pkg_env_for(
             "Depends",
             &depends.join(", "),
         )?;
-        let installed = match &status {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                comb_distro::parse_status(&text, &path.display().to_string())?
-            }
-            None => Vec::new(),
-        };
         let system = comb_distro::solver::System::new(
             pinned.universe()?,
-            installed,
+            status_packages(status.as_deref())?,
             local_packages(local)?,
             !replacing.is_empty(),
         );
@@ -267,6 +259,19 @@ pub(crate) fn pkg_env_for(
     let added: Vec<Resolved> = serde_json::from_slice(&engine.read_small_blob(&digest)?)
         .map_err(|e| Error::Environment(format!("reading the stored resolution of {name}: {e}")))?;
     layer_with(engine, pinned, below, NodeKind::PkgEnv, &name, added, local)
+}
+
+/// The packages a dpkg status file lists, as the resolver takes them.
+fn status_packages(status: Option<&Path>) -> Result<Vec<comb_distro::BinaryPackage>> {
+    let Some(path) = status else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(comb_distro::parse_status(
+        &text,
+        &path.display().to_string(),
+    )?)
 }
 
 /// The repository's packages as the resolver takes them: index records
@@ -802,17 +807,9 @@ fn stand_on(
             .cloned()
             .collect();
         debug_assert_eq!(shared.len(), n);
-        let status = match base.status()? {
-            Some((path, _)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                comb_distro::parse_status(&text, &path.display().to_string())?
-            }
-            None => Vec::new(),
-        };
         let system = comb_distro::solver::System::new(
             pinned.universe()?,
-            status,
+            status_packages(base.status()?.map(|(path, _)| path.as_path()))?,
             local_packages(local)?,
             false,
         );
