@@ -132,6 +132,27 @@ pub(crate) fn run_packages(
     let sources = debian_sources(engine, pinned, repo)?;
     let graph = package_graph(engine, pinned, repo, &sources)?;
     let (order, wanted) = wanted_packages(&graph, request)?;
+    // A Debian source that builds nothing for this architecture is left
+    // out, as a buildd leaves it, and said (a plan says `skip`).
+    let arch = pinned.lock.architecture.as_str();
+    let (elsewhere, wanted): (Vec<String>, Vec<String>) = wanted
+        .into_iter()
+        .partition(|n| sources.get(n.as_str()).is_some_and(|s| !s.builds_on(arch)));
+    for name in &elsewhere {
+        let only = sources
+            .get(name.as_str())
+            .map(|s| s.architecture.join(" "))
+            .unwrap_or_default();
+        let mut e = Event::new("", NodeKind::Build, name, EventStatus::Skipped);
+        e.reason = Some(format!("not built for {arch}: it builds only for {only}"));
+        engine.record_skip(&e)?;
+    }
+    if !elsewhere.is_empty() {
+        engine.observer.note(&format!(
+            "not built for {arch}: {} (their sources build only for other architectures)",
+            elsewhere.join(", ")
+        ));
+    }
     let environment = env::environment(engine, pinned, &[])?;
     // [base] bootstrap: what builds packages of the base (and what that
     // needs) comes first, on the snapshot's base; everything else waits for

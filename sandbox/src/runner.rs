@@ -799,6 +799,9 @@ fn monitor(req: &Request, io: MonitorIo) -> Result<Outcome, SandboxError> {
     })
 }
 
+/// How often the monitor reads the limits while output keeps it busy.
+const LIMIT_CHECK: Duration = Duration::from_millis(100);
+
 /// Forwards output and enforces timeouts and cgroup limits until every
 /// process of the sandbox is gone. Returns the limit that killed it.
 fn watch(
@@ -816,31 +819,32 @@ fn watch(
     let mut open = [true, true];
     let mut control = io.control;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut last_check = Instant::now();
     while open.iter().any(|o| *o) {
-        let mut fds = vec![
-            PollFd::new(
-                out.as_fd(),
-                if open[0] {
-                    PollFlags::POLLIN
-                } else {
-                    PollFlags::empty()
-                },
-            ),
-            PollFd::new(
-                err.as_fd(),
-                if open[1] {
-                    PollFlags::POLLIN
-                } else {
-                    PollFlags::empty()
-                },
-            ),
-        ];
+        // Only what is still open is polled: a closed pipe (stderr, when
+        // the output is merged) reports POLLHUP whatever is asked of it,
+        // and would turn this loop into a busy one.
+        let streams: Vec<(usize, &OwnedFd)> = [out, err]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| open[*i])
+            .collect();
+        let mut fds: Vec<PollFd> = streams
+            .iter()
+            .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
         if let Some(fd) = control {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let _ = poll(&mut fds, PollTimeout::from(100u16));
-        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        let polled: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
+        let mut ready = [false, false];
+        for (k, (i, _)) in streams.iter().enumerate() {
+            ready[*i] = polled[k];
+        }
+        let control_ready =
+            control.is_some() && polled.get(streams.len()).copied().unwrap_or(false);
         for (i, fd) in [out, err].into_iter().enumerate() {
             if !open[i] || !ready[i] {
                 continue;
@@ -858,7 +862,7 @@ fn watch(
                 }
             }
         }
-        if control.is_some() && ready.get(2).copied().unwrap_or(false) {
+        if control_ready {
             // The caller never writes after the request: readable means it
             // closed the pipe, i.e. it went away or wants us to stop.
             control = None;
@@ -867,9 +871,20 @@ fn watch(
         if spec.cancel.is_cancelled() {
             killed.get_or_insert(Kill::Cancelled);
         }
-        if killed.is_none() {
+        // The limits are read (cgroup files) at most every LIMIT_CHECK,
+        // however often output arrives.
+        if killed.is_none() && last_check.elapsed() >= LIMIT_CHECK {
+            last_check = Instant::now();
             killed = limit_hit(limits, cgroup, started, last_output);
         }
+        if killed.is_some() {
+            kill_all(pid1, cgroup);
+        }
+    }
+    // What ended the output may be a limit (an OOM kill) seen since the
+    // last check.
+    if killed.is_none() {
+        killed = limit_hit(limits, cgroup, started, last_output);
         if killed.is_some() {
             kill_all(pid1, cgroup);
         }

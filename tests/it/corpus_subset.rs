@@ -132,3 +132,58 @@ fn a_subset_of_the_corpus_builds_with_its_internal_edge() {
         );
     }
 }
+
+/// A Debian source that builds nothing for this architecture (digitools
+/// builds only for i386) is left out of a real build, as a buildd leaves
+/// it: said, recorded as skipped with the reason, nothing fetched, and
+/// the run succeeds, as its plan says.
+#[test]
+fn a_source_for_other_architectures_is_left_out_and_said() {
+    if !root::is_root() {
+        return;
+    }
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    copy_file(&corpus.join("comb.toml"), &repo.join("comb.toml"));
+    std::fs::create_dir_all(repo.join("digitools")).unwrap();
+    std::fs::write(
+        repo.join("digitools/recipe.toml"),
+        "[source]\ndebian = \"digitools\"\n",
+    )
+    .unwrap();
+    assert!(real::comb(&repo, &["update"]).status.success());
+    let plan = real::comb(&repo, &["build", "--dry-run", "--all", "--json"]);
+    assert!(plan.status.success());
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["packages"][0]["action"], "elsewhere", "{plan}");
+
+    let built = real::comb(&repo, &["build", "--all", "--json"]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let events = json_lines(&built.stdout);
+    let skipped = events
+        .iter()
+        .find(|e| e["stage"] == "build" && e["name"] == "digitools")
+        .unwrap_or_else(|| panic!("no build event of digitools: {events:?}"));
+    assert_eq!(skipped["status"], "skipped", "{skipped}");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("builds only for i386")),
+        "{skipped}"
+    );
+    // Its source record is looked up (a `resolve` node); nothing of it is
+    // fetched, installed or built.
+    assert!(
+        !events.iter().any(|e| e["stage"] != "resolve"
+            && e["name"].as_str().is_some_and(|n| n.contains("digitools"))
+            && e["status"] == "built"),
+        "{events:?}"
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["failed"], 0, "{summary}");
+}

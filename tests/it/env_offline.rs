@@ -330,6 +330,51 @@ fn environments_that_share_packages_install_them_once() {
     assert_eq!(out, "libtool-9");
 }
 
+/// While a sandbox runs quietly, comb waits without using the CPU: its
+/// monitor once polled the closed stderr pipe of a merged output (every
+/// layer installation and build) in a busy loop, a core's worth of system
+/// time for as long as the sandbox ran.
+#[test]
+fn a_quiet_installation_costs_no_cpu_while_it_waits() {
+    if !is_root() {
+        return;
+    }
+    let mut w = World::new();
+    w.mirror
+        .add_package(&PackageSpec::new("slow-setup", "1").postinst("#!/bin/sh\nsleep 4\n"));
+    assert!(w.comb(&["update"]).status.success());
+    w.build(&[]);
+    // Reaped by wait4 below, which also gives its CPU time.
+    #[allow(clippy::zombie_processes)]
+    let child = w
+        .command(&["env", "build", "--with", "slow-setup"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for this test's own child, with valid pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let wall = started.elapsed();
+    assert!(
+        wall >= Duration::from_secs(4),
+        "the postinst did not run: {wall:?}"
+    );
+    let cpu = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let used = cpu(usage.ru_utime) + cpu(usage.ru_stime);
+    assert!(
+        used < Duration::from_millis(2500),
+        "comb used {used:?} of CPU over a {wall:?} installation that mostly sleeps"
+    );
+}
+
 #[test]
 fn unknown_and_conflicting_sets_get_apts_explanation() {
     if !is_root() {
