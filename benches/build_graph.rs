@@ -61,7 +61,10 @@
 //!    within a minute of removing thousands is slower, so every timed run
 //!    starts a minute after comb's last removal (the peers keep their trees
 //!    until the end). Each round runs the three in a new order; the median
-//!    of the rounds' ratios is printed beside the ratio of the medians.
+//!    of the rounds' ratios is printed beside the ratio of the medians, and
+//!    the CPU time (user and system) of each run's processes beside the
+//!    wall time: on a machine whose identical runs differ by a quarter,
+//!    CPU time says more steadily what comb adds.
 //! 4. **Checks.** A copy of `examples/starter` (native recipes and Debian
 //!    source packages, some built on others' `.deb`s), built once
 //!    (untimed). `comb check --all -j 2` rebuilds every package from source
@@ -1654,6 +1657,9 @@ fn real(bench: &Bench) {
         INODE_REUSE_DELAY.as_secs_f64()
     );
     let mut times: [Vec<Duration>; 3] = Default::default();
+    // CPU time (user and system, of every process of the run): steadier
+    // than wall time on a machine whose runs of one command vary.
+    let mut cpu: [Vec<Duration>; 3] = Default::default();
     let mut nodes = Vec::new();
     let mut order: Vec<usize> = (0..3).collect();
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
@@ -1661,21 +1667,32 @@ fn real(bench: &Bench) {
         shuffle(&mut order, &mut seed);
         for &v in &order {
             wait_after(removed);
-            match v {
+            let cpu_before = children_cpu();
+            let ran = match v {
                 0 => {
                     let (wall, node) = comb_real(bench, &real);
                     // comb removes its build tree when the build ends.
                     removed = Some(Instant::now());
                     times[0].push(wall);
                     nodes.push(node);
+                    true
                 }
                 1 => {
                     if let (Some(c), Some(builds)) = (&chroot, &chroot_builds) {
                         let dir = builds.join(format!("run-{round}"));
                         times[1].push(chroot_build(bench, &real, &c.root, &dir));
+                        true
+                    } else {
+                        false
                     }
                 }
-                _ => times[2].push(sandbox_build(bench, &real, &sandbox_dir, round)),
+                _ => {
+                    times[2].push(sandbox_build(bench, &real, &sandbox_dir, round));
+                    true
+                }
+            };
+            if ran {
+                cpu[v].push(children_cpu().saturating_sub(cpu_before));
             }
         }
     }
@@ -1726,6 +1743,25 @@ fn real(bench: &Bench) {
         per_round(&times[0], &times[2]),
         node.as_secs_f64() / bare.as_secs_f64()
     );
+    // The same runs' CPU time, which the machine's load moves less.
+    for (label, c) in labels.iter().zip(&cpu) {
+        if !c.is_empty() {
+            println!(
+                "  {:<52} {:>9}   (runs: {})",
+                format!("CPU, {label}"),
+                seconds(median(c)),
+                list_seconds(c)
+            );
+        }
+    }
+    if !cpu[1].is_empty() {
+        println!(
+            "  {:<52} {:>8.3}x   (median of the rounds' ratios: {:.3}x)",
+            "CPU, comb / prepared chroot",
+            median(&cpu[0]).as_secs_f64() / median(&cpu[1]).as_secs_f64(),
+            per_round(&cpu[0], &cpu[1])
+        );
+    }
     wait_after(removed);
     if let Some(c) = &chroot {
         traditional(bench, &real, c, trad_runs, comb);
