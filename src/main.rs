@@ -105,6 +105,24 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Before any thread: an ordinary user's comb does its work on R's
+    // files in a user namespace of its own.
+    if let Command::Serve(args) = &cli.command {
+        if let Err(e) = serve_cmd::become_service_user(args) {
+            eprintln!("comb: error: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    if needs_caller_namespace(&cli.command) {
+        let entered = match &cli.command {
+            Command::Serve(_) => comb_engine::sandbox::caller::enter_as_server(),
+            _ => comb_engine::sandbox::caller::enter(),
+        };
+        if let Err(e) = entered {
+            eprintln!("comb: error: {e}");
+            return ExitCode::from(EXIT_ENVIRONMENT);
+        }
+    }
     let result = match cli.command {
         Command::Sandbox { command } => sandbox_cmd::run(command),
         Command::Update { place } => env_cmd::update(place),
@@ -132,6 +150,22 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// Whether `command` touches R's files or runs sandboxes, which an
+/// ordinary user's comb does in its own user namespace
+/// (`comb_sandbox::caller`). `comb sandbox run` maps its one sandbox
+/// through `newuidmap` itself; the rest only read the index.
+fn needs_caller_namespace(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Build(_)
+            | Command::Check(_)
+            | Command::Env { .. }
+            | Command::Gc(_)
+            | Command::Stats(_)
+            | Command::Serve(_)
+    )
 }
 
 /// The exit code of an error: the kind of the first typed error in its

@@ -63,6 +63,57 @@ pub struct ServeArgs {
     /// Hook events that may wait; more are dropped and counted (for tests).
     #[arg(long, value_name = "N", hide = true)]
     hook_queue: Option<usize>,
+    /// The system user the daemon runs as, when started as root (say
+    /// `_comb`): root switches to it before anything else and never
+    /// serves itself.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+/// Started as root, becomes `--user` (its groups, gid and uid, its home as
+/// `HOME`) for good; root without `--user` is refused, and so is an
+/// ordinary user naming another. Called before anything else runs.
+pub fn become_service_user(args: &ServeArgs) -> Result<()> {
+    let me = nix::unistd::geteuid();
+    let Some(name) = &args.user else {
+        anyhow::ensure!(
+            !me.is_root(),
+            "comb serve does not run as root: its builds, hooks and store belong to a system user \
+             of their own. Create one with a subordinate range (adduser --system --group _comb; \
+             usermod --add-subuids 200000-265535 --add-subgids 200000-265535 _comb), then start \
+             comb serve as it, or as root with --user _comb (see the README's build service)"
+        );
+        return Ok(());
+    };
+    let user = nix::unistd::User::from_name(name)
+        .with_context(|| format!("looking up --user {name}"))?
+        .with_context(|| format!("--user {name}: no such user; create it with adduser --system --group {name}"))?;
+    if !me.is_root() {
+        anyhow::ensure!(
+            user.uid == me,
+            "--user {name}: only root can switch to another user; start comb serve as {name}"
+        );
+        return Ok(());
+    }
+    anyhow::ensure!(
+        !user.uid.is_root(),
+        "--user {name}: that is root, which comb serve never runs as; name a system user"
+    );
+    let cname = std::ffi::CString::new(name.as_str()).context("--user: a name with a NUL")?;
+    nix::unistd::initgroups(&cname, user.gid).context("setting the service user's groups")?;
+    nix::unistd::setgid(user.gid).context("setting the service user's gid")?;
+    nix::unistd::setuid(user.uid).context("setting the service user's uid")?;
+    anyhow::ensure!(
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_err(),
+        "comb serve could regain root after switching to {name}"
+    );
+    // Still one thread: nothing reads the environment concurrently.
+    std::env::set_var("HOME", &user.dir);
+    std::env::set_var("USER", name);
+    std::env::set_var("LOGNAME", name);
+    std::env::remove_var("XDG_CACHE_HOME");
+    std::env::remove_var("XDG_RUNTIME_DIR");
+    Ok(())
 }
 
 #[derive(Args)]

@@ -102,6 +102,13 @@ pub enum StoreError {
     #[error("{0} exists and is not a directory")]
     NotADirectory(PathBuf),
     #[error(
+        "the store {path} belongs to another user (owner uid {owner} as comb sees it), not to \
+         you: each user's store holds layers owned by that user's own ids. Use a store of your \
+         own: leave out --store and $COMB_STORE for $XDG_CACHE_HOME/comb, or name a directory \
+         of yours"
+    )]
+    NotYours { path: PathBuf, owner: u32 },
+    #[error(
         "cannot choose a store location: none of $COMB_STORE, $XDG_CACHE_HOME and $HOME \
          is set; pass --store DIR"
     )]
@@ -935,6 +942,14 @@ fn create_root(root: &Path) -> Result<(), StoreError> {
     let md = fs::metadata(root).map_err(io_err("checking", root))?;
     if !md.is_dir() {
         return Err(StoreError::NotADirectory(root.to_path_buf()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if me != 0 && md.uid() != me {
+        return Err(StoreError::NotYours {
+            path: root.to_path_buf(),
+            owner: md.uid(),
+        });
     }
     // The store will hold root-owned file systems: nobody else may reach it.
     if md.mode() & 0o077 != 0 {

@@ -11,7 +11,7 @@ use comb_cache::{
 use comb_recipes::RepoConfig;
 use comb_sandbox::SandboxConfig;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -80,6 +80,39 @@ pub fn store_location(flag: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     Ok(Store::default_location()?)
+}
+
+/// The store's record of whose ids own its layers' files
+/// (`IdSource::layer_owners`).
+const LAYER_OWNERS: &str = "layer-owners";
+
+/// Records in a new store whose ids own its layers, and refuses a store
+/// whose layers belong to other ids: root's layers are owned by the
+/// packages' own ids, an ordinary user's by that user's subordinate range,
+/// and a sandbox shows R the ids of its own comb only.
+fn check_layer_owners(store: &Path, ours: &str) -> Result<()> {
+    let path = store.join(LAYER_OWNERS);
+    match std::fs::read_to_string(&path) {
+        Ok(recorded) if recorded.trim() == ours => Ok(()),
+        Ok(recorded) => Err(Error::Environment(format!(
+            "the store {} holds layers owned by {} ids, but this comb makes them owned by {ours}              ids (the store of root and that of an ordinary user, or of a user whose subordinate              range changed, cannot be shared): use another store (--store DIR), or remove this one",
+            store.display(),
+            recorded.trim()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = store.join(format!(".{LAYER_OWNERS}.{}", std::process::id()));
+            std::fs::write(&tmp, format!("{ours}\n"))
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|source| Error::Io {
+                    context: format!("writing {}", path.display()),
+                    source,
+                })
+        }
+        Err(source) => Err(Error::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        }),
+    }
 }
 
 /// One invocation of comb on one repository and store.
@@ -167,6 +200,7 @@ impl Engine {
             None => RunId(0),
         };
         let sandbox = SandboxConfig::detect()?;
+        check_layer_owners(store.root(), &sandbox.ids.layer_owners())?;
         Ok(Engine {
             repo,
             store,

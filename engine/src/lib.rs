@@ -129,7 +129,7 @@ pub use comb_sandbox::{CancelToken, Identity};
 /// engine starts.
 pub mod sandbox {
     pub use comb_sandbox::{
-        close_inherited_fds, helper_main_if_requested, run_streaming, Bind, Identity,
+        caller, close_inherited_fds, helper_main_if_requested, run_streaming, Bind, Identity,
         SandboxConfig, Spec, Stream,
     };
 }

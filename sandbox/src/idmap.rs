@@ -3,10 +3,13 @@
 //! Each slot owns a block of `SLOT_STRIDE` host ids. Inside the sandbox,
 //! ids `0..1001` (R, the system users packages create, and U = 1000),
 //! `65534..65536` (nobody/nogroup) and 2000 (U under other ids) are mapped
-//! onto the start of that block.
+//! onto the start of that block. Inside an ordinary user's own namespace
+//! ([`crate::caller`]) those ids are already mapped at their own numbers,
+//! and every sandbox maps them onto themselves.
 //! Host uid 0 never appears in a map.
 
 use crate::SandboxError;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::Command;
 
@@ -25,6 +28,9 @@ pub(crate) const SEGMENTS: [(u32, u32, u32); 3] = [
 pub const DEFAULT_ROOT_ID_BASE: u32 = 0x6000_0000;
 /// Slots available when comb runs as root.
 const ROOT_SLOTS: u32 = 256;
+/// Slots available in an ordinary user's namespace, where they cost no
+/// ids: as many concurrent sandboxes as anyone runs.
+const NESTED_SLOTS: u32 = 256;
 
 /// Where the sandbox's host ids come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,59 +44,82 @@ pub enum IdSource {
         gid_base: u32,
         slots: u32,
     },
+    /// An ordinary user's comb inside its own namespace
+    /// ([`crate::caller`]): every slot maps the sandbox's ids onto
+    /// themselves, which that namespace maps onto the user's range.
+    Nested { slots: u32 },
+}
+
+/// Who writes a slot's maps, and how its ids sit in the parent namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MapKind {
+    /// Root writes them: the block at the slot's base.
+    Root,
+    /// `newuidmap`/`newgidmap` write them: the block at the slot's base.
+    Subordinate,
+    /// The monitor writes them in C's namespace: each id onto itself.
+    Nested,
 }
 
 /// The first host uid and gid of one slot's block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// In C's namespace the "host" ids are that namespace's, which is where
+/// comb itself sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SlotIds {
     pub uid_base: u32,
     pub gid_base: u32,
-    pub subordinate: bool,
+    pub kind: MapKind,
 }
 
 impl SlotIds {
     /// The host id that `inside` maps to, if it is mapped.
     pub fn host_uid(&self, inside: u32) -> Option<u32> {
-        map_inside(self.uid_base, inside)
+        self.map_inside(self.uid_base, inside)
+    }
+
+    /// Where a segment of the sandbox's ids starts in the parent namespace.
+    fn segment_start(&self, base: u32, inside: u32, offset: u32) -> u32 {
+        match self.kind {
+            MapKind::Nested => inside,
+            MapKind::Root | MapKind::Subordinate => base + offset,
+        }
+    }
+
+    fn map_inside(&self, base: u32, inside: u32) -> Option<u32> {
+        SEGMENTS
+            .iter()
+            .find(|(start, _, count)| inside >= *start && inside < start + count)
+            .map(|(start, offset, _)| self.segment_start(base, *start, *offset) + (inside - start))
     }
 
     /// The lines of `/proc/PID/uid_map` (or gid_map) for a block.
-    fn map_lines(base: u32) -> String {
+    fn map_lines(&self, base: u32) -> String {
         SEGMENTS
             .iter()
-            .map(|(inside, offset, count)| format!("{inside} {} {count}\n", base + offset))
+            .map(|(inside, offset, count)| {
+                format!("{inside} {} {count}\n", self.segment_start(base, *inside, *offset))
+            })
             .collect()
     }
 
     /// Writes the uid and gid maps of the user namespace of `pid`.
     pub fn write_maps(&self, pid: i32) -> Result<(), SandboxError> {
-        if self.subordinate {
+        if self.kind == MapKind::Subordinate {
             run_map_helper("newgidmap", pid, self.gid_base)?;
             run_map_helper("newuidmap", pid, self.uid_base)?;
             return Ok(());
         }
         let proc_dir = format!("/proc/{pid}");
-        // Root may keep setgroups allowed: the map was written by a
-        // privileged process, so dropping supplementary groups is safe.
-        std::fs::write(
-            format!("{proc_dir}/uid_map"),
-            Self::map_lines(self.uid_base),
-        )
-        .map_err(|e| SandboxError::io("writing uid_map", e))?;
-        std::fs::write(
-            format!("{proc_dir}/gid_map"),
-            Self::map_lines(self.gid_base),
-        )
-        .map_err(|e| SandboxError::io("writing gid_map", e))?;
+        // Root (or C in its own namespace, with CAP_SETGID there) may keep
+        // setgroups allowed: the map was written by a privileged process,
+        // so dropping supplementary groups is safe.
+        std::fs::write(format!("{proc_dir}/uid_map"), self.map_lines(self.uid_base))
+            .map_err(|e| SandboxError::io("writing uid_map", e))?;
+        std::fs::write(format!("{proc_dir}/gid_map"), self.map_lines(self.gid_base))
+            .map_err(|e| SandboxError::io("writing gid_map", e))?;
         Ok(())
     }
-}
-
-fn map_inside(base: u32, inside: u32) -> Option<u32> {
-    SEGMENTS
-        .iter()
-        .find(|(start, _, count)| inside >= *start && inside < start + count)
-        .map(|(start, offset, _)| base + offset + (inside - start))
 }
 
 fn run_map_helper(helper: &str, pid: i32, base: u32) -> Result<(), SandboxError> {
@@ -116,9 +145,14 @@ fn run_map_helper(helper: &str, pid: i32, base: u32) -> Result<(), SandboxError>
 }
 
 impl IdSource {
-    /// Root: `COMB_ID_BASE` or the default base. Otherwise the caller's
-    /// subordinate ranges.
+    /// Root: `COMB_ID_BASE` or the default base. In C's namespace: nested.
+    /// Otherwise the caller's subordinate ranges.
     pub fn detect() -> Result<IdSource, SandboxError> {
+        if crate::caller::entered().is_some() {
+            return Ok(IdSource::Nested {
+                slots: NESTED_SLOTS,
+            });
+        }
         let uid = nix::unistd::geteuid();
         if uid.is_root() {
             let base = match std::env::var("COMB_ID_BASE") {
@@ -160,29 +194,35 @@ impl IdSource {
         subuid: &Path,
         subgid: &Path,
     ) -> Result<IdSource, SandboxError> {
-        let how_to_fix = format!(
-            "comb runs as the ordinary user {name} (uid {uid}), which needs a subordinate id range of at least {SLOT_STRIDE} ids \
-             in /etc/subuid and /etc/subgid. Ask an administrator to run: \
-             usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}"
-        );
-        let uid_range = largest_range(subuid, name, uid)
-            .ok_or_else(|| SandboxError::Ids(how_to_fix.clone()))?;
-        let gid_range = largest_range(subgid, name, uid)
-            .ok_or_else(|| SandboxError::Ids(how_to_fix.clone()))?;
-        let slots = uid_range.1.min(gid_range.1) / SLOT_STRIDE;
-        if slots == 0 {
-            return Err(SandboxError::Ids(how_to_fix));
-        }
+        let (uid_base, gid_base, slots) = subordinate_ranges(name, uid, subuid, subgid)?;
         Ok(IdSource::Subordinate {
-            uid_base: uid_range.0,
-            gid_base: gid_range.0,
+            uid_base,
+            gid_base,
             slots,
         })
     }
 
+    /// Whose ids own the files of the layers this comb makes, as a store
+    /// records it: `root`, or `subordinate UID GID` (the starts of the
+    /// user's ranges). A store's layers work only under the same owners.
+    pub fn layer_owners(&self) -> String {
+        match self {
+            IdSource::Root { .. } => "root".to_string(),
+            IdSource::Subordinate {
+                uid_base, gid_base, ..
+            } => format!("subordinate {uid_base} {gid_base}"),
+            IdSource::Nested { .. } => match crate::caller::entered() {
+                Some(ns) => format!("subordinate {} {}", ns.subuid_start, ns.subgid_start),
+                None => "nested".to_string(),
+            },
+        }
+    }
+
     pub fn slot_count(&self) -> u32 {
         match self {
-            IdSource::Root { slots, .. } | IdSource::Subordinate { slots, .. } => *slots,
+            IdSource::Root { slots, .. }
+            | IdSource::Subordinate { slots, .. }
+            | IdSource::Nested { slots } => *slots,
         }
     }
 
@@ -197,17 +237,47 @@ impl IdSource {
             IdSource::Root { base, .. } => SlotIds {
                 uid_base: base + index * SLOT_STRIDE,
                 gid_base: base + index * SLOT_STRIDE,
-                subordinate: false,
+                kind: MapKind::Root,
+            },
+            IdSource::Nested { .. } => SlotIds {
+                uid_base: 0,
+                gid_base: 0,
+                kind: MapKind::Nested,
             },
             IdSource::Subordinate {
                 uid_base, gid_base, ..
             } => SlotIds {
                 uid_base: uid_base + index * SLOT_STRIDE,
                 gid_base: gid_base + index * SLOT_STRIDE,
-                subordinate: true,
+                kind: MapKind::Subordinate,
             },
         }
     }
+}
+
+/// The starts of user `name`'s subordinate uid and gid ranges and how
+/// many slots of [`SLOT_STRIDE`] ids they hold (at least one); else the
+/// error that says what to run.
+pub(crate) fn subordinate_ranges(
+    name: &str,
+    uid: u32,
+    subuid: &Path,
+    subgid: &Path,
+) -> Result<(u32, u32, u32), SandboxError> {
+    let how_to_fix = || {
+        SandboxError::Ids(format!(
+            "comb runs as the ordinary user {name} (uid {uid}), which needs a subordinate id range of at least {SLOT_STRIDE} ids \
+             in /etc/subuid and /etc/subgid for the sandbox's R and U. Ask an administrator to run: \
+             usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}"
+        ))
+    };
+    let uid_range = largest_range(subuid, name, uid).ok_or_else(how_to_fix)?;
+    let gid_range = largest_range(subgid, name, uid).ok_or_else(how_to_fix)?;
+    let slots = uid_range.1.min(gid_range.1) / SLOT_STRIDE;
+    if slots == 0 {
+        return Err(how_to_fix());
+    }
+    Ok((uid_range.0, gid_range.0, slots))
 }
 
 /// The largest `start:count` range for `name` or `uid` in a subid file.
@@ -241,9 +311,13 @@ mod tests {
         assert_eq!(a.host_uid(1500), None);
         assert!(b.host_uid(0).unwrap() > a.host_uid(2000).unwrap());
         assert_eq!(
-            SlotIds::map_lines(7000),
+            a.map_lines(7000),
             "0 7000 1001\n65534 8001 2\n2000 8003 1\n".to_string()
         );
+        let nested = IdSource::Nested { slots: 2 }.slot(1);
+        assert_eq!(nested.map_lines(0), "0 0 1001\n65534 65534 2\n2000 2000 1\n");
+        assert_eq!(nested.host_uid(1000), Some(1000));
+        assert_eq!(nested.host_uid(1500), None);
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //!
 //! What it guarantees, whoever the command is:
 //!
-//! - R and U map to unprivileged host ids of their own *slot*; no host uid 0
-//!   is ever in the map. Concurrent sandboxes hold different slots, and a
-//!   slot's leftover processes are killed before the slot is used again.
+//! - R and U map to unprivileged host ids; no host uid 0 is ever in the
+//!   map. As root, each *slot* has ids of its own: concurrent sandboxes
+//!   hold different slots, and a slot's leftover processes are killed
+//!   before the slot is used again. An ordinary user's comb runs in its own
+//!   user namespace ([`caller`]), where R and U are ids of the user's
+//!   subordinate range shared by every slot, and the sandboxes' own
+//!   namespaces keep them apart.
 //! - New user, mount, pid, network (loopback only), IPC, UTS and cgroup
 //!   namespaces; `pivot_root` into an overlay; fresh `/proc`; a minimal `/dev`;
 //!   no `/sys`; `PR_SET_NO_NEW_PRIVS`; a seccomp filter loaded last.
@@ -21,6 +25,7 @@
 //! [`helper_main_if_requested`] first thing in `main`. A fresh,
 //! single-threaded process is the only safe place to `unshare` and `fork`.
 
+pub mod caller;
 mod cgroup;
 mod copyout;
 mod disk;

@@ -13,7 +13,7 @@
 //! dies with its caller (PDEATHSIG and the closed control pipe).
 
 use crate::cgroup::Cgroup;
-use crate::idmap::SlotIds;
+use crate::idmap::{MapKind, SlotIds};
 use crate::init::{self, Pid1};
 use crate::mounts::{BindAuxPlan, BindPlan, RootPlan};
 use crate::slot::{self, ensure_private_dir};
@@ -75,9 +75,10 @@ impl SandboxConfig {
         let ids = IdSource::detect()?;
         let helper_exe = std::env::current_exe()
             .map_err(|e| SandboxError::io("finding the current executable", e))?;
-        let uid = nix::unistd::geteuid();
-        // Never from the environment: every sandbox of these host ids
-        // must meet at the same locks.
+        // The host uid, also inside C's namespace. Never from the
+        // environment: every sandbox of these host ids must meet at the
+        // same locks.
+        let uid = nix::unistd::Uid::from_raw(crate::caller::host_uid());
         let slot_dir = if uid.is_root() {
             PathBuf::from("/run/comb/slots")
         } else {
@@ -126,10 +127,14 @@ impl MonitorProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let nested = request.ids.kind == MapKind::Nested;
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if nested {
+                    crate::caller::keep_caps_across_exec()?;
+                }
                 if report_raw == REPORT_FD {
                     libc::fcntl(REPORT_FD, libc::F_SETFD, 0);
                 } else if libc::dup2(report_raw, REPORT_FD) < 0 {
@@ -423,9 +428,10 @@ fn validate(config: &SandboxConfig, spec: &Spec) -> Result<(), SandboxError> {
         ));
     }
     if let Some(keep) = &spec.keep_upper {
-        if !config.ids.idmapped() {
+        if matches!(config.ids, IdSource::Subordinate { .. }) {
             return invalid(
-                "keeping the upper layer needs comb to run as root: only root can attach layers through idmapped mounts"
+                "keeping the upper layer needs comb to run as root or in its own user namespace \
+                 (comb build and comb env do; comb sandbox run does not)"
                     .into(),
             );
         }
@@ -559,7 +565,7 @@ fn monitor(req: &Request, io: MonitorIo) -> Result<Outcome, SandboxError> {
     let mut spec = req.spec.clone();
     let started = Instant::now();
     let keep_dir = match &spec.keep_upper {
-        Some(keep) => Some(prepare_keep(keep)?),
+        Some(keep) => Some(prepare_keep(keep, req.ids.kind)?),
         None => None,
     };
     let cgroup = Cgroup::create(req.ids.uid_base, &spec.limits);
@@ -645,7 +651,7 @@ fn monitor(req: &Request, io: MonitorIo) -> Result<Outcome, SandboxError> {
         let fds = if req.idmapped {
             receive_fds(&sock, count)
         } else {
-            open_paths(spec, &aux)
+            open_paths(spec, keep_dir.as_deref(), &aux)
         };
         let fds = match fds {
             Ok(fds) => fds,
@@ -1138,7 +1144,9 @@ fn fit_file_systems(limits: &mut crate::Limits, memory_by_cgroup: bool) {
 }
 
 /// A private directory beside `keep` holding the overlay's upper/ and work/.
-fn prepare_keep(keep: &Path) -> Result<PathBuf, SandboxError> {
+/// In C's namespace they are R's, whose ids are mapped at their own
+/// numbers there: pid 1 writes the layer into them as R.
+fn prepare_keep(keep: &Path, kind: MapKind) -> Result<PathBuf, SandboxError> {
     let name = keep
         .file_name()
         .ok_or_else(|| SandboxError::Invalid(format!("{} has no file name", keep.display())))?;
@@ -1152,8 +1160,13 @@ fn prepare_keep(keep: &Path) -> Result<PathBuf, SandboxError> {
         .map_err(|e| SandboxError::io(format!("creating {}", parent.display()), e))?;
     ensure_private_dir(&dir)?;
     for sub in ["upper", "work"] {
-        std::fs::create_dir(dir.join(sub))
-            .map_err(|e| SandboxError::io(format!("creating {}", dir.display()), e))?;
+        let path = dir.join(sub);
+        std::fs::create_dir(&path)
+            .and_then(|()| match kind {
+                MapKind::Nested => std::os::unix::fs::lchown(&path, Some(0), Some(0)),
+                MapKind::Root | MapKind::Subordinate => Ok(()),
+            })
+            .map_err(|e| SandboxError::io(format!("creating {}", path.display()), e))?;
     }
     Ok(dir)
 }
@@ -1171,15 +1184,17 @@ fn publish_upper(dir: &Path, keep: &Path) -> Result<PathBuf, SandboxError> {
     result.map(|()| keep.to_path_buf())
 }
 
-/// Layers and bind sources as O_PATH fds, for a sandbox without idmapped
-/// mounts: ids on disk are then shown as they are (the caller's files
-/// appear as nobody inside).
-fn open_paths(spec: &Spec, aux: &BindAux) -> Result<Vec<OwnedFd>, String> {
+/// Layers, the kept layer's directory and bind sources as O_PATH fds, for a
+/// sandbox without idmapped mounts: ids on disk are then shown as they are
+/// (the caller's files appear as nobody inside).
+fn open_paths(spec: &Spec, keep: Option<&Path>, aux: &BindAux) -> Result<Vec<OwnedFd>, String> {
     let paths = spec
         .layers
         .iter()
-        .chain(spec.binds.iter().map(|b| &b.source))
-        .chain(aux.dirs.iter().flatten().map(|d| &d.parent));
+        .map(PathBuf::as_path)
+        .chain(keep)
+        .chain(spec.binds.iter().map(|b| b.source.as_path()))
+        .chain(aux.dirs.iter().flatten().map(|d| d.parent.as_path()));
     paths
         .map(|path| {
             nix::fcntl::open(

@@ -7,7 +7,7 @@
 //! two sandboxes of the same host ids always meet at the same lock, so one
 //! can never take the other's slot and kill its processes as leftovers.
 
-use crate::idmap::{SlotIds, SLOT_STRIDE};
+use crate::idmap::{MapKind, SlotIds, SLOT_STRIDE};
 use crate::{SandboxConfig, SandboxError};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
@@ -54,16 +54,18 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), SandboxError> {
 
 /// Every directory above `dir` must belong to root or to us and be
 /// writable by nobody else, unless it is root's and sticky (as /tmp is:
-/// others may add entries there, but not replace ours).
+/// others may add entries there, but not replace ours). In C's namespace
+/// root's files show as the overflow id.
 pub(crate) fn check_ancestors(dir: &Path) -> Result<(), SandboxError> {
     let me = nix::unistd::geteuid().as_raw();
+    let root = crate::caller::root_as_seen();
     let mut current = Some(dir);
     while let Some(path) = current {
         let meta = std::fs::symlink_metadata(path)
             .map_err(|e| SandboxError::io(format!("reading {}", path.display()), e))?;
-        let owner_ok = meta.uid() == 0 || meta.uid() == me;
+        let owner_ok = meta.uid() == root || meta.uid() == me;
         let shared = meta.mode() & 0o022 != 0;
-        let sticky_root = meta.mode() & 0o1000 != 0 && meta.uid() == 0;
+        let sticky_root = meta.mode() & 0o1000 != 0 && meta.uid() == root;
         if meta.file_type().is_symlink() || !owner_ok || (shared && !sticky_root) {
             return Err(SandboxError::Invalid(format!(
                 "{} (mode {:o}, owner uid {}) is on the path to the sandbox slots in {} but could be \
@@ -94,7 +96,7 @@ pub(crate) fn acquire(config: &SandboxConfig) -> Result<Slot, SandboxError> {
     loop {
         for index in 0..max {
             let ids = config.ids.slot(index);
-            let path = config.slot_dir.join(lock_name(&ids));
+            let path = config.slot_dir.join(lock_name(index, &ids));
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -108,8 +110,11 @@ pub(crate) fn acquire(config: &SandboxConfig) -> Result<Slot, SandboxError> {
             };
             // Scanning /proc costs milliseconds; it is needed only when the
             // slot's last user did not end cleanly (say, comb was killed).
+            // In C's namespace every slot has the same ids: a process of
+            // another slot is no leftover. None can outlive its sandbox
+            // there anyway (see `crate::caller`).
             let clean = path.with_extension("clean");
-            if std::fs::remove_file(&clean).is_err() {
+            if std::fs::remove_file(&clean).is_err() && ids.kind != MapKind::Nested {
                 kill_leftovers(&ids);
             }
             return Ok(Slot {
@@ -124,9 +129,13 @@ pub(crate) fn acquire(config: &SandboxConfig) -> Result<Slot, SandboxError> {
     }
 }
 
-/// The lock of the block of host ids starting at `ids.uid_base`.
-pub fn lock_name(ids: &SlotIds) -> String {
-    format!("ids-{}.lock", ids.uid_base)
+/// The lock of the block of host ids starting at `ids.uid_base`; in C's
+/// namespace, where slots share their ids, of slot `index`.
+pub fn lock_name(index: u32, ids: &SlotIds) -> String {
+    match ids.kind {
+        MapKind::Nested => format!("nested-{index}.lock"),
+        MapKind::Root | MapKind::Subordinate => format!("ids-{}.lock", ids.uid_base),
+    }
 }
 
 /// SIGKILLs every process whose real, effective, saved or filesystem uid is

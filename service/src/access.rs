@@ -21,9 +21,8 @@ pub struct Peer {
 impl Peer {
     /// The peer of a connected Unix socket.
     pub fn of(socket: &impl AsFd) -> Result<Peer, String> {
-        let cred = nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerCredentials)
-            .map_err(|e| format!("SO_PEERCRED: {e}"))?;
-        Ok(Peer::from_ids(cred.uid(), cred.gid(), cred.pid()))
+        let (uid, gid, pid) = peer_ids(socket)?;
+        Ok(Peer::from_ids(uid, gid, pid))
     }
 
     /// Names and groups of `uid` from the user and group databases.
@@ -57,6 +56,14 @@ impl Peer {
     pub fn may_use(&self, pocket: &PocketConfig) -> bool {
         pocket.users.contains(&self.user) || pocket.groups.iter().any(|g| self.groups.contains(g))
     }
+}
+
+/// The uid, gid and pid of a connected Unix socket's peer, as the host
+/// knows them (`SO_PEERCRED`, read from the host's user namespace when the
+/// daemon runs in its own).
+pub fn peer_ids(socket: &impl AsFd) -> Result<(u32, u32, i32), String> {
+    comb_engine::sandbox::caller::peer_credentials(socket.as_fd())
+        .map_err(|e| format!("SO_PEERCRED: {e}"))
 }
 
 #[cfg(test)]

@@ -334,25 +334,21 @@ pub fn serve(opts: Options) -> Result<()> {
         let shared = shared.clone();
         std::thread::spawn(move || run_worker(&shared))
     };
-    let me = crate::trust::me();
+    // Clients' uids are the host's, so the daemon's is too.
+    let me = comb_engine::sandbox::caller::host_uid();
     for stream in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
         let Ok(stream) = stream else { continue };
         let accepted = Instant::now();
-        let cred =
-            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!(
-                        "comb serve: a client whose credentials cannot be read: SO_PEERCRED: {e}"
-                    );
-                    continue;
-                }
-            };
-        let uid = cred.uid();
+        let (uid, gid, pid) = match crate::access::peer_ids(&stream) {
+            Ok(ids) => ids,
+            Err(e) => {
+                eprintln!("comb serve: a client whose credentials cannot be read: {e}");
+                continue;
+            }
+        };
         // Before anything that costs: no thread, no lookup, no database.
         if uid != 0 && uid != me {
             if let Err(wait) = shared.limiter.take(uid, accepted) {
@@ -372,7 +368,7 @@ pub fn serve(opts: Options) -> Result<()> {
         }
         let shared = shared.clone();
         std::thread::spawn(move || {
-            let peer = Peer::from_ids(uid, cred.gid(), cred.pid());
+            let peer = Peer::from_ids(uid, gid, pid);
             let deadline = accepted + shared.opts.request_deadline;
             handle_client(&shared, stream, peer, deadline);
             let mut open = shared.connections.lock().unwrap_or_else(|e| e.into_inner());

@@ -25,9 +25,10 @@ const MAX_LINKS: usize = 40;
 #[error("{0}")]
 pub struct Untrusted(pub String);
 
-/// Users whose files the daemon trusts: itself and root.
+/// Users whose files the daemon trusts: itself and root (whose files show
+/// as the overflow id inside the daemon's user namespace).
 fn trusted_owner(uid: u32, me: u32) -> bool {
-    uid == 0 || uid == me
+    uid == comb_engine::sandbox::caller::root_as_seen() || uid == me
 }
 
 fn mode_text(mode: u32) -> String {
@@ -262,7 +263,8 @@ fn push_front(todo: &mut Vec<OsString>, path: &Path) {
     todo.extend(parts.into_iter().rev());
 }
 
-/// The daemon's own uid.
+/// The daemon's own uid, as file owners are seen by this process (inside
+/// the daemon's user namespace, not its host uid).
 pub fn me() -> u32 {
     nix::unistd::geteuid().as_raw()
 }

@@ -5,6 +5,7 @@
 //! Needs root to create the users (CI runs as root); skipped otherwise.
 
 use crate::root;
+use crate::users::ensure_user;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -12,39 +13,6 @@ use std::process::Command;
 
 const WITH_RANGES: &str = "comb-test-sub";
 const WITHOUT_RANGES: &str = "comb-test-nosub";
-
-fn ensure_user(name: &str) {
-    if Command::new("id")
-        .arg(name)
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        return;
-    }
-    let status = Command::new("useradd")
-        .args(["--no-create-home", name])
-        .status()
-        .unwrap();
-    assert!(status.success(), "useradd {name}");
-}
-
-/// Sets the user's subordinate ranges in both files to exactly `range`.
-fn set_ranges(name: &str, range: Option<&str>) {
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        let mut lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.starts_with(&format!("{name}:")))
-            .map(str::to_string)
-            .collect();
-        if let Some(range) = range {
-            lines.push(format!("{name}:{range}"));
-        }
-        std::fs::write(file, lines.join("\n") + "\n").unwrap();
-    }
-}
 
 fn busybox_root(dir: &Path, owner: &str) {
     let bin = dir.join("bin");
@@ -76,10 +44,8 @@ fn ordinary_user_runs_with_subordinate_ranges_or_is_told_how_to_add_them() {
     if !root::is_root() {
         return;
     }
-    ensure_user(WITH_RANGES);
-    ensure_user(WITHOUT_RANGES);
-    set_ranges(WITH_RANGES, Some("400000:65536"));
-    set_ranges(WITHOUT_RANGES, None);
+    ensure_user(WITH_RANGES, Some("400000:65536"));
+    ensure_user(WITHOUT_RANGES, None);
 
     let scratch = tempfile::tempdir().unwrap();
     // The user must reach the root through the temp dir.

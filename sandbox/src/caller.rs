@@ -1,0 +1,392 @@
+//! The caller's user namespace: how an ordinary user's comb does to R's
+//! and U's files what root's comb does, without any chown on the host.
+//!
+//! An ordinary user (C) runs comb's work in a user namespace of its own,
+//! entered first thing in `main`: the sandbox's ids (R = 0, the system
+//! users packages make, U = 1000, nobody, U's other ids) are mapped at
+//! their own numbers onto C's subordinate range, through the setuid
+//! helpers `newuidmap` and `newgidmap` (the only privileged programs
+//! involved), and C itself onto [`CALLER_ID`]. comb keeps running as C, so
+//! what it creates (the index, blobs, outputs) is C's, but it holds the
+//! capabilities of that namespace: it can unpack a `.deb` as R's files,
+//! read R's mode-0600 files to hash a layer, and remove them in `gc`. Host
+//! files of other users show as the overflow id and grant nothing more
+//! than they grant C.
+//!
+//! Layers on disk are then owned by C's subordinate ids, never by C: C
+//! cannot change them by accident, and what R writes is not C's. Each
+//! sandbox is a user namespace nested in this one whose maps are the
+//! identity over these ids, so every slot shares R's and U's host ids;
+//! what separates concurrent sandboxes instead is their own pid, mount,
+//! IPC and network namespaces (none can see, signal or reach another's
+//! processes or files) and the seccomp filter (no ptrace).
+
+use crate::idmap::{subordinate_ranges, SEGMENTS, SLOT_STRIDE};
+use crate::SandboxError;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// C's uid (and gid) inside its namespace: above every id a sandbox maps.
+pub const CALLER_ID: u32 = 65536;
+
+/// What the kernel shows for a host id this namespace does not map (root's
+/// files, say): `/proc/sys/kernel/overflowuid`.
+pub(crate) const OVERFLOW_ID: u32 = 65534;
+
+/// C's namespace, once entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerNamespace {
+    /// C's ids on the host.
+    pub host_uid: u32,
+    pub host_gid: u32,
+    /// The first ids of C's subordinate ranges: R's host ids.
+    pub subuid_start: u32,
+    pub subgid_start: u32,
+}
+
+static ENTERED: OnceLock<CallerNamespace> = OnceLock::new();
+static BROKER: OnceLock<std::sync::Mutex<std::os::unix::net::UnixStream>> = OnceLock::new();
+
+/// The namespace this process entered, if it did.
+pub fn entered() -> Option<CallerNamespace> {
+    ENTERED.get().copied()
+}
+
+/// C's host uid: the same inside C's namespace as outside.
+pub fn host_uid() -> u32 {
+    entered().map_or_else(|| nix::unistd::geteuid().as_raw(), |ns| ns.host_uid)
+}
+
+/// The owner that host root's files show as to this process: 0 on the
+/// host, the overflow id inside C's namespace (and in the sandbox's
+/// monitor, which runs there too), from the process's own uid map.
+pub fn root_as_seen() -> u32 {
+    static SEEN: OnceLock<u32> = OnceLock::new();
+    *SEEN.get_or_init(|| {
+        let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        map.lines()
+            .find_map(|line| {
+                let n: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+                let (inside, outside, count) = (*n.first()?, *n.get(1)?, *n.get(2)?);
+                (outside == 0 && count > 0).then_some(inside as u32)
+            })
+            .unwrap_or(OVERFLOW_ID)
+    })
+}
+
+/// Enters C's namespace when comb runs as an ordinary user; nothing for
+/// root. Must be called while the process runs one thread (first thing in
+/// `main`): the kernel refuses `unshare(CLONE_NEWUSER)` to any other.
+pub fn enter() -> Result<Option<CallerNamespace>, SandboxError> {
+    enter_with(false)
+}
+
+/// [`enter`], for a server that learns who its clients are from
+/// `SO_PEERCRED`: a process forked before is left in the host's namespace
+/// to read them ([`peer_credentials`]), since inside C's namespace the
+/// kernel shows every other user as the overflow id.
+pub fn enter_as_server() -> Result<Option<CallerNamespace>, SandboxError> {
+    enter_with(true)
+}
+
+/// A connected Unix socket's peer as the host knows it: uid, gid, pid.
+pub fn peer_credentials(socket: std::os::fd::BorrowedFd) -> std::io::Result<(u32, u32, i32)> {
+    let Some(broker) = BROKER.get() else {
+        let cred = nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials)?;
+        return Ok((cred.uid(), cred.gid(), cred.pid()));
+    };
+    let broker = broker.lock().unwrap_or_else(|e| e.into_inner());
+    let raw = [socket.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    let iov = [std::io::IoSlice::new(b"p")];
+    nix::sys::socket::sendmsg::<()>(
+        broker.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )?;
+    let mut answer = [0u8; 13];
+    (&*broker).read_exact(&mut answer)?;
+    if answer[0] != 0 {
+        return Err(std::io::Error::other("the host could not read the client's credentials"));
+    }
+    let word = |i: usize| [answer[i], answer[i + 1], answer[i + 2], answer[i + 3]];
+    Ok((
+        u32::from_ne_bytes(word(1)),
+        u32::from_ne_bytes(word(5)),
+        i32::from_ne_bytes(word(9)),
+    ))
+}
+
+/// Forks the process that answers [`peer_credentials`] from the host's
+/// namespace: it receives each client socket, reads its `SO_PEERCRED` and
+/// writes back a status byte and the three ids. It ends with its parent.
+fn start_broker() -> Result<std::os::unix::net::UnixStream, SandboxError> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| SandboxError::io("creating the credential broker's socket", e))?;
+    // SAFETY: called while this process runs one thread (see `enter`).
+    match unsafe { fork() }.map_err(|e| SandboxError::io("forking", e.into()))? {
+        ForkResult::Child => {
+            drop(ours);
+            // SAFETY: plain prctl.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            serve_credentials(&theirs);
+            // SAFETY: leaving the forked child without the parent's
+            // destructors.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { .. } => Ok(ours),
+    }
+}
+
+fn serve_credentials(sock: &std::os::unix::net::UnixStream) {
+    loop {
+        let mut byte = [0u8; 1];
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let Ok(msg) = nix::sys::socket::recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+        ) else {
+            return;
+        };
+        if msg.bytes == 0 {
+            return;
+        }
+        let mut client = None;
+        for cmsg in msg.cmsgs().into_iter().flatten() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg {
+                // SAFETY: the kernel just installed these fds for us.
+                client = fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+        let mut answer = [1u8; 13];
+        if let Some(cred) = client.and_then(|fd| {
+            nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials).ok()
+        }) {
+            answer[0] = 0;
+            answer[1..5].copy_from_slice(&cred.uid().to_ne_bytes());
+            answer[5..9].copy_from_slice(&cred.gid().to_ne_bytes());
+            answer[9..13].copy_from_slice(&cred.pid().to_ne_bytes());
+        }
+        if (&*sock).write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+fn enter_with(server: bool) -> Result<Option<CallerNamespace>, SandboxError> {
+    if let Some(ns) = entered() {
+        return Ok(Some(ns));
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return Ok(None);
+    }
+    let gid = nix::unistd::getegid().as_raw();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    let (uid_base, gid_base, _) = subordinate_ranges(
+        &name,
+        uid.as_raw(),
+        Path::new("/etc/subuid"),
+        Path::new("/etc/subgid"),
+    )?;
+    let ns = CallerNamespace {
+        host_uid: uid.as_raw(),
+        host_gid: gid,
+        subuid_start: uid_base,
+        subgid_start: gid_base,
+    };
+    if server {
+        let broker = start_broker()?;
+        let _ = BROKER.set(std::sync::Mutex::new(broker));
+    }
+    unshare_and_map(&ns)?;
+    let _ = ENTERED.set(ns);
+    Ok(Some(ns))
+}
+
+/// The arguments of `newuidmap PID ...` (or newgidmap) after the pid: the
+/// sandbox's ids at their own numbers onto the subordinate range, and C
+/// onto [`CALLER_ID`].
+fn map_args(sub_start: u32, caller: u32) -> Vec<String> {
+    let mut args = Vec::new();
+    for (inside, offset, count) in SEGMENTS {
+        args.extend([inside, sub_start + offset, count].map(|n| n.to_string()));
+    }
+    args.extend([CALLER_ID, caller, 1].map(|n| n.to_string()));
+    args
+}
+
+/// Unshares the user namespace and has a child, forked before it and so
+/// still in the host's namespace (where the helpers' setuid bit counts),
+/// write its maps.
+fn unshare_and_map(ns: &CallerNamespace) -> Result<(), SandboxError> {
+    let pipe = |what: &str| {
+        nix::unistd::pipe().map_err(|e| SandboxError::io(what.to_string(), e.into()))
+    };
+    let (go_r, go_w) = pipe("creating a pipe")?;
+    let (err_r, err_w) = pipe("creating a pipe")?;
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: called while this process runs one thread (see `enter`).
+    match unsafe { fork() }.map_err(|e| SandboxError::io("forking", e.into()))? {
+        ForkResult::Child => {
+            drop(go_w);
+            drop(err_r);
+            let mut go = std::fs::File::from(go_r);
+            let mut byte = [0u8; 1];
+            let code = match go.read(&mut byte) {
+                Ok(1) => match write_maps(parent, ns) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        let _ = std::fs::File::from(err_w).write_all(e.as_bytes());
+                        1
+                    }
+                },
+                // The parent could not unshare and said so itself.
+                _ => 1,
+            };
+            // SAFETY: leaving the forked child without running the
+            // parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(go_r);
+            drop(err_w);
+            let unshared = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER);
+            if unshared.is_ok() {
+                let _ = std::fs::File::from(go_w).write_all(b"g");
+            } else {
+                drop(go_w);
+            }
+            let mut message = String::new();
+            let _ = std::fs::File::from(err_r).read_to_string(&mut message);
+            let status = waitpid(child, None);
+            if let Err(e) = unshared {
+                return Err(SandboxError::Ids(format!(
+                    "creating comb's user namespace: {e}; unprivileged user namespaces must be allowed \
+                     (sysctl kernel.unprivileged_userns_clone=1, and on Ubuntu \
+                     kernel.apparmor_restrict_unprivileged_userns=0)"
+                )));
+            }
+            match status {
+                Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+                _ => Err(SandboxError::Ids(if message.is_empty() {
+                    "mapping comb's user namespace failed".to_string()
+                } else {
+                    message
+                })),
+            }
+        }
+    }
+}
+
+/// Runs `newgidmap` and `newuidmap` for `pid`; the error says why.
+fn write_maps(pid: i32, ns: &CallerNamespace) -> Result<(), String> {
+    for (helper, start, caller) in [
+        ("newgidmap", ns.subgid_start, ns.host_gid),
+        ("newuidmap", ns.subuid_start, ns.host_uid),
+    ] {
+        let out = std::process::Command::new(helper)
+            .arg(pid.to_string())
+            .args(map_args(start, caller))
+            .output()
+            .map_err(|e| {
+                format!("could not run {helper} ({e}); install the uidmap package: apt-get install uidmap")
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "{helper} refused comb's user namespace: {}; /etc/subuid and /etc/subgid must give \
+                 this user a range of at least {SLOT_STRIDE} ids (usermod --add-subuids and --add-subgids)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Capabilities the sandbox's monitor keeps across its `exec` in C's
+/// namespace: writing the sandbox's maps (a map of uid 0 also needs
+/// CAP_SETFCAP over the parent namespace, since Linux 5.12), and handing
+/// R's kept layer over (validating, renaming and removing R's files).
+pub(crate) const MONITOR_CAPS: [caps::Capability; 7] = [
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_DAC_READ_SEARCH,
+    caps::Capability::CAP_FOWNER,
+];
+
+/// Between fork and exec of the monitor: makes [`MONITOR_CAPS`]
+/// inheritable and ambient, so they survive an `exec` by a process whose
+/// uid is not 0. Async-signal-safe: raw system calls only.
+pub(crate) fn keep_caps_across_exec() -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget/capset with a version-3 header and two data words.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for cap in MONITOR_CAPS.map(|c| u32::from(c.index())) {
+            data[(cap / 32) as usize].inheritable |= 1 << (cap % 32);
+        }
+        if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for cap in MONITOR_CAPS.map(|c| u32::from(c.index())) {
+            let raise = libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong;
+            if libc::prctl(libc::PR_CAP_AMBIENT, raise, cap as libc::c_ulong, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maps_put_the_sandbox_ids_on_the_range_and_the_caller_above_them() {
+        let args = map_args(100_000, 1000);
+        assert_eq!(
+            args.join(" "),
+            "0 100000 1001 65534 101001 2 2000 101003 1 65536 1000 1"
+        );
+    }
+}

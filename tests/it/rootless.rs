@@ -1,0 +1,237 @@
+//! comb as an ordinary user with a subordinate id range, as hasher's C:
+//! the README's main job (`examples/starter` against the real mirror), an
+//! all-hit second run, `comb check --all --vary all` and `comb gc`, with
+//! the layers owned by the user's subordinate ids, never by the user.
+//! A user without a range, or pointing comb at a store it cannot use, is
+//! told what to do.
+//!
+//! Needs root to create the users (CI runs as root). The user's store is
+//! kept in `/var/cache/comb-test-rootless` with only its downloads
+//! surviving a rerun, so every run builds everything again as the user.
+
+use crate::root;
+use crate::users::{ensure_user, uid_of};
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const USER: &str = "comb-test-rootless";
+const NO_RANGE: &str = "comb-test-norange";
+/// The user's range: R is its first id, U the 1001st.
+const RANGE_START: u32 = 500_000;
+
+fn chown_to(user: &str, path: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The user's home: `/var/cache/comb-test-rootless/NAME`, with its
+/// `.cache/comb` store emptied of everything but downloads.
+fn fresh_home(user: &str) -> PathBuf {
+    let base = Path::new("/var/cache/comb-test-rootless");
+    std::fs::create_dir_all(base).unwrap();
+    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = base.join(user);
+    let store = home.join(".cache/comb");
+    if home.exists() {
+        let keep = base.join(format!("{user}.downloads"));
+        let _ = std::fs::remove_dir_all(&keep);
+        let blobs = store.join("blobs/sha256");
+        if blobs.is_dir() {
+            std::fs::rename(&blobs, &keep).unwrap();
+        }
+        std::fs::remove_dir_all(&home).unwrap();
+        if keep.is_dir() {
+            std::fs::create_dir_all(store.join("blobs")).unwrap();
+            std::fs::rename(&keep, &blobs).unwrap();
+        }
+    }
+    std::fs::create_dir_all(&home).unwrap();
+    chown_to(user, &home);
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    home
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "comb.lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `comb ARGS` as `user` with `HOME` (and so the default store) in `home`.
+fn comb_as(user: &str, home: &Path, args: &[&str]) -> Output {
+    let out = Command::new("runuser")
+        .args(["-u", user, "--", env!("CARGO_BIN_EXE_comb")])
+        .args(args)
+        .current_dir(home)
+        .env("HOME", home)
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("COMB_STORE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    eprintln!(
+        "comb {args:?} as {user}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The owners of every entry under `dir`, as (uid, gid) pairs seen.
+fn owners(dir: &Path, seen: &mut std::collections::BTreeSet<(u32, u32)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.path().symlink_metadata().unwrap();
+        seen.insert((meta.uid(), meta.gid()));
+        if meta.is_dir() {
+            owners(&entry.path(), seen);
+        }
+    }
+}
+
+#[test]
+fn an_ordinary_user_builds_checks_and_collects_the_starter() {
+    if !root::is_root() {
+        return;
+    }
+    let range = format!("{RANGE_START}:65536");
+    ensure_user(USER, Some(&range));
+    let home = fresh_home(USER);
+    let repo = home.join("starter");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter"),
+        &repo,
+    );
+    chown_to(USER, &repo);
+    let repo_arg = repo.to_str().unwrap();
+    let out_dir = home.join("out");
+
+    assert!(comb_as(USER, &home, &["update", "--repo", repo_arg]).status.success());
+    let built = comb_as(
+        USER,
+        &home,
+        &["build", "--all", "--repo", repo_arg, "--out", out_dir.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{stderr}");
+    assert!(stderr.contains("0 failed"), "{stderr}");
+    let packages = std::fs::read_to_string(out_dir.join("Packages")).unwrap();
+    for name in ["greet", "libgreet1", "hello", "jshon", "libjansson4"] {
+        assert!(packages.contains(&format!("Package: {name}\n")), "{name}: {packages}");
+    }
+    // The outputs are the user's; the layers are the subordinate ids',
+    // never the user's: R's files are not C's.
+    let me = uid_of(USER);
+    let deb = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .unwrap();
+    assert_eq!(deb.metadata().unwrap().uid(), me);
+    let trees = home.join(".cache/comb/trees");
+    let base = std::fs::read_dir(&trees)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("base-install-"))
+        .expect("a base-install layer in the user's store");
+    let mut seen = std::collections::BTreeSet::new();
+    owners(&base, &mut seen);
+    assert!(seen.contains(&(RANGE_START, RANGE_START)), "{seen:?}");
+    for (uid, gid) in &seen {
+        assert!(
+            (RANGE_START..RANGE_START + 65536).contains(uid)
+                && (RANGE_START..RANGE_START + 65536).contains(gid),
+            "a layer file owned by {uid}:{gid}, outside the user's range: {seen:?}"
+        );
+    }
+    // The user cannot change its layers by accident.
+    let dpkg = base.join("0/usr/bin/dpkg");
+    let out = Command::new("runuser")
+        .args(["-u", USER, "--", "sh", "-c"])
+        .arg(format!("echo x >> {}", dpkg.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the user could write R's file {}", dpkg.display());
+
+    // All hits the second time.
+    let again = comb_as(USER, &home, &["build", "--all", "--json", "--repo", repo_arg]);
+    assert!(again.status.success());
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&again.stdout).lines().last().unwrap())
+            .unwrap();
+    assert_eq!(summary["built"], 0, "{summary}");
+
+    // Rebuilt under every variation, each GOOD.
+    let check = comb_as(
+        USER,
+        &home,
+        &["check", "--all", "--vary", "all", "--repo", repo_arg],
+    );
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{stdout}");
+    assert!(stdout.contains("GOOD"), "{stdout}");
+    assert!(!stdout.contains("BAD") && !stdout.contains("FAIL"), "{stdout}");
+
+    // gc removes R's files, which the user could not remove by itself.
+    let gc = comb_as(USER, &home, &["gc", "--max-age", "0", "--json"]);
+    assert!(gc.status.success());
+    let left: Vec<_> = std::fs::read_dir(&trees)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "gc left {left:?}");
+}
+
+#[test]
+fn a_user_without_a_range_or_with_a_store_it_cannot_use_is_told_what_to_do() {
+    if !root::is_root() {
+        return;
+    }
+    ensure_user(NO_RANGE, None);
+    let home = fresh_home(NO_RANGE);
+    let out = comb_as(NO_RANGE, &home, &["build", "--all", "--repo", "/nonexistent"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {NO_RANGE}"
+        )),
+        "{stderr}"
+    );
+
+    // Root's store is root's.
+    ensure_user(USER, Some(&format!("{RANGE_START}:65536")));
+    let root_store = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root_store.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = root_store.path().join("store");
+    let made = Command::new(env!("CARGO_BIN_EXE_comb"))
+        .args(["env", "list", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = comb_as(
+        USER,
+        Path::new("/"),
+        &["env", "list", "--store", store.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&store.display().to_string()), "{stderr}");
+    assert!(stderr.contains("belongs to"), "{stderr}");
+}

@@ -1,0 +1,40 @@
+//! Ordinary users for the tests that run comb as one: made with
+//! `useradd`, their subordinate ranges set in /etc/subuid and /etc/subgid.
+//! Tests run in parallel threads, so the files are rewritten under a lock.
+
+use std::process::Command;
+use std::sync::Mutex;
+
+static SUBID_FILES: Mutex<()> = Mutex::new(());
+
+/// Makes user `name` if needed, and sets its subordinate ranges in both
+/// files to exactly `range` (`START:COUNT`), or to none.
+pub fn ensure_user(name: &str, range: Option<&str>) {
+    let _guard = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let exists = Command::new("id").arg(name).output().unwrap().status.success();
+    if !exists {
+        let status = Command::new("useradd")
+            .args(["--no-create-home", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name}");
+    }
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{name}:")))
+            .map(str::to_string)
+            .collect();
+        if let Some(range) = range {
+            lines.push(format!("{name}:{range}"));
+        }
+        std::fs::write(file, lines.join("\n") + "\n").unwrap();
+    }
+}
+
+/// The uid of user `name`.
+pub fn uid_of(name: &str) -> u32 {
+    let out = Command::new("id").args(["-u", name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
