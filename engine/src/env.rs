@@ -609,7 +609,9 @@ fn base_install(
         let tree = engine.store.begin_tree()?;
         let unpacked = tree.path().join("0");
         let configured = tree.path().join("1");
-        let set_id = unpack_base(&unpacked, &debs, &added)?;
+        // R's files, also when C is an ordinary user.
+        let set_id =
+            comb_sandbox::caller::as_layer_owner(|| unpack_base(&unpacked, &debs, &added))?;
         let script = "dpkg --force-depends --install /.comb/debs/*.deb && \
             dpkg --force-depends --configure --pending && \
             if ! grep -q '^builder:' /etc/passwd; then \
@@ -692,7 +694,7 @@ fn layer_with(
             None => (&below.paths, added.clone()),
         };
         if install.is_empty() {
-            std::fs::create_dir(&upper)
+            comb_sandbox::caller::as_layer_owner(|| std::fs::create_dir(&upper))
                 .map_err(|e| Error::io(format!("creating {}", upper.display()), e))?;
         } else {
             let debs = fetch(engine, pinned, &install)?;

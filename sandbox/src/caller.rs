@@ -70,7 +70,10 @@ pub fn root_as_seen() -> u32 {
         let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
         map.lines()
             .find_map(|line| {
-                let n: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+                let n: Vec<u64> = line
+                    .split_whitespace()
+                    .filter_map(|f| f.parse().ok())
+                    .collect();
                 let (inside, outside, count) = (*n.first()?, *n.get(1)?, *n.get(2)?);
                 (outside == 0 && count > 0).then_some(inside as u32)
             })
@@ -96,7 +99,8 @@ pub fn enter_as_server() -> Result<Option<CallerNamespace>, SandboxError> {
 /// A connected Unix socket's peer as the host knows it: uid, gid, pid.
 pub fn peer_credentials(socket: std::os::fd::BorrowedFd) -> std::io::Result<(u32, u32, i32)> {
     let Some(broker) = BROKER.get() else {
-        let cred = nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials)?;
+        let cred =
+            nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials)?;
         return Ok((cred.uid(), cred.gid(), cred.pid()));
     };
     let broker = broker.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,7 +117,9 @@ pub fn peer_credentials(socket: std::os::fd::BorrowedFd) -> std::io::Result<(u32
     let mut answer = [0u8; 13];
     (&*broker).read_exact(&mut answer)?;
     if answer[0] != 0 {
-        return Err(std::io::Error::other("the host could not read the client's credentials"));
+        return Err(std::io::Error::other(
+            "the host could not read the client's credentials",
+        ));
     }
     let word = |i: usize| [answer[i], answer[i + 1], answer[i + 2], answer[i + 3]];
     Ok((
@@ -233,9 +239,8 @@ fn map_args(sub_start: u32, caller: u32) -> Vec<String> {
 /// still in the host's namespace (where the helpers' setuid bit counts),
 /// write its maps.
 fn unshare_and_map(ns: &CallerNamespace) -> Result<(), SandboxError> {
-    let pipe = |what: &str| {
-        nix::unistd::pipe().map_err(|e| SandboxError::io(what.to_string(), e.into()))
-    };
+    let pipe =
+        |what: &str| nix::unistd::pipe().map_err(|e| SandboxError::io(what.to_string(), e.into()));
     let (go_r, go_w) = pipe("creating a pipe")?;
     let (err_r, err_w) = pipe("creating a pipe")?;
     let parent = nix::unistd::getpid().as_raw();
@@ -290,6 +295,38 @@ fn unshare_and_map(ns: &CallerNamespace) -> Result<(), SandboxError> {
             }
         }
     }
+}
+
+/// Runs `f` with this thread's file-system ids set to R's, so that what it
+/// creates in a layer (a directory an archive did not list, a symlink) is
+/// R's, as it is when root's comb creates it; threads `f` starts inherit
+/// them. Outside C's namespace it only runs `f`.
+pub fn as_layer_owner<T>(f: impl FnOnce() -> T) -> T {
+    if entered().is_none() {
+        return f();
+    }
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: plain system calls on this thread's credentials.
+            unsafe {
+                libc::setfsuid(CALLER_ID);
+                libc::setfsgid(CALLER_ID);
+            }
+            // A file-system uid leaving 0 drops the file-system
+            // capabilities from the effective set: raise them again.
+            if let Ok(permitted) = caps::read(None, caps::CapSet::Permitted) {
+                let _ = caps::set(None, caps::CapSet::Effective, &permitted);
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::setfsgid(0);
+        libc::setfsuid(0);
+    }
+    let _restore = Restore;
+    f()
 }
 
 /// Runs `newgidmap` and `newuidmap` for `pid`; the error says why.

@@ -98,7 +98,10 @@ impl SlotIds {
         SEGMENTS
             .iter()
             .map(|(inside, offset, count)| {
-                format!("{inside} {} {count}\n", self.segment_start(base, *inside, *offset))
+                format!(
+                    "{inside} {} {count}\n",
+                    self.segment_start(base, *inside, *offset)
+                )
             })
             .collect()
     }
@@ -315,7 +318,10 @@ mod tests {
             "0 7000 1001\n65534 8001 2\n2000 8003 1\n".to_string()
         );
         let nested = IdSource::Nested { slots: 2 }.slot(1);
-        assert_eq!(nested.map_lines(0), "0 0 1001\n65534 65534 2\n2000 2000 1\n");
+        assert_eq!(
+            nested.map_lines(0),
+            "0 0 1001\n65534 65534 2\n2000 2000 1\n"
+        );
         assert_eq!(nested.host_uid(1000), Some(1000));
         assert_eq!(nested.host_uid(1500), None);
     }

@@ -11,7 +11,12 @@ static SUBID_FILES: Mutex<()> = Mutex::new(());
 /// files to exactly `range` (`START:COUNT`), or to none.
 pub fn ensure_user(name: &str, range: Option<&str>) {
     let _guard = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
-    let exists = Command::new("id").arg(name).output().unwrap().status.success();
+    let exists = Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success();
     if !exists {
         let status = Command::new("useradd")
             .args(["--no-create-home", name])
