@@ -154,8 +154,8 @@ fn main() -> ExitCode {
 
 /// Whether `command` touches R's files or runs sandboxes, which an
 /// ordinary user's comb does in its own user namespace
-/// (`comb_sandbox::caller`). `comb sandbox run` maps its one sandbox
-/// through `newuidmap` itself; the rest only read the index.
+/// (`comb_sandbox::caller`); the rest only read the index or talk to a
+/// daemon.
 fn needs_caller_namespace(command: &Command) -> bool {
     matches!(
         command,
@@ -165,6 +165,7 @@ fn needs_caller_namespace(command: &Command) -> bool {
             | Command::Gc(_)
             | Command::Stats(_)
             | Command::Serve(_)
+            | Command::Sandbox { .. }
     )
 }
 

@@ -87,7 +87,9 @@ pub fn become_service_user(args: &ServeArgs) -> Result<()> {
     };
     let user = nix::unistd::User::from_name(name)
         .with_context(|| format!("looking up --user {name}"))?
-        .with_context(|| format!("--user {name}: no such user; create it with adduser --system --group {name}"))?;
+        .with_context(|| {
+            format!("--user {name}: no such user; create it with adduser --system --group {name}")
+        })?;
     if !me.is_root() {
         anyhow::ensure!(
             user.uid == me,

@@ -67,18 +67,36 @@ pub fn host_uid() -> u32 {
 pub fn root_as_seen() -> u32 {
     static SEEN: OnceLock<u32> = OnceLock::new();
     *SEEN.get_or_init(|| {
-        let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-        map.lines()
-            .find_map(|line| {
-                let n: Vec<u64> = line
-                    .split_whitespace()
-                    .filter_map(|f| f.parse().ok())
-                    .collect();
-                let (inside, outside, count) = (*n.first()?, *n.get(1)?, *n.get(2)?);
-                (outside == 0 && count > 0).then_some(inside as u32)
-            })
-            .unwrap_or(OVERFLOW_ID)
+        uid_map()
+            .iter()
+            .find(|(_, outside, count)| *outside == 0 && *count > 0)
+            .map_or(OVERFLOW_ID, |(inside, _, _)| *inside)
     })
+}
+
+/// The host uid of `uid` as this process sees it (itself in C's namespace
+/// or not): what a sandbox's outcome reports.
+pub fn host_uid_of(uid: u32) -> u32 {
+    uid_map()
+        .iter()
+        .find(|(inside, _, count)| uid >= *inside && u64::from(uid) < u64::from(*inside) + count)
+        .map_or(uid, |(inside, outside, _)| outside + (uid - inside))
+}
+
+/// This process's `/proc/self/uid_map`: (inside, outside, count) lines.
+fn uid_map() -> Vec<(u32, u32, u64)> {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.lines()
+        .filter_map(|line| {
+            let mut n = line.split_whitespace().map(str::parse::<u64>);
+            let (inside, outside, count) = (n.next()?.ok()?, n.next()?.ok()?, n.next()?.ok()?);
+            Some((
+                u32::try_from(inside).ok()?,
+                u32::try_from(outside).ok()?,
+                count,
+            ))
+        })
+        .collect()
 }
 
 /// Enters C's namespace when comb runs as an ordinary user; nothing for

@@ -797,8 +797,10 @@ fn monitor(req: &Request, io: MonitorIo) -> Result<Outcome, SandboxError> {
         enforced_by,
         limits: spec.limits.clone(),
         slot: req.slot,
-        host_root_uid: req.ids.host_uid(0).unwrap_or(0),
-        host_builder_uid: req.ids.host_uid(crate::BUILDER_ID).unwrap_or(0),
+        host_root_uid: crate::caller::host_uid_of(req.ids.host_uid(0).unwrap_or(0)),
+        host_builder_uid: crate::caller::host_uid_of(
+            req.ids.host_uid(crate::BUILDER_ID).unwrap_or(0),
+        ),
         stdout: Vec::new(),
         stderr: Vec::new(),
         kept_upper,

@@ -723,6 +723,11 @@ pub fn uid_of(pid: i32) -> Option<u32> {
 /// Asserts that no host process holds an id of the run's slot, while
 /// holding the slot's lock so no new sandbox is using it. A slot another
 /// process is using is only waited for when the run was exclusive.
+///
+/// An ordinary user's slots all have the same ids (its comb nests every
+/// sandbox in its own user namespace, see `comb_sandbox::caller`): only
+/// an exclusive run, with no other sandbox of this test process alive,
+/// can be checked by ids.
 fn assert_slot_empty(run: &Run, caller: Caller, must: bool) {
     let base = run.host_root_uid();
     assert_eq!(
@@ -730,7 +735,13 @@ fn assert_slot_empty(run: &Run, caller: Caller, must: bool) {
         base + 1000,
         "U's host uid is R's + 1000\n{run}"
     );
-    let lock = caller.slot_dir().join(format!("ids-{base}.lock"));
+    let lock = match caller {
+        Caller::Root => caller.slot_dir().join(format!("ids-{base}.lock")),
+        Caller::User if must => caller
+            .slot_dir()
+            .join(format!("nested-{}.lock", run.slot())),
+        Caller::User => return,
+    };
     let file = File::options()
         .read(true)
         .write(true)
