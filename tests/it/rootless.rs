@@ -320,3 +320,138 @@ fn a_user_without_a_range_or_with_a_store_it_cannot_use_is_told_what_to_do() {
     assert!(stderr.contains(&store.display().to_string()), "{stderr}");
     assert!(stderr.contains("belongs to"), "{stderr}");
 }
+
+/// The Invirtibuilder's attack on an ordinary user's comb: a build
+/// dependency's maintainer script, run as R, tries to write into C's home,
+/// into C's store and into the host's `/tmp`, and to leave a setuid copy
+/// of a shell for later. Each fails: the sandbox shows R none of the
+/// host's paths, and a layer keeps no set-id bit.
+#[test]
+fn a_maintainer_script_reaches_nothing_of_an_ordinary_users() {
+    if !root::is_root() {
+        return;
+    }
+    const EVIL: &str = "comb-test-rootless-evil";
+    ensure_user(EVIL, Some("570000:65536"));
+    let home = fresh_home(EVIL);
+    let store = home.join(".cache/comb");
+    let canary = home.join("canary");
+    std::fs::write(&canary, "C's own\n").unwrap();
+    chown_to(EVIL, &canary);
+    let host_tmp = PathBuf::from(format!("/tmp/comb-invirtibuilder-{}", std::process::id()));
+    let _ = std::fs::remove_file(&host_tmp);
+
+    // The mirror, readable by the user.
+    let mirror_dir = Path::new(BASE).join(format!("{EVIL}.mirror"));
+    let _ = std::fs::remove_dir_all(&mirror_dir);
+    let mut mirror = crate::mirror::TestMirror::build(&mirror_dir);
+    let targets = [
+        canary.display().to_string(),
+        format!("{}/index.sqlite", store.display()),
+        format!("{}/planted", store.display()),
+        format!("{}/planted", home.display()),
+        host_tmp.display().to_string(),
+    ];
+    let mut script =
+        String::from("#!/bin/sh\nmkdir -p /var/log /usr/local/bin\nlog=/var/log/invirtibuilder\n");
+    for target in &targets {
+        for path in [
+            target.clone(),
+            format!("/proc/1/root{target}"),
+            format!("/proc/self/cwd/../../..{target}"),
+        ] {
+            script.push_str(&format!(
+                "if echo planted >> '{path}' 2>/dev/null; then echo \"wrote {path}\" >> $log; else echo \"refused {path}\" >> $log; fi\n"
+            ));
+        }
+    }
+    script.push_str(
+        "cp /bin/sh /usr/local/bin/later-sh; \
+         if chmod 4755 /usr/local/bin/later-sh 2>/dev/null; then echo 'setuid set' >> $log; \
+         else echo 'setuid refused' >> $log; fi\nexit 0\n",
+    );
+    mirror.add_package(&crate::mirror::PackageSpec::new("invirtibuilder", "1").postinst(&script));
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&mirror_dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let repo = home.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("comb.toml"), mirror.distro_toml()).unwrap();
+    chown_to(EVIL, &repo);
+    let repo_arg = repo.to_str().unwrap();
+    assert!(comb_as(EVIL, &home, &["update", "--repo", repo_arg])
+        .status
+        .success());
+    let built = comb_as(
+        EVIL,
+        &home,
+        &[
+            "env",
+            "build",
+            "--with",
+            "invirtibuilder",
+            "--json",
+            "--repo",
+            repo_arg,
+        ],
+    );
+    assert!(built.status.success());
+
+    // The script ran, as R, and wrote its log into its own layer.
+    let trees = store.join("trees");
+    let layer = std::fs::read_dir(&trees)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("0/var/log/invirtibuilder").exists())
+        .expect("the maintainer script's log in a kept layer");
+    let log = std::fs::read_to_string(layer.join("0/var/log/invirtibuilder")).unwrap();
+    assert!(log.contains("setuid"), "{log}");
+    // Nothing of the host changed, whatever the script thought it wrote
+    // (its own /tmp, say).
+    assert_eq!(
+        std::fs::read_to_string(&canary).unwrap(),
+        "C's own\n",
+        "{log}"
+    );
+    for planted in [
+        store.join("planted"),
+        home.join("planted"),
+        host_tmp.clone(),
+    ] {
+        assert!(
+            !planted.exists(),
+            "{} was planted: {log}",
+            planted.display()
+        );
+    }
+    let index = std::fs::read(store.join("index.sqlite")).unwrap();
+    assert!(
+        !index.ends_with(b"planted\n"),
+        "the store's index was written: {log}"
+    );
+    // No set-id file anywhere in the layers, the copy of sh included (a
+    // directory may keep setgid: new files inherit its group).
+    let later = layer.join("0/usr/local/bin/later-sh");
+    assert!(later.exists(), "{log}");
+    let mut stack = vec![trees.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = path.symlink_metadata().unwrap();
+            let set_id = if meta.is_dir() { 0o4000 } else { 0o6000 };
+            assert_eq!(
+                meta.mode() & set_id,
+                0,
+                "{} is set-id: {log}",
+                path.display()
+            );
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+}
