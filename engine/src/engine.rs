@@ -95,7 +95,9 @@ fn check_layer_owners(store: &Path, ours: &str) -> Result<()> {
     match std::fs::read_to_string(&path) {
         Ok(recorded) if recorded.trim() == ours => Ok(()),
         Ok(recorded) => Err(Error::Environment(format!(
-            "the store {} holds layers owned by {} ids, but this comb makes them owned by {ours}              ids (the store of root and that of an ordinary user, or of a user whose subordinate              range changed, cannot be shared): use another store (--store DIR), or remove this one",
+            "the store {} holds layers owned by {} ids, but this comb makes them owned by {ours} \
+             ids (the store of root and that of an ordinary user, or of a user whose subordinate \
+             range changed, cannot be shared): use another store (--store DIR), or remove this one",
             store.display(),
             recorded.trim()
         ))),

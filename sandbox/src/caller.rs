@@ -26,7 +26,7 @@ use crate::SandboxError;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -116,15 +116,71 @@ pub fn enter_as_server() -> Result<Option<CallerNamespace>, SandboxError> {
 
 /// A connected Unix socket's peer as the host knows it: uid, gid, pid.
 pub fn peer_credentials(socket: std::os::fd::BorrowedFd) -> std::io::Result<(u32, u32, i32)> {
-    let Some(broker) = BROKER.get() else {
+    if BROKER.get().is_none() {
         let cred =
             nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials)?;
         return Ok((cred.uid(), cred.gid(), cred.pid()));
-    };
-    let broker = broker.lock().unwrap_or_else(|e| e.into_inner());
-    let raw = [socket.as_raw_fd()];
+    }
+    let [uid, gid, pid] = ask_broker(b'p', socket, 0)?;
+    Ok((uid, gid, pid as i32))
+}
+
+/// The owner of `path` as the host knows it (of a symbolic link itself
+/// unless `follow`): inside C's namespace every other user's file shows
+/// as the overflow id, root's included, so a server that decides whom to
+/// trust by owner asks the host's namespace.
+pub fn host_owner(path: &std::path::Path, follow: bool) -> std::io::Result<u32> {
+    if BROKER.get().is_none() {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match follow {
+            true => std::fs::metadata(path)?,
+            false => std::fs::symlink_metadata(path)?,
+        };
+        return Ok(meta.uid());
+    }
+    let mut flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC;
+    if !follow {
+        flags |= nix::fcntl::OFlag::O_NOFOLLOW;
+    }
+    let fd = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())?;
+    let [uid, _, _] = ask_broker(b's', fd.as_fd(), 0)?;
+    Ok(uid)
+}
+
+/// Gives the file `fd` (opened with `O_PATH`) to host group `gid`, which
+/// this user must be a member of: inside C's namespace the host's groups
+/// are not mapped, so the host's namespace does it.
+pub fn host_chgrp(fd: std::os::fd::BorrowedFd, gid: u32) -> std::io::Result<()> {
+    if BROKER.get().is_none() {
+        return chgrp(fd, gid);
+    }
+    ask_broker(b'g', fd, gid).map(drop)
+}
+
+fn chgrp(fd: std::os::fd::BorrowedFd, gid: u32) -> std::io::Result<()> {
+    nix::unistd::fchownat(
+        fd,
+        "",
+        None,
+        Some(nix::unistd::Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    )?;
+    Ok(())
+}
+
+/// Sends `fd` to the broker with request `op` and its argument; the
+/// answer's three numbers.
+fn ask_broker(op: u8, fd: std::os::fd::BorrowedFd, arg: u32) -> std::io::Result<[u32; 3]> {
+    let broker = BROKER
+        .get()
+        .ok_or_else(|| std::io::Error::other("no credential broker"))?
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let raw = [fd.as_raw_fd()];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
-    let iov = [std::io::IoSlice::new(b"p")];
+    let mut request = [op, 0, 0, 0, 0];
+    request[1..].copy_from_slice(&arg.to_ne_bytes());
+    let iov = [std::io::IoSlice::new(&request)];
     nix::sys::socket::sendmsg::<()>(
         broker.as_raw_fd(),
         &iov,
@@ -135,21 +191,17 @@ pub fn peer_credentials(socket: std::os::fd::BorrowedFd) -> std::io::Result<(u32
     let mut answer = [0u8; 13];
     (&*broker).read_exact(&mut answer)?;
     if answer[0] != 0 {
-        return Err(std::io::Error::other(
-            "the host could not read the client's credentials",
-        ));
+        return Err(std::io::Error::from_raw_os_error(i32::from(answer[0])));
     }
-    let word = |i: usize| [answer[i], answer[i + 1], answer[i + 2], answer[i + 3]];
-    Ok((
-        u32::from_ne_bytes(word(1)),
-        u32::from_ne_bytes(word(5)),
-        i32::from_ne_bytes(word(9)),
-    ))
+    let word =
+        |i: usize| u32::from_ne_bytes([answer[i], answer[i + 1], answer[i + 2], answer[i + 3]]);
+    Ok([word(1), word(5), word(9)])
 }
 
-/// Forks the process that answers [`peer_credentials`] from the host's
-/// namespace: it receives each client socket, reads its `SO_PEERCRED` and
-/// writes back a status byte and the three ids. It ends with its parent.
+/// Forks the process that answers [`peer_credentials`] and [`host_owner`]
+/// from the host's namespace: it receives a request byte and a descriptor
+/// (a client's socket: its `SO_PEERCRED`; a path: its owner), and writes
+/// back a status byte and three numbers. It ends with its parent.
 fn start_broker() -> Result<std::os::unix::net::UnixStream, SandboxError> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| SandboxError::io("creating the credential broker's socket", e))?;
@@ -170,35 +222,55 @@ fn start_broker() -> Result<std::os::unix::net::UnixStream, SandboxError> {
 
 fn serve_credentials(sock: &std::os::unix::net::UnixStream) {
     loop {
-        let mut byte = [0u8; 1];
-        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        let mut request = [0u8; 5];
+        let mut iov = [std::io::IoSliceMut::new(&mut request)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         let Ok(msg) = nix::sys::socket::recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
             Some(&mut space),
-            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC | nix::sys::socket::MsgFlags::MSG_WAITALL,
         ) else {
             return;
         };
         if msg.bytes == 0 {
             return;
         }
-        let mut client = None;
+        let mut fd = None;
         for cmsg in msg.cmsgs().into_iter().flatten() {
             if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg {
                 // SAFETY: the kernel just installed these fds for us.
-                client = fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
+                fd = fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
             }
         }
-        let mut answer = [1u8; 13];
-        if let Some(cred) = client.and_then(|fd| {
-            nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials).ok()
-        }) {
-            answer[0] = 0;
-            answer[1..5].copy_from_slice(&cred.uid().to_ne_bytes());
-            answer[5..9].copy_from_slice(&cred.gid().to_ne_bytes());
-            answer[9..13].copy_from_slice(&cred.pid().to_ne_bytes());
+        let arg = u32::from_ne_bytes([request[1], request[2], request[3], request[4]]);
+        let answered: std::io::Result<[u32; 3]> = match (fd, request[0]) {
+            (None, _) => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+            (Some(fd), b'p') => {
+                nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)
+                    .map(|c| [c.uid(), c.gid(), c.pid() as u32])
+                    .map_err(Into::into)
+            }
+            (Some(fd), b's') => nix::sys::stat::fstat(&fd)
+                .map(|st| [st.st_uid, st.st_gid, st.st_mode])
+                .map_err(Into::into),
+            (Some(fd), b'g') => chgrp(fd.as_fd(), arg).map(|()| [0; 3]),
+            (Some(_), _) => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        let mut answer = [0u8; 13];
+        match answered {
+            Ok(numbers) => {
+                for (i, n) in numbers.iter().enumerate() {
+                    answer[1 + 4 * i..5 + 4 * i].copy_from_slice(&n.to_ne_bytes());
+                }
+            }
+            // An errno fits a byte; anything else says EIO.
+            Err(e) => {
+                answer[0] = e
+                    .raw_os_error()
+                    .and_then(|n| u8::try_from(n).ok())
+                    .unwrap_or(libc::EIO as u8)
+            }
         }
         if (&*sock).write_all(&answer).is_err() {
             return;

@@ -601,12 +601,31 @@ fn bind_socket(path: &Path, group: Option<&str>) -> Result<(UnixListener, (u64, 
         nix::sys::stat::umask(old);
         let listener = bound.map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
         if let Some(gid) = gid {
-            nix::unistd::fchownat(&pdir, "s", None, Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(nix_err(format!(
-                    "giving {} to group {}",
-                    path.display(),
-                    group.unwrap_or_default()
-                )))?;
+            // From the host's namespace: the daemon's own has no groups.
+            let group = group.unwrap_or_default();
+            openat(
+                &pdir,
+                "s",
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(std::io::Error::from)
+            .and_then(|socket| {
+                comb_engine::sandbox::caller::host_chgrp(
+                    std::os::fd::AsFd::as_fd(&socket),
+                    gid.as_raw(),
+                )
+            })
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "giving {} to group {group} (the daemon's user must be a member: \
+                             usermod -aG {group} USER)",
+                        path.display()
+                    ),
+                    e,
+                )
+            })?;
         }
         renameat(&pdir, "s", &dir, name)
             .map_err(nix_err(format!("moving the socket to {}", path.display())))?;

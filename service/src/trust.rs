@@ -25,10 +25,16 @@ const MAX_LINKS: usize = 40;
 #[error("{0}")]
 pub struct Untrusted(pub String);
 
-/// Users whose files the daemon trusts: itself and root (whose files show
-/// as the overflow id inside the daemon's user namespace).
+/// Users whose files the daemon trusts: itself and root (host uids).
 fn trusted_owner(uid: u32, me: u32) -> bool {
-    uid == comb_engine::sandbox::caller::root_as_seen() || uid == me
+    uid == 0 || uid == me
+}
+
+/// The host uid owning `path` (a link itself unless `follow`): inside the
+/// daemon's user namespace every other user's file shows as one overflow
+/// id, root's too, so it is read from the host's namespace.
+fn owner(path: &Path, follow: bool) -> std::io::Result<u32> {
+    comb_engine::sandbox::caller::host_owner(path, follow)
 }
 
 fn mode_text(mode: u32) -> String {
@@ -108,22 +114,24 @@ pub fn check(path: &Path, what: &str, me: u32) -> Result<(), Untrusted> {
             _ => {}
         }
         let next = at.join(&name);
-        let md = std::fs::symlink_metadata(&next).map_err(|e| {
+        let unreadable = |e: std::io::Error| {
             Untrusted(if next == path {
                 format!("the {what} {}: {e}", path.display())
             } else {
                 format!("the {what} {}: {}: {e}", path.display(), next.display())
             })
-        })?;
+        };
+        let md = std::fs::symlink_metadata(&next).map_err(unreadable)?;
+        let uid = owner(&next, false).map_err(unreadable)?;
         if md.file_type().is_symlink() {
             // The link can be replaced by whoever may write its directory
             // (checked) or, in a sticky one, by its owner.
-            if container_sticky && !trusted_owner(md.uid(), me) {
+            if container_sticky && !trusted_owner(uid, me) {
                 return Err(refuse(
                     &next,
                     format!(
                         "is a symbolic link owned by {} in a directory others may write",
-                        owner_text(md.uid())
+                        owner_text(uid)
                     ),
                     fix_owner(&next),
                 ));
@@ -140,12 +148,12 @@ pub fn check(path: &Path, what: &str, me: u32) -> Result<(), Untrusted> {
             push_front(&mut todo, &target);
             continue;
         }
-        if !trusted_owner(md.uid(), me) {
+        if !trusted_owner(uid, me) {
             return Err(refuse(
                 &next,
                 format!(
                     "is owned by {} (mode {}): that user could change it",
-                    owner_text(md.uid()),
+                    owner_text(uid),
                     mode_text(md.mode())
                 ),
                 fix_owner(&next),
@@ -194,7 +202,7 @@ pub fn check(path: &Path, what: &str, me: u32) -> Result<(), Untrusted> {
                     "is {} (mode {}, owner {}): others could change it",
                     writable_by(md.mode()),
                     mode_text(md.mode()),
-                    owner_text(md.uid())
+                    owner_text(uid)
                 ),
                 fix_mode(&next),
             ));
@@ -212,11 +220,12 @@ pub fn check(path: &Path, what: &str, me: u32) -> Result<(), Untrusted> {
 /// sticky bit.
 fn check_dir(dir: &Path, me: u32) -> Result<(), (String, bool)> {
     let md = std::fs::metadata(dir).map_err(|e| (format!("cannot be read: {e}"), false))?;
-    if !trusted_owner(md.uid(), me) {
+    let uid = owner(dir, true).map_err(|e| (format!("cannot be read: {e}"), false))?;
+    if !trusted_owner(uid, me) {
         return Err((
             format!(
                 "is owned by {} (mode {}): that user could replace what is in it",
-                owner_text(md.uid()),
+                owner_text(uid),
                 mode_text(md.mode())
             ),
             false,
@@ -263,10 +272,9 @@ fn push_front(todo: &mut Vec<OsString>, path: &Path) {
     todo.extend(parts.into_iter().rev());
 }
 
-/// The daemon's own uid, as file owners are seen by this process (inside
-/// the daemon's user namespace, not its host uid).
+/// The daemon's own host uid (also inside its user namespace).
 pub fn me() -> u32 {
-    nix::unistd::geteuid().as_raw()
+    comb_engine::sandbox::caller::host_uid()
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 //! trail, a daemon killed mid-build, many clients and hostile requests.
 
 use crate::repo;
+use crate::users::{daemon_user, give_to, DAEMON};
 
 use repo::{is_root, native, Repo, COMB};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -18,8 +19,35 @@ const BOB: &str = "combtest-bob";
 const RELEASE_GROUP: &str = "combtest-release";
 const CLIENTS_GROUP: &str = "combtest-clients";
 
+/// What the daemon's user owns, as an administrator sets it up: the
+/// directory around the repository and its socket's, pockets' and hooks'
+/// directories (where they write), and the store. The repository, with
+/// `comb.toml`, stays root's, which the daemon trusts.
+fn hand_to_daemon(repo: &Repo, store: &Path) {
+    let base = repo.root.parent().unwrap();
+    for dir in ["run", "apt", "hooks"] {
+        if base.join(dir).exists() {
+            give_to(DAEMON, &base.join(dir));
+        }
+    }
+    // A store root made (`comb update` in `Repo::new`) is root's: the
+    // daemon makes its own, fetching the index the lock pins.
+    let daemons = std::fs::metadata(store).is_ok_and(|m| m.uid() == daemon_uid());
+    if !daemons {
+        let _ = std::fs::remove_dir_all(store);
+    }
+    std::fs::create_dir_all(store).unwrap();
+    give_to(DAEMON, store);
+    std::os::unix::fs::chown(base, Some(daemon_uid()), Some(daemon_uid())).unwrap();
+}
+
+fn daemon_uid() -> u32 {
+    crate::users::uid_of(DAEMON)
+}
+
 /// Makes the test users and groups (once per machine; they are kept).
 fn users() -> (u32, u32) {
+    daemon_user();
     for group in [RELEASE_GROUP, CLIENTS_GROUP] {
         let _ = Command::new("groupadd").args(["--system", group]).output();
     }
@@ -38,6 +66,13 @@ fn users() -> (u32, u32) {
             ])
             .output();
     }
+    // The daemon gives its socket to the clients' group: its user is a
+    // member, as the README's setup makes `_comb` one.
+    let status = Command::new("usermod")
+        .args(["--append", "--groups", CLIENTS_GROUP, DAEMON])
+        .status()
+        .unwrap();
+    assert!(status.success(), "usermod -aG {CLIENTS_GROUP} {DAEMON}");
     let uid = |name: &str| {
         nix::unistd::User::from_name(name)
             .unwrap()
@@ -74,7 +109,10 @@ impl Daemon {
         ] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let mut args: Vec<String> = ["--group", CLIENTS_GROUP].map(String::from).to_vec();
+        hand_to_daemon(repo, store);
+        let mut args: Vec<String> = ["--group", CLIENTS_GROUP, "--user", DAEMON]
+            .map(String::from)
+            .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut d = Daemon {
             child: Command::new("true").spawn().unwrap(),
@@ -1186,8 +1224,9 @@ fn a_full_hook_queue_drops_events_and_says_how_many() {
 /// Starts `comb serve` expecting it to refuse to start; returns what it
 /// said.
 fn serve_refuses(repo: &Repo, socket: &Path) -> String {
+    hand_to_daemon(repo, &repo.store);
     let mut child = Command::new(COMB)
-        .arg("serve")
+        .args(["serve", "--user", DAEMON])
         .arg("--repo")
         .arg(&repo.root)
         .arg("--store")
@@ -1535,4 +1574,93 @@ fn a_new_store_directory_works() {
     assert!(packages_file(&dir.join("apt/dev")).contains("Package: greet"));
     let out = daemon.audit(&["verify"]);
     assert!(out.status.success());
+}
+
+/// Root never serves: without `--user` it refuses and says how to set a
+/// system user up; with it, the daemon, its store, its published pockets
+/// and its hooks are that user's, and its builds run as ids of that
+/// user's subordinate range.
+#[test]
+fn the_daemon_runs_as_its_system_user_never_as_root() {
+    if !is_root() {
+        return;
+    }
+    users();
+    let repo = Repo::new();
+    let dir = repo.root.parent().unwrap().to_path_buf();
+    let socket = dir.join("run/comb.sock");
+    let out = Command::new(COMB)
+        .arg("serve")
+        .arg("--repo")
+        .arg(&repo.root)
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("does not run as root") && stderr.contains("--user"),
+        "{stderr}"
+    );
+    assert!(!socket.exists());
+
+    repo.recipe("greet", &native("greet", &[], ""), "g\n");
+    let hooks = dir.join("hooks");
+    let seen = dir.join("seen.jsonl");
+    let hook = recording_hook(&hooks, &seen, "0");
+    add_to_config(
+        &repo,
+        &format!(
+            "\n[pockets.dev]\nusers = [\"root\"]\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
+            dir.display(),
+            hook.display()
+        ),
+    );
+    let daemon = Daemon::start(&repo, &[]);
+    let (ok, done) = daemon.last(None, &["submit", "--pocket", "dev", "greet", "--wait"]);
+    assert!(ok, "{done}\n{}", daemon.log_text());
+    let uid = daemon_uid();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uids.split_whitespace()
+            .skip(1)
+            .all(|u| u == uid.to_string()),
+        "the daemon runs as {uids}, not as {DAEMON} ({uid})"
+    );
+    for path in [
+        dir.join("apt/dev/Packages"),
+        repo.store.join("index.sqlite"),
+        seen.clone(),
+    ] {
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{} to exist", path.display()),
+            || path.exists(),
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().uid(),
+            uid,
+            "{}",
+            path.display()
+        );
+    }
+    // The build's layers are owned by ids of the daemon user's range.
+    let trees = repo.store.join("trees");
+    let layer = std::fs::read_dir(&trees)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("base-install-")
+        })
+        .unwrap();
+    let owner = std::fs::metadata(layer.join("0/usr")).unwrap().uid();
+    assert!(
+        (700_000..765_536).contains(&owner),
+        "base-install's /usr is {owner}'s"
+    );
 }

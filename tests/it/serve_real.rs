@@ -5,8 +5,9 @@
 
 use crate::real;
 use crate::root;
+use crate::users::{daemon_user, give_to, DAEMON};
 
-use real::{comb, store, COMB};
+use real::{comb, COMB};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,14 +90,31 @@ fn apt_get_in_a_sandbox_installs_from_a_signed_pocket() {
     ));
     std::fs::write(repo.join("comb.toml"), toml).unwrap();
 
-    let socket = dir.path().join("comb.sock");
+    // The daemon runs as its system user, with a store of its own kept
+    // outside the checkout (like the tests' store) and the directories it
+    // writes (its socket's, the pocket's) and its signing key its own.
+    daemon_user();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::create_dir_all(&apt).unwrap();
+    let daemon_store = Path::new("/var/cache/comb-test-daemon-store");
+    std::fs::create_dir_all(daemon_store).unwrap();
+    for owned in [&run, &apt, &gnupg, &daemon_store.to_path_buf()] {
+        give_to(DAEMON, owned);
+    }
+    let socket = run.join("comb.sock");
     let log = dir.path().join("serve.log");
     let mut daemon = Command::new(COMB)
-        .arg("serve")
+        .args(["serve", "--user", DAEMON])
         .arg("--repo")
         .arg(&repo)
         .arg("--store")
-        .arg(store())
+        .arg(daemon_store)
         .arg("--socket")
         .arg(&socket)
         .env("GNUPGHOME", &gnupg)

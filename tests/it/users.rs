@@ -43,3 +43,48 @@ pub fn uid_of(name: &str) -> u32 {
     let out = Command::new("id").args(["-u", name]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// A system user for a daemon (`useradd --system`, its own group, no
+/// home), with subordinate range `range`, like the README's `_comb`.
+pub fn ensure_system_user(name: &str, range: &str) {
+    let exists = Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+            ])
+            .arg(name)
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd --system {name}");
+    }
+    ensure_user(name, Some(range));
+}
+
+/// Gives `path` and everything below it to user `name` (and its group).
+pub fn give_to(name: &str, path: &std::path::Path) {
+    let status = Command::new("chown")
+        .args(["-R", &format!("{name}:{name}")])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "chown -R {name} {}", path.display());
+}
+
+/// The build service's system user in the tests, as the README's `_comb`.
+pub const DAEMON: &str = "combtest-daemon";
+
+/// Makes [`DAEMON`] (once per machine, kept) and returns its uid.
+pub fn daemon_user() -> u32 {
+    ensure_system_user(DAEMON, "700000:65536");
+    uid_of(DAEMON)
+}
