@@ -50,6 +50,20 @@
 //!    directory, so timed runs download nothing (they run under
 //!    `unshare -n` too). The pkg-env's resolution, a node of its own, is
 //!    printed beside it.
+//! 4. **An ordinary user against root.** A user with a subordinate range
+//!    (`comb-bench-user`, made once with `useradd`) runs comb with a store
+//!    of its own, whose layers are owned by its subordinate ids; comb then
+//!    works in a user namespace of the user's (`newuidmap`), where root's
+//!    works on the host. Both run from the same binary, started directly
+//!    (no `su`). (a) Starting the cached base-build environment, `comb env
+//!    run -- true`, every node a hit: root on the main store, the user on
+//!    its store (its environment built once, untimed), alternating, as in
+//!    part 1 (target: the user within 1.2x of root). (b) The whole first
+//!    build of `examples/starter` (`comb build --all`, pinned to this
+//!    benchmark's snapshot) in a fresh store seeded with the main store's
+//!    downloads (hard links; the starter built once in the main store
+//!    first, so they are all there) and its snapshot, as in 2: as root, and
+//!    as the user (target: within 1.2x of root).
 //!
 //! Parameters (environment variables):
 //!
@@ -58,8 +72,10 @@
 //! - `COMB_BENCH_TAR_RUNS` (default 5): tarball extractions;
 //! - `COMB_BENCH_BUILD_RUNS` (default 3): from-scratch builds of each tool;
 //! - `COMB_BENCH_PKG_RUNS` (default 2): rounds over the packages of 3;
+//! - `COMB_BENCH_STARTER_RUNS` (default 1): first builds of the starter
+//!   by each of root and the user in 4;
 //! - `COMB_BENCH_PACKAGES` (default `hello,cowsay,figlet,sl,pv`);
-//! - `COMB_BENCH_PARTS` (default `instantiate,scratch,pkg-env`);
+//! - `COMB_BENCH_PARTS` (default `instantiate,scratch,pkg-env,rootless`);
 //! - `COMB_BENCH_REPO` (default `/tmp/realrepo` if it has a `comb.toml`,
 //!   else a repository with an empty one under the bench directory);
 //! - `COMB_BENCH_STORE` (default `/var/cache/comb-test-store` if it
@@ -102,7 +118,7 @@ const DEFAULT_DIR: &str = "/var/tmp/comb-bench-env";
 const DEFAULT_REPO: &str = "/tmp/realrepo";
 const DEFAULT_STORE: &str = "/var/cache/comb-test-store";
 const DEFAULT_PACKAGES: &str = "hello,cowsay,figlet,sl,pv";
-const ALL_PARTS: [&str; 3] = ["instantiate", "scratch", "pkg-env"];
+const ALL_PARTS: [&str; 4] = ["instantiate", "scratch", "pkg-env", "rootless"];
 /// Runs of each fast variant of part 1 before measuring.
 const WARMUP_RUNS: usize = 3;
 /// Part 1: `comb env run -- true` must take less than this...
@@ -111,16 +127,22 @@ const INSTANTIATE_LIMIT_MS: f64 = 20.0;
 const INSTANTIATE_MIN_SPEEDUP: f64 = 100.0;
 /// Part 2: comb's time over mmdebstrap's.
 const SCRATCH_MAX_RATIO: f64 = 1.0;
+/// Part 4: an ordinary user's time over root's.
+const ROOTLESS_MAX_RATIO: f64 = 1.2;
+/// Part 4's ordinary user and its subordinate range (made once, kept).
+const BENCH_USER: &str = "comb-bench-user";
+const BENCH_USER_RANGE: &str = "800000:65536";
 /// What a complete bookworm base-build tarball weighs, roughly (bytes).
 const TARBALL_EXPECTED: (u64, u64) = (300_000_000, 700_000_000);
 /// Scratch directories of the benchmark, removed at the end of a run (and
 /// at the start of the next, if a run was interrupted).
-const SCRATCH_NAMES: [&str; 5] = [
+const SCRATCH_NAMES: [&str; 6] = [
     "unpack",
     "scratch",
     "pkg-stores",
     "mmdebstrap-warm",
     "pkg-seed.partial",
+    "rootless-first",
 ];
 /// Mount points inside a sandbox whose contents are not the environment's;
 /// `tar --one-file-system` keeps each as an empty directory.
@@ -158,6 +180,10 @@ fn main() {
     if parts.contains(&"pkg-env") {
         println!();
         pkg_env(&bench, &env);
+    }
+    if parts.contains(&"rootless") {
+        println!();
+        rootless(&bench);
     }
     bench.clean_up();
 }
@@ -1301,4 +1327,264 @@ fn list_seconds(times: &[Duration]) -> String {
 
 fn megabytes(bytes: u64) -> String {
     format!("{:.0} MB", bytes as f64 / 1e6)
+}
+
+// ------------------------------------------- part 4: an ordinary user
+
+/// The benchmark's ordinary user (made once, with a subordinate range):
+/// its uid and gid.
+fn bench_user() -> (u32, u32) {
+    let exists = run(Command::new("id").arg(BENCH_USER)).ok;
+    if !exists {
+        command_ok(Command::new("useradd").args(["--no-create-home", BENCH_USER]));
+    }
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let entry = format!("{BENCH_USER}:{BENCH_USER_RANGE}");
+        if !text.lines().any(|l| l == entry) {
+            let mut lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{BENCH_USER}:")))
+                .collect();
+            lines.push(&entry);
+            write(Path::new(file), (lines.join("\n") + "\n").as_bytes());
+        }
+    }
+    let id = |flag: &str| -> u32 {
+        command_ok(Command::new("id").arg(flag).arg(BENCH_USER))
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| abort(&format!("id {flag} {BENCH_USER}")))
+    };
+    (id("-u"), id("-g"))
+}
+
+/// `comb ARGS` as the benchmark's user (`ids`), or as root.
+fn comb_as(bench: &Bench, ids: Option<(u32, u32)>, home: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(&bench.comb);
+    if let Some((uid, gid)) = ids {
+        command
+            .uid(uid)
+            .gid(gid)
+            .env("HOME", home)
+            .env_remove("XDG_CACHE_HOME");
+    }
+    command
+}
+
+/// Gives the directories under `dir` (and the index files) to `ids`; the
+/// hard-linked downloads stay root's, readable.
+fn give_dirs(dir: &Path, (uid, gid): (u32, u32)) {
+    let owner = format!("{uid}:{gid}");
+    command_ok(Command::new("find").arg(dir).args([
+        "(",
+        "-type",
+        "d",
+        "-o",
+        "-name",
+        "index.sqlite*",
+        ")",
+        "-exec",
+        "chown",
+        &owner,
+        "{}",
+        "+",
+    ]));
+}
+
+/// A fresh store at `dst` seeded as in part 2 (downloads and snapshot),
+/// made by `ids` (or root).
+fn seed_store_for(bench: &Bench, dst: &Path, ids: Option<(u32, u32)>, home: &Path) {
+    let index_trees: Vec<String> = read_dir(&bench.store.join("trees"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("index-"))
+        .collect();
+    remove_all(dst);
+    let Some(ids) = ids else {
+        seed_store(bench, &bench.store, dst, &index_trees, "kind = 'index'");
+        return;
+    };
+    // Laid out by the user (a store of root's is refused), then filled.
+    mkdir_all(dst);
+    give_dirs(dst, ids);
+    command_ok(
+        comb_as(bench, Some(ids), home)
+            .args(["env", "list", "--store"])
+            .arg(dst),
+    );
+    command_ok(
+        Command::new("cp")
+            .arg("-al")
+            .arg(bench.store.join("blobs"))
+            .arg(dst),
+    );
+    for tree in &index_trees {
+        command_ok(
+            Command::new("cp")
+                .arg("-al")
+                .arg(bench.store.join("trees").join(tree))
+                .arg(dst.join("trees")),
+        );
+    }
+    let sql = format!(
+        "ATTACH '{}' AS src; INSERT INTO nodes SELECT * FROM src.nodes WHERE kind = 'index';",
+        bench.store.join("index.sqlite").display()
+    );
+    command_ok(
+        Command::new("sqlite3")
+            .arg(dst.join("index.sqlite"))
+            .arg(sql),
+    );
+    give_dirs(dst, ids);
+}
+
+fn rootless(bench: &Bench) {
+    let runs = env_count("COMB_BENCH_RUNS", 50);
+    let starter_runs = env_count("COMB_BENCH_STARTER_RUNS", 1);
+    println!("4. an ordinary user with a subordinate range against root, the same binary");
+    if !installed("sqlite3") {
+        println!("  skipped: `sqlite3` is not installed (apt-get install sqlite3)");
+        return;
+    }
+    let ids = bench_user();
+    // The user's home and store: under the bench directory, which it may
+    // traverse.
+    let home = bench.dir.join("rootless");
+    mkdir_all(&home);
+    for dir in [&bench.dir, &home] {
+        command_ok(Command::new("chmod").arg("755").arg(dir));
+    }
+    command_ok(
+        Command::new("chown")
+            .arg(format!("{}:{}", ids.0, ids.1))
+            .arg(&home),
+    );
+    let user_store = home.join("store");
+    if !user_store.join("index.sqlite").exists() {
+        seed_store_for(bench, &user_store, Some(ids), &home);
+    }
+    let env_run = |who: Option<(u32, u32)>| {
+        let store = if who.is_some() {
+            &user_store
+        } else {
+            &bench.store
+        };
+        let mut command = comb_as(bench, who, &home);
+        command
+            .args(["env", "run"])
+            .args(place(&bench.repo, store))
+            .args(["--", "true"]);
+        command
+    };
+    // (a) The cached environment, built once by the user (untimed).
+    let built = run(comb_as(bench, Some(ids), &home)
+        .args(["env", "build"])
+        .args(place(&bench.repo, &user_store)));
+    if !built.ok {
+        abort(&bench.redact(&format!(
+            "comb env build as {BENCH_USER} failed:\n{}",
+            tail(&built.stderr, 10)
+        )));
+    }
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..WARMUP_RUNS + runs {
+        for (i, who) in [(0, None), (1, Some(ids))] {
+            let started = Instant::now();
+            let out = run(&mut env_run(who));
+            let took = started.elapsed();
+            if !out.ok {
+                abort(&bench.redact(&format!(
+                    "comb env run -- true failed:\n{}",
+                    tail(&out.stderr, 10)
+                )));
+            }
+            if round >= WARMUP_RUNS {
+                times[i].push(took);
+            }
+        }
+    }
+    let (root, user) = (median(&times[0]), median(&times[1]));
+    let ratio = ms(user) / ms(root);
+    println!("  (a) starting the cached base-build environment, `comb env run -- true`: median of {runs} runs each");
+    println!(
+        "  root                                     {:>10}",
+        millis(root)
+    );
+    println!(
+        "  {BENCH_USER}, in its user namespace     {:>10}",
+        millis(user)
+    );
+    println!(
+        "  user / root                              {ratio:>9.2}x   target <= {ROOTLESS_MAX_RATIO:.1}x   {}",
+        verdict(ratio <= ROOTLESS_MAX_RATIO)
+    );
+
+    // (b) The starter's first build, pinned to this benchmark's snapshot.
+    let starter = home.join("starter");
+    remove_all(&starter);
+    command_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter"))
+            .arg(&starter),
+    );
+    std::fs::copy(bench.repo.join("comb.lock"), starter.join("comb.lock"))
+        .unwrap_or_else(|e| abort(&format!("copying the lock: {e}")));
+    command_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&starter));
+    let warm = run(Command::new(&bench.comb)
+        .args(["build", "--all"])
+        .args(place(&starter, &bench.store)));
+    if !warm.ok {
+        abort(&bench.redact(&format!(
+            "the starter's build in the main store (to have its downloads) failed:\n{}",
+            tail(&warm.stderr, 10)
+        )));
+    }
+    let first = bench.scratch("rootless-first");
+    command_ok(Command::new("chmod").arg("755").arg(&first));
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..starter_runs {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let who = (i == 1).then_some(ids);
+            let store = first.join(format!("{}-{round}", if i == 1 { "user" } else { "root" }));
+            seed_store_for(bench, &store, who, &home);
+            bench.settle();
+            sync();
+            let started = Instant::now();
+            let out = run(comb_as(bench, who, &home)
+                .args(["build", "--all"])
+                .args(place(&starter, &store)));
+            let took = started.elapsed();
+            if !out.ok {
+                abort(&bench.redact(&format!(
+                    "the starter's first build as {} failed:\n{}",
+                    if i == 1 { BENCH_USER } else { "root" },
+                    tail(&out.stderr, 10)
+                )));
+            }
+            times[i].push(took);
+        }
+    }
+    let (root, user) = (median(&times[0]), median(&times[1]));
+    let ratio = user.as_secs_f64() / root.as_secs_f64();
+    println!(
+        "  (b) the whole first build of examples/starter (`comb build --all`, downloads seeded): {}",
+        plural(starter_runs, "run")
+    );
+    println!(
+        "  root                                     {:>10}   (runs: {})",
+        seconds(root),
+        list_seconds(&times[0])
+    );
+    println!(
+        "  {BENCH_USER}, in its user namespace     {:>10}   (runs: {})",
+        seconds(user),
+        list_seconds(&times[1])
+    );
+    println!(
+        "  user / root                              {ratio:>9.2}x   target <= {ROOTLESS_MAX_RATIO:.1}x   {}",
+        verdict(ratio <= ROOTLESS_MAX_RATIO)
+    );
 }
