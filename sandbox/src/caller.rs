@@ -20,6 +20,15 @@
 //! what separates concurrent sandboxes instead is their own pid, mount,
 //! IPC and network namespaces (none can see, signal or reach another's
 //! processes or files) and the seccomp filter (no ptrace).
+//!
+//! Two things keep working across the boundary. What comb itself creates
+//! in a layer (a directory no archive listed) is made with the thread's
+//! file-system ids set to R's ([`as_layer_owner`]), so it is R's as it is
+//! when root makes it. And a server, which decides whom to trust by
+//! uid, forks a small process before it enters ([`enter_as_server`]) that
+//! stays in the host's namespace: it reads clients' `SO_PEERCRED`, files'
+//! owners and gives a socket its group, since inside, every other user
+//! shows as the overflow id and the host's groups are not mapped.
 
 use crate::idmap::{subordinate_ranges, SEGMENTS, SLOT_STRIDE};
 use crate::SandboxError;

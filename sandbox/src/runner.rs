@@ -430,8 +430,8 @@ fn validate(config: &SandboxConfig, spec: &Spec) -> Result<(), SandboxError> {
     if let Some(keep) = &spec.keep_upper {
         if matches!(config.ids, IdSource::Subordinate { .. }) {
             return invalid(
-                "keeping the upper layer needs comb to run as root or in its own user namespace \
-                 (comb build and comb env do; comb sandbox run does not)"
+                "keeping the upper layer needs the caller to be root or in its own user namespace \
+                 (see comb_sandbox::caller, which every comb command enters)"
                     .into(),
             );
         }

@@ -240,32 +240,7 @@ pub fn ordinary_user() -> (u32, u32) {
     static USER: OnceLock<(u32, u32)> = OnceLock::new();
     *USER.get_or_init(|| {
         const NAME: &str = "comb-test-caller";
-        const RANGE: &str = "600000:65536";
-        let exists = Command::new("id")
-            .arg(NAME)
-            .output()
-            .unwrap()
-            .status
-            .success();
-        if !exists {
-            let status = Command::new("useradd")
-                .args(["--no-create-home", NAME])
-                .status()
-                .expect("useradd (package passwd)");
-            assert!(status.success(), "useradd {NAME}");
-        }
-        for file in ["/etc/subuid", "/etc/subgid"] {
-            let text = std::fs::read_to_string(file).unwrap_or_default();
-            if !text.lines().any(|l| l == format!("{NAME}:{RANGE}")) {
-                let mut lines: Vec<&str> = text
-                    .lines()
-                    .filter(|l| !l.starts_with(&format!("{NAME}:")))
-                    .collect();
-                let entry = format!("{NAME}:{RANGE}");
-                lines.push(&entry);
-                std::fs::write(file, lines.join("\n") + "\n").unwrap();
-            }
-        }
+        crate::users::ensure_user(NAME, Some("600000:65536"));
         let id = |flag: &str| -> u32 {
             let out = Command::new("id").args([flag, NAME]).output().unwrap();
             String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()

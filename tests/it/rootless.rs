@@ -10,7 +10,7 @@
 //! survive to a rerun, so every run builds everything again as the user.
 
 use crate::root;
-use crate::users::{ensure_user, uid_of};
+use crate::users::{ensure_user, tree_of, uid_of};
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -73,19 +73,6 @@ fn keep_downloads(user: &str, home: &Path) {
     assert!(status.success());
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "comb.lock" {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// `comb ARGS` as `user` with `HOME` (and so the default store) in `home`.
 fn comb_as(user: &str, home: &Path, args: &[&str]) -> Output {
     // runuser sets HOME from the user database: `env` sets it after.
@@ -130,7 +117,7 @@ fn an_ordinary_user_builds_checks_and_collects_the_starter() {
     ensure_user(USER, Some(&range));
     let home = fresh_home(USER);
     let repo = home.join("starter");
-    copy_dir(
+    crate::build_starter::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter"),
         &repo,
     );
@@ -174,16 +161,7 @@ fn an_ordinary_user_builds_checks_and_collects_the_starter() {
         .unwrap();
     assert_eq!(deb.metadata().unwrap().uid(), me);
     let trees = home.join(".cache/comb/trees");
-    let base = std::fs::read_dir(&trees)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("base-install-")
-        })
-        .expect("a base-install layer in the user's store");
+    let base = tree_of(&home.join(".cache/comb"), "base-install");
     let mut seen = std::collections::BTreeSet::new();
     owners(&base, &mut seen);
     assert!(seen.contains(&(RANGE_START, RANGE_START)), "{seen:?}");

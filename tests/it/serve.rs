@@ -849,6 +849,19 @@ fn add_to_config(repo: &Repo, text: &str) {
     std::fs::write(repo.root.join("comb.toml"), toml).unwrap();
 }
 
+/// Root's pocket `dev`, published in `dir/apt/dev`, and `hook` for every
+/// event.
+fn add_dev_pocket_and_hook(repo: &Repo, dir: &Path, hook: &Path) {
+    add_to_config(
+        repo,
+        &format!(
+            "\n[pockets.dev]\nusers = [\"root\"]\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
+            dir.display(),
+            hook.display()
+        ),
+    );
+}
+
 /// A hook that appends each event it gets to `seen` (after `delay`).
 fn recording_hook(dir: &Path, seen: &Path, delay: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -1274,14 +1287,7 @@ fn a_comb_toml_or_hook_others_may_write_is_refused() {
     let seen = dir.join("seen.jsonl");
     let hooks = dir.join("hooks");
     let hook = recording_hook(&hooks, &seen, "0");
-    add_to_config(
-        &repo,
-        &format!(
-            "\n[pockets.dev]\nusers = [\"root\"]\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
-            dir.display(),
-            hook.display()
-        ),
-    );
+    add_dev_pocket_and_hook(&repo, &dir, &hook);
     let socket = dir.join("run/comb.sock");
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
     let config = repo.root.join("comb.toml");
@@ -1383,14 +1389,7 @@ fn the_audit_head_goes_out_with_every_event_and_catches_truncation_and_rewrites(
     let dir = repo.root.parent().unwrap().to_path_buf();
     let seen = dir.join("seen.jsonl");
     let hook = recording_hook(&dir.join("hooks"), &seen, "0");
-    add_to_config(
-        &repo,
-        &format!(
-            "\n[pockets.dev]\nusers = [\"root\"]\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
-            dir.display(),
-            hook.display()
-        ),
-    );
+    add_dev_pocket_and_hook(&repo, &dir, &hook);
     let mut daemon = Daemon::start(&repo, &[]);
     // The key: the daemon's user's only.
     let key = repo.store.join("service.key");
@@ -1609,14 +1608,7 @@ fn the_daemon_runs_as_its_system_user_never_as_root() {
     let hooks = dir.join("hooks");
     let seen = dir.join("seen.jsonl");
     let hook = recording_hook(&hooks, &seen, "0");
-    add_to_config(
-        &repo,
-        &format!(
-            "\n[pockets.dev]\nusers = [\"root\"]\npublish = \"{}/apt/dev\"\n\n[hooks]\nany = [\"{}\"]\n",
-            dir.display(),
-            hook.display()
-        ),
-    );
+    add_dev_pocket_and_hook(&repo, &dir, &hook);
     let daemon = Daemon::start(&repo, &[]);
     let (ok, done) = daemon.last(None, &["submit", "--pocket", "dev", "greet", "--wait"]);
     assert!(ok, "{done}\n{}", daemon.log_text());
@@ -1647,17 +1639,7 @@ fn the_daemon_runs_as_its_system_user_never_as_root() {
         );
     }
     // The build's layers are owned by ids of the daemon user's range.
-    let trees = repo.store.join("trees");
-    let layer = std::fs::read_dir(&trees)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("base-install-")
-        })
-        .unwrap();
+    let layer = crate::users::tree_of(&repo.store, "base-install");
     let owner = std::fs::metadata(layer.join("0/usr")).unwrap().uid();
     assert!(
         (700_000..765_536).contains(&owner),

@@ -10,6 +10,11 @@ static SUBID_FILES: Mutex<()> = Mutex::new(());
 /// Makes user `name` if needed, and sets its subordinate ranges in both
 /// files to exactly `range` (`START:COUNT`), or to none.
 pub fn ensure_user(name: &str, range: Option<&str>) {
+    add_user(name, &["--no-create-home"], range);
+}
+
+/// `useradd ARGS NAME` unless the user exists; then its ranges.
+fn add_user(name: &str, args: &[&str], range: Option<&str>) {
     let _guard = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
     let exists = Command::new("id")
         .arg(name)
@@ -19,10 +24,11 @@ pub fn ensure_user(name: &str, range: Option<&str>) {
         .success();
     if !exists {
         let status = Command::new("useradd")
-            .args(["--no-create-home", name])
+            .args(args)
+            .arg(name)
             .status()
             .unwrap();
-        assert!(status.success(), "useradd {name}");
+        assert!(status.success(), "useradd {args:?} {name}");
     }
     for file in ["/etc/subuid", "/etc/subgid"] {
         let text = std::fs::read_to_string(file).unwrap_or_default();
@@ -47,27 +53,14 @@ pub fn uid_of(name: &str) -> u32 {
 /// A system user for a daemon (`useradd --system`, its own group, no
 /// home), with subordinate range `range`, like the README's `_comb`.
 pub fn ensure_system_user(name: &str, range: &str) {
-    let exists = Command::new("id")
-        .arg(name)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !exists {
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-            ])
-            .arg(name)
-            .status()
-            .unwrap();
-        assert!(status.success(), "useradd --system {name}");
-    }
-    ensure_user(name, Some(range));
+    let args = [
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+    ];
+    add_user(name, &args, Some(range));
 }
 
 /// Gives `path` and everything below it to user `name` (and its group).
@@ -87,4 +80,18 @@ pub const DAEMON: &str = "combtest-daemon";
 pub fn daemon_user() -> u32 {
     ensure_system_user(DAEMON, "700000:65536");
     uid_of(DAEMON)
+}
+
+/// The layer tree of stage `stage` (say `base-install`) in `store`.
+pub fn tree_of(store: &std::path::Path, stage: &str) -> std::path::PathBuf {
+    std::fs::read_dir(store.join("trees"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{stage}-"))
+        })
+        .unwrap_or_else(|| panic!("no {stage} layer in {}", store.display()))
 }
