@@ -21,6 +21,11 @@
 //! IPC and network namespaces (none can see, signal or reach another's
 //! processes or files) and the seccomp filter (no ptrace).
 //!
+//! The first comb of a user maps the namespace and leaves a sleeping
+//! process in it (`comb-userns`, as podman's pause process); later ones
+//! join that namespace with `setns` if it is still mapped exactly so,
+//! which spares them the two setuid helpers' start.
+//!
 //! Two things keep working across the boundary. What comb itself creates
 //! in a layer (a directory no archive listed) is made with the thread's
 //! file-system ids set to R's ([`as_layer_owner`]), so it is R's as it is
@@ -317,9 +322,96 @@ fn enter_with(server: bool) -> Result<Option<CallerNamespace>, SandboxError> {
         let broker = start_broker()?;
         let _ = BROKER.set(std::sync::Mutex::new(broker));
     }
-    unshare_and_map(&ns)?;
+    let kept = keeper_file(ns.host_uid);
+    if !join_kept(&kept, &ns) {
+        unshare_and_map(&ns)?;
+        keep(&kept);
+    }
     let _ = ENTERED.set(ns);
     Ok(Some(ns))
+}
+
+/// Where the pid of the process that keeps C's namespace is written: beside
+/// the sandbox's slots, in a directory only C may write (see
+/// `slot::ensure_private_dir`).
+fn keeper_file(host_uid: u32) -> std::path::PathBuf {
+    Path::new(&format!("/tmp/comb-{host_uid}")).join("userns.pid")
+}
+
+/// Joins the namespace a keeper process holds, as podman joins its pause
+/// process's: no `newuidmap` then, so starting comb costs what it costs
+/// root. Only a namespace this user owns can be joined (`setns` needs
+/// CAP_SYS_ADMIN in it), and only one mapped exactly as [`map_args`] says
+/// is: anything else (a stale pid, a changed range) makes a new one.
+fn join_kept(file: &Path, ns: &CallerNamespace) -> bool {
+    let Some(pid) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let proc_dir = format!("/proc/{pid}");
+    let Ok(userns) = std::fs::File::open(format!("{proc_dir}/ns/user")) else {
+        return false;
+    };
+    let maps_match = |name: &str, start: u32, caller: u32| {
+        let Ok(text) = std::fs::read_to_string(format!("{proc_dir}/{name}")) else {
+            return false;
+        };
+        let found: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+        found == map_args(start, caller)
+    };
+    // The maps are read after the namespace is opened, and the pid must
+    // still lead to the same namespace: a pid reused meanwhile fails.
+    use std::os::unix::fs::MetadataExt;
+    let same = std::fs::metadata(format!("{proc_dir}/ns/user"))
+        .ok()
+        .zip(userns.metadata().ok())
+        .is_some_and(|(now, opened)| (now.dev(), now.ino()) == (opened.dev(), opened.ino()));
+    if !(maps_match("uid_map", ns.subuid_start, ns.host_uid)
+        && maps_match("gid_map", ns.subgid_start, ns.host_gid)
+        && same)
+    {
+        return false;
+    }
+    nix::sched::setns(&userns, nix::sched::CloneFlags::CLONE_NEWUSER).is_ok()
+}
+
+/// Forks a process that keeps this namespace alive for the next comb of
+/// this user, and records its pid. It holds nothing but the namespace: no
+/// descriptor, its own session, asleep. At worst (no private directory,
+/// say) the next comb maps a namespace of its own again.
+fn keep(file: &Path) {
+    let Some(dir) = file.parent() else { return };
+    if crate::slot::ensure_private_dir(dir).is_err() {
+        return;
+    }
+    // SAFETY: called while this process runs one thread (see `enter`).
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            // SAFETY: a forked child giving up every descriptor and
+            // sleeping; nothing of the parent's state is used.
+            unsafe {
+                libc::setsid();
+                libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+                libc::prctl(libc::PR_SET_NAME, c"comb-userns".as_ptr());
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let tmp = file.with_extension(format!("{}.tmp", std::process::id()));
+            let written = std::fs::write(&tmp, format!("{child}\n"))
+                .and_then(|()| std::fs::rename(&tmp, file));
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+                let _ = waitpid(child, None);
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 /// The arguments of `newuidmap PID ...` (or newgidmap) after the pid: the
@@ -430,17 +522,28 @@ pub fn as_layer_owner<T>(f: impl FnOnce() -> T) -> T {
 
 /// Runs `newgidmap` and `newuidmap` for `pid`; the error says why.
 fn write_maps(pid: i32, ns: &CallerNamespace) -> Result<(), String> {
+    // Both at once: each is a setuid program's start.
+    let mut running = Vec::new();
     for (helper, start, caller) in [
         ("newgidmap", ns.subgid_start, ns.host_gid),
         ("newuidmap", ns.subuid_start, ns.host_uid),
     ] {
-        let out = std::process::Command::new(helper)
+        let child = std::process::Command::new(helper)
             .arg(pid.to_string())
             .args(map_args(start, caller))
-            .output()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .map_err(|e| {
                 format!("could not run {helper} ({e}); install the uidmap package: apt-get install uidmap")
             })?;
+        running.push((helper, child));
+    }
+    for (helper, child) in running {
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("waiting for {helper}: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "{helper} refused comb's user namespace: {}; /etc/subuid and /etc/subgid must give \

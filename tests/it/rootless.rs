@@ -185,6 +185,16 @@ fn an_ordinary_user_builds_checks_and_collects_the_starter() {
         dpkg.display()
     );
 
+    // The namespace is kept by a sleeping process of the user's, which the
+    // next comb joins; a pid file that names anything else (here init) is
+    // not joined, and comb maps a namespace of its own again.
+    let kept = PathBuf::from(format!("/tmp/comb-{me}/userns.pid"));
+    let keeper = std::fs::read_to_string(&kept).unwrap().trim().to_string();
+    let status = std::fs::read_to_string(format!("/proc/{keeper}/status")).unwrap();
+    assert!(status.contains("Name:\tcomb-userns"), "{status}");
+    assert!(status.contains(&format!("Uid:\t{me}\t")), "{status}");
+    std::fs::write(&kept, "1\n").unwrap();
+
     // All hits the second time.
     let again = comb_as(
         USER,
