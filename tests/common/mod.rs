@@ -258,6 +258,22 @@ pub struct Sandbox {
     env: Vec<(OsString, OsString)>,
 }
 
+thread_local! {
+    /// Who [`sandbox`] runs comb as, unless told: see [`for_each_caller`].
+    static CALLER: std::cell::Cell<Caller> = const { std::cell::Cell::new(Caller::Root) };
+}
+
+/// Runs `attack` once with comb run by root and once by an ordinary user
+/// with a subordinate range: every [`sandbox`] it makes (on this thread)
+/// runs as that caller. For the attacks that apply to both.
+pub fn for_each_caller(attack: impl Fn()) {
+    for caller in Caller::ALL {
+        CALLER.with(|c| c.set(caller));
+        attack();
+    }
+    CALLER.with(|c| c.set(Caller::Root));
+}
+
 /// A sandbox on the fixture layer, as U unless told otherwise.
 pub fn sandbox() -> Sandbox {
     Sandbox {
@@ -270,7 +286,7 @@ pub fn sandbox() -> Sandbox {
         ],
         exclusive: false,
         inherit: Vec::new(),
-        caller: Caller::Root,
+        caller: CALLER.with(|c| c.get()),
         env: Vec::new(),
     }
 }

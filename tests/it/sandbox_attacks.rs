@@ -9,15 +9,16 @@
 //!
 //! Needs root, like CI (idmapped layers, `--keep-upper`, the private id
 //! range, and a test user made with `useradd` for the ordinary-user
-//! caller); skipped otherwise. The findings of the security review
-//! (section 13) are attacked both with comb run by root and by an
-//! ordinary user with a subordinate id range ([`Caller`]).
+//! caller); skipped otherwise. Every escape attack that applies to both is
+//! made with comb run by root and by an ordinary user with a subordinate
+//! id range ([`Caller`], `common::for_each_caller`), whose sandboxes nest
+//! in its own user namespace; limits and root's own slots are root's.
 
 use crate::common;
 
 use common::{
-    bytes_written, children_of, fixture, is_root, processes_in_range, sandbox, uid_of, walk,
-    Caller, FileState, Run, Who, COMB, SLOT_STRIDE,
+    bytes_written, children_of, fixture, for_each_caller, is_root, processes_in_range, sandbox,
+    uid_of, walk, Caller, FileState, Run, Who, COMB, SLOT_STRIDE,
 };
 use std::fs;
 use std::io::ErrorKind;
@@ -103,38 +104,40 @@ fn chroot_escape_is_blocked() {
     if !is_root() {
         return;
     }
-    // One marker under the host's /tmp (the sandbox has its own /tmp) and
-    // one beside the fixture layer.
-    let in_tmp = tempfile::Builder::new()
-        .prefix("comb-host-marker-")
-        .tempdir()
-        .unwrap();
-    let beside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let markers = [
-        host_file(&in_tmp, "marker", "host only\n"),
-        host_file(&beside, "marker", "host only\n"),
-    ];
-    for who in Who::ALL {
-        for marker in &markers {
-            let run = sandbox()
-                .who(who)
-                .run(&["attack", "chroot-escape", s(marker)]);
-            let details = run.assert_blocked("chroot-escape");
-            assert!(
-                details.contains("before: marker not visible"),
-                "{who:?}: {details}"
-            );
-            for attempt in ["dotdot:", "fchdir:"] {
+    for_each_caller(|| {
+        // One marker under the host's /tmp (the sandbox has its own /tmp) and
+        // one beside the fixture layer.
+        let in_tmp = tempfile::Builder::new()
+            .prefix("comb-host-marker-")
+            .tempdir()
+            .unwrap();
+        let beside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let markers = [
+            host_file(&in_tmp, "marker", "host only\n"),
+            host_file(&beside, "marker", "host only\n"),
+        ];
+        for who in Who::ALL {
+            for marker in &markers {
+                let run = sandbox()
+                    .who(who)
+                    .run(&["attack", "chroot-escape", s(marker)]);
+                let details = run.assert_blocked("chroot-escape");
                 assert!(
-                    details.contains(attempt),
-                    "{who:?}: {attempt} not tried: {details}"
+                    details.contains("before: marker not visible"),
+                    "{who:?}: {details}"
                 );
+                for attempt in ["dotdot:", "fchdir:"] {
+                    assert!(
+                        details.contains(attempt),
+                        "{who:?}: {attempt} not tried: {details}"
+                    );
+                }
             }
         }
-    }
-    for marker in &markers {
-        assert_eq!(fs::read_to_string(marker).unwrap(), "host only\n");
-    }
+        for marker in &markers {
+            assert_eq!(fs::read_to_string(marker).unwrap(), "host only\n");
+        }
+    });
 }
 
 #[test]
@@ -142,59 +145,61 @@ fn proc_paths_reach_no_host_file_nor_the_comb_binary() {
     if !is_root() {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("comb-host-marker-")
-        .tempdir()
-        .unwrap();
-    let marker = host_file(&dir, "marker", "original\n");
-    let marker_before = FileState::of(&marker);
-    let comb_before = FileState::of(Path::new(COMB));
-    // A careless caller leaks a directory fd of the host's / and a
-    // read-only fd of the marker into comb: neither may reach the command.
-    let host_root = fs::File::open("/").unwrap();
-    let marker_ro = fs::File::open(&marker).unwrap();
-    for who in Who::ALL {
-        for target in [s(&marker), COMB] {
+    for_each_caller(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("comb-host-marker-")
+            .tempdir()
+            .unwrap();
+        let marker = host_file(&dir, "marker", "original\n");
+        let marker_before = FileState::of(&marker);
+        let comb_before = FileState::of(Path::new(COMB));
+        // A careless caller leaks a directory fd of the host's / and a
+        // read-only fd of the marker into comb: neither may reach the command.
+        let host_root = fs::File::open("/").unwrap();
+        let marker_ro = fs::File::open(&marker).unwrap();
+        for who in Who::ALL {
+            for target in [s(&marker), COMB] {
+                let run = sandbox()
+                    .who(who)
+                    .inherit_fd(5, &host_root)
+                    .inherit_fd(6, &marker_ro)
+                    .run(&["attack", "proc-write", target]);
+                let details = run.assert_blocked("proc-write");
+                for attempt in [
+                    "/proc/self/root",
+                    "/proc/1/root",
+                    "/proc/self/cwd",
+                    "open(/proc/self/exe, O_WRONLY)",
+                ] {
+                    assert!(
+                        details.contains(attempt),
+                        "{who:?}: {attempt} not tried: {details}"
+                    );
+                }
+                assert!(
+                    !details.contains("/proc/self/fd/5") && !details.contains("/proc/self/fd/6"),
+                    "{who:?}: the caller's fds reached the command: {details}"
+                );
+            }
+            // By hand as well: through the root, cwd and every fd of every
+            // process the sandbox can see.
+            let script = format!(
+                "for p in /proc/[0-9]*; do for f in $p/root $p/cwd $p/fd/*; do \
+                 echo x >> \"$f{m}\"; echo x >> \"$f{c}\"; done; done 2>/dev/null; echo walked",
+                m = marker.display(),
+                c = COMB
+            );
             let run = sandbox()
                 .who(who)
                 .inherit_fd(5, &host_root)
                 .inherit_fd(6, &marker_ro)
-                .run(&["attack", "proc-write", target]);
-            let details = run.assert_blocked("proc-write");
-            for attempt in [
-                "/proc/self/root",
-                "/proc/1/root",
-                "/proc/self/cwd",
-                "open(/proc/self/exe, O_WRONLY)",
-            ] {
-                assert!(
-                    details.contains(attempt),
-                    "{who:?}: {attempt} not tried: {details}"
-                );
-            }
-            assert!(
-                !details.contains("/proc/self/fd/5") && !details.contains("/proc/self/fd/6"),
-                "{who:?}: the caller's fds reached the command: {details}"
-            );
+                .run(&["sh", "-c", &script]);
+            assert_eq!(run.code, 0, "{run}");
+            assert!(run.stdout.contains("walked"), "{run}");
         }
-        // By hand as well: through the root, cwd and every fd of every
-        // process the sandbox can see.
-        let script = format!(
-            "for p in /proc/[0-9]*; do for f in $p/root $p/cwd $p/fd/*; do \
-             echo x >> \"$f{m}\"; echo x >> \"$f{c}\"; done; done 2>/dev/null; echo walked",
-            m = marker.display(),
-            c = COMB
-        );
-        let run = sandbox()
-            .who(who)
-            .inherit_fd(5, &host_root)
-            .inherit_fd(6, &marker_ro)
-            .run(&["sh", "-c", &script]);
-        assert_eq!(run.code, 0, "{run}");
-        assert!(run.stdout.contains("walked"), "{run}");
-    }
-    marker_before.assert_unchanged(&marker);
-    comb_before.assert_unchanged(Path::new(COMB));
+        marker_before.assert_unchanged(&marker);
+        comb_before.assert_unchanged(Path::new(COMB));
+    });
 }
 
 // 3. Mounts and namespaces ------------------------------------------------
@@ -204,34 +209,36 @@ fn mount_and_new_namespaces_are_blocked() {
     if !is_root() {
         return;
     }
-    for who in Who::ALL {
-        let run = sandbox().who(who).run(&["attack", "mount"]);
-        let details = run.assert_blocked("mount");
-        for attempt in [
-            "open_tree",
-            "fsopen",
-            "mount tmpfs /mnt",
-            "MS_REMOUNT",
-            "umount2",
-        ] {
-            assert!(
-                details.contains(attempt),
-                "{who:?}: {attempt} not tried: {details}"
-            );
+    for_each_caller(|| {
+        for who in Who::ALL {
+            let run = sandbox().who(who).run(&["attack", "mount"]);
+            let details = run.assert_blocked("mount");
+            for attempt in [
+                "open_tree",
+                "fsopen",
+                "mount tmpfs /mnt",
+                "MS_REMOUNT",
+                "umount2",
+            ] {
+                assert!(
+                    details.contains(attempt),
+                    "{who:?}: {attempt} not tried: {details}"
+                );
+            }
+            let run = sandbox().who(who).run(&["attack", "unshare-user"]);
+            let details = run.assert_blocked("unshare-user");
+            for attempt in [
+                "unshare(CLONE_NEWUSER|CLONE_NEWNS)",
+                "unshare(CLONE_NEWNS)",
+                "clone(CLONE_NEWUSER)",
+            ] {
+                assert!(
+                    details.contains(attempt),
+                    "{who:?}: {attempt} not tried: {details}"
+                );
+            }
         }
-        let run = sandbox().who(who).run(&["attack", "unshare-user"]);
-        let details = run.assert_blocked("unshare-user");
-        for attempt in [
-            "unshare(CLONE_NEWUSER|CLONE_NEWNS)",
-            "unshare(CLONE_NEWNS)",
-            "clone(CLONE_NEWUSER)",
-        ] {
-            assert!(
-                details.contains(attempt),
-                "{who:?}: {attempt} not tried: {details}"
-            );
-        }
-    }
+    });
 }
 
 /// Read-only binds of the caller's (host root's) files stay read-only for
@@ -241,45 +248,47 @@ fn read_only_binds_cannot_be_changed_from_inside() {
     if !is_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ro = dir.path().join("ro");
-    fs::create_dir(&ro).unwrap();
-    let file = ro.join("file");
-    fs::write(&file, "caller's file\n").unwrap();
-    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
-    let single = host_file(&dir, "single", "caller's single file\n");
-    let file_before = FileState::of(&file);
-    let single_before = FileState::of(&single);
-    let script = "echo started; \
-        echo x > /ro/file; echo x >> /ro-single; touch /ro/new; rm -f /ro/file; \
-        chmod 4755 /ro/file; chown 1000:1000 /ro/file /ro-single; \
-        attack write-file /ro/file; attack write-file /ro-single; \
-        attack chown-file /ro/file 1000; attack setuid-chmod /ro-single; \
-        attack xattr /ro/file";
-    for who in Who::ALL {
-        let run = sandbox()
-            .who(who)
-            .arg("--bind")
-            .arg(format!("{}:/ro", ro.display()))
-            .arg("--bind")
-            .arg(format!("{}:/ro-single", single.display()))
-            .run(&["sh", "-c", script]);
-        assert!(
-            run.stdout.contains("started"),
-            "{who:?}: the sandbox with read-only binds did not start\n{run}"
-        );
-        for attack in ["write-file", "chown-file", "setuid-chmod", "xattr"] {
-            run.blocked_in(attack);
+    for_each_caller(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ro = dir.path().join("ro");
+        fs::create_dir(&ro).unwrap();
+        let file = ro.join("file");
+        fs::write(&file, "caller's file\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let single = host_file(&dir, "single", "caller's single file\n");
+        let file_before = FileState::of(&file);
+        let single_before = FileState::of(&single);
+        let script = "echo started; \
+            echo x > /ro/file; echo x >> /ro-single; touch /ro/new; rm -f /ro/file; \
+            chmod 4755 /ro/file; chown 1000:1000 /ro/file /ro-single; \
+            attack write-file /ro/file; attack write-file /ro-single; \
+            attack chown-file /ro/file 1000; attack setuid-chmod /ro-single; \
+            attack xattr /ro/file";
+        for who in Who::ALL {
+            let run = sandbox()
+                .who(who)
+                .arg("--bind")
+                .arg(format!("{}:/ro", ro.display()))
+                .arg("--bind")
+                .arg(format!("{}:/ro-single", single.display()))
+                .run(&["sh", "-c", script]);
+            assert!(
+                run.stdout.contains("started"),
+                "{who:?}: the sandbox with read-only binds did not start\n{run}"
+            );
+            for attack in ["write-file", "chown-file", "setuid-chmod", "xattr"] {
+                run.blocked_in(attack);
+            }
+            file_before.assert_unchanged(&file);
+            single_before.assert_unchanged(&single);
+            let listing: Vec<_> = fs::read_dir(&ro)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(listing, vec![std::ffi::OsString::from("file")], "{run}");
         }
-        file_before.assert_unchanged(&file);
-        single_before.assert_unchanged(&single);
-        let listing: Vec<_> = fs::read_dir(&ro)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(listing, vec![std::ffi::OsString::from("file")], "{run}");
-    }
+    });
 }
 
 // 4. Network --------------------------------------------------------------
@@ -304,23 +313,25 @@ fn tcp_to_a_host_listener_is_blocked() {
     if !is_root() {
         return;
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    for who in Who::ALL {
-        let run = sandbox()
-            .who(who)
-            .run(&["attack", "net-tcp", "127.0.0.1", &port]);
-        let details = run.assert_blocked("net-tcp");
-        assert!(details.starts_with("connect: "), "{details}");
-        assert!(
-            !accepts_within(|| listener.accept(), Duration::ZERO),
-            "{who:?}: the host listener got a connection from the sandbox\n{run}"
-        );
-    }
-    // The listener works: the check above could have failed.
-    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    assert!(accepts_within(|| listener.accept(), Duration::from_secs(2)));
+    for_each_caller(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        for who in Who::ALL {
+            let run = sandbox()
+                .who(who)
+                .run(&["attack", "net-tcp", "127.0.0.1", &port]);
+            let details = run.assert_blocked("net-tcp");
+            assert!(details.starts_with("connect: "), "{details}");
+            assert!(
+                !accepts_within(|| listener.accept(), Duration::ZERO),
+                "{who:?}: the host listener got a connection from the sandbox\n{run}"
+            );
+        }
+        // The listener works: the check above could have failed.
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(accepts_within(|| listener.accept(), Duration::from_secs(2)));
+    });
 }
 
 #[test]
@@ -328,33 +339,35 @@ fn ipv6_to_a_host_listener_is_blocked() {
     if !is_root() {
         return;
     }
-    let listener = std::net::TcpListener::bind("[::1]:0").ok();
-    let port = match &listener {
-        Some(l) => {
-            l.set_nonblocking(true).unwrap();
-            l.local_addr().unwrap().port().to_string()
+    for_each_caller(|| {
+        let listener = std::net::TcpListener::bind("[::1]:0").ok();
+        let port = match &listener {
+            Some(l) => {
+                l.set_nonblocking(true).unwrap();
+                l.local_addr().unwrap().port().to_string()
+            }
+            None => {
+                eprintln!("::1 does not work on this host: only the sandbox side is checked");
+                "9".to_string()
+            }
+        };
+        for who in Who::ALL {
+            let run = sandbox()
+                .who(who)
+                .run(&["attack", "net-ipv6", "::1", &port]);
+            run.assert_blocked("net-ipv6");
+            if let Some(l) = &listener {
+                assert!(
+                    !accepts_within(|| l.accept(), Duration::ZERO),
+                    "{who:?}: the host's [::1]:{port} got a connection from the sandbox\n{run}"
+                );
+            }
         }
-        None => {
-            eprintln!("::1 does not work on this host: only the sandbox side is checked");
-            "9".to_string()
-        }
-    };
-    for who in Who::ALL {
-        let run = sandbox()
-            .who(who)
-            .run(&["attack", "net-ipv6", "::1", &port]);
-        run.assert_blocked("net-ipv6");
         if let Some(l) = &listener {
-            assert!(
-                !accepts_within(|| l.accept(), Duration::ZERO),
-                "{who:?}: the host's [::1]:{port} got a connection from the sandbox\n{run}"
-            );
+            let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            assert!(accepts_within(|| l.accept(), Duration::from_secs(2)));
         }
-    }
-    if let Some(l) = &listener {
-        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        assert!(accepts_within(|| l.accept(), Duration::from_secs(2)));
-    }
+    });
 }
 
 fn first_ipv4_nameserver() -> Option<String> {
@@ -371,34 +384,36 @@ fn dns_over_udp_is_blocked() {
     if !is_root() {
         return;
     }
-    // A host "DNS server" on 127.0.0.1:53 if the port is free.
-    let local = std::net::UdpSocket::bind("127.0.0.1:53").ok();
-    if let Some(sock) = &local {
-        sock.set_nonblocking(true).unwrap();
-    } else {
-        eprintln!("127.0.0.1:53 is taken on the host: no host-side check of it");
-    }
-    let mut servers = vec!["127.0.0.1".to_string()];
-    servers.extend(first_ipv4_nameserver());
-    for who in Who::ALL {
-        for server in &servers {
-            let run = sandbox().who(who).run(&["attack", "net-udp-dns", server]);
-            run.assert_blocked("net-udp-dns");
+    for_each_caller(|| {
+        // A host "DNS server" on 127.0.0.1:53 if the port is free.
+        let local = std::net::UdpSocket::bind("127.0.0.1:53").ok();
+        if let Some(sock) = &local {
+            sock.set_nonblocking(true).unwrap();
+        } else {
+            eprintln!("127.0.0.1:53 is taken on the host: no host-side check of it");
         }
-    }
-    if let Some(sock) = &local {
-        let mut buf = [0u8; 512];
-        assert!(
-            !accepts_within(|| sock.recv_from(&mut buf), Duration::ZERO),
-            "the host's 127.0.0.1:53 received a query from the sandbox"
-        );
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe.send_to(b"probe", "127.0.0.1:53").unwrap();
-        assert!(accepts_within(
-            || sock.recv_from(&mut buf),
-            Duration::from_secs(2)
-        ));
-    }
+        let mut servers = vec!["127.0.0.1".to_string()];
+        servers.extend(first_ipv4_nameserver());
+        for who in Who::ALL {
+            for server in &servers {
+                let run = sandbox().who(who).run(&["attack", "net-udp-dns", server]);
+                run.assert_blocked("net-udp-dns");
+            }
+        }
+        if let Some(sock) = &local {
+            let mut buf = [0u8; 512];
+            assert!(
+                !accepts_within(|| sock.recv_from(&mut buf), Duration::ZERO),
+                "the host's 127.0.0.1:53 received a query from the sandbox"
+            );
+            let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            probe.send_to(b"probe", "127.0.0.1:53").unwrap();
+            assert!(accepts_within(
+                || sock.recv_from(&mut buf),
+                Duration::from_secs(2)
+            ));
+        }
+    });
 }
 
 #[test]
@@ -406,14 +421,16 @@ fn raw_sockets_are_blocked() {
     if !is_root() {
         return;
     }
-    for who in Who::ALL {
-        let run = sandbox().who(who).run(&["attack", "net-raw"]);
-        let details = run.assert_blocked("net-raw");
-        assert!(
-            details.contains("AF_INET, SOCK_RAW") && details.contains("AF_PACKET"),
-            "{details}"
-        );
-    }
+    for_each_caller(|| {
+        for who in Who::ALL {
+            let run = sandbox().who(who).run(&["attack", "net-raw"]);
+            let details = run.assert_blocked("net-raw");
+            assert!(
+                details.contains("AF_INET, SOCK_RAW") && details.contains("AF_PACKET"),
+                "{details}"
+            );
+        }
+    });
 }
 
 #[test]
@@ -434,14 +451,16 @@ fn abstract_unix_socket_of_the_host_is_unreachable() {
     let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let listener = UnixListener::bind_addr(&addr).unwrap();
     listener.set_nonblocking(true).unwrap();
-    for who in Who::ALL {
-        let run = sandbox().who(who).run(&["attack", "net-abstract", &name]);
-        run.assert_blocked("net-abstract");
-        assert!(
-            !accepts_within(|| listener.accept(), Duration::ZERO),
-            "{who:?}: the host's abstract socket @{name} got a connection\n{run}"
-        );
-    }
+    for_each_caller(|| {
+        for who in Who::ALL {
+            let run = sandbox().who(who).run(&["attack", "net-abstract", &name]);
+            run.assert_blocked("net-abstract");
+            assert!(
+                !accepts_within(|| listener.accept(), Duration::ZERO),
+                "{who:?}: the host's abstract socket @{name} got a connection\n{run}"
+            );
+        }
+    });
     let _client = UnixStream::connect_addr(&addr).unwrap();
     assert!(accepts_within(|| listener.accept(), Duration::from_secs(2)));
 }
@@ -716,17 +735,19 @@ fn ptrace_is_blocked() {
     if !is_root() {
         return;
     }
-    for who in Who::ALL {
-        // pid 1 is the sandbox's init, running as R.
-        let run = sandbox().who(who).run(&["attack", "ptrace", "1"]);
-        let details = run.assert_blocked("ptrace");
-        assert!(details.contains("PTRACE_ATTACH") && details.contains("PTRACE_SEIZE"));
-        // A process of the same identity: seccomp refuses ptrace outright.
-        let run = sandbox()
-            .who(who)
-            .run(&["sh", "-c", "sleep 5 & attack ptrace $!; kill $!"]);
-        run.blocked_in("ptrace");
-    }
+    for_each_caller(|| {
+        for who in Who::ALL {
+            // pid 1 is the sandbox's init, running as R.
+            let run = sandbox().who(who).run(&["attack", "ptrace", "1"]);
+            let details = run.assert_blocked("ptrace");
+            assert!(details.contains("PTRACE_ATTACH") && details.contains("PTRACE_SEIZE"));
+            // A process of the same identity: seccomp refuses ptrace outright.
+            let run = sandbox()
+                .who(who)
+                .run(&["sh", "-c", "sleep 5 & attack ptrace $!; kill $!"]);
+            run.blocked_in("ptrace");
+        }
+    });
 }
 
 #[test]
@@ -734,30 +755,32 @@ fn kill_all_spares_host_processes() {
     if !is_root() {
         return;
     }
-    // One host process of the caller (root) and one of host uid 1000,
-    // which is U's uid inside but not U's host uid.
-    let mut host = [HostProcess::sleep(None), HostProcess::sleep(Some(1000))];
-    let pids: Vec<String> = host.iter().map(|h| h.0.id().to_string()).collect();
-    // The shell ignores SIGTERM so that it survives kill-all's kill(-1).
-    let script = format!(
-        "trap '' TERM; attack kill-all; kill -9 {p} 2>/dev/null; kill -KILL -1; echo survived",
-        p = pids.join(" ")
-    );
-    for who in Who::ALL {
-        let run = sandbox().who(who).exclusive().run(&["sh", "-c", &script]);
-        assert!(
-            run.result_line("kill-all").starts_with("BLOCKED kill-all:"),
-            "{run}"
+    for_each_caller(|| {
+        // One host process of the caller (root) and one of host uid 1000,
+        // which is U's uid inside but not U's host uid.
+        let mut host = [HostProcess::sleep(None), HostProcess::sleep(Some(1000))];
+        let pids: Vec<String> = host.iter().map(|h| h.0.id().to_string()).collect();
+        // The shell ignores SIGTERM so that it survives kill-all's kill(-1).
+        let script = format!(
+            "trap '' TERM; attack kill-all; kill -9 {p} 2>/dev/null; kill -KILL -1; echo survived",
+            p = pids.join(" ")
         );
-        assert!(run.stdout.contains("survived"), "{run}");
-        for h in host.iter_mut() {
-            h.assert_alive(&run);
-            assert_eq!(
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.0.id() as i32), None),
-                Ok(())
+        for who in Who::ALL {
+            let run = sandbox().who(who).exclusive().run(&["sh", "-c", &script]);
+            assert!(
+                run.result_line("kill-all").starts_with("BLOCKED kill-all:"),
+                "{run}"
             );
+            assert!(run.stdout.contains("survived"), "{run}");
+            for h in host.iter_mut() {
+                h.assert_alive(&run);
+                assert_eq!(
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.0.id() as i32), None),
+                    Ok(())
+                );
+            }
         }
-    }
+    });
 }
 
 // 7. Resource exhaustion --------------------------------------------------
@@ -978,26 +1001,28 @@ fn daemons_die_with_their_command() {
     if !is_root() {
         return;
     }
-    for (who, attack) in [
-        (Who::U, "daemon"),
-        (Who::R, "daemon"),
-        (Who::U, "daemon-quiet"),
-    ] {
-        let run = sandbox()
-            .who(who)
-            .exclusive()
-            .args(["--timeout", "3"])
-            .run(&["attack", attack]);
-        assert!(
-            run.stdout
-                .contains(&format!("STARTED {attack}: grandchild pid")),
-            "{run}"
-        );
-        assert_eq!(run.code, 0, "{run}");
-        assert_eq!(run.status(), ("exited".to_string(), 0), "{run}");
-        assert_eq!(run.killed_by(), None, "{run}");
-        assert!(run.elapsed < Duration::from_secs(3), "{run}");
-    }
+    for_each_caller(|| {
+        for (who, attack) in [
+            (Who::U, "daemon"),
+            (Who::R, "daemon"),
+            (Who::U, "daemon-quiet"),
+        ] {
+            let run = sandbox()
+                .who(who)
+                .exclusive()
+                .args(["--timeout", "3"])
+                .run(&["attack", attack]);
+            assert!(
+                run.stdout
+                    .contains(&format!("STARTED {attack}: grandchild pid")),
+                "{run}"
+            );
+            assert_eq!(run.code, 0, "{run}");
+            assert_eq!(run.status(), ("exited".to_string(), 0), "{run}");
+            assert_eq!(run.killed_by(), None, "{run}");
+            assert!(run.elapsed < Duration::from_secs(3), "{run}");
+        }
+    });
 }
 
 #[test]
@@ -1030,55 +1055,57 @@ fn killing_comb_kills_its_sandbox() {
     if !is_root() {
         return;
     }
-    let mut running = sandbox()
-        .exclusive()
-        .spawn(&["sh", "-c", "echo ready; sleep 1000"]);
-    running.wait_for_stdout("ready", Duration::from_secs(10));
-    // comb (its own monitor, as the caller) → pid 1 (as R) → sh, sleep (as
-    // U); a multi-threaded caller has a monitor process in between.
-    let comb = running.pid();
-    let until = Instant::now() + Duration::from_secs(5);
-    let (pid1, base) = loop {
-        let children = children_of(comb);
-        let grandchildren = children.iter().flat_map(|&c| children_of(c));
-        let found = children
-            .iter()
-            .copied()
-            .chain(grandchildren)
-            .find_map(|p| uid_of(p).filter(|u| *u != 0).map(|u| (p, u)));
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(Instant::now() < until, "no sandbox pid 1 below comb {comb}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let before = processes_in_range(base, base + SLOT_STRIDE);
-    assert!(
-        before.len() >= 2,
-        "expected pid 1 ({pid1}) and the command in host uids {base}..: {before:?}"
-    );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(comb),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    running.child.wait().unwrap();
-    let until = Instant::now() + Duration::from_secs(3);
-    loop {
-        let left = processes_in_range(base, base + SLOT_STRIDE);
-        if left.is_empty() {
-            break;
-        }
+    for_each_caller(|| {
+        let mut running = sandbox()
+            .exclusive()
+            .spawn(&["sh", "-c", "echo ready; sleep 1000"]);
+        running.wait_for_stdout("ready", Duration::from_secs(10));
+        // comb (its own monitor, as the caller) → pid 1 (as R) → sh, sleep (as
+        // U); a multi-threaded caller has a monitor process in between.
+        let comb = running.pid();
+        let until = Instant::now() + Duration::from_secs(5);
+        let (pid1, base) = loop {
+            let children = children_of(comb);
+            let grandchildren = children.iter().flat_map(|&c| children_of(c));
+            let found = children
+                .iter()
+                .copied()
+                .chain(grandchildren)
+                .find_map(|p| uid_of(p).filter(|u| *u != 0).map(|u| (p, u)));
+            if let Some(found) = found {
+                break found;
+            }
+            assert!(Instant::now() < until, "no sandbox pid 1 below comb {comb}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let before = processes_in_range(base, base + SLOT_STRIDE);
         assert!(
-            Instant::now() < until,
-            "3 s after comb was killed, processes of its slot remain: {left:?}"
+            before.len() >= 2,
+            "expected pid 1 ({pid1}) and the command in host uids {base}..: {before:?}"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(running);
-    // And the slot is usable again.
-    let run = sandbox().run(&["true"]);
-    assert_eq!(run.code, 0, "{run}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(comb),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        running.child.wait().unwrap();
+        let until = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = processes_in_range(base, base + SLOT_STRIDE);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "3 s after comb was killed, processes of its slot remain: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(running);
+        // And the slot is usable again.
+        let run = sandbox().run(&["true"]);
+        assert_eq!(run.code, 0, "{run}");
+    });
 }
 
 // 9. Kernel attack surface ------------------------------------------------
@@ -1088,24 +1115,26 @@ fn kernel_attack_surface_is_blocked() {
     if !is_root() {
         return;
     }
-    let attacks = [
-        "keyctl",
-        "bpf",
-        "perf",
-        "userfaultfd",
-        "io-uring",
-        "init-module",
-        "settimeofday",
-        "tiocsti",
-        "keyctl32",
-        "unshare32",
-    ];
-    for who in Who::ALL {
-        for attack in attacks {
-            let run = sandbox().who(who).run(&["attack", attack]);
-            run.assert_blocked(attack);
+    for_each_caller(|| {
+        let attacks = [
+            "keyctl",
+            "bpf",
+            "perf",
+            "userfaultfd",
+            "io-uring",
+            "init-module",
+            "settimeofday",
+            "tiocsti",
+            "keyctl32",
+            "unshare32",
+        ];
+        for who in Who::ALL {
+            for attack in attacks {
+                let run = sandbox().who(who).run(&["attack", attack]);
+                run.assert_blocked(attack);
+            }
         }
-    }
+    });
 }
 
 // 10. U against R's files, the layers and other sandboxes ------------------
