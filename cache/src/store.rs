@@ -109,6 +109,12 @@ pub enum StoreError {
     )]
     NotYours { path: PathBuf, owner: u32 },
     #[error(
+        "cannot reach the store {path}: permission denied (it is another user's, or in a \
+         directory you may not enter). Use a store of your own: leave out --store and \
+         $COMB_STORE for $XDG_CACHE_HOME/comb, or name a directory of yours"
+    )]
+    NoAccess { path: PathBuf },
+    #[error(
         "cannot choose a store location: none of $COMB_STORE, $XDG_CACHE_HOME and $HOME \
          is set; pass --store DIR"
     )]
@@ -931,15 +937,22 @@ fn unique_hex(attempt: u32) -> String {
 }
 
 fn create_root(root: &Path) -> Result<(), StoreError> {
+    // A store in a directory this user may not enter is someone else's.
+    let denied = |e: io::Error, action: &'static str, path: &Path| match e.kind() {
+        io::ErrorKind::PermissionDenied => StoreError::NoAccess {
+            path: root.to_path_buf(),
+        },
+        _ => io_err(action, path)(e),
+    };
     if let Some(parent) = root.parent() {
-        fs::create_dir_all(parent).map_err(io_err("creating directory", parent))?;
+        fs::create_dir_all(parent).map_err(|e| denied(e, "creating directory", parent))?;
     }
     match DirBuilder::new().mode(0o700).create(root) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err("creating store directory", root)(e)),
+        Err(e) => return Err(denied(e, "creating store directory", root)),
     }
-    let md = fs::metadata(root).map_err(io_err("checking", root))?;
+    let md = fs::metadata(root).map_err(|e| denied(e, "checking", root))?;
     if !md.is_dir() {
         return Err(StoreError::NotADirectory(root.to_path_buf()));
     }

@@ -307,6 +307,21 @@ fn a_user_without_a_range_or_with_a_store_it_cannot_use_is_told_what_to_do() {
     assert!(!out.status.success());
     assert!(stderr.contains(&store.display().to_string()), "{stderr}");
     assert!(stderr.contains("belongs to"), "{stderr}");
+    // One in a directory the user may not enter.
+    let private = tempfile::tempdir().unwrap();
+    let hidden = private.path().join("store");
+    let out = comb_as(
+        USER,
+        Path::new("/"),
+        &["env", "list", "--store", hidden.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&hidden.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("permission denied") && stderr.contains("store of your own"),
+        "{stderr}"
+    );
 }
 
 /// The Invirtibuilder's attack on an ordinary user's comb: a build
