@@ -379,7 +379,7 @@ fn join_kept(file: &Path, ns: &CallerNamespace) -> bool {
 
 /// Forks a process that keeps this namespace alive for the next comb of
 /// this user, and records its pid. It holds nothing but the namespace: no
-/// descriptor, its own session, asleep. At worst (no private directory,
+/// descriptor, `/` as its directory, its own session, asleep. At worst (no private directory,
 /// say) the next comb maps a namespace of its own again.
 fn keep(file: &Path) {
     let Some(dir) = file.parent() else { return };
@@ -393,6 +393,7 @@ fn keep(file: &Path) {
             // sleeping; nothing of the parent's state is used.
             unsafe {
                 libc::setsid();
+                libc::chdir(c"/".as_ptr());
                 libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
                 libc::prctl(libc::PR_SET_NAME, c"comb-userns".as_ptr());
                 loop {
