@@ -117,6 +117,37 @@ fn check_layer_owners(store: &Path, ours: &str) -> Result<()> {
     }
 }
 
+/// In an ordinary user's namespace only the user's primary group is
+/// mapped: a store directory of another group (a shared group's, say)
+/// grants the namespace's capabilities nothing, and R's files could not be
+/// made in it. Said at once rather than as a failed unpacking later.
+fn check_store_groups(store: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if comb_sandbox::caller::entered().is_none() {
+        return Ok(());
+    }
+    for dir in [
+        Path::new(""),
+        Path::new("blobs"),
+        Path::new("tmp"),
+        Path::new("trees"),
+    ] {
+        let path = store.join(dir);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.gid() == comb_sandbox::caller::OVERFLOW_ID {
+            return Err(Error::Environment(format!(
+                "{} belongs to a group other than your primary group, which comb's user namespace \
+                 does not map: give the store your primary group (chgrp -R \"$(id -g)\" {})",
+                path.display(),
+                store.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One invocation of comb on one repository and store.
 pub struct Engine {
     pub(crate) repo: RepoConfig,
@@ -203,6 +234,7 @@ impl Engine {
         };
         let sandbox = SandboxConfig::detect()?;
         check_layer_owners(store.root(), &sandbox.ids.layer_owners())?;
+        check_store_groups(store.root())?;
         Ok(Engine {
             repo,
             store,

@@ -49,7 +49,7 @@ pub const CALLER_ID: u32 = 65536;
 
 /// What the kernel shows for a host id this namespace does not map (root's
 /// files, say): `/proc/sys/kernel/overflowuid`.
-pub(crate) const OVERFLOW_ID: u32 = 65534;
+pub const OVERFLOW_ID: u32 = 65534;
 
 /// C's namespace, once entered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -322,6 +322,34 @@ fn a_user_without_a_range_or_with_a_store_it_cannot_use_is_told_what_to_do() {
         stderr.contains("permission denied") && stderr.contains("store of your own"),
         "{stderr}"
     );
+    // Its own store, but of a group its namespace does not map.
+    let grouped = Path::new(BASE).join(format!("{USER}.grouped"));
+    let _ = std::fs::remove_dir_all(&grouped);
+    std::fs::create_dir_all(&grouped).unwrap();
+    chown_to(USER, &grouped);
+    let store_arg = grouped.to_str().unwrap();
+    let made = comb_as(USER, Path::new("/"), &["env", "list", "--store", store_arg]);
+    assert!(made.status.success());
+    let status = Command::new("chgrp")
+        .args(["-R", "nogroup"])
+        .arg(&grouped)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // An empty repository: the engine opens the store, then has nothing
+    // to build.
+    let repo = Path::new(BASE).join(format!("{USER}.empty-repo"));
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("comb.toml"), "").unwrap();
+    let repo_arg = repo.to_str().unwrap();
+    let args = ["build", "--all", "--repo", repo_arg, "--store", store_arg];
+    let out = comb_as(USER, Path::new("/"), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("primary group") && stderr.contains("chgrp -R"),
+        "{stderr}"
+    );
 }
 
 /// The Invirtibuilder's attack on an ordinary user's comb: a build
