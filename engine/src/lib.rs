@@ -134,6 +134,36 @@ pub mod sandbox {
     };
 }
 
+/// Who a client or a file belongs to as the host knows it, also from
+/// inside an ordinary user's (or the build service's) user namespace,
+/// where every other user shows as one overflow id: what the build service
+/// decides trust and access by.
+pub mod host {
+    use std::os::fd::BorrowedFd;
+    use std::path::Path;
+
+    /// This process's uid on the host.
+    pub fn uid() -> u32 {
+        comb_sandbox::caller::host_uid()
+    }
+
+    /// A connected Unix socket's peer (`SO_PEERCRED`): uid, gid, pid.
+    pub fn peer(socket: BorrowedFd) -> std::io::Result<(u32, u32, i32)> {
+        comb_sandbox::caller::peer_credentials(socket)
+    }
+
+    /// The uid owning `path` (a link itself unless `follow`).
+    pub fn owner(path: &Path, follow: bool) -> std::io::Result<u32> {
+        comb_sandbox::caller::host_owner(path, follow)
+    }
+
+    /// Gives the file `fd` (opened with `O_PATH`) to group `gid`, of which
+    /// this user must be a member.
+    pub fn chgrp(fd: BorrowedFd, gid: u32) -> std::io::Result<()> {
+        comb_sandbox::caller::host_chgrp(fd, gid)
+    }
+}
+
 /// What the build service publishes pockets with: `.deb`s checked and
 /// written into signed APT repositories.
 pub mod publish {

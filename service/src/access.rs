@@ -62,8 +62,7 @@ impl Peer {
 /// knows them (`SO_PEERCRED`, read from the host's user namespace when the
 /// daemon runs in its own).
 pub fn peer_ids(socket: &impl AsFd) -> Result<(u32, u32, i32), String> {
-    comb_engine::sandbox::caller::peer_credentials(socket.as_fd())
-        .map_err(|e| format!("SO_PEERCRED: {e}"))
+    comb_engine::host::peer(socket.as_fd()).map_err(|e| format!("SO_PEERCRED: {e}"))
 }
 
 #[cfg(test)]

@@ -334,8 +334,8 @@ pub fn serve(opts: Options) -> Result<()> {
         let shared = shared.clone();
         std::thread::spawn(move || run_worker(&shared))
     };
-    // Clients' uids are the host's, so the daemon's is too.
-    let me = comb_engine::sandbox::caller::host_uid();
+    // Clients' uids are the host's, and so is this.
+    let me = crate::trust::me();
     for stream in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
@@ -611,10 +611,7 @@ fn bind_socket(path: &Path, group: Option<&str>) -> Result<(UnixListener, (u64, 
             )
             .map_err(std::io::Error::from)
             .and_then(|socket| {
-                comb_engine::sandbox::caller::host_chgrp(
-                    std::os::fd::AsFd::as_fd(&socket),
-                    gid.as_raw(),
-                )
+                comb_engine::host::chgrp(std::os::fd::AsFd::as_fd(&socket), gid.as_raw())
             })
             .map_err(|e| {
                 Error::io(

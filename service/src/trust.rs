@@ -30,13 +30,6 @@ fn trusted_owner(uid: u32, me: u32) -> bool {
     uid == 0 || uid == me
 }
 
-/// The host uid owning `path` (a link itself unless `follow`): inside the
-/// daemon's user namespace every other user's file shows as one overflow
-/// id, root's too, so it is read from the host's namespace.
-fn owner(path: &Path, follow: bool) -> std::io::Result<u32> {
-    comb_engine::sandbox::caller::host_owner(path, follow)
-}
-
 fn mode_text(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
@@ -122,7 +115,7 @@ pub fn check(path: &Path, what: &str, me: u32) -> Result<(), Untrusted> {
             })
         };
         let md = std::fs::symlink_metadata(&next).map_err(unreadable)?;
-        let uid = owner(&next, false).map_err(unreadable)?;
+        let uid = comb_engine::host::owner(&next, false).map_err(unreadable)?;
         if md.file_type().is_symlink() {
             // The link can be replaced by whoever may write its directory
             // (checked) or, in a sticky one, by its owner.
@@ -220,7 +213,8 @@ pub fn check(path: &Path, what: &str, me: u32) -> Result<(), Untrusted> {
 /// sticky bit.
 fn check_dir(dir: &Path, me: u32) -> Result<(), (String, bool)> {
     let md = std::fs::metadata(dir).map_err(|e| (format!("cannot be read: {e}"), false))?;
-    let uid = owner(dir, true).map_err(|e| (format!("cannot be read: {e}"), false))?;
+    let uid =
+        comb_engine::host::owner(dir, true).map_err(|e| (format!("cannot be read: {e}"), false))?;
     if !trusted_owner(uid, me) {
         return Err((
             format!(
@@ -274,7 +268,7 @@ fn push_front(todo: &mut Vec<OsString>, path: &Path) {
 
 /// The daemon's own host uid (also inside its user namespace).
 pub fn me() -> u32 {
-    comb_engine::sandbox::caller::host_uid()
+    comb_engine::host::uid()
 }
 
 #[cfg(test)]
