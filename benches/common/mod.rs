@@ -115,8 +115,13 @@ pub fn mkdir_all(dir: &Path) {
         .unwrap_or_else(|e| abort(&format!("creating {}: {e}", dir.display())));
 }
 
+/// Removes a directory tree or a file, if there is one.
 pub fn remove_all(path: &Path) {
-    match std::fs::remove_dir_all(path) {
+    let removed = match std::fs::symlink_metadata(path) {
+        Ok(md) if !md.is_dir() => std::fs::remove_file(path),
+        _ => std::fs::remove_dir_all(path),
+    };
+    match removed {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => abort(&format!("removing {}: {e}", path.display())),

@@ -8,7 +8,9 @@
 //! A pkg-env's tree may stand on another pkg-env's (see [`stand_on`]): its
 //! key and packages stay its own, only the installation is shared.
 //! Entering an environment is an overlay of its layers plus a fresh upper
-//! directory: nothing is copied or unpacked per use.
+//! directory: nothing is copied or unpacked per use. base-install and
+//! base-build are each one whole root (base-build hard-links what it keeps
+//! of base-install), so a package's environment is two layers deep.
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -28,7 +30,10 @@ use std::time::Duration;
 
 /// Changes when the way layers are made changes, so old layers are not
 /// reused for new ones.
-const LAYER_RECIPE: &str = "comb-layers-3";
+const LAYER_RECIPE: &str = "comb-layers-4";
+/// The file that marks a layer tree as a whole root: an environment of
+/// it needs none of the layers below it (see [`make_whole`]).
+const WHOLE: &str = "whole";
 /// Where the packages to install are bound inside the sandbox.
 const DEBS_INSIDE: &str = "/.comb/debs";
 /// Debian's fixed gid of the `mail` group (base-passwd).
@@ -633,6 +638,7 @@ fn base_install(
             &packages,
             script,
         )?;
+        make_whole(tree.path(), &unpacked, &configured)?;
         let name = format!("base-install-{key}");
         tree.publish(&name)?;
         Ok((
@@ -720,6 +726,17 @@ fn layer_with(
                 set_id: &set_id,
             };
             install_in_sandbox(engine, name, lower, &upper, &packages, &script)?;
+        }
+        if stage == NodeKind::BaseBuild {
+            match &below.paths[..] {
+                [whole] => make_whole(tree.path(), whole, &upper)?,
+                _ => {
+                    return Err(Error::Environment(format!(
+                        "base-install has {} layers, not one: run `comb gc --max-age 0`",
+                        below.paths.len()
+                    )))
+                }
+            }
         }
         if let Some(on) = &on {
             tree.layer_on(std::slice::from_ref(&on.tree))?;
@@ -936,12 +953,15 @@ fn layer_from(
             .iter()
             .map(|r| (format!("{}:{}", r.name, r.architecture), r.sha256.clone())),
     );
-    let below = below.map_or(&[][..], |b| &b.paths[..]);
     let NodeOutput::Tree(name) = &record.output else {
         return Err(Error::Environment("a layer node without a tree".into()));
     };
-    let mut paths = below.to_vec();
-    for tree in tree_chain(engine, name)? {
+    let chain = tree_chain(engine, name)?;
+    let mut paths = match below {
+        Some(b) if !is_whole(engine, &chain[0]) => b.paths.clone(),
+        _ => Vec::new(),
+    };
+    for tree in chain {
         paths.extend(own_dirs(engine, &tree)?);
     }
     Ok(Layer {
@@ -953,6 +973,37 @@ fn layer_from(
         installed: std::sync::Arc::new(installed),
         status: Default::default(),
     })
+}
+
+/// Makes the tree being built at `dir` a whole root: `upper` applied to
+/// `lower` as one layer `0`, then marked [`WHOLE`]. Every environment
+/// stands on base-build, and each layer fewer under it saves every build
+/// a few percent (overlayfs looks a path up in each layer in turn), so
+/// base-install and base-build are one layer: base-install's files are
+/// hard-linked, not copied, and both trees stay usable on their own.
+fn make_whole(dir: &Path, lower: &Path, upper: &Path) -> Result<()> {
+    let flat = dir.join("flat");
+    let within = |p: &Path| p.parent() == Some(dir);
+    comb_sandbox::caller::as_layer_owner(|| -> Result<()> {
+        comb_sandbox::flatten::flatten(lower, upper, &flat).map_err(Error::Environment)?;
+        for used in [upper, lower].into_iter().filter(|p| within(p)) {
+            std::fs::remove_dir_all(used)
+                .map_err(|e| Error::io(format!("removing {}", used.display()), e))?;
+        }
+        let layer = dir.join("0");
+        std::fs::rename(&flat, &layer)
+            .map_err(|e| Error::io(format!("renaming {}", flat.display()), e))
+    })?;
+    std::fs::write(dir.join(WHOLE), "")
+        .map_err(|e| Error::io(format!("marking {} whole", dir.display()), e))
+}
+
+/// Whether the layer tree `tree` is a whole root (see [`make_whole`]).
+fn is_whole(engine: &Engine, tree: &str) -> bool {
+    engine
+        .store
+        .tree_path(tree)
+        .is_some_and(|p| p.join(WHOLE).is_file())
 }
 
 /// The first stage of a bootstrap, as C: merged-/usr symlinks, every

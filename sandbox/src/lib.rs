@@ -29,6 +29,7 @@ pub mod caller;
 mod cgroup;
 mod copyout;
 mod disk;
+pub mod flatten;
 pub mod extract;
 mod idmap;
 mod init;
