@@ -230,8 +230,7 @@ fn merge(
 }
 
 fn new_dir(out: BorrowedFd, name: &CStr, path: &Path) -> Result<OwnedFd, String> {
-    mkdirat(out, name, Mode::from_bits_truncate(0o700))
-        .map_err(|e| err(path, "creating", e))?;
+    mkdirat(out, name, Mode::from_bits_truncate(0o700)).map_err(|e| err(path, "creating", e))?;
     open_dir(out, name, path)
 }
 
@@ -248,6 +247,5 @@ fn finish(fd: &OwnedFd, st: &FileStat, path: &Path) -> Result<(), String> {
         .map_err(|e| err(path, "setting the mode of", e))?;
     let atime = nix::sys::time::TimeSpec::new(st.st_atime, st.st_atime_nsec);
     let mtime = nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
-    nix::sys::stat::futimens(fd, &atime, &mtime)
-        .map_err(|e| err(path, "setting the times of", e))
+    nix::sys::stat::futimens(fd, &atime, &mtime).map_err(|e| err(path, "setting the times of", e))
 }

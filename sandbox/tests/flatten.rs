@@ -16,8 +16,22 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
     let n = std::ffi::CString::new(name).expect("name");
     // SAFETY: valid strings and buffer.
-    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    assert_eq!(r, 0, "setxattr {name} on {}: {}", path.display(), std::io::Error::last_os_error());
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 fn has_xattrs(path: &Path) -> bool {
@@ -34,15 +48,25 @@ fn listing(root: &Path) -> Vec<String> {
     while let Some(dir) = todo.pop() {
         for e in fs::read_dir(&dir).expect("read_dir") {
             let p = e.expect("entry").path();
-            let rel = p.strip_prefix(root).expect("under root").display().to_string();
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
             let md = fs::symlink_metadata(&p).expect("lstat");
             if md.file_type().is_symlink() {
-                out.push(format!("{rel} -> {}", fs::read_link(&p).expect("readlink").display()));
+                out.push(format!(
+                    "{rel} -> {}",
+                    fs::read_link(&p).expect("readlink").display()
+                ));
             } else if md.is_dir() {
                 out.push(format!("{rel}/ {:o}", md.mode() & 0o7777));
                 todo.push(p);
             } else {
-                out.push(format!("{rel} = {}", fs::read_to_string(&p).unwrap_or_default()));
+                out.push(format!(
+                    "{rel} = {}",
+                    fs::read_to_string(&p).unwrap_or_default()
+                ));
             }
         }
     }
@@ -74,8 +98,11 @@ fn upper_applied_to_lower_is_what_the_overlay_showed() {
     write(&upper.join("usr/share/old/b"), "new");
     set_xattr(&upper.join("usr/share/old"), "user.overlay.opaque", b"y");
     write(&upper.join("usr/share/merged/from-upper"), "upper");
-    fs::set_permissions(upper.join("usr/share/merged"), fs::Permissions::from_mode(0o2775))
-        .expect("chmod");
+    fs::set_permissions(
+        upper.join("usr/share/merged"),
+        fs::Permissions::from_mode(0o2775),
+    )
+    .expect("chmod");
     write(&upper.join("var/file-then-dir/inside"), "a directory above");
     write(&upper.join("bin/one"), "linked");
     fs::hard_link(upper.join("bin/one"), upper.join("bin/two")).expect("link");
@@ -108,9 +135,15 @@ fn upper_applied_to_lower_is_what_the_overlay_showed() {
     // layer is as it was.
     let ino = |p: &Path| fs::symlink_metadata(p).expect("lstat").ino();
     assert_eq!(ino(&out.join("etc/kept")), ino(&lower.join("etc/kept")));
-    assert_eq!(ino(&out.join("etc/outside")), ino(&lower.join("etc/outside")));
+    assert_eq!(
+        ino(&out.join("etc/outside")),
+        ino(&lower.join("etc/outside"))
+    );
     assert_eq!(ino(&out.join("bin/one")), ino(&out.join("bin/two")));
-    assert_eq!(fs::read_to_string(lower.join("etc/replaced")).expect("read"), "lower");
+    assert_eq!(
+        fs::read_to_string(lower.join("etc/replaced")).expect("read"),
+        "lower"
+    );
     assert!(lower.join("etc/removed").exists());
     assert!(lower.join("usr/share/old/a").exists());
     // overlayfs's markers do not survive.
@@ -125,5 +158,8 @@ fn a_layer_with_overlay_features_comb_does_not_use_is_refused() {
     write(&upper.join("a/file2"), "upper");
     set_xattr(&upper.join("a"), "user.overlay.redirect", b"/elsewhere");
     let e = flatten(&lower, &upper, &tmp.path().join("out")).expect_err("refused");
-    assert!(e.contains("user.overlay.redirect") && e.contains("/a"), "{e}");
+    assert!(
+        e.contains("user.overlay.redirect") && e.contains("/a"),
+        "{e}"
+    );
 }
