@@ -136,6 +136,11 @@
 
 mod common;
 use comb_engine::NATIVE_SOURCE_DATE_EPOCH;
+
+/// The `comb.toml` of the generated repositories of native recipes: their
+/// packages need a maintainer.
+const NATIVE_TOML: &[u8] =
+    b"[package]\nmaintainer = \"comb bench <bench@comb-bench.example.org>\"\n";
 use comb_engine::{Architecture, Output, Recipe, Source};
 use common::*;
 use serde_json::Value;
@@ -152,7 +157,7 @@ const DEFAULT_SEED_STORE: &str = "/var/cache/comb-test-store";
 const ALL_PARTS: [&str; 4] = ["noop", "schedule", "real", "check"];
 /// Changes when the generated repositories change: older ones are
 /// regenerated.
-const GENERATOR: &str = "build_graph-1";
+const GENERATOR: &str = "build_graph-2";
 /// Seeds of the random graphs.
 const NOOP_SEED: u64 = 0x6e6f_6f70_2d67_7261;
 const SCHED_SEED: u64 = 0x7363_6865_642d_3031;
@@ -1209,7 +1214,7 @@ fn noop_repo(bench: &Bench, dag: &Dag, n: usize) -> PathBuf {
             thousands(n),
             repo.display()
         );
-        write(&dir.join("comb.toml"), b"");
+        write(&dir.join("comb.toml"), NATIVE_TOML);
         for r in 0..n {
             let name = noop_name(r);
             let src = dir.join(&name).join("src");
@@ -1358,7 +1363,7 @@ fn schedule(bench: &Bench) {
     );
     let repo = bench.dir.join("sched");
     generate(&repo, &format!("sched {n} {SCHED_SEED:x}"), |dir| {
-        write(&dir.join("comb.toml"), b"");
+        write(&dir.join("comb.toml"), NATIVE_TOML);
         for r in 0..n {
             let src = dir.join(sched_name(r)).join("src");
             mkdir_all(&src);

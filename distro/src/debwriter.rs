@@ -110,6 +110,28 @@ pub struct BinarySpec {
     /// Files of control.tar besides `control` and `md5sums`:
     /// maintainer scripts, `conffiles`, `triggers`, `shlibs`, ...
     pub control_files: Vec<ControlFile>,
+    /// Files of data.tar that are not under the root but made by comb
+    /// (a copyright file, a changelog): written with mode 0644 and the
+    /// epoch as their time, their missing parents as directories. A path
+    /// also listed among the files is an error.
+    pub generated: Vec<GeneratedFile>,
+}
+
+/// One file of data.tar given by its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedFile {
+    /// Relative to the package's root, like the listed files.
+    pub path: PathBuf,
+    pub contents: Generated,
+}
+
+/// What a generated path is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generated {
+    /// A regular file (mode 0644) of these bytes.
+    File(Vec<u8>),
+    /// A symlink to this target.
+    Symlink(String),
 }
 
 /// One extra member of control.tar.
@@ -229,7 +251,7 @@ pub fn write_deb_with(
         ));
     }
     let filename = deb_filename(spec);
-    let tree = build_tree(root, files)?;
+    let tree = build_tree(root, files, &spec.generated)?;
 
     let out = Output::new(out_dir, &filename);
     let result = (|| {
@@ -256,8 +278,8 @@ pub fn write_deb_with(
         };
         let root_fd = open_root(root).map_err(|e| Error::io("opening", root, e))?;
         let root_st = fstat(root_fd.as_raw_fd()).map_err(|e| Error::io("reading", root, e))?;
-        data.directory(b"./", &root_st)?;
-        data.walk(&root_fd, &mut Vec::new(), &tree)?;
+        data.directory(b"./", root_st.st_mtime)?;
+        data.walk(Some(&root_fd), &mut Vec::new(), &tree)?;
         let (md5sums, regular, installed_kib) = data.finish()?;
 
         let control = spec.control_text(installed_kib);
@@ -690,6 +712,10 @@ fn long_description(text: &str) -> String {
 #[derive(Default)]
 struct Tree {
     children: BTreeMap<Vec<u8>, Tree>,
+    /// Under the root on disk: listed, or the parent of a listed path.
+    /// Otherwise a generated file or a generated file's parent.
+    on_disk: bool,
+    generated: Option<Generated>,
 }
 
 fn input_error(root: &Path, path: &[u8], reason: impl Into<String>) -> Error {
@@ -700,9 +726,11 @@ fn input_error(root: &Path, path: &[u8], reason: impl Into<String>) -> Error {
     }
 }
 
-fn build_tree(root: &Path, files: &[PathBuf]) -> Result<Tree> {
+fn build_tree(root: &Path, files: &[PathBuf], generated: &[GeneratedFile]) -> Result<Tree> {
     let mut tree = Tree::default();
-    for file in files {
+    let listed = files.iter().map(|f| (f, None));
+    let made = generated.iter().map(|g| (&g.path, Some(&g.contents)));
+    for (file, contents) in listed.chain(made) {
         let raw = file.as_os_str().as_bytes();
         let mut node = &mut tree;
         let mut depth = 0;
@@ -730,6 +758,7 @@ fn build_tree(root: &Path, files: &[PathBuf]) -> Result<Tree> {
                     }
                     depth += 1;
                     node = node.children.entry(name.to_vec()).or_default();
+                    node.on_disk |= contents.is_none();
                 }
                 Component::ParentDir => {
                     return Err(input_error(
@@ -746,6 +775,16 @@ fn build_tree(root: &Path, files: &[PathBuf]) -> Result<Tree> {
                     ))
                 }
             }
+        }
+        if let Some(contents) = contents {
+            if node.on_disk || node.generated.is_some() || !node.children.is_empty() {
+                return Err(input_error(
+                    root,
+                    raw,
+                    "comb makes this file, and it is also listed",
+                ));
+            }
+            node.generated = Some(contents.clone());
         }
     }
     Ok(tree)
@@ -791,28 +830,84 @@ impl Packer<'_> {
         Error::io("writing", self.tmp_path, e)
     }
 
-    fn directory(&mut self, name: &[u8], st: &libc::stat) -> Result<()> {
+    fn directory(&mut self, name: &[u8], mtime: i64) -> Result<()> {
         self.installed_kib += 1;
         let header = TarHeader {
             name,
             mode: 0o755,
             size: 0,
-            mtime: self.clamp(st.st_mtime),
+            mtime: self.clamp(mtime),
             kind: b'5',
             link: b"",
         };
         self.tar.header(&header).map_err(|e| self.tar_err(e))
     }
 
-    /// Writes the children of `node`, which are in the directory `dir`,
-    /// whose archive name is `./` + `path` joined with '/'.
-    fn walk(&mut self, dir: &OwnedFd, path: &mut Vec<u8>, node: &Tree) -> Result<()> {
+    /// Writes the children of `node`, which are in the directory `dir`
+    /// (none for a directory only generated files are in), whose archive
+    /// name is `./` + `path` joined with '/'.
+    fn walk(&mut self, dir: Option<&OwnedFd>, path: &mut Vec<u8>, node: &Tree) -> Result<()> {
         for (name, child) in &node.children {
             let len = path.len();
             path.extend_from_slice(name);
-            self.entry(dir, name, path, child)?;
+            match (dir, child.on_disk) {
+                (Some(dir), true) => self.entry(dir, name, path, child)?,
+                _ => self.generated(path, child)?,
+            }
             path.truncate(len);
         }
+        Ok(())
+    }
+
+    /// A generated file, or a directory that holds only generated files.
+    fn generated(&mut self, path: &mut Vec<u8>, node: &Tree) -> Result<()> {
+        let mut archive_name = b"./".to_vec();
+        archive_name.extend_from_slice(path);
+        let contents = match &node.generated {
+            Some(Generated::File(contents)) => contents,
+            Some(Generated::Symlink(target)) => {
+                if target.is_empty() || target.contains('\n') || target.contains('\0') {
+                    return Err(Error::DebSpec {
+                        package: String::new(),
+                        field: "generated symlink".into(),
+                        message: format!("{target:?} is not a symlink target"),
+                    });
+                }
+                self.installed_kib += (target.len() as u64).div_ceil(1024);
+                self.symlinks.push(SymlinkEntry {
+                    name: archive_name,
+                    target: target.as_bytes().to_vec(),
+                    mtime: self.sde,
+                });
+                return Ok(());
+            }
+            None => {
+                archive_name.push(b'/');
+                self.directory(&archive_name, self.sde)?;
+                path.push(b'/');
+                self.walk(None, path, node)?;
+                path.pop();
+                return Ok(());
+            }
+        };
+        let size = contents.len() as u64;
+        self.installed_kib += size.div_ceil(1024);
+        let header = TarHeader {
+            name: &archive_name,
+            mode: 0o644,
+            size,
+            mtime: self.sde as u64,
+            kind: b'0',
+            link: b"",
+        };
+        self.tar.header(&header).map_err(|e| self.tar_err(e))?;
+        self.tar.content(contents).map_err(|e| self.tar_err(e))?;
+        self.tar.pad().map_err(|e| self.tar_err(e))?;
+        let mut abs = path.to_vec();
+        abs.insert(0, b'/');
+        self.regular.insert(abs);
+        self.md5sums
+            .push((hex::encode(Md5::digest(contents)), path.to_vec()));
         Ok(())
     }
 
@@ -851,9 +946,9 @@ impl Packer<'_> {
                     return Err(input_error(root, path, "it changed while comb read it"));
                 }
                 archive_name.push(b'/');
-                self.directory(&archive_name, &st)?;
+                self.directory(&archive_name, st.st_mtime)?;
                 path.push(b'/');
-                self.walk(&fd, path, node)?;
+                self.walk(Some(&fd), path, node)?;
                 path.pop();
                 Ok(())
             }

@@ -43,13 +43,16 @@ pub mod fetch;
 mod fsat;
 pub mod index;
 pub mod packages;
+pub mod policy;
 pub mod release;
 pub mod solver;
 pub mod sources;
 
 pub use aptbox::{essential_and_required, Aptbox, Resolved};
 pub use aptrepo::{write_flat_repository, RepoEntry};
-pub use debwriter::{write_deb, BinarySpec, ControlFile, DebOptions, WrittenDeb};
+pub use debwriter::{
+    write_deb, BinarySpec, ControlFile, DebOptions, Generated, GeneratedFile, WrittenDeb,
+};
 pub use error::{Error, Result};
 pub use fetch::{fetch_to, parallel_fetch, FetchItem, FetchOptions, Fetched, Fetcher};
 pub use index::{fetch_snapshot, IndexFile, IndexKind, Snapshot, SnapshotLock};

@@ -13,12 +13,12 @@ use crate::inputs::{
     SourceEntry, SourceKind, Wanted,
 };
 pub use crate::manifest::{BuiltDeb, Confinement, Manifest};
+use crate::native;
 use crate::scheduler::{self, JobState};
 use crate::snapshot::Pinned;
 use crate::source;
 use crate::vary::{self, Variations};
-use comb_cache::{Algorithm, Digest, Event, EventStatus, Hash, NodeKind, NodeOutput, Sha256};
-use comb_distro::debwriter::{self, BinarySpec};
+use comb_cache::{Digest, Event, EventStatus, Hash, NodeKind, NodeOutput, Sha256};
 use comb_distro::SourcePackage;
 use comb_recipes::{Recipe, Repository, Source, SourceFacts};
 
@@ -27,10 +27,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Changes when the way packages are built changes.
-const BUILDER: &str = "comb-build-3";
-/// SOURCE_DATE_EPOCH of native packages: fixed, so it never comes from
-/// the clock or a checkout's mtimes (2024-01-01).
-pub const NATIVE_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
+const BUILDER: &str = "comb-build-4";
+
+/// [`BUILDER`] and the packaging script native packages go through, so a
+/// change to either rebuilds them.
+fn builder() -> String {
+    let script = blake3::hash(comb_distro::policy::PACKAGING_SCRIPT.as_bytes());
+    format!("{BUILDER} packaging {}", &script.to_hex()[..16])
+}
+pub use crate::native::NATIVE_SOURCE_DATE_EPOCH;
 
 /// How a package ended in a run.
 #[derive(Debug, Clone)]
@@ -770,7 +775,7 @@ fn build_inputs(
         }
     };
     Ok(BuildInputs {
-        builder: BUILDER.to_string(),
+        builder: builder(),
         kind,
         name: recipe.name.clone(),
         version,
@@ -779,6 +784,11 @@ fn build_inputs(
         source,
         script: recipe.build.script.clone().unwrap_or_default(),
         outputs: recipe.outputs.iter().map(output_text).collect(),
+        package: recipe
+            .source
+            .kind()
+            .is_native()
+            .then(|| package_text(recipe, engine)),
     })
 }
 
@@ -900,6 +910,27 @@ fn make(
     }
 }
 
+/// The recipe's `[package]` fields that go into its packages (with the
+/// repository's maintainer when it names none), as one line.
+fn package_text(recipe: &Recipe, engine: &Engine) -> String {
+    let p = &recipe.package;
+    let maintainer = p.maintainer.as_ref().or(engine.repo.maintainer.as_ref());
+    let mut t = String::new();
+    for (k, v) in [
+        ("maintainer", maintainer),
+        ("license", p.license.as_ref()),
+        ("copyright", p.copyright.as_ref()),
+        ("homepage", p.homepage.as_ref()),
+        ("summary", p.summary.as_ref()),
+        ("description", p.description.as_ref()),
+    ] {
+        if let Some(v) = v {
+            t.push_str(&format!("{k}={v:?} "));
+        }
+    }
+    t.trim_end().to_string()
+}
+
 fn output_text(o: &comb_recipes::Output) -> String {
     let globs: Vec<&str> = o.files.iter().map(|g| g.as_str()).collect();
     let mut t = format!(
@@ -922,6 +953,15 @@ fn output_text(o: &comb_recipes::Output) -> String {
     ] {
         if let Some(v) = v {
             t.push_str(&format!(" {k}={v:?}"));
+        }
+    }
+    for (k, on, default) in [
+        ("strip", o.strip, true),
+        ("dbgsym", o.dbgsym, true),
+        ("symbols", o.symbols, false),
+    ] {
+        if on != default {
+            t.push_str(&format!(" {k}={on}"));
         }
     }
     t
@@ -997,6 +1037,8 @@ fn build_native(
     tarball: Option<&str>,
 ) -> Result<Manifest> {
     let engine = ctx.engine;
+    // Before building: its packages cannot be written without one.
+    native::maintainer(engine, recipe)?;
     let root = vary::build_root(ctx.variations);
     let mut script = String::new();
     if let Some(flag) = tarball {
@@ -1007,13 +1049,14 @@ fn build_native(
              else tar -x{flag}f {root}/upstream.tar; fi\n",
         ));
     }
+    script.push_str(&native::build_prelude(root));
     script.push_str(&inputs.script);
     let executed = ctx.executor.execute(&Action {
         name: &recipe.name,
         env: NodeKey::known(&env_layer.key),
         env_paths: &env_layer.paths,
         inputs: files,
-        empty_dirs: vec!["src".into(), "dest".into()],
+        empty_dirs: vec!["src".into(), "dest".into(), native::ABOUT_DIR.into()],
         script,
         cwd: "src".into(),
         env_vars: vec![
@@ -1025,44 +1068,30 @@ fn build_native(
         ],
         variations: ctx.variations,
         limits: &recipe.build.limits,
-        outputs: vec!["dest".into()],
+        outputs: vec!["dest".into(), native::ABOUT_DIR.into()],
     })?;
-    // What U left, as the executor read it (no link followed).
-    let dest = &executed.outputs[0].dir;
-    let files: Vec<PathBuf> = executed.outputs[0].entries.keys().cloned().collect();
-    let out = engine.store.tmp_path("debs");
-    std::fs::create_dir(&out).map_err(|e| Error::io("creating the output directory", e))?;
-    let packed = (|| -> Result<(Vec<BuiltDeb>, Vec<String>)> {
-        let mut debs = Vec::new();
-        let mut claimed = std::collections::BTreeSet::new();
-        for output in &recipe.outputs {
-            let mine: Vec<PathBuf> = files
-                .iter()
-                .filter(|f| output.files.iter().any(|g| g.matches(&f.to_string_lossy())))
-                .cloned()
-                .collect();
-            claimed.extend(mine.iter().cloned());
-            let spec = binary_spec(recipe, output, &inputs.version, &inputs.architecture);
-            let written = debwriter::write_deb(&spec, dest, &mine, NATIVE_SOURCE_DATE_EPOCH, &out)?;
-            debs.push(store_deb(engine, &written.path, &written.control)?);
-        }
-        let unclaimed: Vec<String> = files
-            .iter()
-            .filter(|f| !claimed.contains(*f) && !dest.join(f).is_dir())
-            .map(|f| f.display().to_string())
-            .collect();
-        Ok((debs, unclaimed))
-    })();
-    let _ = std::fs::remove_dir_all(&out);
-    let (debs, unclaimed) = packed?;
-    let mut log = executed.log;
+    let packing = native::Packing {
+        engine,
+        executor: ctx.executor,
+        variations: ctx.variations,
+    };
+    let (debs, unclaimed, packaging_log) = native::pack(
+        &packing,
+        env_layer,
+        recipe,
+        &inputs.version,
+        &inputs.architecture,
+        &executed,
+    )?;
+    let mut log = executed.log.clone();
+    log.push_str(&packaging_log);
     if !unclaimed.is_empty() {
         log.push_str(&format!(
             "comb: warning: no [[output]] holds these files of DESTDIR: {}\n",
             unclaimed.join(", ")
         ));
     }
-    manifest(engine, debs, &log, executed.confinement)
+    manifest(engine, debs, &log, executed.confinement.clone())
 }
 
 /// A build's record: its packages, and its log stored as a blob.
@@ -1076,75 +1105,6 @@ fn manifest(
         debs,
         log: crate::logs::store(engine, log)?,
         confinement: Some(confinement),
-    })
-}
-
-fn binary_spec(
-    recipe: &Recipe,
-    output: &comb_recipes::Output,
-    version: &str,
-    arch: &str,
-) -> BinarySpec {
-    let list =
-        |deps: &[comb_recipes::Dependency]| deps.iter().map(|d| d.relation.text.clone()).collect();
-    BinarySpec {
-        package: output.name.clone(),
-        version: version.to_string(),
-        architecture: match output.architecture {
-            comb_recipes::Architecture::All => "all".into(),
-            comb_recipes::Architecture::Any => arch.to_string(),
-        },
-        maintainer: recipe
-            .package
-            .maintainer
-            .clone()
-            .unwrap_or_else(|| "comb <comb@localhost>".into()),
-        summary: output.summary(recipe).unwrap_or(&output.name).to_string(),
-        description: output
-            .description
-            .clone()
-            .or_else(|| recipe.package.description.clone()),
-        section: output.section.clone(),
-        priority: output.priority.clone(),
-        homepage: recipe.package.homepage.clone(),
-        source: (output.name != recipe.name).then(|| recipe.name.clone()),
-        depends: list(&output.depends),
-        pre_depends: list(&output.pre_depends),
-        recommends: list(&output.recommends),
-        suggests: list(&output.suggests),
-        conflicts: list(&output.conflicts),
-        breaks: list(&output.breaks),
-        replaces: list(&output.replaces),
-        provides: list(&output.provides),
-        ..BinarySpec::default()
-    }
-}
-
-/// Stores a `.deb` as a sha256 blob and describes it.
-fn store_deb(engine: &Engine, path: &Path, control: &str) -> Result<BuiltDeb> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let digest = engine
-        .store
-        .put_blob_reader_as(&mut file, Algorithm::Sha256)?;
-    let field = |name: &str| {
-        control
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    Ok(BuiltDeb {
-        name: field("Package"),
-        version: field("Version"),
-        architecture: field("Architecture"),
-        sha256: digest.hex(),
-        size: digest.size,
-        filename: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        control: control.trim_end().to_string(),
     })
 }
 
@@ -1237,7 +1197,7 @@ fn build_debian(
         let is_deb = deb.extension().is_some_and(|x| x == "deb");
         if is_deb && deb.components().count() == 1 && matches!(entry, SourceEntry::File { .. }) {
             let control = comb_distro::deb::DebArchive::open(&path)?.control()?;
-            debs.push(store_deb(engine, &path, &control)?);
+            debs.push(crate::manifest::store_deb(engine, &path, &control)?);
         }
     }
     if debs.is_empty() {

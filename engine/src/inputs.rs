@@ -870,6 +870,10 @@ stage_inputs! {
         script: String = "script", Role::Script;
         /// The recipe's outputs, each as one line.
         outputs: Vec<String> = "outputs", Role::Recipe("outputs");
+        /// What a native recipe's packages say of themselves besides
+        /// their outputs: maintainer, license, copyright, homepage,
+        /// description (none in records made before comb wrote them).
+        package: Option<String> = "package", Role::Recipe("package");
     }
 }
 
@@ -1191,6 +1195,7 @@ mod tests {
             ]),
             script: "make\nmake install".into(),
             outputs: vec!["greet arch=Any files=usr/bin/*".into()],
+            package: None,
         }
     }
 

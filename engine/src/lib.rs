@@ -57,6 +57,7 @@
 //! | build | `source` | map of text to file digest, symlink or dir | Every source file by path. |
 //! | build | `script` | text | The recipe's build script (empty for Debian sources). |
 //! | build | `outputs` | list of text | The recipe's outputs, each as one line. |
+//! | build | `package` | text (when any) | What a native recipe's packages say of themselves besides their outputs: maintainer, license, copyright, homepage, description (none in records made before comb wrote them). |
 //! | build shortcut | `resolver` | text (when any) | The resolver of the build dependencies and its version (none before comb had its own). |
 //! | build shortcut | `index` | node key | The snapshot's index node. |
 //! | build shortcut | `base` | node key | The base environment's top layer. |
@@ -74,6 +75,7 @@ mod inputs;
 mod logs;
 mod manifest;
 mod miss;
+mod native;
 mod plan;
 mod report;
 mod scheduler;
@@ -84,10 +86,7 @@ mod why;
 
 // The engine's API: what the binary and the build service call. The
 // modules are private; everything a caller uses is named here.
-pub use build::{
-    build, recorded_builds, write_repository, BuildRequest, Built, PackageResult,
-    NATIVE_SOURCE_DATE_EPOCH,
-};
+pub use build::{build, recorded_builds, write_repository, BuildRequest, Built, PackageResult};
 pub use check::{
     check, CheckRequest, DebDigest, Failure as CheckFailure, FileDifference, FileFacts,
     PackageCheck, Verdict,
@@ -100,6 +99,7 @@ pub use env::{environment, run_in, Environment, Layer};
 pub use error::{error_kind_of, Error, ErrorKind, Result, WouldBuild};
 pub use gc::{collect as collect_garbage, stats as store_stats};
 pub use manifest::{BuiltDeb, Confinement, Manifest};
+pub use native::NATIVE_SOURCE_DATE_EPOCH;
 pub use plan::{plan, Action as PlannedAction, Plan, PlannedPackage};
 pub use report::{
     report, CheckRow, CheckRun, Counts, CriticalPath, FailingSince, Failure as ReportedFailure,

@@ -1,8 +1,11 @@
 //! What a build node records: the packages it made and its log, as a
 //! manifest blob in the store.
 
+use crate::engine::Engine;
+use crate::error::{Error, Result};
 use comb_cache::{Algorithm, Digest, NodeRef};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// One `.deb` a build produced, stored as a sha256 blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,4 +64,32 @@ impl Confinement {
     pub fn describe(&self) -> String {
         self.enforced_by.describe(&self.limits).join(", ")
     }
+}
+
+/// Stores a `.deb` as a sha256 blob and describes it.
+pub(crate) fn store_deb(engine: &Engine, path: &Path, control: &str) -> Result<BuiltDeb> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let digest = engine
+        .store
+        .put_blob_reader_as(&mut file, Algorithm::Sha256)?;
+    let field = |name: &str| {
+        control
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    Ok(BuiltDeb {
+        name: field("Package"),
+        version: field("Version"),
+        architecture: field("Architecture"),
+        sha256: digest.hex(),
+        size: digest.size,
+        filename: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        control: control.trim_end().to_string(),
+    })
 }

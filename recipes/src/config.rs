@@ -35,6 +35,9 @@ pub struct RepoConfig {
     /// snapshot's binaries only, with no edges between recipes, as an
     /// archive-wide rebuild of a distribution does.
     pub archive_rebuild: bool,
+    /// `[package] maintainer`: the `Maintainer` of native packages whose
+    /// recipe names none.
+    pub maintainer: Option<String>,
 }
 
 /// `[pockets.NAME]`: one archive a build service publishes, and who may
@@ -138,6 +141,16 @@ struct RawFile {
     limits: Option<RawLimits>,
     #[serde(default)]
     build: Option<RawBuild>,
+    #[serde(default)]
+    package: Option<RawPackageDefaults>,
+}
+
+/// `[package]`: what every native recipe's `[package]` takes unless it
+/// says otherwise.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPackageDefaults {
+    maintainer: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +387,13 @@ impl RepoConfig {
                 .map_err(|(o, m)| bad(o, format!("[limits] {m}")))?,
             None => LimitsConfig::default(),
         };
+        let mut maintainer = None;
+        if let Some(m) = raw.package.and_then(|p| p.maintainer) {
+            let v = m.get_ref().trim();
+            crate::check_maintainer(v)
+                .map_err(|e| bad(m.span().start, format!("[package] {e}")))?;
+            maintainer = Some(v.to_string());
+        }
         Ok(RepoConfig {
             path: path.to_path_buf(),
             root,
@@ -383,6 +403,7 @@ impl RepoConfig {
             hooks,
             limits,
             archive_rebuild: raw.build.is_some_and(|b| b.archive_rebuild),
+            maintainer,
         })
     }
 }

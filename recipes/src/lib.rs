@@ -36,7 +36,7 @@ pub use glob::Glob;
 pub use graph::{CutEdge, Node, PackageGraph, SourceFacts};
 pub use limits::LimitsConfig;
 pub use recipe::{
-    Architecture, Build, Dependency, Output, Package, Recipe, Requirement, Source, SourceKind,
-    RECIPE_FILE,
+    check_maintainer, Architecture, Build, Dependency, Output, Package, Recipe, Requirement,
+    Source, SourceKind, RECIPE_FILE,
 };
 pub use repo::{find_recipes, Repository};

@@ -78,6 +78,9 @@ pub struct Package {
     pub homepage: Option<String>,
     /// The long description of every output that has none of its own.
     pub description: Option<String>,
+    /// Who holds the copyright, one holder a line (`2024 Example Org`),
+    /// for the copyright file of native packages.
+    pub copyright: Option<String>,
 }
 
 /// `[source]`: exactly one kind.
@@ -190,6 +193,13 @@ pub struct Output {
     pub conflicts: Vec<Dependency>,
     pub provides: Vec<Dependency>,
     pub replaces: Vec<Dependency>,
+    /// Strip its ELF files as `dh_strip` does (default yes).
+    pub strip: bool,
+    /// Keep what is stripped in a `NAME-dbgsym` package (default yes).
+    pub dbgsym: bool,
+    /// Ship a `symbols` file for its shared libraries, made by
+    /// `dpkg-gensymbols` (default no: a `shlibs` file only).
+    pub symbols: bool,
 }
 
 /// `Architecture:` of an output.
@@ -331,6 +341,7 @@ struct RawPackage {
     maintainer: Text,
     homepage: Text,
     description: Text,
+    copyright: Text,
 }
 
 #[derive(Deserialize)]
@@ -369,6 +380,9 @@ struct RawOutput {
     conflicts: List,
     provides: List,
     replaces: List,
+    strip: Option<bool>,
+    dbgsym: Option<bool>,
+    symbols: Option<bool>,
 }
 
 /// `base.join(relative)`, canonical; `base` must be canonical. Plain
@@ -644,18 +658,17 @@ impl Parser<'_> {
         }
         if let Some(m) = &raw.maintainer {
             let v = m.get_ref().trim();
-            let ok = !v.contains('\n')
-                && v.ends_with('>')
-                && v.find('<').is_some_and(|i| i > 0 && v[i..].contains('@'));
-            if ok {
-                p.maintainer = Some(v.to_string());
+            match check_maintainer(v) {
+                Ok(()) => p.maintainer = Some(v.to_string()),
+                Err(e) => errors.push(self.err(m.span().start, e)),
+            }
+        }
+        if let Some(c) = &raw.copyright {
+            let v = c.get_ref().trim();
+            if v.is_empty() {
+                errors.push(self.err(c.span().start, "copyright is empty"));
             } else {
-                errors.push(self.err(
-                    m.span().start,
-                    format!(
-                        "maintainer {v:?} is not `Name <email>`, e.g. \"Jane Doe <jane@example.org>\""
-                    ),
-                ));
+                p.copyright = Some(v.to_string());
             }
         }
         if let Some(h) = &raw.homepage {
@@ -1126,6 +1139,9 @@ impl Parser<'_> {
             conflicts,
             provides,
             replaces,
+            strip: o.strip.unwrap_or(true),
+            dbgsym: o.dbgsym.unwrap_or(true),
+            symbols: o.symbols.unwrap_or(false),
         })
     }
 
@@ -1205,6 +1221,42 @@ impl Parser<'_> {
             at: self.loc(at),
         })
     }
+}
+
+/// Checks a `Maintainer` value: `Name <address>`, where the address is
+/// one mail reaches (a host with a dot, not `localhost`), as lintian's
+/// `bogus-mail-host` asks.
+pub fn check_maintainer(value: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "maintainer {value:?} {why}: write `Name <email>`, e.g. \"Jane Doe <jane@example.org>\""
+        ))
+    };
+    let Some((name, rest)) = value.split_once('<') else {
+        return bad("has no address");
+    };
+    let Some(address) = rest.strip_suffix('>') else {
+        return bad("does not end with `>`");
+    };
+    if name.trim().is_empty() || value.contains('\n') || value.contains(',') {
+        return bad("is not one name and address");
+    }
+    let Some((local, host)) = address.split_once('@') else {
+        return bad("has no `@` in its address");
+    };
+    let host = host.to_ascii_lowercase();
+    let bogus = local.is_empty()
+        || !host.contains('.')
+        || host.contains(char::is_whitespace)
+        || address.contains(char::is_whitespace)
+        || host.ends_with('.')
+        || ["localhost", "localdomain", "local", "invalid"]
+            .iter()
+            .any(|b| host == *b || host.ends_with(&format!(".{b}")));
+    if bogus {
+        return bad("has no address mail can reach");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

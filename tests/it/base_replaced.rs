@@ -18,6 +18,7 @@ name = "probe"
 version = "1.0-1"
 summary = "What a build environment holds of the base's libraries"
 license = "MIT"
+maintainer = "comb tests <tests@comb-tests.example.org>"
 
 [source]
 path = "src"

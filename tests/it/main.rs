@@ -25,6 +25,7 @@ mod corpus_subset;
 mod env_offline;
 mod env_real_mirror;
 mod mirror_fixture;
+mod native_packages;
 mod report;
 mod resolver_vs_apt;
 mod rootless;

@@ -460,7 +460,8 @@ impl TestMirror {
     /// A `comb.toml` `[distro]` table that points at this mirror.
     pub fn distro_toml(&self) -> String {
         format!(
-            "[distro]\nmirror = {}\nsuite = {}\ncomponents = [{}]\narchitecture = {}\nkeyring = {}\n",
+            "[distro]\nmirror = {}\nsuite = {}\ncomponents = [{}]\narchitecture = {}\nkeyring = {}\n\n\
+             [package]\nmaintainer = \"comb tests <tests@comb-tests.example.org>\"\n",
             toml_string(&self.uri),
             toml_string(&self.suite),
             self.components.iter().map(|c| toml_string(c)).collect::<Vec<_>>().join(", "),

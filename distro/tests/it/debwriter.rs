@@ -13,6 +13,7 @@ use comb_distro::aptrepo::{packages_index, write_flat_repository, RepoEntry};
 use comb_distro::deb::{DebArchive, EntryKind};
 use comb_distro::debwriter::{
     deb_filename, list_tree, write_deb, write_deb_with, BinarySpec, ControlFile, DebOptions,
+    Generated, GeneratedFile,
 };
 use comb_distro::{Aptbox, Error};
 use std::collections::BTreeMap;
@@ -771,6 +772,96 @@ fn a_package_without_files() {
     let contents = stdout("dpkg-deb", args!["--contents", empty.path]);
     assert_eq!(contents.lines().count(), 1, "{contents}");
     assert_eq!(empty.installed_size_kib, 1);
+}
+
+#[test]
+fn generated_files_join_the_listed_ones_where_dpkg_deb_puts_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    write(&root, "usr/bin/tool", b"#!/bin/sh\n", 0o755);
+    write(&root, "usr/share/doc/t-gen/README", b"read me\n", 0o644);
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let mut s = spec("t-gen");
+    s.generated = vec![
+        GeneratedFile {
+            // Its parent is on disk and listed.
+            path: PathBuf::from("usr/share/doc/t-gen/copyright"),
+            contents: Generated::File(b"Format: x\n".to_vec()),
+        },
+        GeneratedFile {
+            // Its parents are not on disk at all.
+            path: PathBuf::from("usr/share/man/man1/tool.1.gz"),
+            contents: Generated::File(vec![0x1f, 0x8b]),
+        },
+        GeneratedFile {
+            path: PathBuf::from("usr/share/doc/t-gen-dbgsym"),
+            contents: Generated::Symlink("t-gen".into()),
+        },
+    ];
+    let files = [
+        PathBuf::from("usr/bin/tool"),
+        PathBuf::from("usr/share/doc/t-gen/README"),
+    ];
+    let deb = write_deb(&s, &root, &files, SDE, &out).unwrap();
+    let contents = stdout("dpkg-deb", args!["--contents", deb.path]);
+    let names: Vec<String> = contents
+        .lines()
+        .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "./",
+            "./usr/",
+            "./usr/bin/",
+            "./usr/bin/tool",
+            "./usr/share/",
+            "./usr/share/doc/",
+            "./usr/share/doc/t-gen/",
+            "./usr/share/doc/t-gen/README",
+            "./usr/share/doc/t-gen/copyright",
+            "./usr/share/man/",
+            "./usr/share/man/man1/",
+            "./usr/share/man/man1/tool.1.gz",
+            "./usr/share/doc/t-gen-dbgsym -> t-gen",
+        ],
+        "{contents}"
+    );
+    assert!(
+        contents.contains(
+            "-rw-r--r-- root/root        10 2020-09-13 12:26 ./usr/share/doc/t-gen/copyright"
+        ),
+        "{contents}"
+    );
+    let md5sums = stdout(
+        "sh",
+        args![
+            "-c",
+            format!(
+                "dpkg-deb --ctrl-tarfile {} | tar -xO ./md5sums",
+                deb.path.display()
+            )
+        ],
+    );
+    assert!(
+        md5sums.contains("usr/share/doc/t-gen/copyright"),
+        "{md5sums}"
+    );
+    // The same input, the same bytes.
+    let again = tmp.path().join("again");
+    fs::create_dir(&again).unwrap();
+    let second = write_deb(&s, &root, &files, SDE, &again).unwrap();
+    assert_eq!(deb.sha256, second.sha256);
+    // A generated path that is also listed is a mistake.
+    s.generated[0].path = PathBuf::from("usr/share/doc/t-gen/README");
+    let err = write_deb(&s, &root, &files, SDE, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("comb makes this file, and it is also listed"),
+        "{err}"
+    );
 }
 
 #[test]
