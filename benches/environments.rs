@@ -262,7 +262,7 @@ fn recorded_sets(store: &Path, corpus: &Path, only: Option<&[String]>) -> Vec<Se
     for (name, description) in rows.flatten() {
         let package = name.trim_start_matches("pkg-env:").to_string();
         let in_corpus = corpus.join(&package).join("recipe.toml").is_file();
-        if in_corpus && only.map_or(true, |o| o.contains(&package)) {
+        if in_corpus && only.is_none_or(|o| o.contains(&package)) {
             newest.insert(package, description);
         }
     }

@@ -45,6 +45,40 @@ pub struct BuildArgs {
     /// (and every package whose build dependencies cannot be satisfied).
     #[arg(long, short = 'n', conflicts_with_all = ["out", "verbose"])]
     dry_run: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Where builds are shared between machines (`[remote]` of comb.toml).
+#[derive(Args)]
+pub struct RemoteArgs {
+    /// A REAPI cache (grpc://HOST:PORT) to fetch builds from, in place of
+    /// `[remote] cache` of comb.toml.
+    #[arg(long, value_name = "URL")]
+    remote_cache: Option<String>,
+    /// When the remote cache is unreachable: `local` builds here, `none`
+    /// (the default) fails.
+    #[arg(long, value_name = "local|none")]
+    remote_fallback: Option<String>,
+}
+
+impl RemoteArgs {
+    /// `config` with the command line's choices.
+    pub fn apply(&self, config: &mut comb_engine::RepoConfig) -> Result<()> {
+        if let Some(url) = &self.remote_cache {
+            if !url.starts_with("grpc://") {
+                anyhow::bail!("--remote-cache {url:?} is not grpc://HOST:PORT");
+            }
+            config.remote.cache = Some(url.clone());
+        }
+        match self.remote_fallback.as_deref() {
+            None => {}
+            Some("local") => config.remote.fallback_local = true,
+            Some("none") => config.remote.fallback_local = false,
+            Some(other) => anyhow::bail!("--remote-fallback {other:?} is not local or none"),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -90,7 +124,8 @@ fn watch_signals(cancel: comb_engine::CancelToken) {
 
 pub fn build(args: BuildArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let repo_config = crate::env_cmd::repo_config(args.place.repo.as_deref())?;
+    let mut repo_config = crate::env_cmd::repo_config(args.place.repo.as_deref())?;
+    args.remote.apply(&mut repo_config)?;
     let repo = Repository::from_config(repo_config.clone())?;
     let packages = if args.all {
         Vec::new()

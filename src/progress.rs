@@ -268,7 +268,10 @@ impl Observer for Reporter {
     }
 
     fn note(&self, text: &str) {
-        if self.mode != Mode::Json {
+        if self.mode == Mode::Json {
+            // stdout is the events'; a note is for whoever reads stderr.
+            eprintln!("comb: {text}");
+        } else {
             self.say(format!("comb: {text}"));
         }
     }

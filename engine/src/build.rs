@@ -109,6 +109,9 @@ pub fn build(
     repo: &Repository,
     request: &BuildRequest,
 ) -> Result<Vec<PackageResult>> {
+    // A remote cache that is configured but unreachable stops the run
+    // before anything is built (or, asked to, becomes a note).
+    engine.remote()?;
     run_packages(engine, pinned, repo, request, build_one)
 }
 
@@ -670,10 +673,35 @@ pub(crate) fn build_one(
             .collect(),
     };
     let shortcut = shortcut_key(&inputs, &origin)?;
+    let remote = match ctx.variations {
+        None => engine.remote()?,
+        Some(_) => None,
+    };
     let output = match engine.shortcut(NodeKind::Build, &recipe.name, &shortcut)? {
-        Some((_, output)) => output,
+        Some((key, output)) => {
+            if let Some(remote) = remote {
+                if let Some(record) = engine.index().node(&key)? {
+                    remote.share_build(engine, &record, &shortcut)?;
+                }
+            }
+            output
+        }
         None => {
-            let record = build_node(ctx, recipe, debian, needs, &requires, inputs)?;
+            // Found in the remote cache, or built here (and shared).
+            let fetched = match remote {
+                Some(remote) => remote.fetch_build(engine, &recipe.name, &shortcut)?,
+                None => None,
+            };
+            let record = match fetched {
+                Some(record) => record,
+                None => {
+                    let record = build_node(ctx, recipe, debian, needs, &requires, inputs)?;
+                    if let Some(remote) = remote {
+                        remote.share_build(engine, &record, &shortcut)?;
+                    }
+                    record
+                }
+            };
             engine.remember_shortcut(&shortcut, &record.key)?;
             record.output
         }

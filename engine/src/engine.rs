@@ -181,6 +181,9 @@ pub struct Engine {
     would_build: Mutex<Vec<WouldBuild>>,
     /// A plan's small outputs (resolutions), kept in memory.
     planned_blobs: Mutex<std::collections::HashMap<comb_cache::Digest, Vec<u8>>>,
+    /// `[remote]`: the shared cache builds are fetched from (and stored
+    /// in, when this machine uploads), connected when a build first asks.
+    remote: std::sync::OnceLock<Option<crate::remote::RemoteCache>>,
 }
 
 /// File digests by path, with the stat each was computed for.
@@ -253,6 +256,7 @@ impl Engine {
             planning: command_line.is_none(),
             would_build: Mutex::new(Vec::new()),
             planned_blobs: Mutex::new(Default::default()),
+            remote: Default::default(),
         })
     }
 
@@ -526,6 +530,45 @@ impl Engine {
         }
         self.record_hit(Event::new(&key, kind, name, EventStatus::Hit))?;
         Ok(Some((key, output)))
+    }
+
+    /// The remote cache (`[remote]`), connected on first use; none when a
+    /// plan runs (it builds nothing, so it fetches nothing either).
+    pub(crate) fn remote(&self) -> Result<Option<&crate::remote::RemoteCache>> {
+        if self.planning {
+            return Ok(None);
+        }
+        if let Some(remote) = self.remote.get() {
+            return Ok(remote.as_ref());
+        }
+        let connected = crate::remote::connect(&self.repo.remote, self.observer.as_ref())?;
+        Ok(self.remote.get_or_init(|| connected).as_ref())
+    }
+
+    /// Records a node whose output came from elsewhere (the remote
+    /// cache), checked: its description (which its key is the hash of),
+    /// its output, and why it was not built here.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_fetched(
+        &self,
+        kind: NodeKind,
+        name: &str,
+        description: String,
+        output: NodeOutput,
+        size: u64,
+        refs: Vec<NodeRef>,
+        reason: &str,
+    ) -> Result<NodeRecord> {
+        let record = NodeRecord::new(kind, name, description, output, size, 0);
+        let mut event = Event::new(&record.key, kind, name, EventStatus::Hit);
+        event.reason = Some(reason.to_string());
+        self.index().batch(|index| {
+            index.record_node_referencing(&record, &refs)?;
+            index.remember_use(kind, name, &record.key)?;
+            index.record_event(self.run, &event)
+        })?;
+        self.report(&event);
+        Ok(record)
     }
 
     /// Remembers that the inputs keyed `shortcut` give the node `key`.

@@ -77,6 +77,7 @@ mod manifest;
 mod miss;
 mod native;
 mod plan;
+mod remote;
 mod report;
 mod scheduler;
 mod snapshot;

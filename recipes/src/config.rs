@@ -38,6 +38,22 @@ pub struct RepoConfig {
     /// `[package] maintainer`: the `Maintainer` of native packages whose
     /// recipe names none.
     pub maintainer: Option<String>,
+    /// `[remote]`: a shared cache over the Remote Execution API.
+    pub remote: RemoteConfig,
+}
+
+/// `[remote]`: where build results are shared between machines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// `grpc://HOST:PORT` of a REAPI server's action cache and CAS.
+    pub cache: Option<String>,
+    /// The server's instance name (BuildGrid's are often `main`).
+    pub instance: String,
+    /// Whether this machine writes its results there (a trusted CI
+    /// runner); others only read.
+    pub upload: bool,
+    /// Build locally when the cache is unreachable, instead of failing.
+    pub fallback_local: bool,
 }
 
 /// `[pockets.NAME]`: one archive a build service publishes, and who may
@@ -143,6 +159,19 @@ struct RawFile {
     build: Option<RawBuild>,
     #[serde(default)]
     package: Option<RawPackageDefaults>,
+    #[serde(default)]
+    remote: Option<RawRemote>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    cache: Option<Spanned<String>>,
+    #[serde(default)]
+    instance: String,
+    #[serde(default)]
+    upload: bool,
+    fallback: Option<Spanned<String>>,
 }
 
 /// `[package]`: what every native recipe's `[package]` takes unless it
@@ -394,6 +423,32 @@ impl RepoConfig {
                 .map_err(|e| bad(m.span().start, format!("[package] {e}")))?;
             maintainer = Some(v.to_string());
         }
+        let mut remote = RemoteConfig::default();
+        if let Some(r) = raw.remote {
+            if let Some(c) = r.cache {
+                if !c.get_ref().starts_with("grpc://") {
+                    return Err(bad(
+                        c.span().start,
+                        format!("[remote] cache {:?} is not grpc://HOST:PORT", c.get_ref()),
+                    ));
+                }
+                remote.cache = Some(c.into_inner());
+            }
+            remote.instance = r.instance;
+            remote.upload = r.upload;
+            if let Some(f) = r.fallback {
+                match f.get_ref().as_str() {
+                    "local" => remote.fallback_local = true,
+                    "none" => {}
+                    other => {
+                        return Err(bad(
+                            f.span().start,
+                            format!("[remote] fallback {other:?} is not \"local\" or \"none\""),
+                        ))
+                    }
+                }
+            }
+        }
         Ok(RepoConfig {
             path: path.to_path_buf(),
             root,
@@ -404,6 +459,7 @@ impl RepoConfig {
             limits,
             archive_rebuild: raw.build.is_some_and(|b| b.archive_rebuild),
             maintainer,
+            remote,
         })
     }
 }

@@ -28,7 +28,8 @@ pub use comb_debian::relation::{
 };
 pub use comb_debian::version::check_version;
 pub use config::{
-    BaseConfig, DistroConfig, HooksConfig, PocketConfig, RepoConfig, CONFIG_FILE, DEFAULT_BUILD_SET,
+    BaseConfig, DistroConfig, HooksConfig, PocketConfig, RemoteConfig, RepoConfig, CONFIG_FILE,
+    DEFAULT_BUILD_SET,
 };
 pub use dsc::{Dsc, DscFile};
 pub use error::{CycleStep, Error, Location, Result};

@@ -4,6 +4,8 @@
 //! `mirror` (a generated, signed mirror), `real` (the host's Debian
 //! mirror, cached outside the checkout), `repo` (repositories of recipes)
 //! and `root` (what a test that needs root does without it).
+#[path = "../../remote/tests/buildgrid_server/mod.rs"]
+mod buildgrid_server;
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../mirror/mod.rs"]
@@ -26,6 +28,7 @@ mod env_offline;
 mod env_real_mirror;
 mod mirror_fixture;
 mod native_packages;
+mod remote_cache;
 mod report;
 mod resolver_vs_apt;
 mod rootless;

@@ -1,0 +1,463 @@
+//! comb-remote: comb's client of a shared cache that speaks the Remote
+//! Execution API (REAPI v2, `build.bazel.remote.execution.v2`), the
+//! protocol of Bazel's remote caches and of BuildGrid, Buildbarn and
+//! NativeLink.
+//!
+//! A comb node is one REAPI action: its `Command` names the node's kind
+//! and key, so a node key maps one-to-one to an `Action` digest, and its
+//! outputs are the action's output files. What it guarantees:
+//!
+//! - Every blob read is checked against its SHA-256 before it is
+//!   returned: a cache that serves other bytes than a digest names is
+//!   reported, never believed.
+//! - Results are written to the action cache only by [`Remote::record`],
+//!   which callers use only when told to upload (trusted machines); a
+//!   server that refuses updates (BuildGrid's `allow-updates: false`)
+//!   gives [`Error::Refused`].
+//! - Calls are synchronous for the caller (a small Tokio runtime of the
+//!   client's own), bounded by a timeout, and an unreachable server is
+//!   [`Error::Unreachable`], never a hang.
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::bytestream as bs;
+use prost::Message;
+use sha2::{Digest as _, Sha256};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+pub use re::{ActionResult, Digest, ExecutedActionMetadata, OutputFile};
+
+/// Blobs up to this size go in batch calls; larger ones through ByteStream.
+const BATCH_LIMIT: usize = 1 << 20;
+/// ByteStream chunks.
+const CHUNK: usize = 1 << 20;
+/// Longest one call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the remote cache {url} is unreachable: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("the remote cache refused to record a result (it takes only what its own workers execute): {0}")]
+    Refused(String),
+    #[error("the remote cache served {what} that does not hash to its digest {expected} (it hashes to {actual}): refused")]
+    Corrupt {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("the remote cache lost {0} (evicted?)")]
+    Missing(String),
+    #[error("the remote cache: {0}")]
+    Call(String),
+    #[error("{0} is not a remote cache address: write grpc://HOST:PORT")]
+    BadUrl(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A blob's SHA-256 and size, as REAPI names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobDigest {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl BlobDigest {
+    pub fn of(data: &[u8]) -> BlobDigest {
+        BlobDigest {
+            sha256: hex::encode(Sha256::digest(data)),
+            size: data.len() as u64,
+        }
+    }
+
+    fn proto(&self) -> re::Digest {
+        re::Digest {
+            hash: self.sha256.clone(),
+            size_bytes: self.size as i64,
+        }
+    }
+
+    pub fn from_proto(d: &re::Digest) -> Result<BlobDigest> {
+        let ok = d.hash.len() == 64 && d.hash.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok || d.size_bytes < 0 {
+            return Err(Error::Call(format!(
+                "a malformed digest {}/{}",
+                d.hash, d.size_bytes
+            )));
+        }
+        Ok(BlobDigest {
+            sha256: d.hash.to_ascii_lowercase(),
+            size: d.size_bytes as u64,
+        })
+    }
+}
+
+impl std::fmt::Display for BlobDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.sha256, self.size)
+    }
+}
+
+/// The action that stands for the comb node `kind` `key`: its digest,
+/// and the encoded `Action` and `Command` (to upload beside a result).
+pub fn node_action(kind: &str, key: &str) -> (BlobDigest, Vec<u8>, Vec<u8>) {
+    let command = re::Command {
+        arguments: vec!["comb".into(), "node".into(), kind.into(), key.into()],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let empty_root = re::Directory::default().encode_to_vec();
+    let action = re::Action {
+        command_digest: Some(BlobDigest::of(&command).proto()),
+        input_root_digest: Some(BlobDigest::of(&empty_root).proto()),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    (BlobDigest::of(&action), action, command)
+}
+
+/// A connection to one REAPI server instance.
+pub struct Remote {
+    url: String,
+    instance: String,
+    channel: Channel,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// Connects to `grpc://HOST:PORT` (instance `instance`, often `main`
+    /// or empty).
+    pub fn connect(url: &str, instance: &str) -> Result<Remote> {
+        let rest = url
+            .strip_prefix("grpc://")
+            .filter(|r| !r.is_empty() && !r.contains('/'))
+            .ok_or_else(|| Error::BadUrl(url.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Call(format!("starting the client: {e}")))?;
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{rest}"))
+            .map_err(|_| Error::BadUrl(url.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        let channel = runtime
+            .block_on(endpoint.connect())
+            .map_err(|e| Error::Unreachable {
+                url: url.to_string(),
+                message: source_chain(&e),
+            })?;
+        Ok(Remote {
+            url: url.to_string(),
+            instance: instance.to_string(),
+            channel,
+            runtime,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn status(&self, s: tonic::Status) -> Error {
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Error::Unreachable {
+                url: self.url.clone(),
+                message: s.message().to_string(),
+            },
+            tonic::Code::PermissionDenied | tonic::Code::Unimplemented => {
+                Error::Refused(s.message().to_string())
+            }
+            tonic::Code::NotFound => Error::Missing(s.message().to_string()),
+            _ => Error::Call(format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
+
+    /// The result the action cache holds for `action`, if any.
+    pub fn lookup(&self, action: &BlobDigest) -> Result<Option<ActionResult>> {
+        let mut ac = re::action_cache_client::ActionCacheClient::new(self.channel.clone());
+        let request = re::GetActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(action.proto()),
+            ..Default::default()
+        };
+        match self.runtime.block_on(ac.get_action_result(request)) {
+            Ok(r) => Ok(Some(r.into_inner())),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(self.status(s)),
+        }
+    }
+
+    /// Records `result` for `action`. The blobs it names must be uploaded
+    /// first.
+    pub fn record(&self, action: &BlobDigest, result: ActionResult) -> Result<()> {
+        let mut ac = re::action_cache_client::ActionCacheClient::new(self.channel.clone());
+        let request = re::UpdateActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(action.proto()),
+            action_result: Some(result),
+            ..Default::default()
+        };
+        self.runtime
+            .block_on(ac.update_action_result(request))
+            .map(|_| ())
+            .map_err(|s| self.status(s))
+    }
+
+    /// Which of `digests` the CAS does not hold.
+    pub fn missing(&self, digests: &[BlobDigest]) -> Result<Vec<BlobDigest>> {
+        let mut cas = re::content_addressable_storage_client::ContentAddressableStorageClient::new(
+            self.channel.clone(),
+        );
+        let request = re::FindMissingBlobsRequest {
+            instance_name: self.instance.clone(),
+            blob_digests: digests.iter().map(BlobDigest::proto).collect(),
+            ..Default::default()
+        };
+        let response = self
+            .runtime
+            .block_on(cas.find_missing_blobs(request))
+            .map_err(|s| self.status(s))?;
+        response
+            .into_inner()
+            .missing_blob_digests
+            .iter()
+            .map(BlobDigest::from_proto)
+            .collect()
+    }
+
+    /// Uploads the blobs the CAS does not hold yet.
+    pub fn upload(&self, blobs: &[&[u8]]) -> Result<()> {
+        let digests: Vec<BlobDigest> = blobs.iter().map(|b| BlobDigest::of(b)).collect();
+        let missing = self.missing(&digests)?;
+        let mut batch = Vec::new();
+        let mut batch_size = 0;
+        for (digest, data) in digests.iter().zip(blobs) {
+            if !missing.contains(digest) {
+                continue;
+            }
+            if data.len() > BATCH_LIMIT {
+                self.write_stream(digest, data)?;
+                continue;
+            }
+            if batch_size + data.len() > BATCH_LIMIT {
+                self.write_batch(std::mem::take(&mut batch))?;
+                batch_size = 0;
+            }
+            batch_size += data.len();
+            batch.push((digest.clone(), data.to_vec()));
+        }
+        self.write_batch(batch)
+    }
+
+    fn write_batch(&self, blobs: Vec<(BlobDigest, Vec<u8>)>) -> Result<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let mut cas = re::content_addressable_storage_client::ContentAddressableStorageClient::new(
+            self.channel.clone(),
+        );
+        let request = re::BatchUpdateBlobsRequest {
+            instance_name: self.instance.clone(),
+            requests: blobs
+                .into_iter()
+                .map(|(d, data)| re::batch_update_blobs_request::Request {
+                    digest: Some(d.proto()),
+                    data,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let response = self
+            .runtime
+            .block_on(cas.batch_update_blobs(request))
+            .map_err(|s| self.status(s))?;
+        for r in response.into_inner().responses {
+            if let Some(status) = r.status.filter(|s| s.code != 0) {
+                return Err(Error::Call(format!(
+                    "storing a blob: {} (code {})",
+                    status.message, status.code
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_stream(&self, digest: &BlobDigest, data: &[u8]) -> Result<()> {
+        let mut client = bs::byte_stream_client::ByteStreamClient::new(self.channel.clone());
+        let upload = format!(
+            "{}/uploads/{}/blobs/{}/{}",
+            self.instance,
+            upload_id(digest),
+            digest.sha256,
+            digest.size
+        );
+        let upload = upload.trim_start_matches('/').to_string();
+        let mut requests = Vec::new();
+        let mut offset = 0;
+        for chunk in data.chunks(CHUNK) {
+            requests.push(bs::WriteRequest {
+                resource_name: if offset == 0 {
+                    upload.clone()
+                } else {
+                    String::new()
+                },
+                write_offset: offset as i64,
+                finish_write: offset + chunk.len() == data.len(),
+                data: chunk.to_vec(),
+            });
+            offset += chunk.len();
+        }
+        let response = self
+            .runtime
+            .block_on(client.write(tokio_stream::iter(requests)))
+            .map_err(|s| self.status(s))?;
+        let committed = response.into_inner().committed_size;
+        if committed != data.len() as i64 {
+            return Err(Error::Call(format!(
+                "storing {digest}: the server committed {committed} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The blob `digest`, checked against it.
+    pub fn download(&self, digest: &BlobDigest, what: &str) -> Result<Vec<u8>> {
+        let data = if digest.size as usize > BATCH_LIMIT {
+            self.read_stream(digest, what)?
+        } else {
+            self.read_batch(digest, what)?
+        };
+        let actual = BlobDigest::of(&data);
+        if &actual != digest {
+            return Err(Error::Corrupt {
+                what: what.to_string(),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(data)
+    }
+
+    fn read_batch(&self, digest: &BlobDigest, what: &str) -> Result<Vec<u8>> {
+        let mut cas = re::content_addressable_storage_client::ContentAddressableStorageClient::new(
+            self.channel.clone(),
+        );
+        let request = re::BatchReadBlobsRequest {
+            instance_name: self.instance.clone(),
+            digests: vec![digest.proto()],
+            ..Default::default()
+        };
+        let response = self
+            .runtime
+            .block_on(cas.batch_read_blobs(request))
+            .map_err(|s| self.status(s))?;
+        let Some(r) = response.into_inner().responses.into_iter().next() else {
+            return Err(Error::Missing(format!("{what} ({digest})")));
+        };
+        match r.status {
+            Some(s) if s.code == tonic::Code::NotFound as i32 => {
+                Err(Error::Missing(format!("{what} ({digest})")))
+            }
+            Some(s) if s.code != 0 => Err(Error::Call(format!(
+                "reading {what}: {} (code {})",
+                s.message, s.code
+            ))),
+            _ => Ok(r.data),
+        }
+    }
+
+    fn read_stream(&self, digest: &BlobDigest, what: &str) -> Result<Vec<u8>> {
+        let mut client = bs::byte_stream_client::ByteStreamClient::new(self.channel.clone());
+        let name = format!("{}/blobs/{}/{}", self.instance, digest.sha256, digest.size);
+        let request = bs::ReadRequest {
+            resource_name: name.trim_start_matches('/').to_string(),
+            read_offset: 0,
+            read_limit: 0,
+        };
+        self.runtime.block_on(async {
+            let mut stream = client
+                .read(request)
+                .await
+                .map_err(|s| match s.code() {
+                    tonic::Code::NotFound => Error::Missing(format!("{what} ({digest})")),
+                    _ => self.status(s),
+                })?
+                .into_inner();
+            let mut data = Vec::with_capacity(digest.size as usize);
+            while let Some(chunk) = stream.message().await.map_err(|s| self.status(s))? {
+                data.extend_from_slice(&chunk.data);
+                if data.len() as u64 > digest.size {
+                    break;
+                }
+            }
+            Ok(data)
+        })
+    }
+}
+
+/// A fresh upload name (REAPI asks for a UUID; any unique string works).
+fn upload_id(digest: &BlobDigest) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{digest} {nanos} {}", std::process::id());
+    let h = hex::encode(Sha256::digest(seed.as_bytes()));
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_key_is_one_action_digest() {
+        let (a, action, command) = node_action("build", &"a".repeat(64));
+        let (b, ..) = node_action("build", &"a".repeat(64));
+        let (c, ..) = node_action("build", &"b".repeat(64));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, BlobDigest::of(&action));
+        let decoded = re::Action::decode(action.as_slice()).unwrap();
+        assert_eq!(
+            decoded.command_digest.unwrap().hash,
+            BlobDigest::of(&command).sha256
+        );
+    }
+
+    #[test]
+    fn only_grpc_addresses_are_taken() {
+        for bad in ["http://x:1", "grpc://", "grpc://x/y", "x:1"] {
+            assert!(
+                matches!(Remote::connect(bad, ""), Err(Error::BadUrl(_))),
+                "{bad}"
+            );
+        }
+        // Nothing listens on port 1.
+        assert!(matches!(
+            Remote::connect("grpc://127.0.0.1:1", ""),
+            Err(Error::Unreachable { .. })
+        ));
+    }
+}
