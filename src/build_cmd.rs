@@ -208,7 +208,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     }
     engine.finish(!failed)?;
     reporter.finish();
-    let [hit, built, failed_n, skipped] = reporter
+    let [hit, built, failed_n, skipped, fetched] = reporter
         .counts
         .each_ref()
         .map(|c| c.load(Ordering::Relaxed));
@@ -216,7 +216,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"event": "summary", "hit": hit, "built": built, "failed": failed_n, "skipped": skipped, "duration_ms": duration_ms})
+            serde_json::json!({"event": "summary", "hit": hit, "fetched": fetched, "built": built, "failed": failed_n, "skipped": skipped, "duration_ms": duration_ms})
         );
     } else {
         for r in &results {
@@ -225,8 +225,13 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
             }
         }
         eprintln!(
-            "{} nodes: {hit} cache hits, {built} built, {failed_n} failed{} in {:.1}s",
-            hit + built + failed_n + skipped,
+            "{} nodes: {hit} cache hits, {}{built} built, {failed_n} failed{} in {:.1}s",
+            hit + fetched + built + failed_n + skipped,
+            if fetched > 0 {
+                format!("{fetched} fetched from the remote cache, ")
+            } else {
+                String::new()
+            },
             if skipped > 0 {
                 format!(", {skipped} skipped")
             } else {

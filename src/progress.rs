@@ -25,8 +25,8 @@ pub enum Mode {
 /// Counts events and shows them.
 pub struct Reporter {
     mode: Mode,
-    /// hit, built, failed, skipped.
-    pub counts: [AtomicU64; 4],
+    /// hit, built, failed, skipped, fetched (from the remote cache).
+    pub counts: [AtomicU64; 5],
     live: Option<Live>,
     /// Per running node: output not yet ended by a newline.
     partial: Mutex<HashMap<String, Vec<u8>>>,
@@ -129,6 +129,7 @@ impl Observer for Reporter {
             "hit" => 0,
             "built" => 1,
             "failed" => 2,
+            "fetched" => 4,
             _ => 3,
         };
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
@@ -191,6 +192,7 @@ impl Observer for Reporter {
             .unwrap_or("");
         self.say(match e.status.as_str() {
             "hit" => format!("{:<13} {:<32} hit", e.stage, e.name),
+            "fetched" => format!("{:<13} {:<32} fetched: {reason}", e.stage, e.name),
             "failed" => format!(
                 "{:<13} {:<32} FAILED after {:.1}s\n{}",
                 e.stage,

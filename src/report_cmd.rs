@@ -100,7 +100,7 @@ pub fn why_text(w: &PackageWhy) -> String {
         .any(|s| s.stage == NodeKind::Build && s.status.as_str() == "hit");
     for s in &w.stages {
         let status = match s.status.as_str() {
-            "hit" => "hit".to_string(),
+            "hit" | "fetched" => s.status.as_str().to_string(),
             other => format!("{other} in {:.1}s", s.duration_ms as f64 / 1000.0),
         };
         out.push_str(&format!(

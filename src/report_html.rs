@@ -83,6 +83,7 @@ function summary() {
   const card = (label, value) => cards.append(el("div", { class: "card" }, el("b", {}, String(value)), label));
   card("hit rate", pct(run.hit_rate));
   card("cache hits", run.total.hit);
+  if (run.total.fetched) card("fetched (remote)", run.total.fetched);
   card("built", run.total.built);
   card("failed", run.total.failed);
   card("skipped", run.total.skipped);

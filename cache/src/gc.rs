@@ -284,7 +284,7 @@ pub fn stats(store: &Store, index: &Index, runs: usize) -> Result<Stats, StoreEr
     for r in &recent {
         for e in index.events(r.id)? {
             match e.status {
-                EventStatus::Hit => {
+                EventStatus::Hit | EventStatus::Fetched => {
                     hits += 1;
                     looked += 1;
                 }

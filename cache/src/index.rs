@@ -160,6 +160,29 @@ pub const MIGRATIONS: &[&str] = &[
     // 10: the build-dependency edges a run cut out of cycles (JSON), for
     // `comb why` and `comb report`.
     "ALTER TABLE runs ADD COLUMN cuts TEXT;",
+    // 11: an event may be `fetched` (found in the remote cache): SQLite
+    // changes a CHECK only by copying the table.
+    "CREATE TABLE events_new (
+        id           INTEGER PRIMARY KEY,
+        run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        node_key     TEXT    NOT NULL,
+        kind         TEXT    NOT NULL,
+        name         TEXT    NOT NULL,
+        status       TEXT    NOT NULL
+                     CHECK (status IN ('hit', 'fetched', 'built', 'failed', 'skipped')),
+        duration_ms  INTEGER NOT NULL,
+        reason       TEXT,
+        at           INTEGER NOT NULL,
+        previous_key TEXT,
+        log          TEXT
+    );
+    INSERT INTO events_new (id, run_id, node_key, kind, name, status, duration_ms, reason, at,
+                            previous_key, log)
+        SELECT id, run_id, node_key, kind, name, status, duration_ms, reason, at,
+               previous_key, log FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_new RENAME TO events;
+    CREATE INDEX events_by_run ON events (run_id, id);",
 ];
 
 /// Something a node names in the store besides its output.
@@ -312,6 +335,9 @@ text_enum! {
     EventStatus {
         /// Its key was in the index and its output in the store.
         Hit = "hit",
+        /// It was found in the remote cache, checked and stored here
+        /// (the event's reason names the cache and its writer).
+        Fetched = "fetched",
         /// It was run and its output recorded.
         Built = "built",
         /// It was run and failed (see the event's reason). Never recorded as a node.

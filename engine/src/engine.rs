@@ -560,7 +560,7 @@ impl Engine {
         reason: &str,
     ) -> Result<NodeRecord> {
         let record = NodeRecord::new(kind, name, description, output, size, 0);
-        let mut event = Event::new(&record.key, kind, name, EventStatus::Hit);
+        let mut event = Event::new(&record.key, kind, name, EventStatus::Fetched);
         event.reason = Some(reason.to_string());
         self.index().batch(|index| {
             index.record_node_referencing(&record, &refs)?;

@@ -49,9 +49,7 @@ pub(crate) fn connect(
             writer: writer(),
         })),
         Err(e) if config.fallback_local => {
-            observer.note(&format!(
-                "comb: {e}; building locally (--remote-fallback local)"
-            ));
+            observer.note(&format!("{e}; building locally (--remote-fallback local)"));
             Ok(None)
         }
         Err(e) => Err(Error::Environment(format!(
@@ -105,9 +103,7 @@ impl RemoteCache {
                 "{e}: start it, or add --remote-fallback local to build without it"
             )));
         }
-        engine
-            .observer
-            .note(&format!("comb: remote cache: {what}: {e}"));
+        engine.observer.note(&format!("remote cache: {what}: {e}"));
         Ok(())
     }
 

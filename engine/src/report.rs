@@ -32,6 +32,8 @@ const SHARP_CHANGE_MS: u64 = 1000;
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Counts {
     pub hit: u64,
+    /// Found in the remote cache.
+    pub fetched: u64,
     pub built: u64,
     pub failed: u64,
     pub skipped: u64,
@@ -41,16 +43,19 @@ impl Counts {
     fn add(&mut self, status: EventStatus) {
         match status {
             EventStatus::Hit => self.hit += 1,
+            EventStatus::Fetched => self.fetched += 1,
             EventStatus::Built => self.built += 1,
             EventStatus::Failed => self.failed += 1,
             EventStatus::Skipped => self.skipped += 1,
         }
     }
 
-    /// Hits among the nodes that were looked up (hit, built or failed).
+    /// Hits (here or in the remote cache) among the nodes that were
+    /// looked up (hit, fetched, built or failed).
     pub fn hit_rate(&self) -> Option<f64> {
-        let looked = self.hit + self.built + self.failed;
-        (looked > 0).then(|| self.hit as f64 / looked as f64)
+        let reused = self.hit + self.fetched;
+        let looked = reused + self.built + self.failed;
+        (looked > 0).then(|| reused as f64 / looked as f64)
     }
 }
 
@@ -376,7 +381,7 @@ fn run_report(
             .add(e.status);
         total.add(e.status);
         match e.status {
-            EventStatus::Hit => {
+            EventStatus::Hit | EventStatus::Fetched => {
                 if let Some(node) = index.node(&e.node_key)? {
                     saved += node.duration_ms;
                 }

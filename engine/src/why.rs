@@ -157,7 +157,8 @@ pub fn explain_events(
         let mut reasons = Vec::new();
         let mut error = None;
         match e.status {
-            EventStatus::Hit => {}
+            // Its event's reason names the cache and the writer.
+            EventStatus::Hit | EventStatus::Fetched => {}
             EventStatus::Skipped => error = e.reason.clone(),
             EventStatus::Built | EventStatus::Failed => {
                 if e.status == EventStatus::Failed {

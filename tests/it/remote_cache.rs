@@ -123,9 +123,13 @@ fn a_second_machine_builds_nothing_the_first_shared() {
     let out_b = scratch(&repo, "out-b");
     let (code, builds, stderr) = build_in(&repo, &store_b, &out_b, &[]);
     assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.is_empty() || !stderr.contains("remote cache:"),
+        "{stderr}"
+    );
     for name in ["shared-a", "shared-b"] {
         let (status, reason) = &builds[name];
-        assert_eq!(status, "hit", "{builds:?}");
+        assert_eq!(status, "fetched", "{builds:?}");
         assert!(
             reason.contains("fetched from the remote cache") && reason.contains("written by comb@"),
             "{reason}"

@@ -106,7 +106,7 @@ fn the_report_counts_explains_and_renders() {
             "checks",
         ])
     );
-    let counts = set(&["hit", "built", "failed", "skipped"]);
+    let counts = set(&["hit", "fetched", "built", "failed", "skipped"]);
     assert_eq!(keys(&run["total"]), counts);
     for (_, c) in run["stages"].as_object().unwrap() {
         assert_eq!(keys(c), counts);
