@@ -689,7 +689,14 @@ pub(crate) fn build_one(
         None => {
             // Found in the remote cache, or built here (and shared).
             let fetched = match remote {
-                Some(remote) => remote.fetch_build(engine, &recipe.name, &shortcut)?,
+                Some(remote) => {
+                    use crate::inputs::StageInputs;
+                    let expected = inputs
+                        .describe()
+                        .finish()
+                        .map_err(|e| Error::Environment(format!("describing a build: {e}")))?;
+                    remote.fetch_build(engine, &recipe.name, &shortcut, &expected)?
+                }
                 None => None,
             };
             let record = match fetched {

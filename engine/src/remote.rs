@@ -28,6 +28,8 @@ pub(crate) struct RemoteCache {
     remote: Remote,
     upload: bool,
     fallback_local: bool,
+    /// Only results these writers recorded are taken (`None`: any).
+    trusted_writers: Option<Vec<String>>,
     /// Who this machine is, recorded with what it uploads.
     writer: String,
 }
@@ -46,6 +48,7 @@ pub(crate) fn connect(
             remote,
             upload: config.upload,
             fallback_local: config.fallback_local,
+            trusted_writers: config.trusted_writers.clone(),
             writer: writer(),
         })),
         Err(e) if config.fallback_local => {
@@ -82,6 +85,18 @@ fn output_file(path: &str, data: &[u8]) -> OutputFile {
     }
 }
 
+/// Whether two build descriptions say the same but for their
+/// environment's key (which a machine derives only by making it).
+fn same_but_env(a: &str, b: &str) -> bool {
+    let without = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with("env="))
+            .map(str::to_string)
+            .collect()
+    };
+    without(a) == without(b)
+}
+
 /// The store digest of a `.deb` of a manifest.
 fn deb_digest(deb: &crate::manifest::BuiltDeb) -> Option<comb_cache::Digest> {
     let hash = comb_cache::Hash::<comb_cache::Sha256>::from_hex(&deb.sha256).ok()?;
@@ -109,13 +124,17 @@ impl RemoteCache {
 
     /// The build `name` found by its shortcut in the remote cache: fetched,
     /// checked, stored and recorded here. `None`: build it here.
+    /// `expected` is the build's description as this machine derives it
+    /// without its environment: the fetched one must say the same of
+    /// everything else (so a pointer to another build is refused).
     pub(crate) fn fetch_build(
         &self,
         engine: &Engine,
         name: &str,
         shortcut: &str,
+        expected: &str,
     ) -> Result<Option<NodeRecord>> {
-        match self.try_fetch(engine, name, shortcut) {
+        match self.try_fetch(engine, name, shortcut, expected) {
             Ok(found) => Ok(found),
             Err(e) => {
                 self.trouble(engine, &format!("{name}: building it here"), e)?;
@@ -124,11 +143,24 @@ impl RemoteCache {
         }
     }
 
+    /// Who recorded `result`, if this cache may take it from them.
+    fn trusted<'r>(&self, result: &'r ActionResult) -> Option<&'r str> {
+        let writer = result
+            .execution_metadata
+            .as_ref()
+            .map_or("", |m| m.worker.as_str());
+        match &self.trusted_writers {
+            Some(trusted) if !trusted.iter().any(|t| t == writer) => None,
+            _ => Some(writer),
+        }
+    }
+
     fn try_fetch(
         &self,
         engine: &Engine,
         name: &str,
         shortcut: &str,
+        expected: &str,
     ) -> std::result::Result<Option<NodeRecord>, comb_remote::Error> {
         let corrupt = |what: &str, why: String| comb_remote::Error::Corrupt {
             what: what.to_string(),
@@ -139,6 +171,12 @@ impl RemoteCache {
         let Some(found) = self.remote.lookup(&pointer)? else {
             return Ok(None);
         };
+        if self.trusted(&found).is_none() {
+            engine.observer.note(&format!(
+                "remote cache: {name}: not taken from a writer this machine does not trust"
+            ));
+            return Ok(None);
+        }
         let Some(key_blob) = file_of(&found, "key") else {
             return Ok(None);
         };
@@ -146,6 +184,9 @@ impl RemoteCache {
             .map_err(|_| corrupt("a build key", "text".into()))?;
         let (action, ..) = node_action(BUILD, &key);
         let Some(result) = self.remote.lookup(&action)? else {
+            return Ok(None);
+        };
+        let Some(writer) = self.trusted(&result).map(str::to_string) else {
             return Ok(None);
         };
         let need = |path: &str| {
@@ -161,6 +202,12 @@ impl RemoteCache {
             return Err(corrupt(
                 &format!("{name}'s description"),
                 format!("one whose BLAKE3 is {key}"),
+            ));
+        }
+        if !same_but_env(&description, expected) {
+            return Err(corrupt(
+                &format!("{name}'s build"),
+                "this recipe's build (it describes another)".into(),
             ));
         }
         let json = self
@@ -198,11 +245,11 @@ impl RemoteCache {
             .store
             .put_blob_reader(&mut json.as_slice())
             .map_err(store_err)?;
-        let writer = result
-            .execution_metadata
-            .as_ref()
-            .map_or("an unnamed writer", |m| m.worker.as_str())
-            .to_string();
+        let writer = if writer.is_empty() {
+            "an unnamed writer".to_string()
+        } else {
+            writer
+        };
         let size = manifest.debs.iter().map(|d| d.size).sum();
         let record = engine
             .record_fetched(
@@ -318,5 +365,27 @@ impl RemoteCache {
             },
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_compared_but_for_the_environment() {
+        let a = "stage=build\nname=greet\nenv=aaaa\nscript=make\n";
+        assert!(same_but_env(
+            a,
+            "stage=build\nname=greet\nenv=bbbb\nscript=make\n"
+        ));
+        assert!(!same_but_env(
+            a,
+            "stage=build\nname=other\nenv=aaaa\nscript=make\n"
+        ));
+        assert!(!same_but_env(
+            a,
+            "stage=build\nname=greet\nenv=aaaa\nscript=make -j\n"
+        ));
     }
 }

@@ -54,6 +54,10 @@ pub struct RemoteConfig {
     pub upload: bool,
     /// Build locally when the cache is unreachable, instead of failing.
     pub fallback_local: bool,
+    /// `trust`: when set, only results these writers recorded are taken
+    /// (the build service sets its pocket's `remote_writers`); `None`
+    /// takes any (the cache's own access control decides who writes).
+    pub trusted_writers: Option<Vec<String>>,
 }
 
 /// `[pockets.NAME]`: one archive a build service publishes, and who may
@@ -74,6 +78,10 @@ pub struct PocketConfig {
     pub sign_with: Option<String>,
     /// A frozen pocket takes no submission or promotion.
     pub frozen: bool,
+    /// The writers (`comb@HOST (uid N)`, as results record them) whose
+    /// builds in the remote cache it takes; none by default: it builds
+    /// what it publishes itself.
+    pub remote_writers: Vec<String>,
 }
 
 /// `[hooks]`: executables run on the service's events (queued, started,
@@ -172,6 +180,7 @@ struct RawRemote {
     #[serde(default)]
     upload: bool,
     fallback: Option<Spanned<String>>,
+    trust: Option<Vec<String>>,
 }
 
 /// `[package]`: what every native recipe's `[package]` takes unless it
@@ -202,6 +211,8 @@ struct RawPocket {
     sign_with: Option<Spanned<String>>,
     #[serde(default)]
     frozen: bool,
+    #[serde(default)]
+    remote_writers: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -375,6 +386,11 @@ impl RepoConfig {
                     publish: root.join(raw.publish.get_ref()),
                     sign_with: raw.sign_with.map(Spanned::into_inner),
                     frozen: raw.frozen,
+                    remote_writers: raw
+                        .remote_writers
+                        .into_iter()
+                        .map(Spanned::into_inner)
+                        .collect(),
                 },
             );
         }
@@ -436,6 +452,7 @@ impl RepoConfig {
             }
             remote.instance = r.instance;
             remote.upload = r.upload;
+            remote.trusted_writers = r.trust;
             if let Some(f) = r.fallback {
                 match f.get_ref().as_str() {
                     "local" => remote.fallback_local = true,

@@ -1323,7 +1323,16 @@ fn open_engine(
     shared: &Arc<Shared>,
     row: &RequestRow,
 ) -> std::result::Result<(Engine, Repository), String> {
-    let config = shared.reload_config().map_err(|e| e.to_string())?;
+    let mut config = shared.reload_config().map_err(|e| e.to_string())?;
+    // A pocket takes from the remote cache only what the writers its
+    // access list trusts recorded.
+    config.remote.trusted_writers = Some(
+        config
+            .pockets
+            .get(&row.pocket)
+            .map(|p| p.remote_writers.clone())
+            .unwrap_or_default(),
+    );
     let repo = Repository::from_config(config.clone()).map_err(|e| e.to_string())?;
     let engine = Engine::open(
         config,
