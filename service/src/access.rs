@@ -78,6 +78,7 @@ mod tests {
             publish: "/tmp/x".into(),
             sign_with: None,
             frozen: false,
+            remote_writers: Vec::new(),
         }
     }
 
