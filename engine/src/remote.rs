@@ -286,6 +286,21 @@ impl RemoteCache {
         Ok(())
     }
 
+    /// Whether the cache holds the build `key` with every blob it names
+    /// (a blob evicted since is uploaded again).
+    fn complete(&self, key: &str) -> std::result::Result<bool, comb_remote::Error> {
+        let (action, ..) = node_action(BUILD, key);
+        let Some(result) = self.remote.lookup(&action)? else {
+            return Ok(false);
+        };
+        let named: Vec<BlobDigest> = result
+            .output_files
+            .iter()
+            .filter_map(|f| BlobDigest::from_proto(f.digest.as_ref()?).ok())
+            .collect();
+        Ok(self.remote.missing(&named)?.is_empty())
+    }
+
     fn try_share(
         &self,
         engine: &Engine,
@@ -293,7 +308,7 @@ impl RemoteCache {
         shortcut: &str,
     ) -> std::result::Result<(), comb_remote::Error> {
         let (pointer, pointer_action, pointer_command) = node_action(SHORTCUT, shortcut);
-        if self.remote.lookup(&pointer)?.is_some() {
+        if self.remote.lookup(&pointer)?.is_some() && self.complete(&record.key)? {
             return Ok(());
         }
         let read = |what: &str, path: Option<std::path::PathBuf>| {

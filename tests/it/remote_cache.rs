@@ -160,23 +160,14 @@ fn a_second_machine_builds_nothing_the_first_shared() {
         .unwrap()
         .1;
     let sha = comb_cache::Digest::of_bytes(comb_cache::Algorithm::Sha256, &deb_a).hex();
-    let mut changed = 0;
-    let mut todo = vec![server.cas.clone()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.to_string_lossy().replace('/', "").contains(&sha) {
-                let mut bytes = std::fs::read(&p).unwrap();
-                let last = bytes.len() - 1;
-                bytes[last] ^= 0xff;
-                std::fs::write(&p, bytes).unwrap();
-                changed += 1;
-            }
-        }
+    let stored = on_server(&server.cas, &sha);
+    assert!(!stored.is_empty(), "where BuildGrid keeps the .deb");
+    for p in &stored {
+        let mut bytes = std::fs::read(p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(p, bytes).unwrap();
     }
-    assert!(changed > 0, "where BuildGrid keeps the .deb");
     let store_c = scratch(&repo, "store-c");
     let out_c = scratch(&repo, "out-c");
     let (code, builds, stderr) = build_in(&repo, &store_c, &out_c, &[]);
@@ -184,6 +175,46 @@ fn a_second_machine_builds_nothing_the_first_shared() {
     assert_eq!(builds["shared-a"].0, "built", "{builds:?}");
     assert!(stderr.contains("does not hash to its digest"), "{stderr}");
     assert_eq!(debs(&out_a), debs(&out_c));
+
+    // A blob the cache lost since (evicted): the reader builds it (BuildGrid
+    // itself serves no result whose blobs are gone; comb would note a blob
+    // lost between lookup and download), and the uploading machine stores
+    // it again on its next run.
+    for p in on_server(&server.cas, &sha) {
+        std::fs::remove_file(p).unwrap();
+    }
+    let store_d = scratch(&repo, "store-d");
+    let out_d = scratch(&repo, "out-d");
+    let (code, builds, stderr) = build_in(&repo, &store_d, &out_d, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(builds["shared-a"].0, "built", "{builds:?}");
+    set_remote(&repo, &remote_toml(&server, true));
+    let (code, _, stderr) = build_in(&repo, &repo.store, &out_a, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    set_remote(&repo, &remote_toml(&server, false));
+    let store_e = scratch(&repo, "store-e");
+    let out_e = scratch(&repo, "out-e");
+    let (code, builds, stderr) = build_in(&repo, &store_e, &out_e, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(builds["shared-a"].0, "fetched", "{builds:?}");
+    assert_eq!(debs(&out_a), debs(&out_e));
+}
+
+/// The files under BuildGrid's storage `dir` that hold the blob `sha256`.
+fn on_server(dir: &Path, sha256: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.to_string_lossy().replace('/', "").contains(sha256) {
+                found.push(p);
+            }
+        }
+    }
+    found
 }
 
 #[test]
