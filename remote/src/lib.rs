@@ -162,6 +162,16 @@ impl Remote {
     }
 
     fn status(&self, s: tonic::Status) -> Error {
+        // A connection that breaks under a call (the server killed) comes
+        // back as Unknown with the transport's error as its source.
+        let broken = s.code() == tonic::Code::Unknown
+            && (std::error::Error::source(&s).is_some() || s.message() == "transport error");
+        if broken {
+            return Error::Unreachable {
+                url: self.url.clone(),
+                message: source_chain(&s),
+            };
+        }
         match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Error::Unreachable {
                 url: self.url.clone(),
