@@ -29,13 +29,17 @@ use std::sync::Arc;
 /// Changes when the way packages are built changes.
 const BUILDER: &str = "comb-build-4";
 
-/// [`BUILDER`] and the packaging script native packages go through, so a
-/// change to either rebuilds them.
-fn builder() -> String {
-    let script = blake3::hash(comb_distro::policy::PACKAGING_SCRIPT.as_bytes());
-    format!("{BUILDER} packaging {}", &script.to_hex()[..16])
-}
 pub use crate::native::NATIVE_SOURCE_DATE_EPOCH;
+
+/// [`BUILDER`] and the packaging script native packages go through, so a
+/// change to either rebuilds them; made once (every recipe's key holds it).
+fn builder() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let script = blake3::hash(comb_distro::policy::PACKAGING_SCRIPT.as_bytes());
+        format!("{BUILDER} packaging {}", &script.to_hex()[..16])
+    })
+}
 
 /// How a package ended in a run.
 #[derive(Debug, Clone)]
@@ -810,7 +814,7 @@ fn build_inputs(
         }
     };
     Ok(BuildInputs {
-        builder: builder(),
+        builder: builder().to_string(),
         kind,
         name: recipe.name.clone(),
         version,

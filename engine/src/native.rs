@@ -248,7 +248,10 @@ pub(crate) fn pack(
             &elves,
         )?)
     };
-    let log = packaged.as_ref().map(|p| p.log.clone()).unwrap_or_default();
+    let log = packaged
+        .as_ref()
+        .map(|p| p.built.log.clone())
+        .unwrap_or_default();
 
     let docs = Docs::read(recipe, about, version, &maintainer)?;
     let out = engine.store.tmp_path("debs");
@@ -319,9 +322,8 @@ fn is_elf(dest: &Output, rel: &Path) -> bool {
 
 /// What the packaging action left.
 struct Packaged {
-    /// Its `debian` directory.
+    /// Its `debian` directory and its log.
     built: Executed,
-    log: String,
     version: String,
     recipe: String,
     dbgsym: BTreeMap<String, bool>,
@@ -377,7 +379,7 @@ impl Packaged {
             stage: "build",
             name: self.recipe.clone(),
             message: format!("the packaging of {package} left a bad {what}: {e}"),
-            log: crate::env::tail(&self.log, 30),
+            log: crate::env::tail(&self.built.log, 30),
             stored_log: None,
         };
         if let Some(shlibs) = self.text(&format!("{package}/DEBIAN/shlibs"))? {
@@ -610,10 +612,8 @@ fn run_packaging(
             limits: &recipe.build.limits,
             outputs: vec!["debian".into()],
         })?;
-        let log = built.log.clone();
         Ok(Packaged {
             built,
-            log,
             version: version.to_string(),
             recipe: recipe.name.clone(),
             dbgsym,

@@ -70,17 +70,10 @@ fn writer() -> String {
     format!("comb@{host} (uid {})", unsafe { libc::getuid() })
 }
 
-fn proto_digest(d: &BlobDigest) -> comb_remote::Digest {
-    comb_remote::Digest {
-        hash: d.sha256.clone(),
-        size_bytes: d.size as i64,
-    }
-}
-
 fn output_file(path: &str, data: &[u8]) -> OutputFile {
     OutputFile {
         path: path.to_string(),
-        digest: Some(proto_digest(&BlobDigest::of(data))),
+        digest: Some(BlobDigest::of(data).proto()),
         ..Default::default()
     }
 }

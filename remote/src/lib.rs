@@ -73,7 +73,8 @@ impl BlobDigest {
         }
     }
 
-    fn proto(&self) -> re::Digest {
+    /// As REAPI messages carry it.
+    pub fn proto(&self) -> re::Digest {
         re::Digest {
             hash: self.sha256.clone(),
             size_bytes: self.size as i64,

@@ -4,25 +4,7 @@ mod buildgrid_server;
 
 use buildgrid_server::start;
 use comb_remote::{node_action, ActionResult, BlobDigest, Error, OutputFile, Remote};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Every file under `dir` whose name holds `hash`.
-fn stored(dir: &Path, hash: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.to_string_lossy().replace('/', "").contains(hash) {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 fn result_of(files: &[(&str, &[u8])]) -> ActionResult {
     ActionResult {
@@ -32,19 +14,12 @@ fn result_of(files: &[(&str, &[u8])]) -> ActionResult {
                 let d = BlobDigest::of(data);
                 OutputFile {
                     path: path.to_string(),
-                    digest: Some(bazel_digest(&d)),
+                    digest: Some(d.proto()),
                     ..Default::default()
                 }
             })
             .collect(),
         ..Default::default()
-    }
-}
-
-fn bazel_digest(d: &BlobDigest) -> bazel_remote_apis::build::bazel::remote::execution::v2::Digest {
-    bazel_remote_apis::build::bazel::remote::execution::v2::Digest {
-        hash: d.sha256.clone(),
-        size_bytes: d.size as i64,
     }
 }
 
@@ -84,7 +59,7 @@ fn blobs_and_results_round_trip_and_bad_bytes_are_refused() {
         Err(Error::Missing(_))
     ));
     // Bytes changed on the server's disk are refused on read.
-    let on_disk = stored(&server.cas, &BlobDigest::of(&small).sha256);
+    let on_disk = server.blob_files(&BlobDigest::of(&small).sha256);
     assert!(!on_disk.is_empty(), "where BuildGrid keeps the blob");
     for p in &on_disk {
         std::fs::write(p, b"a smell blob").unwrap();

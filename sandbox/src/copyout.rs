@@ -58,22 +58,7 @@ impl Copier<'_> {
         if depth > MAX_DEPTH {
             return Err(err(path, "nesting deeper than", MAX_DEPTH));
         }
-        let reader = openat(
-            from,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| err(path, "opening", e))?;
-        let mut dir = Dir::from_fd(reader).map_err(|e| err(path, "reading", e))?;
-        let mut names = Vec::new();
-        for entry in dir.iter() {
-            let entry = entry.map_err(|e| err(path, "reading", e))?;
-            let name = entry.file_name();
-            if name != c"." && name != c".." {
-                names.push(name.to_owned());
-            }
-        }
+        let names = names_in(from).map_err(|e| err(path, "reading", e))?;
         for name in names {
             if depth == 0 && self.skip.iter().any(|s| s.as_bytes() == name.to_bytes()) {
                 continue;
@@ -175,6 +160,25 @@ impl Copier<'_> {
         }
         Ok(())
     }
+}
+
+/// The names in the directory `dir` (but `.` and `..`), read through a
+/// descriptor of its own so `dir`'s offset is left alone.
+pub(crate) fn names_in(dir: BorrowedFd) -> nix::Result<Vec<std::ffi::CString>> {
+    let reader = openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in Dir::from_fd(reader)?.iter() {
+        let name = entry?.file_name().to_owned();
+        if name.as_c_str() != c"." && name.as_c_str() != c".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 fn own(dir: BorrowedFd, name: &CStr, st: &libc::stat, path: &Path) -> CopyResult<()> {

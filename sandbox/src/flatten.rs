@@ -16,13 +16,12 @@
 //! from packages, so the walk goes through directory file descriptors and
 //! never follows a link.
 
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, FileStat, Mode};
 use nix::unistd::{fchown, linkat, Gid, Uid};
 use std::collections::BTreeSet;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -65,27 +64,6 @@ pub fn flatten(lower: &Path, upper: &Path, out: &Path) -> Result<(), String> {
 
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
     format!("flattening layers: {what} /{}: {e}", path.display())
-}
-
-/// The names in a directory.
-fn names(dir: BorrowedFd, path: &Path) -> Result<Vec<CString>, String> {
-    let fd = openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err(path, "opening", e))?;
-    let mut dir = Dir::from_fd(fd).map_err(|e| err(path, "reading", e))?;
-    let mut names = Vec::new();
-    for entry in dir.iter() {
-        let entry = entry.map_err(|e| err(path, "reading", e))?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push(name.to_owned());
-        }
-    }
-    Ok(names)
 }
 
 fn stat_of(dir: BorrowedFd, name: &CStr, path: &Path) -> Result<Option<FileStat>, String> {
@@ -165,7 +143,7 @@ fn merge(
     }
     let mut all = BTreeSet::new();
     for dir in [lower, upper].into_iter().flatten() {
-        all.extend(names(dir, path)?);
+        all.extend(crate::copyout::names_in(dir).map_err(|e| err(path, "reading", e))?);
     }
     for name in all {
         let entry = path.join(OsStr::from_bytes(name.to_bytes()));

@@ -93,3 +93,23 @@ pub fn start(allow_updates: bool) -> Server {
     }
     server
 }
+
+impl Server {
+    /// The files of its storage that hold the blob `sha256` (its disk
+    /// storage names them by hash, split into directories).
+    pub fn blob_files(&self, sha256: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut todo = vec![self.cas.clone()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else if p.to_string_lossy().replace('/', "").contains(sha256) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}
