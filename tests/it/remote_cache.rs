@@ -199,3 +199,63 @@ fn a_second_machine_builds_nothing_the_first_shared() {
     assert_eq!(builds["shared-a"].0, "fetched", "{builds:?}");
     assert_eq!(debs(&out_a), debs(&out_e));
 }
+
+#[test]
+fn a_cache_that_takes_no_clients_results_is_never_poisoned() {
+    if !root::is_root() {
+        return;
+    }
+    // BuildGrid's action cache with `allow-updates: false`: only what its
+    // own workers execute reaches it.
+    let server = start(false);
+    let repo = repository();
+    set_remote(&repo, &remote_toml(&server, true));
+    let out = scratch(&repo, "out");
+    let (code, builds, stderr) = build_in(&repo, &repo.store, &out, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(builds["shared-a"].0, "built");
+    assert!(stderr.contains("refused to record a result"), "{stderr}");
+    // Another machine finds nothing planted and builds for itself.
+    set_remote(&repo, &remote_toml(&server, false));
+    let store_b = scratch(&repo, "store-b");
+    let (code, builds, stderr) = build_in(&repo, &store_b, &out, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(builds["shared-a"].0, "built", "{builds:?}");
+    assert_eq!(builds["shared-b"].0, "built", "{builds:?}");
+}
+
+#[test]
+fn an_unreachable_cache_is_an_error_unless_local_fallback_is_asked_for() {
+    if !root::is_root() {
+        return;
+    }
+    let repo = repository();
+    let out = scratch(&repo, "out");
+    // Nothing listens on port 1.
+    let (code, _, stderr) = build_in(
+        &repo,
+        &repo.store,
+        &out,
+        &["--remote-cache", "grpc://127.0.0.1:1"],
+    );
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the remote cache grpc://127.0.0.1:1 is unreachable")
+            && stderr.contains("--remote-fallback local"),
+        "{stderr}"
+    );
+    let (code, builds, stderr) = build_in(
+        &repo,
+        &repo.store,
+        &out,
+        &[
+            "--remote-cache",
+            "grpc://127.0.0.1:1",
+            "--remote-fallback",
+            "local",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(builds["shared-a"].0, "built");
+    assert!(stderr.contains("building locally"), "{stderr}");
+}
