@@ -56,6 +56,11 @@ pub struct RemoteArgs {
     /// `[remote] cache` of comb.toml.
     #[arg(long, value_name = "URL")]
     remote_cache: Option<String>,
+    /// A REAPI server (grpc://HOST:PORT) whose workers (`comb worker`) run
+    /// the builds, in place of `[remote] execute` of comb.toml; its cache
+    /// is the remote cache unless one is named.
+    #[arg(long, value_name = "URL")]
+    remote_execute: Option<String>,
     /// When the remote cache is unreachable: `local` builds here, `none`
     /// (the default) fails.
     #[arg(long, value_name = "local|none")]
@@ -70,6 +75,15 @@ impl RemoteArgs {
                 anyhow::bail!("--remote-cache {url:?} is not grpc://HOST:PORT");
             }
             config.remote.cache = Some(url.clone());
+        }
+        if let Some(url) = &self.remote_execute {
+            if !url.starts_with("grpc://") {
+                anyhow::bail!("--remote-execute {url:?} is not grpc://HOST:PORT");
+            }
+            config.remote.execute = Some(url.clone());
+            if self.remote_cache.is_none() {
+                config.remote.cache = Some(url.clone());
+            }
         }
         match self.remote_fallback.as_deref() {
             None => {}
@@ -208,7 +222,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     }
     engine.finish(!failed)?;
     reporter.finish();
-    let [hit, built, failed_n, skipped, fetched] = reporter
+    let [hit, built, failed_n, skipped, fetched, remote] = reporter
         .counts
         .each_ref()
         .map(|c| c.load(Ordering::Relaxed));
@@ -216,7 +230,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"event": "summary", "hit": hit, "fetched": fetched, "built": built, "failed": failed_n, "skipped": skipped, "duration_ms": duration_ms})
+            serde_json::json!({"event": "summary", "hit": hit, "fetched": fetched, "built": built, "built_remotely": remote, "failed": failed_n, "skipped": skipped, "duration_ms": duration_ms})
         );
     } else {
         for r in &results {
@@ -225,10 +239,15 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
             }
         }
         eprintln!(
-            "{} nodes: {hit} cache hits, {}{built} built, {failed_n} failed{} in {:.1}s",
+            "{} nodes: {hit} cache hits, {}{built} built{}, {failed_n} failed{} in {:.1}s",
             hit + fetched + built + failed_n + skipped,
             if fetched > 0 {
                 format!("{fetched} fetched from the remote cache, ")
+            } else {
+                String::new()
+            },
+            if remote > 0 {
+                format!(" ({remote} on remote workers, {} here)", built - remote)
             } else {
                 String::new()
             },

@@ -51,10 +51,13 @@ pub struct CheckArgs {
     /// and compared.
     #[arg(long, short = 'n', conflicts_with = "html")]
     dry_run: bool,
+    #[command(flatten)]
+    remote: crate::build_cmd::RemoteArgs,
 }
 
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
-    let repo_config = crate::env_cmd::repo_config(args.place.repo.as_deref())?;
+    let mut repo_config = crate::env_cmd::repo_config(args.place.repo.as_deref())?;
+    args.remote.apply(&mut repo_config)?;
     let repo = Repository::from_config(repo_config.clone())?;
     if args.dry_run {
         let request = comb_engine::BuildRequest {

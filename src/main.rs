@@ -10,6 +10,7 @@ mod report_html;
 mod sandbox_cmd;
 mod serve_cmd;
 mod term;
+mod worker_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -80,6 +81,15 @@ enum Command {
         #[command(subcommand)]
         command: serve_cmd::AuditCommand,
     },
+    /// Run builds for a REAPI server (BuildGrid) as a Remote Workers API
+    /// bot: other machines' `[remote] execute` builds run here.
+    Worker(worker_cmd::WorkerArgs),
+    /// Run one node's action another machine sent (the command of another
+    /// server's own worker: Buildbarn's bb_runner, NativeLink's worker).
+    Node {
+        #[command(subcommand)]
+        command: worker_cmd::NodeCommand,
+    },
     /// Run commands in comb's sandbox directly.
     Sandbox {
         #[command(subcommand)]
@@ -125,6 +135,8 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Sandbox { command } => sandbox_cmd::run(command),
+        Command::Worker(args) => worker_cmd::worker(args),
+        Command::Node { command } => worker_cmd::node(command),
         Command::Update { place } => env_cmd::update(place),
         Command::Build(args) => build_cmd::build(args),
         Command::Graph(args) => build_cmd::graph(args),
@@ -166,6 +178,8 @@ fn needs_caller_namespace(command: &Command) -> bool {
             | Command::Stats(_)
             | Command::Serve(_)
             | Command::Sandbox { .. }
+            | Command::Worker(_)
+            | Command::Node { .. }
     )
 }
 

@@ -26,7 +26,7 @@ pub enum Mode {
 pub struct Reporter {
     mode: Mode,
     /// hit, built, failed, skipped, fetched (from the remote cache).
-    pub counts: [AtomicU64; 5],
+    pub counts: [AtomicU64; 6],
     live: Option<Live>,
     /// Per running node: output not yet ended by a newline.
     partial: Mutex<HashMap<String, Vec<u8>>>,
@@ -133,6 +133,9 @@ impl Observer for Reporter {
             _ => 3,
         };
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        if e.worker.is_some() {
+            self.counts[5].fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(live) = &self.live {
             if let Some(bar) = live
                 .running
@@ -172,6 +175,7 @@ impl Observer for Reporter {
                 "status": e.status,
                 "duration_ms": e.duration_ms,
                 "reason": e.reason,
+                "worker": e.worker,
             });
             println!("{line}");
             return;
@@ -201,9 +205,13 @@ impl Observer for Reporter {
                 e.reason.as_deref().unwrap_or("")
             ),
             status => format!(
-                "{:<13} {:<32} {status} in {:.1}s ({reason})",
+                "{:<13} {:<32} {status}{} in {:.1}s ({reason})",
                 e.stage,
                 e.name,
+                e.worker
+                    .as_deref()
+                    .map(|w| format!(" on {w}"))
+                    .unwrap_or_default(),
                 e.duration_ms as f64 / 1000.0
             ),
         })

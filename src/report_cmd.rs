@@ -101,7 +101,14 @@ pub fn why_text(w: &PackageWhy) -> String {
     for s in &w.stages {
         let status = match s.status.as_str() {
             "hit" | "fetched" => s.status.as_str().to_string(),
-            other => format!("{other} in {:.1}s", s.duration_ms as f64 / 1000.0),
+            other => format!(
+                "{other}{} in {:.1}s",
+                s.worker
+                    .as_deref()
+                    .map(|w| format!(" on {w}"))
+                    .unwrap_or_default(),
+                s.duration_ms as f64 / 1000.0
+            ),
         };
         out.push_str(&format!(
             "  {:<13} {:<32} {status}\n",
@@ -248,18 +255,20 @@ fn report_text(report: &comb_engine::Report) -> String {
             format_args!("  {}", run.command)
         ));
         out.push_str(&format!(
-            "  {:<13} {:>7} {:>7} {:>7} {:>8} {:>9}\n",
-            "stage", "hits", "built", "failed", "skipped", "hit rate"
+            "  {:<13} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}\n",
+            "stage", "hits", "fetched", "built", "remote", "failed", "skipped", "hit rate"
         ));
         let ordered = comb_engine::STAGES
             .iter()
             .filter_map(|s| run.stages.get(s.as_str()).map(|c| (s.as_str(), c)));
         for (stage, c) in ordered {
             out.push_str(&format!(
-                "  {:<13} {:>7} {:>7} {:>7} {:>8} {:>9}\n",
+                "  {:<13} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}\n",
                 stage,
                 c.hit,
+                c.fetched,
                 c.built,
+                c.built_remotely,
                 c.failed,
                 c.skipped,
                 percent(c.hit_rate())
@@ -310,9 +319,13 @@ fn report_text(report: &comb_engine::Report) -> String {
                             .map(|r| format!("{} {}: {r}", s.stage, s.name))
                     })
                     .unwrap_or_default();
+                let name = match &p.worker {
+                    Some(w) => format!("{} (on {w})", p.name),
+                    None => p.name.clone(),
+                };
                 out.push_str(&format!(
                     "    {:<32} {}\n",
-                    p.name,
+                    name,
                     first.lines().next().unwrap_or("")
                 ));
             }

@@ -85,6 +85,7 @@ function summary() {
   card("cache hits", run.total.hit);
   if (run.total.fetched) card("fetched (remote)", run.total.fetched);
   card("built", run.total.built);
+  if (run.total.built_remotely) card("built on remote workers", run.total.built_remotely);
   card("failed", run.total.failed);
   card("skipped", run.total.skipped);
   card("time saved", ms(run.time_saved_ms));

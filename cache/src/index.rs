@@ -183,6 +183,8 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE events;
     ALTER TABLE events_new RENAME TO events;
     CREATE INDEX events_by_run ON events (run_id, id);",
+    // 12: the remote worker that ran a build (`[remote] execute`).
+    "ALTER TABLE events ADD COLUMN worker TEXT;",
 ];
 
 /// Something a node names in the store besides its output.
@@ -525,6 +527,8 @@ pub struct Event {
     pub previous_key: Option<String>,
     /// For a node that was built or failed: the stored log, a blob digest.
     pub log: Option<String>,
+    /// For a node built on a remote worker: the worker's name.
+    pub worker: Option<String>,
 }
 
 impl Event {
@@ -544,6 +548,7 @@ impl Event {
             reason: None,
             at: unix_now(),
             previous_key: None,
+            worker: None,
             log: None,
         }
     }
@@ -1236,8 +1241,8 @@ impl Index {
         self.conn
             .prepare_cached(
                 "INSERT INTO events (run_id, node_key, kind, name, status, duration_ms, reason, at,
-                                     previous_key, log)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                     previous_key, log, worker)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 run.0,
@@ -1250,6 +1255,7 @@ impl Index {
                 e.at,
                 e.previous_key,
                 e.log,
+                e.worker,
             ])?;
         Ok(())
     }
@@ -1337,7 +1343,8 @@ impl Index {
     /// The events of `run`, in the order they were recorded.
     pub fn events(&self, run: RunId) -> Result<Vec<Event>, IndexError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT node_key, kind, name, status, duration_ms, reason, at, previous_key, log
+            "SELECT node_key, kind, name, status, duration_ms, reason, at, previous_key, log,
+                    worker
              FROM events WHERE run_id = ?1 ORDER BY id",
         )?;
         let rows = st.query_map(params![run.0], |r| {
@@ -1354,11 +1361,15 @@ impl Index {
                     r.get::<_, i64>(6)?,
                     r.get::<_, Option<String>>(7)?,
                     r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
                 ),
             ))
         })?;
         rows.map(|r| {
-            let ((node_key, kind, name, status), (duration_ms, reason, at, previous_key, log)) = r?;
+            let (
+                (node_key, kind, name, status),
+                (duration_ms, reason, at, previous_key, log, worker),
+            ) = r?;
             Ok(Event {
                 node_key,
                 kind: kind.parse()?,
@@ -1369,6 +1380,7 @@ impl Index {
                 at,
                 previous_key,
                 log,
+                worker,
             })
         })
         .collect()

@@ -12,8 +12,9 @@ use crate::inputs::{
     shortcut_key, BuildInputs, EnvOriginInputs, FileHash, Hex, NodeKey, SourceChoiceInputs,
     SourceEntry, SourceKind, Wanted,
 };
-pub use crate::manifest::{BuiltDeb, Confinement, Manifest};
+pub use crate::manifest::{BuiltDeb, Manifest};
 use crate::native;
+use crate::remote_exec::RemoteExecutor;
 use crate::scheduler::{self, JobState};
 use crate::snapshot::Pinned;
 use crate::source;
@@ -255,12 +256,29 @@ pub(crate) fn run_packages(
         cost: &cost,
         names: &wanted,
     };
-    let executor = LocalSandbox::new(engine);
+    let local = LocalSandbox::new(engine);
+    let remote = match &engine.repo.remote.execute {
+        Some(url) if !engine.planning() => match RemoteExecutor::connect(engine, url) {
+            Ok(remote) => Some(remote),
+            Err(e) if engine.repo.remote.fallback_local => {
+                engine
+                    .observer
+                    .note(&format!("{e}; building here (--remote-fallback local)"));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        _ => None,
+    };
+    let executor: &dyn Executor = match &remote {
+        Some(remote) => remote,
+        None => &local,
+    };
     let ctx = Ctx {
         engine,
         pinned,
         base: &base,
-        executor: &executor,
+        executor,
         variations: None,
     };
     let states = scheduler::run(
@@ -852,6 +870,7 @@ fn build_node(
             output: NodeOutput::Blob(digest),
             size: manifest.debs.iter().map(|d| d.size).sum(),
             refs: manifest.references(),
+            worker: manifest.worker.clone(),
         })
     })?;
     Ok(record)
@@ -1130,7 +1149,7 @@ fn build_native(
             unclaimed.join(", ")
         ));
     }
-    manifest(engine, debs, &log, executed.confinement.clone())
+    manifest(engine, debs, &log, &executed)
 }
 
 /// A build's record: its packages, and its log stored as a blob.
@@ -1138,12 +1157,13 @@ fn manifest(
     engine: &Engine,
     debs: Vec<BuiltDeb>,
     log: &str,
-    confinement: Confinement,
+    executed: &crate::executor::Executed,
 ) -> Result<Manifest> {
     Ok(Manifest {
         debs,
         log: crate::logs::store(engine, log)?,
-        confinement: Some(confinement),
+        confinement: Some(executed.confinement.clone()),
+        worker: executed.worker.clone(),
     })
 }
 
@@ -1261,7 +1281,7 @@ fn build_debian(
             stored_log: crate::logs::store(engine, &executed.log).ok(),
         });
     }
-    manifest(engine, debs, &executed.log, executed.confinement)
+    manifest(engine, debs, &executed.log, &executed)
 }
 
 /// Writes the given packages as a flat APT repository in `dir`.

@@ -25,6 +25,8 @@ pub struct NodeEvent {
     pub duration_ms: u64,
     /// Why it was built (or failed); `None` for a hit.
     pub reason: Option<String>,
+    /// The remote worker that built it; `None` when this machine did.
+    pub worker: Option<String>,
 }
 
 /// Receives the engine's progress. Every method has a default that
@@ -58,6 +60,8 @@ pub(crate) struct Made {
     pub output: NodeOutput,
     pub size: u64,
     pub refs: Vec<NodeRef>,
+    /// The remote worker that made it, if one did.
+    pub worker: Option<String>,
 }
 
 impl From<(NodeOutput, u64)> for Made {
@@ -66,6 +70,7 @@ impl From<(NodeOutput, u64)> for Made {
             output,
             size,
             refs: Vec::new(),
+            worker: None,
         }
     }
 }
@@ -436,7 +441,13 @@ impl Engine {
         event.duration_ms = duration_ms;
         event.previous_key = previous.map(|p| p.key);
         match result {
-            Ok(Made { output, size, refs }) => {
+            Ok(Made {
+                output,
+                size,
+                refs,
+                worker,
+            }) => {
+                event.worker = worker;
                 let record = NodeRecord::new(kind, name, text, output, size, duration_ms);
                 let mut refs = refs;
                 refs.extend(inputs.references());
@@ -760,6 +771,7 @@ impl Engine {
             status: event.status,
             duration_ms: event.duration_ms,
             reason: event.reason.clone(),
+            worker: event.worker.clone(),
         });
     }
 

@@ -85,8 +85,38 @@ pub(crate) struct Executed {
     pub log: String,
     /// The limits it ran under, and how each was enforced.
     pub confinement: Confinement,
+    /// The remote worker that ran it (`None`: this machine).
+    pub worker: Option<String>,
     /// Removes the outputs when dropped.
     _scratch: Scratch,
+}
+
+impl Executed {
+    /// What ran elsewhere, its output directories fetched into `scratch`.
+    pub(crate) fn fetched(
+        scratch: Scratch,
+        outputs: Vec<PathBuf>,
+        log: String,
+        confinement: Confinement,
+        worker: Option<String>,
+    ) -> Result<Executed> {
+        let outputs = outputs
+            .into_iter()
+            .map(|dir| {
+                Ok(Output {
+                    entries: digest_tree(&dir)?,
+                    dir,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Executed {
+            outputs,
+            log,
+            confinement,
+            worker,
+            _scratch: scratch,
+        })
+    }
 }
 
 /// Runs actions.
@@ -189,6 +219,7 @@ impl Executor for LocalSandbox<'_> {
                 limits: outcome.limits,
                 enforced_by: outcome.enforced_by,
             },
+            worker: None,
             _scratch: scratch,
         })
     }
@@ -230,13 +261,17 @@ fn digest_tree(dir: &Path) -> Result<BTreeMap<PathBuf, SourceEntry>> {
 }
 
 /// A scratch directory under the store, removed when dropped.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new(path: PathBuf) -> Result<Scratch> {
+    pub(crate) fn new(path: PathBuf) -> Result<Scratch> {
         std::fs::create_dir(&path)
             .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         Ok(Scratch(path))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
     }
 }
 

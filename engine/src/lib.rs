@@ -78,12 +78,14 @@ mod miss;
 mod native;
 mod plan;
 mod remote;
+mod remote_exec;
 mod report;
 mod scheduler;
 mod snapshot;
 mod source;
 mod vary;
 mod why;
+mod worker;
 
 // The engine's API: what the binary and the build service call. The
 // modules are private; everything a caller uses is named here.
@@ -117,6 +119,7 @@ pub use why::{
     binaries_of_run, explain, explain_events, limits_of, log_of, manifest_of,
     repository_packages_of, run_of, MissReason, PackageWhy, StageWhy, UpstreamInput,
 };
+pub use worker::{run_node, serve as serve_worker, NodeRun};
 
 // The types of the crates below that the API above speaks in.
 pub use comb_cache::{unix_now, Hash, NodeKind, NodeOutput, RunId, Sha256, Store, INDEX_FILE};
@@ -195,12 +198,14 @@ mod tests {
         ("logs", include_str!("logs.rs")),
         ("manifest", include_str!("manifest.rs")),
         ("miss", include_str!("miss.rs")),
+        ("remote_exec", include_str!("remote_exec.rs")),
         ("report", include_str!("report.rs")),
         ("scheduler", include_str!("scheduler.rs")),
         ("snapshot", include_str!("snapshot.rs")),
         ("source", include_str!("source.rs")),
         ("vary", include_str!("vary.rs")),
         ("why", include_str!("why.rs")),
+        ("worker", include_str!("worker.rs")),
     ];
 
     /// No two files of the engine use each other, directly or in a

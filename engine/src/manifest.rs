@@ -28,6 +28,10 @@ pub struct Manifest {
     /// The limits the build ran under, and how this host enforced each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confinement: Option<Confinement>,
+    /// The remote worker that ran the build (`[remote] execute`); `None`
+    /// when it ran on the machine that recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl Manifest {

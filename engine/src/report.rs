@@ -35,12 +35,17 @@ pub struct Counts {
     /// Found in the remote cache.
     pub fetched: u64,
     pub built: u64,
+    /// Of `built`, those a remote worker ran (`[remote] execute`).
+    pub built_remotely: u64,
     pub failed: u64,
     pub skipped: u64,
 }
 
 impl Counts {
-    fn add(&mut self, status: EventStatus) {
+    fn add(&mut self, status: EventStatus, worker: Option<&str>) {
+        if status == EventStatus::Built && worker.is_some() {
+            self.built_remotely += 1;
+        }
         match status {
             EventStatus::Hit => self.hit += 1,
             EventStatus::Fetched => self.fetched += 1,
@@ -76,6 +81,9 @@ pub struct PackageRow {
     pub reasons: Vec<String>,
     /// Every stage of it that was not a hit, with its reasons.
     pub why: Vec<StageLine>,
+    /// The remote worker that built it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Why it failed or was skipped.
     pub error: Option<String>,
 }
@@ -95,6 +103,9 @@ pub struct Slow {
     pub stage: NodeKind,
     pub status: EventStatus,
     pub duration_ms: u64,
+    /// The remote worker that ran it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -378,8 +389,8 @@ fn run_report(
         stages
             .entry(e.kind.as_str().to_string())
             .or_default()
-            .add(e.status);
-        total.add(e.status);
+            .add(e.status, e.worker.as_deref());
+        total.add(e.status, e.worker.as_deref());
         match e.status {
             EventStatus::Hit | EventStatus::Fetched => {
                 if let Some(node) = index.node(&e.node_key)? {
@@ -398,6 +409,7 @@ fn run_report(
             stage: e.kind,
             status: e.status,
             duration_ms: e.duration_ms,
+            worker: e.worker.clone(),
         })
         .collect();
     slowest.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms).then(a.name.cmp(&b.name)));
@@ -542,6 +554,7 @@ fn package_rows(
                 .find(|s| s.stage == NodeKind::Build)
                 .map(|s| words(&s.reasons))
                 .unwrap_or_default(),
+            worker: build.worker.clone(),
             why: explained
                 .iter()
                 .map(|s| StageLine {
@@ -648,7 +661,7 @@ mod tests {
             EventStatus::Built,
             EventStatus::Skipped,
         ] {
-            c.add(s);
+            c.add(s, None);
         }
         assert_eq!(c.hit_rate(), Some(2.0 / 3.0));
     }

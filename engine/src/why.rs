@@ -53,6 +53,8 @@ pub struct StageWhy {
     /// it installs came from the repository, and which copy of the base's
     /// each replaced (see [`repository_packages_of`]).
     pub from_repository: Vec<String>,
+    /// The remote worker that ran it (`[remote] execute`), if one did.
+    pub worker: Option<String>,
 }
 
 /// What `comb why PKG` prints: the package's stages in one run.
@@ -228,6 +230,7 @@ pub fn explain_events(
             log: e.log.clone(),
             limits: None,
             from_repository: Vec::new(),
+            worker: e.worker.clone(),
         });
     }
     // In pipeline order (hits are recorded in batches, after the builds).

@@ -47,6 +47,10 @@ pub struct RepoConfig {
 pub struct RemoteConfig {
     /// `grpc://HOST:PORT` of a REAPI server's action cache and CAS.
     pub cache: Option<String>,
+    /// `grpc://HOST:PORT` of a REAPI server whose workers run the builds
+    /// (`comb worker`); its action cache and CAS serve as the cache too
+    /// unless `cache` names another.
+    pub execute: Option<String>,
     /// The server's instance name (BuildGrid's are often `main`).
     pub instance: String,
     /// Whether this machine writes its results there (a trusted CI
@@ -175,6 +179,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawRemote {
     cache: Option<Spanned<String>>,
+    execute: Option<Spanned<String>>,
     #[serde(default)]
     instance: String,
     #[serde(default)]
@@ -449,6 +454,18 @@ impl RepoConfig {
                     ));
                 }
                 remote.cache = Some(c.into_inner());
+            }
+            if let Some(c) = r.execute {
+                if !c.get_ref().starts_with("grpc://") {
+                    return Err(bad(
+                        c.span().start,
+                        format!("[remote] execute {:?} is not grpc://HOST:PORT", c.get_ref()),
+                    ));
+                }
+                remote.execute = Some(c.into_inner());
+            }
+            if remote.cache.is_none() {
+                remote.cache = remote.execute.clone();
             }
             remote.instance = r.instance;
             remote.upload = r.upload;

@@ -25,7 +25,14 @@ use sha2::{Digest as _, Sha256};
 use std::time::Duration;
 use tonic::transport::Channel;
 
-pub use re::{ActionResult, Digest, ExecutedActionMetadata, OutputFile};
+pub mod bots;
+
+pub use bazel_remote_apis::google::protobuf::Any;
+pub use bazel_remote_apis::google::rpc::Status;
+pub use re::{
+    Action, ActionResult, Command, Digest, Directory, DirectoryNode, ExecutedActionMetadata,
+    FileNode, OutputDirectory, OutputFile, SymlinkNode, Tree,
+};
 
 /// Blobs up to this size go in batch calls; larger ones through ByteStream.
 const BATCH_LIMIT: usize = 1 << 20;
@@ -58,8 +65,11 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// A blob's SHA-256 and size, as REAPI names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A blob's SHA-256 and size, as REAPI names it; as text `SHA256/SIZE`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct BlobDigest {
     pub sha256: String,
     pub size: u64,
@@ -96,6 +106,33 @@ impl BlobDigest {
     }
 }
 
+impl TryFrom<String> for BlobDigest {
+    type Error = String;
+    /// `SHA256/SIZE`, the SHA-256 in lowercase hex: nothing else (it
+    /// names files).
+    fn try_from(text: String) -> std::result::Result<BlobDigest, String> {
+        let bad = || format!("{text:?} is not a digest (SHA256/SIZE)");
+        let (hash, size) = text.split_once('/').ok_or_else(bad)?;
+        let hex_ok =
+            hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let size = size
+            .parse::<u64>()
+            .ok()
+            .filter(|_| hex_ok)
+            .ok_or_else(bad)?;
+        Ok(BlobDigest {
+            sha256: hash.to_string(),
+            size,
+        })
+    }
+}
+
+impl From<BlobDigest> for String {
+    fn from(d: BlobDigest) -> String {
+        d.to_string()
+    }
+}
+
 impl std::fmt::Display for BlobDigest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.sha256, self.size)
@@ -118,6 +155,32 @@ pub fn node_action(kind: &str, key: &str) -> (BlobDigest, Vec<u8>, Vec<u8>) {
     }
     .encode_to_vec();
     (BlobDigest::of(&action), action, command)
+}
+
+/// What came of an `Execute`.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub result: ActionResult,
+    /// The server answered from its action cache: nothing ran.
+    pub cached: bool,
+}
+
+/// `message` as a `google.protobuf.Any` of the REAPI type `name` (such as
+/// `build.bazel.remote.execution.v2.ActionResult`).
+pub fn to_any(name: &str, message: &impl Message) -> Any {
+    Any {
+        type_url: format!("type.googleapis.com/{name}"),
+        value: message.encode_to_vec(),
+    }
+}
+
+/// The message of type `name` an `Any` holds, if it holds one.
+pub fn from_any<M: Message + Default>(name: &str, any: &Any) -> Option<M> {
+    let type_name = any.type_url.rsplit('/').next()?;
+    if type_name != name {
+        return None;
+    }
+    M::decode(any.value.as_slice()).ok()
 }
 
 /// A connection to one REAPI server instance.
@@ -160,6 +223,81 @@ impl Remote {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Runs `action` (its blobs uploaded) through the server's `Execute`
+    /// and waits for it: the result, and whether the server took it from
+    /// its action cache. A server that loses the operation's stream is
+    /// asked again with `WaitExecution`.
+    pub fn execute(&self, action: &BlobDigest) -> Result<Executed> {
+        use bazel_remote_apis::google::longrunning::operation::Result as Outcome;
+        let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
+            .max_decoding_message_size(64 << 20);
+        let request = re::ExecuteRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(action.proto()),
+            ..Default::default()
+        };
+        self.runtime.block_on(async {
+            let mut stream = client
+                .execute(request)
+                .await
+                .map_err(|s| self.status(s))?
+                .into_inner();
+            let mut name = String::new();
+            loop {
+                let operation = match stream.message().await.map_err(|s| self.status(s))? {
+                    Some(op) => op,
+                    None if name.is_empty() => {
+                        return Err(Error::Call("Execute ended without an operation".into()))
+                    }
+                    None => {
+                        let wait = re::WaitExecutionRequest { name: name.clone() };
+                        stream = client
+                            .wait_execution(wait)
+                            .await
+                            .map_err(|s| self.status(s))?
+                            .into_inner();
+                        continue;
+                    }
+                };
+                name = operation.name.clone();
+                if !operation.done {
+                    continue;
+                }
+                let response = match operation.result {
+                    Some(Outcome::Response(any)) => {
+                        re::ExecuteResponse::decode(any.value.as_slice())
+                            .map_err(|e| Error::Call(format!("a malformed ExecuteResponse: {e}")))?
+                    }
+                    Some(Outcome::Error(s)) => {
+                        return Err(Error::Call(format!(
+                            "the execution failed: {} (code {})",
+                            s.message, s.code
+                        )))
+                    }
+                    None => return Err(Error::Call("an operation done without a result".into())),
+                };
+                if let Some(s) = response.status.as_ref().filter(|s| s.code != 0) {
+                    return Err(Error::Call(format!(
+                        "the execution failed: {} (code {})",
+                        s.message, s.code
+                    )));
+                }
+                let result = response
+                    .result
+                    .ok_or_else(|| Error::Call("an execution without a result".into()))?;
+                return Ok(Executed {
+                    result,
+                    cached: response.cached_result,
+                });
+            }
+        })
+    }
+
+    /// The instance name calls are made for.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     fn status(&self, s: tonic::Status) -> Error {

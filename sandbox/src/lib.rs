@@ -36,6 +36,7 @@ mod init;
 mod mounts;
 mod runner;
 pub mod seccomp;
+pub mod ship;
 mod slot;
 
 use serde::{Deserialize, Serialize};

@@ -29,6 +29,7 @@ mod env_real_mirror;
 mod mirror_fixture;
 mod native_packages;
 mod remote_cache;
+mod remote_exec;
 mod report;
 mod resolver_vs_apt;
 mod rootless;

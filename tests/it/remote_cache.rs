@@ -27,7 +27,7 @@ fn repository() -> Repo {
 
 /// Sets `[remote]` of the repository's comb.toml (none when `remote` is
 /// empty).
-fn set_remote(repo: &Repo, remote: &str) {
+pub(crate) fn set_remote(repo: &Repo, remote: &str) {
     let path = repo.root.join("comb.toml");
     let toml = std::fs::read_to_string(&path).unwrap();
     let base = toml.split("\n[remote]").next().unwrap().to_string();
@@ -36,7 +36,7 @@ fn set_remote(repo: &Repo, remote: &str) {
 
 /// `comb build --all --json --out OUT` in `store`: the build nodes'
 /// statuses and reasons, and the exit code.
-fn build_in(
+pub(crate) fn build_in(
     repo: &Repo,
     store: &Path,
     out: &Path,
@@ -75,7 +75,7 @@ fn build_in(
 }
 
 /// The `.deb`s of an output directory, by name, with their bytes.
-fn debs(out: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn debs(out: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -96,7 +96,7 @@ fn remote_toml(server: &Server, upload: bool) -> String {
     )
 }
 
-fn scratch(repo: &Repo, name: &str) -> PathBuf {
+pub(crate) fn scratch(repo: &Repo, name: &str) -> PathBuf {
     let p = repo.root.parent().unwrap().join(name);
     std::fs::create_dir_all(&p).unwrap();
     p

@@ -68,8 +68,202 @@ pub fn start(allow_updates: bool) -> Server {
         ),
     )
     .unwrap();
+    launch(&bgd, config, port, cas, dir)
+}
+
+impl Server {
+    /// The files of its storage that hold the blob `sha256` (its disk
+    /// storage names them by hash, split into directories).
+    pub fn blob_files(&self, sha256: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut todo = vec![self.cas.clone()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else if p.to_string_lossy().replace('/', "").contains(sha256) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A PostgreSQL on a loopback port, for BuildGrid's scheduler: its data
+/// in a temporary directory, stopped when dropped. As root it runs as the
+/// `postgres` user (PostgreSQL refuses root).
+pub struct Postgres {
+    pub port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    as_postgres: bool,
+}
+
+fn postgres_bin() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .filter(|b| b.join("initdb").is_file())
+        .expect("PostgreSQL is not installed: run .ci/install-deps")
+}
+
+impl Postgres {
+    fn command(&self, program: &str) -> Command {
+        let exe = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    pub fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("comb-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        // SAFETY: getuid cannot fail.
+        let as_postgres = unsafe { libc::getuid() } == 0;
+        let pg = Postgres {
+            port: free_port(),
+            bin: postgres_bin(),
+            dir,
+            as_postgres,
+        };
+        let data = pg.dir.path().join("data");
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(pg.dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let run = |mut c: Command, what: &str| {
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{what}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let mut initdb = pg.command("initdb");
+        initdb.args(["-A", "trust", "-U", "bgd", "-D"]).arg(&data);
+        run(initdb, "initdb");
+        let mut start = pg.command("pg_ctl");
+        start
+            .args(["-w", "-D"])
+            .arg(&data)
+            .arg("-l")
+            .arg(pg.dir.path().join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                pg.port,
+                pg.dir.path().display()
+            ))
+            .arg("start");
+        run(start, "pg_ctl start");
+        let mut create = pg.command("createdb");
+        create.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "bgd",
+            "bgd",
+        ]);
+        run(create, "createdb");
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgresql+psycopg2://bgd@127.0.0.1:{}/bgd", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut stop = self.command("pg_ctl");
+        stop.args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = stop.status();
+    }
+}
+
+/// A BuildGrid that also schedules: its Execute service hands actions to
+/// bots (`comb worker`) through its Remote Workers API. A bot silent for
+/// `keepalive` seconds is taken for dead and its job given to another.
+pub struct ExecutionServer {
+    pub server: Server,
+    pub postgres: Postgres,
+}
+
+pub fn start_execution(allow_updates: bool, keepalive: u32) -> ExecutionServer {
+    let bgd = bgd();
+    let postgres = Postgres::start();
+    let migrate = Command::new(&bgd)
+        .args(["migrate", "apply"])
+        .arg(postgres.url())
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "bgd migrate: {}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cas = dir.path().join("cas");
+    std::fs::create_dir(&cas).unwrap();
+    let port = free_port();
+    let config = dir.path().join("execution.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
+             authorization:\n  method: none\n\
+             thread-pool-size: 100\n\
+             limiter:\n  !limiter\n  concurrent-request-limit: 90\n\
+             connections:\n  - !sql-connection &sql\n    connection-string: {url}\n    pool-size: 20\n    max-overflow: 40\n\
+             storages:\n  - !disk-storage &cas\n    path: {cas}\n\
+             caches:\n  - !lru-action-cache &ac\n    storage: *cas\n    max-cached-refs: 10000\n    \
+             allow-updates: {allow_updates}\n    cache-failed-actions: false\n\
+             schedulers:\n  - !sql-scheduler &scheduler\n    storage: *cas\n    sql: *sql\n    \
+             action-cache: *ac\n    bot-session-keepalive-timeout: {keepalive}\n    \
+             session-expiry-timer-interval: 1\n    poll-interval: 0.2\n    bot-poll-interval: 0.2\n\
+             instances:\n  - name: main\n    services:\n      - !action-cache\n        cache: *ac\n      \
+             - !execution\n        scheduler: *scheduler\n        endpoints: [execution, operations, bots]\n      \
+             - !cas\n        storage: *cas\n      - !bytestream\n        storage: *cas\n",
+            url = postgres.url(),
+            cas = cas.display()
+        ),
+    )
+    .unwrap();
+    let server = launch(&bgd, config, port, cas, dir);
+    ExecutionServer { server, postgres }
+}
+
+fn launch(
+    bgd: &std::path::Path,
+    config: PathBuf,
+    port: u16,
+    cas: PathBuf,
+    dir: tempfile::TempDir,
+) -> Server {
     let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
-    let child = Command::new(&bgd)
+    let child = Command::new(bgd)
         .args(["server", "start"])
         .arg(&config)
         .stdin(Stdio::null())
@@ -95,21 +289,8 @@ pub fn start(allow_updates: bool) -> Server {
 }
 
 impl Server {
-    /// The files of its storage that hold the blob `sha256` (its disk
-    /// storage names them by hash, split into directories).
-    pub fn blob_files(&self, sha256: &str) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut todo = vec![self.cas.clone()];
-        while let Some(d) = todo.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    todo.push(p);
-                } else if p.to_string_lossy().replace('/', "").contains(sha256) {
-                    out.push(p);
-                }
-            }
-        }
-        out
+    /// What BuildGrid printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("bgd.log")).unwrap_or_default()
     }
 }
