@@ -61,6 +61,9 @@ pub struct RemoteArgs {
     /// is the remote cache unless one is named.
     #[arg(long, value_name = "URL")]
     remote_execute: Option<String>,
+    /// The REAPI server's instance name, in place of `[remote] instance`.
+    #[arg(long, value_name = "NAME")]
+    remote_instance: Option<String>,
     /// When the remote cache is unreachable: `local` builds here, `none`
     /// (the default) fails.
     #[arg(long, value_name = "local|none")]
@@ -84,6 +87,9 @@ impl RemoteArgs {
             if self.remote_cache.is_none() {
                 config.remote.cache = Some(url.clone());
             }
+        }
+        if let Some(instance) = &self.remote_instance {
+            config.remote.instance = instance.clone();
         }
         match self.remote_fallback.as_deref() {
             None => {}

@@ -142,7 +142,8 @@ pub(crate) struct RemoteExecutor<'a> {
     remote: Remote,
     /// Where a `comb check` rebuild that varies its sandbox runs.
     local: LocalSandbox<'a>,
-    /// The layers already shipped by this run.
+    /// The layers already shipped by this run; held while one is packed,
+    /// so concurrent builds on one environment pack it once.
     shipped: std::sync::Mutex<BTreeMap<PathBuf, ShippedLayer>>,
     /// The server was lost: with `--remote-fallback local`, what is left
     /// builds here.
@@ -185,7 +186,8 @@ impl<'a> RemoteExecutor<'a> {
     /// The layer directory `dir` shipped: packed (once per layer on this
     /// machine) and its chunks uploaded where the server lacks them.
     fn ship(&self, dir: &Path) -> Result<ShippedLayer> {
-        if let Some(known) = self.shipped.lock().expect("not poisoned").get(dir) {
+        let mut shipped = self.shipped.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = shipped.get(dir) {
             return Ok(known.clone());
         }
         let label = layer_label(dir);
@@ -241,10 +243,7 @@ impl<'a> RemoteExecutor<'a> {
                 .upload(&chunks)
                 .map_err(|e| self.remote_error(&label, e))?;
         }
-        self.shipped
-            .lock()
-            .expect("not poisoned")
-            .insert(dir.to_path_buf(), layer.clone());
+        shipped.insert(dir.to_path_buf(), layer.clone());
         Ok(layer)
     }
 

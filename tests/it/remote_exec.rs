@@ -229,3 +229,57 @@ fn a_server_gone_mid_run_is_an_error_or_a_local_build() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("building here"), "{stderr}");
 }
+
+/// The README's repository checked on three workers: every package of
+/// `examples/starter` rebuilt from source remotely (its environments
+/// shipped to workers with empty stores) and compared with the build
+/// recorded here: all GOOD, the same bytes.
+#[test]
+fn the_starter_is_checked_on_three_workers() {
+    if !root::is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("starter");
+    crate::build_starter::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter"),
+        &repo,
+    );
+    assert!(crate::real::comb(&repo, &["update"]).status.success());
+    let built = crate::real::comb(&repo, &["build", "--all"]);
+    assert!(built.status.success());
+    let server = start_execution(false, 10);
+    let workers: Vec<Worker> = (1..=3)
+        .map(|i| Worker::start(&server, &format!("starter-w{i}"), dir.path()))
+        .collect();
+    let check = crate::real::comb(
+        &repo,
+        &[
+            "check",
+            "--all",
+            "--json",
+            "--no-diffoscope",
+            "-j",
+            "3",
+            "--remote-execute",
+            &server.server.url,
+            "--remote-instance",
+            "main",
+        ],
+    );
+    let logs: String = workers.iter().map(Worker::log).collect();
+    assert!(check.status.success(), "workers: {logs}");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    let packages: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "package")
+        .map(|v| v["package"].clone())
+        .collect();
+    assert!(packages.len() >= 8, "{stdout}");
+    for p in &packages {
+        assert_eq!(p["state"], "GOOD", "{p}");
+    }
+    let ran = workers.iter().filter(|w| w.log().contains("running lease")).count();
+    assert!(ran >= 2, "the rebuilds spread over the workers: {logs}");
+}
