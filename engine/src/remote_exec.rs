@@ -131,6 +131,12 @@ pub(crate) fn command(outputs: usize) -> comb_remote::Command {
     output_paths.sort();
     comb_remote::Command {
         arguments: vec!["comb".into(), "node".into(), "run".into()],
+        // A server's own runner (bb_runner) gives the command no
+        // environment but this: where to find comb.
+        environment_variables: vec![comb_remote::EnvironmentVariable {
+            name: "PATH".into(),
+            value: "/usr/local/bin:/usr/bin:/bin".into(),
+        }],
         output_paths,
         ..Default::default()
     }

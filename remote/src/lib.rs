@@ -30,7 +30,8 @@ pub mod bots;
 pub use bazel_remote_apis::google::protobuf::Any;
 pub use bazel_remote_apis::google::rpc::Status;
 pub use re::{
-    Action, ActionResult, Command, Digest, Directory, DirectoryNode, ExecutedActionMetadata,
+    command::EnvironmentVariable, Action, ActionResult, Command, Digest, Directory, DirectoryNode,
+    ExecutedActionMetadata,
     FileNode, OutputDirectory, OutputFile, SymlinkNode, Tree,
 };
 
