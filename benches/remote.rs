@@ -22,8 +22,8 @@
 //!    original store's no-op run has all 200 as local hits. Per build.
 //!
 //! Needs root, BuildGrid (`.ci/install-deps`), PostgreSQL, `sqlite3` and
-//! the Debian mirror of the host's APT sources (the environments are the
-//! starter's snapshot). Parameters: `COMB_BENCH_REMOTE_DIR`
+//! the Debian mirror of the host's APT sources (pinned once by `comb
+//! update`). Parameters: `COMB_BENCH_REMOTE_DIR`
 //! (`/var/tmp/comb-bench-remote`), `COMB_BENCH_REMOTE_SIZE` (200),
 //! `COMB_BENCH_REMOTE_WORKERS` (3).
 
@@ -74,7 +74,9 @@ impl Setup {
         if packages.is_empty() {
             cmd.arg("--all");
         }
-        cmd.args(packages).args(extra).args(place(&self.repo, store));
+        cmd.args(packages)
+            .args(extra)
+            .args(place(&self.repo, store));
         let ran = run(&mut cmd);
         if !ran.ok {
             abort(&format!(
@@ -101,7 +103,15 @@ impl Drop for Worker {
 fn worker(setup: &Setup, url: &str, i: usize, store: &Path) -> Worker {
     let log = std::fs::File::create(setup.dir.join(format!("worker{i}.log"))).unwrap();
     let child = Command::new(&setup.comb)
-        .args(["worker", "--remote", url, "--instance", "main", "--patience", "60"])
+        .args([
+            "worker",
+            "--remote",
+            url,
+            "--instance",
+            "main",
+            "--patience",
+            "60",
+        ])
         .args(["--name", &format!("bench-w{i}"), "--store"])
         .arg(store)
         .stdin(Stdio::null())
@@ -147,9 +157,8 @@ fn main() {
     };
     mkdir_all(&setup.repo);
     write(&setup.repo.join("comb.toml"), NATIVE_TOML);
-    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter/comb.lock");
     if !setup.repo.join("comb.lock").is_file() {
-        std::fs::copy(&lock, setup.repo.join("comb.lock")).unwrap();
+        update_or_skip(&setup.comb, &setup.repo, &setup.store);
     }
     for r in 0..n {
         let src = setup.repo.join(name(r)).join("src");
@@ -166,7 +175,12 @@ fn main() {
 
     let server = buildgrid_server::start_execution(true, 60);
     let url = server.server.url.clone();
-    let execute = ["--remote-execute", url.as_str(), "--remote-instance", "main"];
+    let execute = [
+        "--remote-execute",
+        url.as_str(),
+        "--remote-instance",
+        "main",
+    ];
     let worker_store = |i: usize| dir.join(format!("worker{i}-store"));
     for i in 1..=most {
         remove_all(&worker_store(i));
@@ -207,7 +221,11 @@ fn main() {
         .collect();
     eprintln!("remote: warm-up on {most} workers (untimed)");
     setup.write("warm-up");
-    setup.build(&setup.store, &[], &[&execute[..], &["-j", &most.to_string()]].concat());
+    setup.build(
+        &setup.store,
+        &[],
+        &[&execute[..], &["-j", &most.to_string()]].concat(),
+    );
     drop(workers);
 
     // 1. Makespans.
@@ -250,7 +268,10 @@ fn main() {
             makespans[0] / wall
         );
         if k == most {
-            println!("{line}   target <= {TARGET:.2}x   {}", verdict(ratio <= TARGET));
+            println!(
+                "{line}   target <= {TARGET:.2}x   {}",
+                verdict(ratio <= TARGET)
+            );
         } else {
             println!("{line}");
         }

@@ -43,9 +43,8 @@ pub(crate) struct Action<'a> {
     pub name: &'a str,
     /// The environment: its top layer's node key, and the layers' local
     /// directories, bottom first.
-    // The key is for executors elsewhere, which fetch the layers by it;
+    // The key tells a remote executor which actions share an environment;
     // this machine's sandbox has the directories.
-    #[allow(dead_code)]
     pub env: NodeKey,
     pub env_paths: &'a [PathBuf],
     /// The work directory's files, parents before children; U owns them.

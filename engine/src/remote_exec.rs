@@ -58,6 +58,10 @@ pub(crate) struct Spec {
 pub(crate) struct ShippedLayer {
     /// Where it came from (`base-build-…/0`), for messages.
     pub label: String,
+    /// Which directory was packed (its inode and change time): a layer
+    /// made again under the same name is packed again.
+    #[serde(default)]
+    pub made: String,
     pub sha256: String,
     pub size: u64,
     pub chunks: Vec<BlobDigest>,
@@ -203,9 +207,16 @@ impl<'a> RemoteExecutor<'a> {
             .root()
             .join("shipped")
             .join(label.replace('/', "-"));
+        let made = {
+            use std::os::unix::fs::MetadataExt;
+            let md = std::fs::metadata(dir)
+                .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+            format!("{}:{}.{}", md.ino(), md.ctime(), md.ctime_nsec())
+        };
         let recorded: Option<ShippedLayer> = std::fs::read(&record)
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+            .and_then(|b| serde_json::from_slice::<ShippedLayer>(&b).ok())
+            .filter(|l| l.made == made);
         let mut archive = None;
         let layer = match recorded {
             Some(layer) => layer,
@@ -213,6 +224,7 @@ impl<'a> RemoteExecutor<'a> {
                 let packed = comb_sandbox::ship::pack_layer(dir).map_err(Error::Environment)?;
                 let layer = ShippedLayer {
                     label: label.clone(),
+                    made,
                     sha256: BlobDigest::of(&packed).sha256,
                     size: packed.len() as u64,
                     chunks: packed.chunks(CHUNK).map(BlobDigest::of).collect(),
@@ -455,7 +467,10 @@ impl RemoteExecutor<'_> {
         small.extend([spec_json, blobs_dir, root, command, reapi_action]);
         let refs: Vec<&[u8]> = small.iter().map(Vec::as_slice).collect();
         self.remote.upload(&refs).map_err(fail)?;
-        let executed = self.remote.execute(&action_digest).map_err(fail)?;
+        let executed = self
+            .remote
+            .execute(&action_digest, Some(&action.env.to_string()))
+            .map_err(fail)?;
         let result = executed.result;
         let worker = result
             .execution_metadata

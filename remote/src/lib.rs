@@ -31,8 +31,7 @@ pub use bazel_remote_apis::google::protobuf::Any;
 pub use bazel_remote_apis::google::rpc::Status;
 pub use re::{
     command::EnvironmentVariable, Action, ActionResult, Command, Digest, Directory, DirectoryNode,
-    ExecutedActionMetadata,
-    FileNode, OutputDirectory, OutputFile, SymlinkNode, Tree,
+    ExecutedActionMetadata, FileNode, OutputDirectory, OutputFile, SymlinkNode, Tree,
 };
 
 /// Blobs up to this size go in batch calls; larger ones through ByteStream.
@@ -158,6 +157,15 @@ pub fn node_action(kind: &str, key: &str) -> (BlobDigest, Vec<u8>, Vec<u8>) {
     (BlobDigest::of(&action), action, command)
 }
 
+/// BuildGrid's scheduling hints, sent as a binary header of `Execute`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SchedulingMetadata {
+    #[prost(string, tag = "1")]
+    locality_hint: String,
+}
+
+const SCHEDULING_HEADER: &str = "build.buildgrid.schedulingmetadata-bin";
+
 /// What came of an `Execute`.
 #[derive(Debug, Clone)]
 pub struct Executed {
@@ -229,16 +237,28 @@ impl Remote {
     /// Runs `action` (its blobs uploaded) through the server's `Execute`
     /// and waits for it: the result, and whether the server took it from
     /// its action cache. A server that loses the operation's stream is
-    /// asked again with `WaitExecution`.
-    pub fn execute(&self, action: &BlobDigest) -> Result<Executed> {
+    /// asked again with `WaitExecution`. `locality` names what the action
+    /// shares with others (its environment): BuildGrid, given an
+    /// `!assign-by-locality` assigner, prefers a worker that ran an action
+    /// of the same hint, which has that environment already.
+    pub fn execute(&self, action: &BlobDigest, locality: Option<&str>) -> Result<Executed> {
         use bazel_remote_apis::google::longrunning::operation::Result as Outcome;
         let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
             .max_decoding_message_size(64 << 20);
-        let request = re::ExecuteRequest {
+        let mut request = tonic::Request::new(re::ExecuteRequest {
             instance_name: self.instance.clone(),
             action_digest: Some(action.proto()),
             ..Default::default()
-        };
+        });
+        if let Some(hint) = locality {
+            let metadata = SchedulingMetadata {
+                locality_hint: hint.to_string(),
+            };
+            request.metadata_mut().insert_bin(
+                tonic::metadata::MetadataKey::from_static(SCHEDULING_HEADER),
+                tonic::metadata::MetadataValue::from_bytes(&metadata.encode_to_vec()),
+            );
+        }
         self.runtime.block_on(async {
             let mut stream = client
                 .execute(request)

@@ -46,20 +46,18 @@ fn a_layer_comes_out_as_it_went_in() {
     fs::create_dir_all(layer.join("usr/bin")).unwrap();
     fs::create_dir_all(layer.join("etc/hidden")).unwrap();
     fs::write(layer.join("usr/bin/tool"), "#!/bin/sh\n").unwrap();
-    fs::set_permissions(layer.join("usr/bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        layer.join("usr/bin/tool"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     fs::write(layer.join("etc/secret"), "r's only").unwrap();
     fs::set_permissions(layer.join("etc/secret"), fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::lchown(layer.join("etc/secret"), Some(0), Some(42)).unwrap();
     std::os::unix::fs::lchown(layer.join("usr/bin"), Some(100), Some(101)).unwrap();
     fs::hard_link(layer.join("usr/bin/tool"), layer.join("usr/bin/tool2")).unwrap();
     symlink("../usr/bin/tool", layer.join("etc/tool-link")).unwrap();
-    mknod(
-        &layer.join("etc/removed"),
-        SFlag::S_IFCHR,
-        Mode::empty(),
-        0,
-    )
-    .unwrap();
+    mknod(&layer.join("etc/removed"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
     let hidden = layer.join("etc/hidden");
     let p = std::ffi::CString::new(hidden.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: valid strings and buffer.
@@ -75,13 +73,20 @@ fn a_layer_comes_out_as_it_went_in() {
     assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
 
     let archive = pack_layer(&layer).unwrap();
-    assert_eq!(archive, pack_layer(&layer).unwrap(), "packing is repeatable");
+    assert_eq!(
+        archive,
+        pack_layer(&layer).unwrap(),
+        "packing is repeatable"
+    );
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
     unpack_layer(&archive, &out).unwrap();
 
     let md = |p: &str| fs::symlink_metadata(out.join(p)).unwrap();
-    assert_eq!(fs::read_to_string(out.join("etc/secret")).unwrap(), "r's only");
+    assert_eq!(
+        fs::read_to_string(out.join("etc/secret")).unwrap(),
+        "r's only"
+    );
     assert_eq!(md("etc/secret").mode() & 0o7777, 0o640);
     assert_eq!((md("etc/secret").uid(), md("etc/secret").gid()), (0, 42));
     assert_eq!((md("usr/bin").uid(), md("usr/bin").gid()), (100, 101));
@@ -92,7 +97,9 @@ fn a_layer_comes_out_as_it_went_in() {
         Path::new("../usr/bin/tool")
     );
     let whiteout = md("etc/removed");
-    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&whiteout.file_type()));
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &whiteout.file_type()
+    ));
     assert_eq!(whiteout.rdev(), 0);
     assert_eq!(opaque(&out.join("etc/hidden")).as_deref(), Some(&b"y"[..]));
 }
@@ -108,7 +115,11 @@ fn hostile(dir: &Path, extra: &[&str], members: &[&str]) -> Vec<u8> {
         .args(members)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     zstd::encode_all(out.stdout.as_slice(), 3).unwrap()
 }
 
@@ -163,7 +174,10 @@ fn an_archive_made_to_escape_or_to_plant_is_refused() {
         ("a file through a link out of the layer", door_then_file),
         ("a set-id file", hostile(&src, &[], &["suid"])),
         ("a device", hostile(&src, &[], &["null"])),
-        ("not an archive", zstd::encode_all(&b"garbage"[..], 3).unwrap()),
+        (
+            "not an archive",
+            zstd::encode_all(&b"garbage"[..], 3).unwrap(),
+        ),
         ("not compressed", b"garbage".to_vec()),
     ];
     for (what, archive) in cases {
@@ -179,7 +193,10 @@ fn an_archive_made_to_escape_or_to_plant_is_refused() {
             result.is_err() || !planted,
             "{what}: unpacked what no layer may hold"
         );
-        if matches!(what, "a set-id file" | "a device" | "not an archive" | "not compressed") {
+        if matches!(
+            what,
+            "a set-id file" | "a device" | "not an archive" | "not compressed"
+        ) {
             assert!(result.is_err(), "{what}: accepted");
         }
     }

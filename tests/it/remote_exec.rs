@@ -119,6 +119,12 @@ fn builds_run_on_workers_and_come_back_as_a_local_build_makes_them() {
         ran.contains("running lease"),
         "no worker ran anything: {ran}"
     );
+    // Each build named its environment, and BuildGrid recorded which
+    // worker has it (what its locality assigner prefers).
+    let hints = server
+        .postgres
+        .query("SELECT count(DISTINCT locality_hint) FROM bot_locality_hints");
+    assert_eq!(hints, "2", "exec-a's and exec-b's environments");
     // The build records the worker that ran it.
     let log = repo.comb(&["report", "--json"]);
     let report = String::from_utf8_lossy(&log.stdout);
@@ -280,6 +286,9 @@ fn the_starter_is_checked_on_three_workers() {
     for p in &packages {
         assert_eq!(p["state"], "GOOD", "{p}");
     }
-    let ran = workers.iter().filter(|w| w.log().contains("running lease")).count();
+    let ran = workers
+        .iter()
+        .filter(|w| w.log().contains("running lease"))
+        .count();
     assert!(ran >= 2, "the rebuilds spread over the workers: {logs}");
 }

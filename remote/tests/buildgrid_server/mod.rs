@@ -189,6 +189,22 @@ impl Postgres {
     pub fn url(&self) -> String {
         format!("postgresql+psycopg2://bgd@127.0.0.1:{}/bgd", self.port)
     }
+
+    /// What `sql` selects from BuildGrid's database, as psql prints it
+    /// unaligned.
+    pub fn query(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "bgd"])
+            .args(["-d", "bgd", "-A", "-t", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
 }
 
 impl Drop for Postgres {
@@ -242,6 +258,8 @@ pub fn start_execution(allow_updates: bool, keepalive: u32) -> ExecutionServer {
              allow-updates: {allow_updates}\n    cache-failed-actions: false\n\
              schedulers:\n  - !sql-scheduler &scheduler\n    storage: *cas\n    sql: *sql\n    \
              action-cache: *ac\n    bot-session-keepalive-timeout: {keepalive}\n    \
+             assigners:\n      - !priority-age-assigner\n        interval: 0.1\n        \
+             bot-assignment-strategy: !assign-by-locality {{}}\n    \
              session-expiry-timer-interval: 1\n    poll-interval: 0.2\n    bot-poll-interval: 0.2\n\
              instances:\n  - name: main\n    services:\n      - !action-cache\n        cache: *ac\n      \
              - !execution\n        scheduler: *scheduler\n        endpoints: [execution, operations, bots]\n      \
