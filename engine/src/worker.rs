@@ -407,19 +407,19 @@ pub fn serve(
         "comb worker {name}: serving {url} (session {})",
         session.name
     ));
+    let (done_tx, done_rx) =
+        std::sync::mpsc::channel::<(String, Result<comb_remote::ActionResult>)>();
     std::thread::scope(|scope| {
-        let mut running: Option<(
-            String,
-            std::thread::ScopedJoinHandle<Result<comb_remote::ActionResult>>,
-        )> = None;
+        let mut running: Option<String> = None;
         let mut lost_since: Option<std::time::Instant> = None;
         loop {
-            // A finished lease is reported with its result.
-            if running.as_ref().is_some_and(|(_, h)| h.is_finished()) {
-                let (id, handle) = running.take().expect("checked");
-                let outcome = handle.join().unwrap_or_else(|_| {
-                    Err(Error::Environment("the build thread panicked".into()))
-                });
+            // A finished lease is reported with its result, at once.
+            let finished = match &running {
+                Some(_) => done_rx.recv_timeout(HEARTBEAT).ok(),
+                None => None,
+            };
+            if let Some((id, outcome)) = finished {
+                running = None;
                 for lease in session.leases.iter_mut().filter(|l| l.id == id) {
                     lease.state = bots::LEASE_COMPLETED;
                     match &outcome {
@@ -442,12 +442,13 @@ pub fn serve(
             }
             session.leases.retain(|l| l.state != bots::LEASE_CANCELLED);
             let sent = session.clone();
+            let asked = std::time::Instant::now();
             session = match remote.update_bot_session(sent.clone()) {
                 Ok(s) => {
                     lost_since = None;
                     s
                 }
-                Err(e) => {
+                Err(e @ comb_remote::Error::Unreachable { .. }) => {
                     let since = *lost_since.get_or_insert_with(std::time::Instant::now);
                     if patience.is_some_and(|p| since.elapsed() > p) {
                         return Err(unreachable(e));
@@ -455,35 +456,56 @@ pub fn serve(
                     std::thread::sleep(HEARTBEAT);
                     sent
                 }
+                Err(e) => {
+                    // The server forgot the session (restarted, or took
+                    // this bot for dead): a new one; its jobs were requeued.
+                    engine
+                        .observer
+                        .note(&format!("comb worker {name}: {e}: opening a new session"));
+                    std::thread::sleep(HEARTBEAT);
+                    let fresh = remote.create_bot_session(BotSession {
+                        bot_id: name.to_string(),
+                        status: bots::BOT_OK,
+                        ..Default::default()
+                    });
+                    match fresh {
+                        Ok(s) => s,
+                        Err(e) => {
+                            engine.observer.note(&format!("comb worker {name}: {e}"));
+                            sent
+                        }
+                    }
+                }
             };
             // Completed leases the server has taken are gone from its answer.
             for lease in session.leases.iter_mut() {
                 // BuildGrid sends a new lease already ACTIVE; the protocol
                 // says PENDING.
                 let new = matches!(lease.state, bots::LEASE_PENDING | bots::LEASE_ACTIVE)
-                    && running.as_ref().is_none_or(|(id, _)| *id != lease.id);
+                    && running.as_ref() != Some(&lease.id);
                 if new && running.is_none() {
                     lease.state = bots::LEASE_ACTIVE;
                     let (lease, id) = (lease.clone(), lease.id.clone());
                     let (url, instance, worker) =
                         (url.to_string(), instance.to_string(), name.to_string());
-                    let handle = scope.spawn(move || {
-                        let remote = Remote::connect(&url, &instance)
-                            .map_err(|e| Error::Environment(e.to_string()))?;
-                        run_lease(engine, &remote, &worker, &lease)
+                    let done = done_tx.clone();
+                    scope.spawn(move || {
+                        let outcome = Remote::connect(&url, &instance)
+                            .map_err(|e| Error::Environment(e.to_string()))
+                            .and_then(|remote| run_lease(engine, &remote, &worker, &lease));
+                        let _ = done.send((lease.id.clone(), outcome));
                     });
                     engine
                         .observer
                         .note(&format!("comb worker {name}: running lease {id}"));
-                    running = Some((id, handle));
+                    running = Some(id);
                 }
             }
-            // The server answers at once: ask again soon, not in a busy loop.
-            std::thread::sleep(if running.is_some() {
-                HEARTBEAT
-            } else {
-                IDLE_POLL
-            });
+            // A server that answers at once when it has no work is asked
+            // again soon, not in a busy loop (BuildGrid waits for work).
+            if running.is_none() && asked.elapsed() < IDLE_POLL {
+                std::thread::sleep(IDLE_POLL);
+            }
         }
     })
 }
