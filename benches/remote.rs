@@ -7,7 +7,9 @@
 //!    random dependencies (the graph and sleeps of part 2 of
 //!    `benches/build_graph.rs`, same seed), built with every build node a
 //!    miss (a run nonce in each script; the packages come out the same, so
-//!    every pkg-env stays a hit) on 1, 2 and 3 workers at `-j` workers.
+//!    every pkg-env stays a hit) on 1, 2 and 3 workers, with two builds in
+//!    flight per worker (`-j` 2, 4, 6: a worker takes its next build as it
+//!    reports one, while this machine makes the packages of the last).
 //!    Each makespan is printed against the lower bound max(critical path,
 //!    total sleep / workers) and as a speedup over one worker; target:
 //!    within 1.25x of the bound at 3 workers. The workers have the
@@ -25,7 +27,7 @@
 //! the Debian mirror of the host's APT sources (pinned once by `comb
 //! update`). Parameters: `COMB_BENCH_REMOTE_DIR`
 //! (`/var/tmp/comb-bench-remote`), `COMB_BENCH_REMOTE_SIZE` (200),
-//! `COMB_BENCH_REMOTE_WORKERS` (3).
+//! `COMB_BENCH_REMOTE_WORKERS` (3), `COMB_BENCH_REMOTE_JOBS_PER_WORKER` (2).
 
 #[path = "../remote/tests/buildgrid_server/mod.rs"]
 mod buildgrid_server;
@@ -138,6 +140,9 @@ fn main() {
     }
     let n = env_count("COMB_BENCH_REMOTE_SIZE", 200);
     let most = env_count("COMB_BENCH_REMOTE_WORKERS", 3);
+    // Builds in flight per worker: a worker takes its next build as it
+    // reports one, while this machine packs the last one's outputs.
+    let per_worker = env_count("COMB_BENCH_REMOTE_JOBS_PER_WORKER", 2);
     let dir = env_path("COMB_BENCH_REMOTE_DIR", "/var/tmp/comb-bench-remote");
     mkdir_all(&dir);
     let dag = Dag::generate(n, SCHED_SEED);
@@ -224,7 +229,7 @@ fn main() {
     setup.build(
         &setup.store,
         &[],
-        &[&execute[..], &["-j", &most.to_string()]].concat(),
+        &[&execute[..], &["-j", &(most * per_worker).to_string()]].concat(),
     );
     drop(workers);
 
@@ -248,7 +253,7 @@ fn main() {
         let (_, summary) = setup.build(
             &setup.store,
             &[],
-            &[&execute[..], &["-j", &k.to_string()]].concat(),
+            &[&execute[..], &["-j", &(k * per_worker).to_string()]].concat(),
         );
         let wall = started.elapsed().as_secs_f64();
         let remote = summary_field(&summary, "built_remotely");

@@ -407,6 +407,8 @@ pub fn serve(
         "comb worker {name}: serving {url} (session {})",
         session.name
     ));
+    // The builds' own connection, kept across leases (one runs at a time).
+    let for_leases = std::sync::Arc::new(Remote::connect(url, instance).map_err(unreachable)?);
     let (done_tx, done_rx) =
         std::sync::mpsc::channel::<(String, Result<comb_remote::ActionResult>)>();
     std::thread::scope(|scope| {
@@ -486,13 +488,9 @@ pub fn serve(
                 if new && running.is_none() {
                     lease.state = bots::LEASE_ACTIVE;
                     let (lease, id) = (lease.clone(), lease.id.clone());
-                    let (url, instance, worker) =
-                        (url.to_string(), instance.to_string(), name.to_string());
-                    let done = done_tx.clone();
+                    let (remote, done) = (for_leases.clone(), done_tx.clone());
                     scope.spawn(move || {
-                        let outcome = Remote::connect(&url, &instance)
-                            .map_err(|e| Error::Environment(e.to_string()))
-                            .and_then(|remote| run_lease(engine, &remote, &worker, &lease));
+                        let outcome = run_lease(engine, &remote, name, &lease);
                         let _ = done.send((lease.id.clone(), outcome));
                     });
                     engine

@@ -1,7 +1,9 @@
 //! comb as an ordinary user with a subordinate id range, as hasher's C:
 //! the README's main job (`examples/starter` against the real mirror), an
 //! all-hit second run, `comb check --all --vary all` and `comb gc`, with
-//! the layers owned by the user's subordinate ids, never by the user.
+//! the layers owned by the user's subordinate ids, never by the user;
+//! the same rebuilds on a `comb worker` of the user's (remote execution
+//! through a BuildGrid), its shipped layers owned by the range too.
 //! A user without a range, or pointing comb at a store it cannot use, is
 //! told what to do.
 //!
@@ -252,6 +254,74 @@ fn an_ordinary_user_builds_checks_and_collects_the_starter() {
         assert!(
             want.contains(&state.as_str()),
             "{name} is {state}: {states:?}"
+        );
+    }
+
+    // The same rebuilds on a worker of the user's own, with an empty
+    // store: the environments packed by the user's R here, shipped through
+    // a BuildGrid and unpacked by the worker's R, owned by the range.
+    let server = crate::buildgrid_server::start_execution(false, 10);
+    let worker_store = home.join("worker-store");
+    let worker_log = home.join("worker.log");
+    let log = std::fs::File::create(&worker_log).unwrap();
+    let mut worker = Command::new("runuser")
+        .args(["-u", USER, "--", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(env!("CARGO_BIN_EXE_comb"))
+        .args([
+            "worker",
+            "--remote",
+            &server.server.url,
+            "--instance",
+            "main",
+        ])
+        .args(["--name", "rootless-worker", "--store"])
+        .arg(&worker_store)
+        .env_remove("COMB_STORE")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let remote = comb_as(
+        USER,
+        &home,
+        &[
+            "check",
+            "--all",
+            "--json",
+            "--no-diffoscope",
+            "--repo",
+            repo_arg,
+            "--remote-execute",
+            &server.server.url,
+            "--remote-instance",
+            "main",
+        ],
+    );
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-u", USER, "-f", "comb worker"])
+        .status();
+    let _ = worker.wait();
+    let worker_said = std::fs::read_to_string(&worker_log).unwrap_or_default();
+    assert!(remote.status.success(), "worker: {worker_said}");
+    let states: Vec<String> = String::from_utf8_lossy(&remote.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "package")
+        .map(|e| format!("{} {}", e["package"]["name"], e["package"]["state"]))
+        .collect();
+    assert_eq!(states.len(), 8, "{states:?}");
+    assert!(states.iter().all(|s| s.ends_with("\"GOOD\"")), "{states:?}");
+    assert!(worker_said.contains("running lease"), "{worker_said}");
+    let shipped = tree_of(&worker_store, "shipped");
+    let mut seen = std::collections::BTreeSet::new();
+    owners(&shipped.join("0"), &mut seen);
+    assert!(seen.contains(&(RANGE_START, RANGE_START)), "{seen:?}");
+    for (uid, gid) in &seen {
+        assert!(
+            (RANGE_START..RANGE_START + 65536).contains(uid)
+                && (RANGE_START..RANGE_START + 65536).contains(gid),
+            "a shipped layer file owned by {uid}:{gid}, outside the range: {seen:?}"
         );
     }
 

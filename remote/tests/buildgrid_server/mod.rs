@@ -260,7 +260,7 @@ pub fn start_execution(allow_updates: bool, keepalive: u32) -> ExecutionServer {
              action-cache: *ac\n    bot-session-keepalive-timeout: {keepalive}\n    \
              assigners:\n      - !priority-age-assigner\n        interval: 0.1\n        \
              bot-assignment-strategy: !assign-by-locality {{}}\n    \
-             session-expiry-timer-interval: 1\n    poll-interval: 0.2\n    bot-poll-interval: 0.2\n\
+             session-expiry-timer-interval: 1\n    poll-interval: 0.05\n    bot-poll-interval: 0.05\n\
              instances:\n  - name: main\n    services:\n      - !action-cache\n        cache: *ac\n      \
              - !execution\n        scheduler: *scheduler\n        endpoints: [execution, operations, bots]\n      \
              - !cas\n        storage: *cas\n      - !bytestream\n        storage: *cas\n",
