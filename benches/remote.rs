@@ -202,9 +202,9 @@ fn main() {
     let first = vec![name(0)];
     let shipping = {
         let _w = worker(&setup, &url, 1, &worker_store(1));
-        setup.write("ship-1");
+        setup.write(&format!("ship-1-{}", unix_now().as_nanos()));
         let (fresh, _) = setup.build(&setup.store, &first, &execute);
-        setup.write("ship-2");
+        setup.write(&format!("ship-2-{}", unix_now().as_nanos()));
         let (kept, _) = setup.build(&setup.store, &first, &execute);
         (fresh, kept)
     };
