@@ -49,7 +49,16 @@ struct WorkerLog;
 
 impl comb_engine::Observer for WorkerLog {
     fn note(&self, text: &str) {
-        eprintln!("comb: {text}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let (secs, ms) = (now.as_secs() % 86_400, now.subsec_millis());
+        eprintln!(
+            "comb: {:02}:{:02}:{:02}.{ms:03} {text}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
     }
     fn waiting(&self, what: &str) {
         eprintln!("comb: waiting for {what} to finish");

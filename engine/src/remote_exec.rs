@@ -280,6 +280,23 @@ impl<'a> RemoteExecutor<'a> {
             .root
             .as_ref()
             .ok_or_else(|| Error::Environment(format!("{name}: an output tree without a root")))?;
+        // Every file of the tree in as few calls as fit.
+        let mut wanted = Vec::new();
+        for d in std::iter::once(root).chain(&tree.children) {
+            for f in &d.files {
+                let digest = f.digest.as_ref().ok_or_else(|| {
+                    Error::Environment(format!("{name}: a file without a digest"))
+                })?;
+                wanted.push(BlobDigest::from_proto(digest).map_err(fail)?);
+            }
+        }
+        wanted.sort();
+        wanted.dedup();
+        let fetched = self
+            .remote
+            .download_all(&wanted, "an output file")
+            .map_err(fail)?;
+        let contents: BTreeMap<&BlobDigest, Vec<u8>> = wanted.iter().zip(fetched).collect();
         let mut todo = vec![(root, dir.to_path_buf(), 0)];
         while let Some((d, at, depth)) = todo.pop() {
             if depth > 256 {
@@ -291,12 +308,14 @@ impl<'a> RemoteExecutor<'a> {
                 .map_err(|e| Error::io(format!("creating {}", at.display()), e))?;
             for f in &d.files {
                 let path = at.join(entry_name(name, &f.name)?);
-                let digest = f.digest.as_ref().ok_or_else(|| {
-                    Error::Environment(format!("{name}: a file without a digest"))
-                })?;
-                let digest = BlobDigest::from_proto(digest).map_err(fail)?;
-                let data = self.remote.download(&digest, &f.name).map_err(fail)?;
-                write_file(&path, &data, f.is_executable)?;
+                let digest = f.digest.as_ref().map(BlobDigest::from_proto);
+                let data = digest
+                    .and_then(|d| d.ok())
+                    .and_then(|d| contents.get(&d))
+                    .ok_or_else(|| {
+                        Error::Environment(format!("{name}: a file without a digest"))
+                    })?;
+                write_file(&path, data, f.is_executable)?;
             }
             for s in &d.symlinks {
                 let path = at.join(entry_name(name, &s.name)?);

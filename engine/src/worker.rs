@@ -206,22 +206,18 @@ fn read_nofollow(path: &Path) -> Result<Vec<u8>> {
     Ok(data)
 }
 
-/// An output directory of a finished action as a REAPI `Tree`, with every
-/// blob it needs uploaded.
-fn upload_tree(remote: &Remote, dir: &Path) -> Result<BlobDigest> {
-    let fail = |e: comb_remote::Error| Error::Environment(format!("uploading outputs: {e}"));
+/// An output directory of a finished action as a REAPI `Tree`: its
+/// digest, with the tree and every file it names added to `blobs`.
+fn tree_of(dir: &Path, blobs: &mut Vec<Vec<u8>>) -> Result<BlobDigest> {
     let mut children = Vec::new();
-    let mut files: Vec<Vec<u8>> = Vec::new();
-    let root = directory_of(dir, &mut children, &mut files)?;
+    let root = directory_of(dir, &mut children, blobs)?;
     let tree = comb_remote::Tree {
         root: Some(root),
         children,
     }
     .encode_to_vec();
     let digest = BlobDigest::of(&tree);
-    files.push(tree);
-    let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
-    remote.upload(&refs).map_err(fail)?;
+    blobs.push(tree);
     Ok(digest)
 }
 
@@ -304,9 +300,17 @@ fn run_lease(
             .ok_or_else(|| Error::Input(format!("lease {}: no {what}", lease.id)))?;
         BlobDigest::from_proto(d).map_err(fail)
     };
-    let command = remote
-        .download(&digest_of(&action.command_digest, "command")?, "a command")
+    let mut first = remote
+        .download_all(
+            &[
+                digest_of(&action.command_digest, "command")?,
+                digest_of(&action.input_root_digest, "input root")?,
+            ],
+            "an action",
+        )
         .map_err(fail)?;
+    let root = first.pop().expect("two asked");
+    let command = first.pop().expect("two asked");
     let command = comb_remote::Command::decode(command.as_slice())
         .map_err(|e| Error::Input(format!("lease {}: a malformed command: {e}", lease.id)))?;
     if command.arguments.get(..3) != Some(&["comb".into(), "node".into(), "run".into()]) {
@@ -315,12 +319,6 @@ fn run_lease(
             lease.id, command.arguments
         )));
     }
-    let root = remote
-        .download(
-            &digest_of(&action.input_root_digest, "input root")?,
-            "an input root",
-        )
-        .map_err(fail)?;
     let root = comb_remote::Directory::decode(root.as_slice())
         .map_err(|e| Error::Input(format!("lease {}: a malformed input root: {e}", lease.id)))?;
     let spec_file = root
@@ -338,12 +336,13 @@ fn run_lease(
     std::fs::create_dir(&blobs)
         .map_err(|e| Error::io(format!("creating {}", blobs.display()), e))?;
     // Inputs are fetched now; layer chunks only when the layer is not kept.
-    for blob in spec.inputs.iter().filter_map(|i| i.blob.as_ref()) {
+    let mut inputs: Vec<BlobDigest> = spec.inputs.iter().filter_map(|i| i.blob.clone()).collect();
+    inputs.sort();
+    inputs.dedup();
+    let data = remote.download_all(&inputs, "an input").map_err(fail)?;
+    for (blob, data) in inputs.iter().zip(data) {
         let path = blobs.join(entry_name("a blob", &blob.sha256)?);
-        if !path.exists() {
-            let data = remote.download(blob, "an input").map_err(fail)?;
-            crate::remote_exec::write_file(&path, &data, false)?;
-        }
+        crate::remote_exec::write_file(&path, &data, false)?;
     }
     let chunk = |d: &BlobDigest| remote.download(d, "a layer chunk").map_err(fail);
     let run = run_spec(engine, &spec, &dir, &chunk, &|d| blobs.join(&d.sha256))?;
@@ -359,11 +358,11 @@ fn run_lease(
         }),
         ..Default::default()
     };
-    remote.upload(&[&log, &message]).map_err(fail)?;
+    let mut upload = vec![log, message];
     if run.exit_code == 0 {
         for i in 0..spec.outputs.len() {
             let path = format!("{OUT}/{i}");
-            let tree = upload_tree(remote, &dir.join(&path))?;
+            let tree = tree_of(&dir.join(&path), &mut upload)?;
             result
                 .output_directories
                 .push(comb_remote::OutputDirectory {
@@ -374,13 +373,16 @@ fn run_lease(
         }
         let confinement = std::fs::read(dir.join(CONFINEMENT))
             .map_err(|e| Error::io(format!("reading {CONFINEMENT}"), e))?;
-        remote.upload(&[&confinement]).map_err(fail)?;
         result.output_files.push(comb_remote::OutputFile {
             path: CONFINEMENT.into(),
             digest: Some(BlobDigest::of(&confinement).proto()),
             ..Default::default()
         });
+        upload.push(confinement);
     }
+    // Everything in one call (and one to ask what the server lacks).
+    let refs: Vec<&[u8]> = upload.iter().map(Vec::as_slice).collect();
+    remote.upload(&refs).map_err(fail)?;
     Ok(result)
 }
 
@@ -413,6 +415,7 @@ pub fn serve(
         std::sync::mpsc::channel::<(String, Result<comb_remote::ActionResult>)>();
     std::thread::scope(|scope| {
         let mut running: Option<String> = None;
+        let mut started = std::time::Instant::now();
         let mut lost_since: Option<std::time::Instant> = None;
         loop {
             // A finished lease is reported with its result, at once.
@@ -422,6 +425,14 @@ pub fn serve(
             };
             if let Some((id, outcome)) = finished {
                 running = None;
+                let took = started.elapsed().as_millis();
+                let how = match &outcome {
+                    Ok(r) => format!("exit {}", r.exit_code),
+                    Err(_) => "failed".to_string(),
+                };
+                engine.observer.note(&format!(
+                    "comb worker {name}: lease {id} done ({how}) in {took} ms"
+                ));
                 for lease in session.leases.iter_mut().filter(|l| l.id == id) {
                     lease.state = bots::LEASE_COMPLETED;
                     match &outcome {
@@ -497,6 +508,7 @@ pub fn serve(
                         .observer
                         .note(&format!("comb worker {name}: running lease {id}"));
                     running = Some(id);
+                    started = std::time::Instant::now();
                 }
             }
             // A server that answers at once when it has no work is asked

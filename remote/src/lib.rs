@@ -496,48 +496,98 @@ impl Remote {
 
     /// The blob `digest`, checked against it.
     pub fn download(&self, digest: &BlobDigest, what: &str) -> Result<Vec<u8>> {
-        let data = if digest.size as usize > BATCH_LIMIT {
-            self.read_stream(digest, what)?
-        } else {
-            self.read_batch(digest, what)?
-        };
-        let actual = BlobDigest::of(&data);
-        if &actual != digest {
-            return Err(Error::Corrupt {
-                what: what.to_string(),
-                expected: digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
-        Ok(data)
+        let mut all = self.download_all(std::slice::from_ref(digest), what)?;
+        Ok(all.pop().expect("one asked, one returned"))
     }
 
-    fn read_batch(&self, digest: &BlobDigest, what: &str) -> Result<Vec<u8>> {
+    /// The blobs `digests`, in their order, each checked: the small ones
+    /// in as few batch calls as fit, the large ones streamed.
+    pub fn download_all(&self, digests: &[BlobDigest], what: &str) -> Result<Vec<Vec<u8>>> {
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; digests.len()];
+        let mut batch: Vec<usize> = Vec::new();
+        let mut batch_size = 0;
+        for (i, d) in digests.iter().enumerate() {
+            if d.size as usize > BATCH_LIMIT {
+                out[i] = Some(self.read_stream(d, what)?);
+                continue;
+            }
+            if batch_size + d.size as usize > BATCH_LIMIT && !batch.is_empty() {
+                self.read_batch(digests, &std::mem::take(&mut batch), &mut out, what)?;
+                batch_size = 0;
+            }
+            batch_size += d.size as usize;
+            batch.push(i);
+        }
+        self.read_batch(digests, &batch, &mut out, what)?;
+        digests
+            .iter()
+            .zip(out)
+            .map(|(digest, data)| {
+                let data = data.ok_or_else(|| Error::Missing(format!("{what} ({digest})")))?;
+                let actual = BlobDigest::of(&data);
+                if &actual != digest {
+                    return Err(Error::Corrupt {
+                        what: what.to_string(),
+                        expected: digest.to_string(),
+                        actual: actual.to_string(),
+                    });
+                }
+                Ok(data)
+            })
+            .collect()
+    }
+
+    /// Reads `digests[i]` for each `i` of `wanted` in one call, into `out`.
+    fn read_batch(
+        &self,
+        digests: &[BlobDigest],
+        wanted: &[usize],
+        out: &mut [Option<Vec<u8>>],
+        what: &str,
+    ) -> Result<()> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
         let mut cas = re::content_addressable_storage_client::ContentAddressableStorageClient::new(
             self.channel.clone(),
-        );
+        )
+        .max_decoding_message_size(2 * BATCH_LIMIT + (1 << 20));
         let request = re::BatchReadBlobsRequest {
             instance_name: self.instance.clone(),
-            digests: vec![digest.proto()],
+            digests: wanted.iter().map(|&i| digests[i].proto()).collect(),
             ..Default::default()
         };
         let response = self
             .runtime
             .block_on(cas.batch_read_blobs(request))
             .map_err(|s| self.status(s))?;
-        let Some(r) = response.into_inner().responses.into_iter().next() else {
-            return Err(Error::Missing(format!("{what} ({digest})")));
-        };
-        match r.status {
-            Some(s) if s.code == tonic::Code::NotFound as i32 => {
-                Err(Error::Missing(format!("{what} ({digest})")))
+        for r in response.into_inner().responses {
+            let Some(digest) = r
+                .digest
+                .as_ref()
+                .and_then(|d| BlobDigest::from_proto(d).ok())
+            else {
+                continue;
+            };
+            match r.status {
+                Some(s) if s.code == tonic::Code::NotFound as i32 => {
+                    return Err(Error::Missing(format!("{what} ({digest})")))
+                }
+                Some(s) if s.code != 0 => {
+                    return Err(Error::Call(format!(
+                        "reading {what}: {} (code {})",
+                        s.message, s.code
+                    )))
+                }
+                _ => {}
             }
-            Some(s) if s.code != 0 => Err(Error::Call(format!(
-                "reading {what}: {} (code {})",
-                s.message, s.code
-            ))),
-            _ => Ok(r.data),
+            for &i in wanted {
+                if digests[i] == digest && out[i].is_none() {
+                    out[i] = Some(r.data.clone());
+                }
+            }
         }
+        Ok(())
     }
 
     fn read_stream(&self, digest: &BlobDigest, what: &str) -> Result<Vec<u8>> {
