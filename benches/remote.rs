@@ -81,9 +81,14 @@ impl Setup {
             .args(place(&self.repo, store));
         let ran = run(&mut cmd);
         if !ran.ok {
+            let failed: Vec<&str> = ran
+                .stdout
+                .lines()
+                .filter(|l| l.contains("\"status\":\"failed\""))
+                .collect();
             abort(&format!(
                 "comb build failed:\n{}\n{}",
-                tail(&ran.stdout, 5),
+                failed.join("\n"),
                 tail(&ran.stderr, 20)
             ));
         }
@@ -96,7 +101,18 @@ impl Setup {
 struct Worker(Child);
 
 impl Drop for Worker {
+    /// SIGTERM first: the worker closes its session, so the server gives
+    /// the next run's builds to no bot that is gone.
     fn drop(&mut self) {
+        // SAFETY: a signal to this process's own child.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -164,6 +180,16 @@ fn main() {
     write(&setup.repo.join("comb.toml"), NATIVE_TOML);
     if !setup.repo.join("comb.lock").is_file() {
         update_or_skip(&setup.comb, &setup.repo, &setup.store);
+    }
+    // A smaller graph than the last run's: the rest of the recipes go.
+    for entry in read_dir(&setup.repo) {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let index = file
+            .strip_prefix("sched")
+            .and_then(|r| r.parse::<usize>().ok());
+        if index.is_some_and(|r| r >= n) {
+            remove_all(&entry.path());
+        }
     }
     for r in 0..n {
         let src = setup.repo.join(name(r)).join("src");

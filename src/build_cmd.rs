@@ -126,7 +126,7 @@ pub struct GraphArgs {
 /// nothing new starts, and the run is recorded as interrupted. A second
 /// one ends comb at once (the sandboxes die with it: their monitors have
 /// PDEATHSIG).
-fn watch_signals(cancel: comb_engine::CancelToken) {
+pub(crate) fn watch_signals(cancel: comb_engine::CancelToken) {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);

@@ -81,6 +81,9 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
         .name
         .unwrap_or_else(|| format!("comb-worker@{host}-{}", std::process::id()));
     let engine = worker_engine(args.store, "comb worker")?;
+    // SIGTERM or SIGINT: the worker tells the server it is going, so no
+    // build waits for a bot that is gone.
+    crate::build_cmd::watch_signals(engine.cancel().clone());
     comb_engine::serve_worker(
         &engine,
         &args.remote,

@@ -418,6 +418,26 @@ pub fn serve(
         let mut started = std::time::Instant::now();
         let mut lost_since: Option<std::time::Instant> = None;
         loop {
+            if engine.cancel.is_cancelled() {
+                // Going: no new builds for this bot; the running one (its
+                // sandbox killed) is given back to be run elsewhere.
+                session.status = bots::BOT_TERMINATING;
+                for lease in session.leases.iter_mut() {
+                    if lease.state == bots::LEASE_ACTIVE {
+                        lease.state = bots::LEASE_COMPLETED;
+                        lease.status = Some(comb_remote::Status {
+                            code: 14,
+                            message: format!("the worker {name} is stopping"),
+                            ..Default::default()
+                        });
+                    }
+                }
+                let _ = remote.update_bot_session(session.clone());
+                engine
+                    .observer
+                    .note(&format!("comb worker {name}: stopped"));
+                return Ok(());
+            }
             // A finished lease is reported with its result, at once.
             let finished = match &running {
                 Some(_) => done_rx.recv_timeout(HEARTBEAT).ok(),

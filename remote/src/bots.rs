@@ -108,6 +108,9 @@ struct UpdateBotSessionRequest {
 
 const SERVICE: &str = "google.devtools.remoteworkers.v1test2.Bots";
 
+/// The deadline of a bot's call.
+const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Remote {
     async fn bots_call<Q, A>(&self, method: &'static str, request: Q) -> Result<A>
     where
@@ -123,7 +126,12 @@ impl Remote {
         let path = tonic::codegen::http::uri::PathAndQuery::try_from(path)
             .map_err(|e| Error::Call(e.to_string()))?;
         let codec = tonic_prost::ProstCodec::<Q, A>::default();
-        grpc.unary(tonic::Request::new(request), path, codec)
+        // BuildGrid holds a call open while it has no work for the bot,
+        // for most of the call's deadline: a short one keeps the bot's
+        // answers (and its session) fresh.
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(LONG_POLL);
+        grpc.unary(request, path, codec)
             .await
             .map(tonic::Response::into_inner)
             .map_err(|s| self.status(s))

@@ -241,7 +241,7 @@ impl Remote {
     /// shares with others (its environment): BuildGrid, given an
     /// `!assign-by-locality` assigner, prefers a worker that ran an action
     /// of the same hint, which has that environment already.
-    pub fn execute(&self, action: &BlobDigest, locality: Option<&str>) -> Result<Executed> {
+    fn execute_once(&self, action: &BlobDigest, locality: Option<&str>) -> Result<Executed> {
         use bazel_remote_apis::google::longrunning::operation::Result as Outcome;
         let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
             .max_decoding_message_size(64 << 20);
@@ -316,6 +316,53 @@ impl Remote {
         })
     }
 
+    /// `call`, made again (twice at most, a moment apart) when the
+    /// connection broke under it: the channel connects anew, and every
+    /// call comb makes may be repeated (an `Execute` of the same action
+    /// joins the one the server runs).
+    fn again<T>(&self, call: impl Fn() -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            match call() {
+                Err(Error::Unreachable { .. }) if tries < 2 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(200 * tries));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// [`Self::execute_once`], again after a broken connection.
+    pub fn execute(&self, action: &BlobDigest, locality: Option<&str>) -> Result<Executed> {
+        self.again(|| self.execute_once(action, locality))
+    }
+
+    /// [`Self::lookup_once`], again after a broken connection.
+    pub fn lookup(&self, action: &BlobDigest) -> Result<Option<ActionResult>> {
+        self.again(|| self.lookup_once(action))
+    }
+
+    /// [`Self::record_once`], again after a broken connection.
+    pub fn record(&self, action: &BlobDigest, result: ActionResult) -> Result<()> {
+        self.again(|| self.record_once(action, result.clone()))
+    }
+
+    /// [`Self::missing_once`], again after a broken connection.
+    pub fn missing(&self, digests: &[BlobDigest]) -> Result<Vec<BlobDigest>> {
+        self.again(|| self.missing_once(digests))
+    }
+
+    /// [`Self::upload_once`], again after a broken connection.
+    pub fn upload(&self, blobs: &[&[u8]]) -> Result<()> {
+        self.again(|| self.upload_once(blobs))
+    }
+
+    /// [`Self::download_all_once`], again after a broken connection.
+    pub fn download_all(&self, digests: &[BlobDigest], what: &str) -> Result<Vec<Vec<u8>>> {
+        self.again(|| self.download_all_once(digests, what))
+    }
+
     /// The instance name calls are made for.
     pub fn instance(&self) -> &str {
         &self.instance
@@ -346,7 +393,7 @@ impl Remote {
     }
 
     /// The result the action cache holds for `action`, if any.
-    pub fn lookup(&self, action: &BlobDigest) -> Result<Option<ActionResult>> {
+    fn lookup_once(&self, action: &BlobDigest) -> Result<Option<ActionResult>> {
         let mut ac = re::action_cache_client::ActionCacheClient::new(self.channel.clone());
         let request = re::GetActionResultRequest {
             instance_name: self.instance.clone(),
@@ -362,7 +409,7 @@ impl Remote {
 
     /// Records `result` for `action`. The blobs it names must be uploaded
     /// first.
-    pub fn record(&self, action: &BlobDigest, result: ActionResult) -> Result<()> {
+    fn record_once(&self, action: &BlobDigest, result: ActionResult) -> Result<()> {
         let mut ac = re::action_cache_client::ActionCacheClient::new(self.channel.clone());
         let request = re::UpdateActionResultRequest {
             instance_name: self.instance.clone(),
@@ -377,7 +424,7 @@ impl Remote {
     }
 
     /// Which of `digests` the CAS does not hold.
-    pub fn missing(&self, digests: &[BlobDigest]) -> Result<Vec<BlobDigest>> {
+    fn missing_once(&self, digests: &[BlobDigest]) -> Result<Vec<BlobDigest>> {
         let mut cas = re::content_addressable_storage_client::ContentAddressableStorageClient::new(
             self.channel.clone(),
         );
@@ -399,7 +446,7 @@ impl Remote {
     }
 
     /// Uploads the blobs the CAS does not hold yet.
-    pub fn upload(&self, blobs: &[&[u8]]) -> Result<()> {
+    fn upload_once(&self, blobs: &[&[u8]]) -> Result<()> {
         let digests: Vec<BlobDigest> = blobs.iter().map(|b| BlobDigest::of(b)).collect();
         let missing = self.missing(&digests)?;
         let mut batch = Vec::new();
@@ -502,7 +549,7 @@ impl Remote {
 
     /// The blobs `digests`, in their order, each checked: the small ones
     /// in as few batch calls as fit, the large ones streamed.
-    pub fn download_all(&self, digests: &[BlobDigest], what: &str) -> Result<Vec<Vec<u8>>> {
+    fn download_all_once(&self, digests: &[BlobDigest], what: &str) -> Result<Vec<Vec<u8>>> {
         let mut out: Vec<Option<Vec<u8>>> = vec![None; digests.len()];
         let mut batch: Vec<usize> = Vec::new();
         let mut batch_size = 0;
