@@ -160,7 +160,6 @@ const ALL_PARTS: [&str; 4] = ["noop", "schedule", "real", "check"];
 const GENERATOR: &str = "build_graph-2";
 /// Seeds of the random graphs.
 const NOOP_SEED: u64 = 0x6e6f_6f70_2d67_7261;
-const SCHED_SEED: u64 = 0x7363_6865_642d_3031;
 /// No-op runs of each variant before measuring.
 const WARMUP_RUNS: usize = 2;
 /// Part 1: comb's no-op over ninja's.
@@ -1255,13 +1254,7 @@ fn schedule(bench: &Bench) {
     let jobs = env_count("COMB_BENCH_JOBS", 4);
     let runs = env_count("COMB_BENCH_SCHED_RUNS", 3);
     let dag = Dag::generate(n, SCHED_SEED);
-    // 0.05 to 1.00 s in steps of 10 ms.
-    let sleeps: Vec<f64> = (0..n)
-        .map(|r| {
-            let mut state = !SCHED_SEED ^ (r as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
-            0.05 + (splitmix(&mut state) % 96) as f64 / 100.0
-        })
-        .collect();
+    let sleeps = sched_sleeps(n);
     println!(
         "2. scheduling: {n} recipes whose builds sleep 0.05 to 1.0 s (seeded), 0-3 dependencies each; `comb build --all -j {jobs}` with every build node a miss and every pkg-env a hit: {} (median, min / max)",
         plural(runs, "run")

@@ -38,7 +38,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SCHED_SEED: u64 = 0x7363_6865_642d_3031;
 const TARGET: f64 = 1.25;
 const NATIVE_TOML: &[u8] =
     b"[package]\nmaintainer = \"comb bench <bench@comb-bench.example.org>\"\n";
@@ -162,12 +161,7 @@ fn main() {
     let dir = env_path("COMB_BENCH_REMOTE_DIR", "/var/tmp/comb-bench-remote");
     mkdir_all(&dir);
     let dag = Dag::generate(n, SCHED_SEED);
-    let sleeps: Vec<f64> = (0..n)
-        .map(|r| {
-            let mut state = !SCHED_SEED ^ (r as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
-            0.05 + (splitmix(&mut state) % 96) as f64 / 100.0
-        })
-        .collect();
+    let sleeps = sched_sleeps(n);
     let setup = Setup {
         comb: PathBuf::from(env!("CARGO_BIN_EXE_comb")),
         repo: dir.join("repo"),

@@ -388,3 +388,18 @@ files = ["usr/share/{name}/**"]
         requires.join(", ")
     )
 }
+
+/// The seed of the graph of sleeping recipes (`build_graph` part 2,
+/// `remote`).
+pub const SCHED_SEED: u64 = 0x7363_6865_642d_3031;
+
+/// The sleeps of the scheduling graph's `n` recipes: 0.05 to 1.00 s in
+/// steps of 10 ms, seeded (the first `n` of a larger graph's).
+pub fn sched_sleeps(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|r| {
+            let mut state = !SCHED_SEED ^ (r as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
+            0.05 + (splitmix(&mut state) % 96) as f64 / 100.0
+        })
+        .collect()
+}
