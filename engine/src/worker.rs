@@ -61,7 +61,7 @@ fn ensure_layer(
     if let Some(tree) = engine.store.tree_path(&name) {
         return Ok(tree.join("0"));
     }
-    let mut archive = Vec::with_capacity(layer.size.min(1 << 32) as usize);
+    let mut archive = Vec::new();
     for c in &layer.chunks {
         archive.extend(chunk(c)?);
     }

@@ -714,6 +714,27 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_as_text_is_lowercase_hex_and_a_size_and_nothing_else() {
+        let good = format!("{}/12", "a".repeat(64));
+        assert_eq!(
+            BlobDigest::try_from(good.clone()).unwrap().to_string(),
+            good
+        );
+        let bad = [
+            "../../etc/passwd/1".to_string(),
+            format!("{}/x", "a".repeat(64)),
+            format!("{}/1", "A".repeat(64)),
+            format!("{}/-1", "a".repeat(64)),
+            "abc/1".to_string(),
+        ];
+        for text in bad {
+            assert!(BlobDigest::try_from(text.clone()).is_err(), "{text}");
+            let json = serde_json::to_string(&text).unwrap();
+            assert!(serde_json::from_str::<BlobDigest>(&json).is_err(), "{text}");
+        }
+    }
+
+    #[test]
     fn only_grpc_addresses_are_taken() {
         for bad in ["http://x:1", "grpc://", "grpc://x/y", "x:1"] {
             assert!(

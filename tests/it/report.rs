@@ -106,7 +106,14 @@ fn the_report_counts_explains_and_renders() {
             "checks",
         ])
     );
-    let counts = set(&["hit", "fetched", "built", "failed", "skipped"]);
+    let counts = set(&[
+        "hit",
+        "fetched",
+        "built",
+        "built_remotely",
+        "failed",
+        "skipped",
+    ]);
     assert_eq!(keys(&run["total"]), counts);
     for (_, c) in run["stages"].as_object().unwrap() {
         assert_eq!(keys(c), counts);

@@ -95,7 +95,8 @@ fn every_miss_reason_from_a_real_change() {
                 "error",
                 "log",
                 "limits",
-                "from_repository"
+                "from_repository",
+                "worker"
             ]),
             "{s}"
         );
