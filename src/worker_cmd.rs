@@ -74,12 +74,13 @@ fn worker_engine(store: Option<PathBuf>, command_line: &str) -> Result<Engine> {
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    let name = args
-        .name
-        .unwrap_or_else(|| format!("comb-worker@{host}-{}", std::process::id()));
+    let name = args.name.unwrap_or_else(|| {
+        format!(
+            "comb-worker@{}-{}",
+            comb_engine::host::name(),
+            std::process::id()
+        )
+    });
     let engine = worker_engine(args.store, "comb worker")?;
     // SIGTERM or SIGINT: the worker tells the server it is going, so no
     // build waits for a bot that is gone.

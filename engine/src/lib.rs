@@ -146,6 +146,13 @@ pub mod host {
     use std::os::fd::BorrowedFd;
     use std::path::Path;
 
+    /// This machine's host name (`unknown` when the kernel does not say).
+    pub fn name() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    }
+
     /// This process's uid on the host.
     pub fn uid() -> u32 {
         comb_sandbox::caller::host_uid()

@@ -63,9 +63,7 @@ pub(crate) fn connect(
 
 /// `comb@HOST (uid N)`: what a result records as its writer.
 fn writer() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
+    let host = crate::host::name();
     // SAFETY: getuid cannot fail.
     format!("comb@{host} (uid {})", unsafe { libc::getuid() })
 }

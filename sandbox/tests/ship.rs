@@ -4,22 +4,15 @@
 //! refused without touching anything outside its directory. Needs root
 //! (owners, devices), as CI runs it.
 
+#[path = "../../tests/root/mod.rs"]
+mod root;
+
 use comb_sandbox::ship::{pack_layer, unpack_layer};
 use nix::sys::stat::{mknod, Mode, SFlag};
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-
-fn is_root() -> bool {
-    // SAFETY: getuid cannot fail.
-    let root = unsafe { libc::getuid() } == 0;
-    assert!(
-        root || std::env::var_os("COMB_TEST_SKIP_ROOT").is_some(),
-        "these tests need root (set COMB_TEST_SKIP_ROOT=1 to skip them)"
-    );
-    root
-}
 
 fn opaque(path: &Path) -> Option<Vec<u8>> {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -38,7 +31,7 @@ fn opaque(path: &Path) -> Option<Vec<u8>> {
 
 #[test]
 fn a_layer_comes_out_as_it_went_in() {
-    if !is_root() {
+    if !root::is_root() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -125,7 +118,7 @@ fn hostile(dir: &Path, extra: &[&str], members: &[&str]) -> Vec<u8> {
 
 #[test]
 fn an_archive_made_to_escape_or_to_plant_is_refused() {
-    if !is_root() {
+    if !root::is_root() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
