@@ -118,7 +118,12 @@ impl Drop for Worker {
 }
 
 fn worker(setup: &Setup, url: &str, i: usize, store: &Path) -> Worker {
-    let log = std::fs::File::create(setup.dir.join(format!("worker{i}.log"))).unwrap();
+    // Appended to: the log of every run the worker took part in.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(setup.dir.join(format!("worker{i}.log")))
+        .unwrap();
     let child = Command::new(&setup.comb)
         .args([
             "worker",
@@ -209,6 +214,7 @@ fn main() {
     let worker_store = |i: usize| dir.join(format!("worker{i}-store"));
     for i in 1..=most {
         remove_all(&worker_store(i));
+        let _ = std::fs::remove_file(dir.join(format!("worker{i}.log")));
     }
     let work: f64 = setup.sleeps.iter().sum();
     let path = setup.dag.critical_path(&setup.sleeps);
@@ -240,12 +246,20 @@ fn main() {
         })
         .unwrap_or(0.0);
 
-    // Warm-up: every worker gets the environments.
+    // Warm-up: every worker gets base-build, one at a time (the server
+    // prefers the worker that ran an environment last, so a run on all of
+    // them may leave one without it), then the packages' environments.
+    for i in 2..=most {
+        let _w = worker(&setup, &url, i, &worker_store(i));
+        setup.write(&format!("warm-up-{i}-{}", unix_now().as_nanos()));
+        let (_, summary) = setup.build(&setup.store, &first, &execute);
+        eprintln!("remote: warm-up of worker {i}: {summary}");
+    }
     let workers: Vec<Worker> = (1..=most)
         .map(|i| worker(&setup, &url, i, &worker_store(i)))
         .collect();
     eprintln!("remote: warm-up on {most} workers (untimed)");
-    setup.write("warm-up");
+    setup.write(&format!("warm-up-{}", unix_now().as_nanos()));
     setup.build(
         &setup.store,
         &[],

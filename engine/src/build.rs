@@ -1127,6 +1127,7 @@ fn build_native(
         variations: ctx.variations,
         limits: &recipe.build.limits,
         outputs: vec!["dest".into(), native::ABOUT_DIR.into()],
+        build_flags: true,
     })?;
     let packing = native::Packing {
         engine,
@@ -1248,6 +1249,7 @@ fn build_debian(
         variations: ctx.variations,
         limits: &recipe.build.limits,
         outputs: vec!["out".into()],
+        build_flags: false,
     })?;
     let mut debs = Vec::new();
     let out = &executed.outputs[0];

@@ -64,6 +64,9 @@ pub(crate) struct Action<'a> {
     pub limits: &'a comb_recipes::LimitsConfig,
     /// The directories of the work directory that are its outputs.
     pub outputs: Vec<String>,
+    /// The script evaluates `dpkg-buildflags`' flags, which the executor
+    /// may give it in [`crate::buildflags::VAR`].
+    pub build_flags: bool,
 }
 
 /// One output directory of an action: where it is on this machine, and
@@ -183,6 +186,12 @@ impl Executor for LocalSandbox<'_> {
         spec.limits = engine.limits(Some(action.limits), BUILD_TIMEOUT);
         spec.merge_output = true;
         spec.hostname = "comb-build".into();
+        // A varied rebuild computes its flags itself, under its variations.
+        if action.build_flags && action.variations.is_none() {
+            if let Some(text) = crate::buildflags::flags(engine, &spec) {
+                spec.env.push((crate::buildflags::VAR.into(), text));
+            }
+        }
         if let Some(v) = action.variations {
             vary::apply(v, &vary::plan(v, action.env_paths), &mut spec, share);
         }

@@ -65,6 +65,7 @@
 //! | build shortcut | `needs` | list of hex hash | The outputs of the recipes it needs (each a BLAKE3). |
 
 mod build;
+mod buildflags;
 mod check;
 mod engine;
 mod env;
@@ -195,6 +196,7 @@ mod tests {
     /// Every file of the engine, and the files of the engine it uses.
     const FILES: &[(&str, &str)] = &[
         ("build", include_str!("build.rs")),
+        ("buildflags", include_str!("buildflags.rs")),
         ("check", include_str!("check.rs")),
         ("engine", include_str!("engine.rs")),
         ("env", include_str!("env.rs")),

@@ -63,12 +63,16 @@ const DEFAULT_PRIORITY: &str = "optional";
 /// (before the build can change them), and export the compiler flags
 /// `dpkg-buildflags` gives (debug information, hardening, the build
 /// directory mapped away), as `dpkg-buildpackage` does for a Debian
-/// package; the script may override them.
+/// package; the script may override them. The executor may have run
+/// `dpkg-buildflags` already (`crate::buildflags`): its output is then in
+/// a variable, evaluated the same way.
 pub(crate) fn build_prelude(root: &str) -> String {
     format!(
         "for f in {}; do if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then cp -- \"$f\" {root}/{ABOUT_DIR}/; fi; done\n\
-         if command -v dpkg-buildflags >/dev/null 2>&1; then eval \"$(dpkg-buildflags --export=sh)\"; fi\n",
-        SOURCE_DOCS.join(" ")
+         if [ -n \"${{{flags}+set}}\" ]; then eval \"${flags}\"; unset {flags}; \
+         elif command -v dpkg-buildflags >/dev/null 2>&1; then eval \"$(dpkg-buildflags --export=sh)\"; fi\n",
+        SOURCE_DOCS.join(" "),
+        flags = crate::buildflags::VAR,
     )
 }
 
@@ -611,6 +615,7 @@ fn run_packaging(
             variations: ctx.variations,
             limits: &recipe.build.limits,
             outputs: vec!["debian".into()],
+            build_flags: false,
         })?;
         Ok(Packaged {
             built,

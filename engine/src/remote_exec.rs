@@ -50,6 +50,10 @@ pub(crate) struct Spec {
     pub env_vars: Vec<(String, String)>,
     pub limits: SpecLimits,
     pub outputs: Vec<String>,
+    /// [`crate::executor::Action::build_flags`]; a worker that does not
+    /// know it leaves the script to run `dpkg-buildflags` itself.
+    #[serde(default)]
+    pub build_flags: bool,
 }
 
 /// One layer directory as an archive: its SHA-256 names it (a worker
@@ -467,6 +471,7 @@ impl RemoteExecutor<'_> {
             env_vars: action.env_vars.clone(),
             limits: SpecLimits::of(&self.engine.repo.limits.overridden_by(action.limits)),
             outputs: action.outputs.clone(),
+            build_flags: action.build_flags,
         };
         let spec_json = serde_json::to_vec_pretty(&spec).expect("serialisable");
         let blobs_dir = directory(&blobs, &BTreeMap::new()).encode_to_vec();

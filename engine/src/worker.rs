@@ -39,6 +39,8 @@ pub struct NodeRun {
     pub log: String,
     /// Why it failed, one line.
     pub message: String,
+    /// How long making the layers this store lacked took.
+    pub unpacking: Duration,
 }
 
 /// The store tree a shipped layer is kept in.
@@ -61,6 +63,7 @@ fn ensure_layer(
     if let Some(tree) = engine.store.tree_path(&name) {
         return Ok(tree.join("0"));
     }
+    let started = std::time::Instant::now();
     let mut archive = Vec::new();
     for c in &layer.chunks {
         archive.extend(chunk(c)?);
@@ -79,6 +82,12 @@ fn ensure_layer(
     comb_sandbox::ship::unpack_layer(&archive, &dir)
         .map_err(|e| Error::Input(format!("the layer {}: {e}", layer.label)))?;
     let published = tree.publish(&name)?;
+    engine.observer.note(&format!(
+        "the layer {} ({:.1} MB) fetched and unpacked in {} ms",
+        layer.label,
+        archive.len() as f64 / 1e6,
+        started.elapsed().as_millis()
+    ));
     Ok(published.join("0"))
 }
 
@@ -115,11 +124,13 @@ fn run_spec(
     chunk: &dyn Fn(&BlobDigest) -> Result<Vec<u8>>,
     input_path: &dyn Fn(&BlobDigest) -> PathBuf,
 ) -> Result<NodeRun> {
+    let unpacking = std::time::Instant::now();
     let env_paths = spec
         .layers
         .iter()
         .map(|l| ensure_layer(engine, l, chunk))
         .collect::<Result<Vec<_>>>()?;
+    let unpacking = unpacking.elapsed();
     let mut inputs = Vec::new();
     for i in &spec.inputs {
         let entry: SourceEntry = i
@@ -145,6 +156,7 @@ fn run_spec(
         variations: None,
         limits: &limits,
         outputs: spec.outputs.clone(),
+        build_flags: spec.build_flags,
     };
     let executed = match LocalSandbox::new(engine).execute(&action) {
         Ok(e) => e,
@@ -153,6 +165,7 @@ fn run_spec(
                 exit_code: 1,
                 log,
                 message,
+                unpacking,
             })
         }
         Err(e) => return Err(e),
@@ -169,6 +182,7 @@ fn run_spec(
         exit_code: 0,
         log: executed.log,
         message: String::new(),
+        unpacking,
     })
 }
 
@@ -270,6 +284,27 @@ fn directory_of(
     Ok(d)
 }
 
+/// Where a lease's time went, for the worker's log.
+struct Phases {
+    fetch: Duration,
+    unpack: Duration,
+    run: Duration,
+    upload: Duration,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fetching {} ms, unpacking layers {} ms, running {} ms, uploading {} ms",
+            self.fetch.as_millis(),
+            self.unpack.as_millis(),
+            self.run.as_millis(),
+            self.upload.as_millis()
+        )
+    }
+}
+
 /// Runs one lease's action: fetched, run, its outputs uploaded. The
 /// result, or why there is none.
 fn run_lease(
@@ -277,7 +312,8 @@ fn run_lease(
     remote: &Remote,
     worker: &str,
     lease: &Lease,
-) -> Result<comb_remote::ActionResult> {
+) -> Result<(comb_remote::ActionResult, Phases)> {
+    let began = std::time::Instant::now();
     let fail = |e: comb_remote::Error| Error::Environment(format!("lease {}: {e}", lease.id));
     let payload = lease
         .payload
@@ -345,7 +381,10 @@ fn run_lease(
         crate::remote_exec::write_file(&path, &data, false)?;
     }
     let chunk = |d: &BlobDigest| remote.download(d, "a layer chunk").map_err(fail);
+    let fetched = std::time::Instant::now();
     let run = run_spec(engine, &spec, &dir, &chunk, &|d| blobs.join(&d.sha256))?;
+    let ran = std::time::Instant::now();
+    let unpack = run.unpacking;
     let log = run.log.into_bytes();
     let message = run.message.into_bytes();
     let mut result = comb_remote::ActionResult {
@@ -383,7 +422,13 @@ fn run_lease(
     // Everything in one call (and one to ask what the server lacks).
     let refs: Vec<&[u8]> = upload.iter().map(Vec::as_slice).collect();
     remote.upload(&refs).map_err(fail)?;
-    Ok(result)
+    let phases = Phases {
+        fetch: fetched - began,
+        unpack,
+        run: ran - fetched - unpack,
+        upload: ran.elapsed(),
+    };
+    Ok((result, phases))
 }
 
 /// `comb worker`: a bot of the REAPI server at `url` (instance
@@ -412,7 +457,7 @@ pub fn serve(
     // The builds' own connection, kept across leases (one runs at a time).
     let for_leases = std::sync::Arc::new(Remote::connect(url, instance).map_err(unreachable)?);
     let (done_tx, done_rx) =
-        std::sync::mpsc::channel::<(String, Result<comb_remote::ActionResult>)>();
+        std::sync::mpsc::channel::<(String, Result<(comb_remote::ActionResult, Phases)>)>();
     std::thread::scope(|scope| {
         let mut running: Option<String> = None;
         let mut started = std::time::Instant::now();
@@ -447,16 +492,16 @@ pub fn serve(
                 running = None;
                 let took = started.elapsed().as_millis();
                 let how = match &outcome {
-                    Ok(r) => format!("exit {}", r.exit_code),
+                    Ok((r, phases)) => format!("exit {}; {phases}", r.exit_code),
                     Err(_) => "failed".to_string(),
                 };
                 engine.observer.note(&format!(
-                    "comb worker {name}: lease {id} done ({how}) in {took} ms"
+                    "comb worker {name}: lease {id} done in {took} ms ({how})"
                 ));
                 for lease in session.leases.iter_mut().filter(|l| l.id == id) {
                     lease.state = bots::LEASE_COMPLETED;
                     match &outcome {
-                        Ok(result) => {
+                        Ok((result, _)) => {
                             lease.status = Some(comb_remote::Status::default());
                             lease.result = Some(comb_remote::to_any(ACTION_RESULT, result));
                         }
@@ -474,6 +519,10 @@ pub fn serve(
                 }
             }
             session.leases.retain(|l| l.state != bots::LEASE_CANCELLED);
+            let reported = session
+                .leases
+                .iter()
+                .any(|l| l.state == bots::LEASE_COMPLETED);
             let sent = session.clone();
             let asked = std::time::Instant::now();
             session = match remote.update_bot_session(sent.clone()) {
@@ -532,8 +581,9 @@ pub fn serve(
                 }
             }
             // A server that answers at once when it has no work is asked
-            // again soon, not in a busy loop (BuildGrid waits for work).
-            if running.is_none() && asked.elapsed() < IDLE_POLL {
+            // again soon, not in a busy loop (BuildGrid waits for work,
+            // but answers a report at once: then it is asked again now).
+            if running.is_none() && !reported && asked.elapsed() < IDLE_POLL {
                 std::thread::sleep(IDLE_POLL);
             }
         }

@@ -753,3 +753,114 @@ fn a_dry_run_names_unsatisfiable_build_dependencies() {
     // The repository's own package is taken as there.
     assert!(!why.contains("fine"), "{why}");
 }
+
+/// A `dpkg-buildflags` of the generated mirror: what it says names the
+/// directory it ran in and whether that directory was writable (the
+/// build's is; the executor's run ahead of the build binds it
+/// read-only). `warning` is written to stderr when given.
+fn fake_dpkg_buildflags(version: &str, warning: &str) -> crate::mirror::PackageSpec {
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = --export=sh ] || exit 2\n\
+         if (: >.w) 2>/dev/null; then rm .w; how=in-build; else how=ahead; fi\n\
+         echo 'export CFLAGS=\"-O2 -ffile-prefix-map='\"$(pwd)\"'=.\"'\n\
+         echo \"export FLAGS_HOW=$how\"\n\
+         [ -z '{warning}' ] || echo 'dpkg-buildflags: warning: {warning}' >&2\n"
+    );
+    crate::mirror::PackageSpec::new("fake-dpkg-dev", version).file(
+        "/usr/bin/dpkg-buildflags",
+        script,
+        0o755,
+    )
+}
+
+/// The `flags` file the probe recipe wrote, from its package in `out`.
+fn probed_flags(repo: &Repo, out: &std::path::Path) -> String {
+    let (code, _, events) = repo.build(&["--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{events:?}");
+    let deb = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("probe_")
+        })
+        .unwrap();
+    let unpacked = out.join("unpacked");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    let x = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    std::fs::read_to_string(unpacked.join("usr/share/probe/flags")).unwrap()
+}
+
+/// A native build's compiler flags are `dpkg-buildflags`' output, run once
+/// per environment ahead of the build and kept in the store; the build
+/// evaluates the kept text (and sees no trace of how it came). A run that
+/// writes to stderr is not kept: the build runs the command itself and
+/// its warning stays in the build's log.
+#[test]
+fn dpkg_buildflags_runs_once_per_environment_and_its_output_is_what_builds_see() {
+    if !is_root() {
+        return;
+    }
+    let mut repo = Repo::new();
+    repo.mirror.add_package(&fake_dpkg_buildflags("1", ""));
+    assert!(repo.comb(&["update"]).status.success());
+    let probe = |repo: &Repo, nonce: &str| {
+        let script = "printf '%s\\n' \"CFLAGS=$CFLAGS\" \"how=$FLAGS_HOW\" \
+                      \"passed=${COMB_BUILDFLAGS-unset}\" > flags";
+        repo.recipe("probe", &native("probe", &["fake-dpkg-dev"], script), nonce);
+    };
+    let out = repo.root.parent().unwrap().join("out");
+    probe(&repo, "1\n");
+    let flags = probed_flags(&repo, &out);
+    assert_eq!(
+        flags,
+        "CFLAGS=-O2 -ffile-prefix-map=/build/src=.\nhow=ahead\npassed=unset\n"
+    );
+    let kept: Vec<_> = std::fs::read_dir(repo.store.join("buildflags"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read_to_string(&kept[0]).unwrap(),
+        "export CFLAGS=\"-O2 -ffile-prefix-map=/build/src=.\"\nexport FLAGS_HOW=ahead\n"
+    );
+
+    // The next build of that environment takes the kept text as it is.
+    std::fs::write(&kept[0], "export CFLAGS=kept\nexport FLAGS_HOW=kept\n").unwrap();
+    probe(&repo, "2\n");
+    let flags = probed_flags(&repo, &out);
+    assert!(flags.starts_with("CFLAGS=kept\nhow=kept\n"), "{flags}");
+
+    // Another environment, whose dpkg-buildflags warns: run in the build.
+    repo.mirror
+        .add_package(&fake_dpkg_buildflags("2", "a feature unknown"));
+    assert!(repo.comb(&["update"]).status.success());
+    probe(&repo, "3\n");
+    let flags = probed_flags(&repo, &out);
+    assert_eq!(
+        flags,
+        "CFLAGS=-O2 -ffile-prefix-map=/build/src=.\nhow=in-build\npassed=unset\n"
+    );
+    let log = repo.comb(&["log", "probe"]);
+    assert!(
+        String::from_utf8_lossy(&log.stdout)
+            .contains("dpkg-buildflags: warning: a feature unknown"),
+        "{}",
+        String::from_utf8_lossy(&log.stdout)
+    );
+    assert_eq!(
+        std::fs::read_dir(repo.store.join("buildflags"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
