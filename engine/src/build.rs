@@ -871,6 +871,7 @@ fn build_node(
             size: manifest.debs.iter().map(|d| d.size).sum(),
             refs: manifest.references(),
             worker: manifest.worker.clone(),
+            fetched: None,
         })
     })?;
     Ok(record)

@@ -62,6 +62,8 @@ pub(crate) struct Made {
     pub refs: Vec<NodeRef>,
     /// The remote worker that made it, if one did.
     pub worker: Option<String>,
+    /// Not made: fetched from where this says (the remote cache).
+    pub fetched: Option<String>,
 }
 
 impl From<(NodeOutput, u64)> for Made {
@@ -71,6 +73,7 @@ impl From<(NodeOutput, u64)> for Made {
             size,
             refs: Vec::new(),
             worker: None,
+            fetched: None,
         }
     }
 }
@@ -446,12 +449,17 @@ impl Engine {
                 size,
                 refs,
                 worker,
+                fetched,
             }) => {
                 event.worker = worker;
                 let record = NodeRecord::new(kind, name, text, output, size, duration_ms);
                 let mut refs = refs;
                 refs.extend(inputs.references());
                 event.reason = Some(reason.clone());
+                if let Some(from) = fetched {
+                    event.status = EventStatus::Fetched;
+                    event.reason = Some(from);
+                }
                 self.index().batch(|index| {
                     index.record_node_referencing(&record, &refs)?;
                     index.supersede_attempts(kind, name)?;

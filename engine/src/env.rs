@@ -610,6 +610,13 @@ fn base_install(
     }
     let inputs = layer_inputs(NodeKind::BaseInstall, None, &added)?;
     let record = engine.node(NodeKind::BaseInstall, "base-install", &inputs, |key| {
+        let name = format!("base-install-{key}");
+        let remote = shared_bases(engine, local)?;
+        if let Some(made) = remote.map_or(Ok(None), |r| {
+            r.fetch_layer(engine, "base-install", key, &name)
+        })? {
+            return Ok(made);
+        }
         let debs = fetch(engine, pinned, &added)?;
         let tree = engine.store.begin_tree()?;
         let unpacked = tree.path().join("0");
@@ -639,12 +646,14 @@ fn base_install(
             script,
         )?;
         make_whole(tree.path(), &unpacked, &configured)?;
-        let name = format!("base-install-{key}");
         tree.publish(&name)?;
-        Ok((
+        if let Some(remote) = remote {
+            remote.share_layer(engine, key, &name)?;
+        }
+        Ok(crate::engine::Made::from((
             NodeOutput::Tree(name.clone()),
             engine.store.tree_size(&name)?,
-        ))
+        )))
     })?;
     layer_from(engine, &record, None, added)
 }
@@ -690,6 +699,16 @@ fn layer_with(
         None
     };
     let record = engine.node(stage, name, &inputs, |key| {
+        let tree_name = format!("{}-{key}", stage.as_str());
+        let remote = match stage {
+            NodeKind::BaseBuild => shared_bases(engine, local)?,
+            _ => None,
+        };
+        if let Some(made) =
+            remote.map_or(Ok(None), |r| r.fetch_layer(engine, name, key, &tree_name))?
+        {
+            return Ok(made);
+        }
         let tree = engine.store.begin_tree()?;
         let upper = tree.path().join("0");
         let (lower, install): (&[PathBuf], Vec<Resolved>) = match &on {
@@ -741,14 +760,29 @@ fn layer_with(
         if let Some(on) = &on {
             tree.layer_on(std::slice::from_ref(&on.tree))?;
         }
-        let tree_name = format!("{}-{key}", stage.as_str());
         tree.publish(&tree_name)?;
-        Ok((
+        if let Some(remote) = remote {
+            remote.share_layer(engine, key, &tree_name)?;
+        }
+        Ok(crate::engine::Made::from((
             NodeOutput::Tree(tree_name.clone()),
             engine.store.tree_size(&tree_name)?,
-        ))
+        )))
     })?;
     layer_from(engine, &record, Some(below), added)
+}
+
+/// The remote cache the base environments are shared through: the
+/// snapshot's bases (a bootstrapped base, made of this repository's own
+/// builds, is made where it is needed).
+fn shared_bases<'e>(
+    engine: &'e Engine,
+    local: &[crate::manifest::BuiltDeb],
+) -> Result<Option<&'e crate::remote::RemoteCache>> {
+    match local.is_empty() {
+        true => engine.remote(),
+        false => Ok(None),
+    }
 }
 
 fn inputs_key(inputs: &LayerInputs) -> Result<String> {

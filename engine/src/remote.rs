@@ -11,6 +11,13 @@
 //! the manifest, the log to its digest. A result that does not check is
 //! reported and the package built here; so is one that went missing
 //! between lookup and download.
+//!
+//! The base environments (base-install, base-build) are shared too, as
+//! action `layer KEY`: their layer directory as one archive
+//! ([`comb_sandbox::ship`]) cut into chunks, so a machine that only
+//! reads derives the builds' keys without making an environment. A
+//! fetched layer's archive must hash to what its record says, and is
+//! unpacked by the same checks as a layer shipped to a worker.
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -22,6 +29,20 @@ use comb_remote::{node_action, ActionResult, BlobDigest, OutputFile, Remote};
 /// The action kinds of a build node.
 const BUILD: &str = "build";
 const SHORTCUT: &str = "build-shortcut";
+/// The action kind of an environment's layer.
+const LAYER: &str = "layer";
+/// What a shared layer's archive is cut into.
+const LAYER_CHUNK: usize = 64 << 20;
+/// A record of a shared layer larger than this is not read.
+const MAX_LAYER_RECORD: usize = 1 << 20;
+
+/// A shared layer's archive: its SHA-256 and its chunks, in order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LayerRecord {
+    sha256: String,
+    size: u64,
+    chunks: Vec<BlobDigest>,
+}
 
 /// A connected remote cache.
 pub(crate) struct RemoteCache {
@@ -259,6 +280,164 @@ impl RemoteCache {
         Ok(Some(record))
     }
 
+    /// The layer node `key` found in the remote cache: its archive
+    /// fetched, checked and unpacked into the store tree `tree_name`.
+    /// `None`: make it here.
+    pub(crate) fn fetch_layer(
+        &self,
+        engine: &Engine,
+        name: &str,
+        key: &str,
+        tree_name: &str,
+    ) -> Result<Option<crate::engine::Made>> {
+        match self.try_fetch_layer(engine, name, key, tree_name) {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                self.trouble(engine, &format!("{name}: making it here"), e)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn try_fetch_layer(
+        &self,
+        engine: &Engine,
+        name: &str,
+        key: &str,
+        tree_name: &str,
+    ) -> std::result::Result<Option<crate::engine::Made>, comb_remote::Error> {
+        let call = |e: String| comb_remote::Error::Call(e);
+        let (action, ..) = node_action(LAYER, key);
+        let Some(found) = self.remote.lookup(&action)? else {
+            return Ok(None);
+        };
+        let Some(writer) = self.trusted(&found).map(str::to_string) else {
+            engine.observer.note(&format!(
+                "remote cache: {name}: not taken from a writer this machine does not trust"
+            ));
+            return Ok(None);
+        };
+        let Some(record) = file_of(&found, "layer.json") else {
+            return Ok(None);
+        };
+        if record.size > MAX_LAYER_RECORD as u64 {
+            return Err(call(format!(
+                "{name}: a layer record of {} bytes",
+                record.size
+            )));
+        }
+        let record: LayerRecord =
+            serde_json::from_slice(&self.remote.download(&record, "a layer record")?)
+                .map_err(|e| call(format!("{name}: a bad layer record: {e}")))?;
+        let mut archive = Vec::new();
+        for chunk in self.remote.download_all(&record.chunks, "a layer chunk")? {
+            archive.extend(chunk);
+        }
+        let whole = BlobDigest::of(&archive);
+        if whole.sha256 != record.sha256 || whole.size != record.size {
+            return Err(comb_remote::Error::Corrupt {
+                what: format!("{name}'s layer"),
+                expected: format!("sha256 {}", record.sha256),
+                actual: whole.sha256,
+            });
+        }
+        let tree = engine.store.begin_tree().map_err(|e| call(e.to_string()))?;
+        let dir = tree.path().join("0");
+        comb_sandbox::caller::as_layer_owner(|| std::fs::create_dir(&dir))
+            .map_err(|e| call(format!("creating {}: {e}", dir.display())))?;
+        comb_sandbox::ship::unpack_layer(&archive, &dir).map_err(|e| {
+            comb_remote::Error::Corrupt {
+                what: format!("{name}'s layer"),
+                expected: "a layer".into(),
+                actual: e,
+            }
+        })?;
+        tree.publish(tree_name).map_err(|e| call(e.to_string()))?;
+        let size = engine
+            .store
+            .tree_size(tree_name)
+            .map_err(|e| call(e.to_string()))?;
+        let writer = if writer.is_empty() {
+            "an unnamed writer".to_string()
+        } else {
+            writer
+        };
+        Ok(Some(crate::engine::Made {
+            output: NodeOutput::Tree(tree_name.to_string()),
+            size,
+            refs: Vec::new(),
+            worker: None,
+            fetched: Some(format!(
+                "fetched from the remote cache {}, written by {writer}",
+                self.remote.url()
+            )),
+        }))
+    }
+
+    /// Stores the layer node `key` (the store tree `tree_name`, made here)
+    /// in the remote cache, when this machine uploads.
+    pub(crate) fn share_layer(&self, engine: &Engine, key: &str, tree_name: &str) -> Result<()> {
+        if !self.upload {
+            return Ok(());
+        }
+        if let Err(e) = self.try_share_layer(engine, key, tree_name) {
+            self.trouble(engine, &format!("storing {tree_name}"), e)?;
+        }
+        Ok(())
+    }
+
+    fn try_share_layer(
+        &self,
+        engine: &Engine,
+        key: &str,
+        tree_name: &str,
+    ) -> std::result::Result<(), comb_remote::Error> {
+        let call = |e: String| comb_remote::Error::Call(e);
+        if self.complete(LAYER, key)? {
+            return Ok(());
+        }
+        let dir = engine
+            .store
+            .tree_path(tree_name)
+            .ok_or_else(|| call(format!("{tree_name} is missing from the local store")))?
+            .join("0");
+        let archive = comb_sandbox::ship::pack_layer(&dir).map_err(call)?;
+        let chunks: Vec<&[u8]> = archive.chunks(LAYER_CHUNK).collect();
+        let whole = BlobDigest::of(&archive);
+        let record = serde_json::to_vec(&LayerRecord {
+            sha256: whole.sha256,
+            size: whole.size,
+            chunks: chunks.iter().map(|c| BlobDigest::of(c)).collect(),
+        })
+        .expect("serialisable");
+        let (action, action_bytes, command) = node_action(LAYER, key);
+        let mut blobs = chunks.clone();
+        blobs.extend([
+            record.as_slice(),
+            action_bytes.as_slice(),
+            command.as_slice(),
+        ]);
+        self.remote.upload(&blobs)?;
+        let mut files = vec![output_file("layer.json", &record)];
+        files.extend(
+            chunks
+                .iter()
+                .enumerate()
+                .map(|(i, c)| output_file(&format!("chunks/{i}"), c)),
+        );
+        self.remote.record(
+            &action,
+            ActionResult {
+                output_files: files,
+                execution_metadata: Some(comb_remote::ExecutedActionMetadata {
+                    worker: self.writer.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
     /// Stores a build made (or found) here in the remote cache, when this
     /// machine uploads. A cache that refuses it (it takes only what its
     /// own workers run) or fails is noted, never a failed build.
@@ -277,10 +456,10 @@ impl RemoteCache {
         Ok(())
     }
 
-    /// Whether the cache holds the build `key` with every blob it names
-    /// (a blob evicted since is uploaded again).
-    fn complete(&self, key: &str) -> std::result::Result<bool, comb_remote::Error> {
-        let (action, ..) = node_action(BUILD, key);
+    /// Whether the cache holds the node `key` (an action of `kind`) with
+    /// every blob it names (a blob evicted since is uploaded again).
+    fn complete(&self, kind: &str, key: &str) -> std::result::Result<bool, comb_remote::Error> {
+        let (action, ..) = node_action(kind, key);
         let Some(result) = self.remote.lookup(&action)? else {
             return Ok(false);
         };
@@ -299,7 +478,7 @@ impl RemoteCache {
         shortcut: &str,
     ) -> std::result::Result<(), comb_remote::Error> {
         let (pointer, pointer_action, pointer_command) = node_action(SHORTCUT, shortcut);
-        if self.remote.lookup(&pointer)?.is_some() && self.complete(&record.key)? {
+        if self.remote.lookup(&pointer)?.is_some() && self.complete(BUILD, &record.key)? {
             return Ok(());
         }
         let read = |what: &str, path: Option<std::path::PathBuf>| {

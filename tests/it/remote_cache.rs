@@ -34,8 +34,9 @@ pub(crate) fn set_remote(repo: &Repo, remote: &str) {
     std::fs::write(&path, format!("{base}\n{remote}")).unwrap();
 }
 
-/// `comb build --all --json --out OUT` in `store`: the build nodes'
-/// statuses and reasons, and the exit code.
+/// `comb build --all --json --out OUT` in `store`: the build nodes' and
+/// the base environments' (`base-install`, `base-build`) statuses and
+/// reasons, by name, and the exit code.
 pub(crate) fn build_in(
     repo: &Repo,
     store: &Path,
@@ -56,7 +57,9 @@ pub(crate) fn build_in(
     let builds = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["stage"] == "build")
+        .filter(|e| {
+            ["build", "base-install", "base-build"].contains(&e["stage"].as_str().unwrap_or(""))
+        })
         .map(|e| {
             (
                 e["name"].as_str().unwrap().to_string(),
@@ -114,10 +117,11 @@ fn a_second_machine_builds_nothing_the_first_shared() {
     let out_a = scratch(&repo, "out-a");
     let (code, builds, stderr) = build_in(&repo, &repo.store, &out_a, &[]);
     assert_eq!(code, Some(0), "{stderr}");
-    for name in ["shared-a", "shared-b"] {
+    for name in ["shared-a", "shared-b", "base-install", "base-build"] {
         assert_eq!(builds[name].0, "built", "{builds:?}");
     }
-    // A second machine with an empty store only reads.
+    // A second machine with an empty store only reads: not even its base
+    // environments are made.
     set_remote(&repo, &remote_toml(&server, false));
     let store_b = scratch(&repo, "store-b");
     let out_b = scratch(&repo, "out-b");
@@ -127,7 +131,7 @@ fn a_second_machine_builds_nothing_the_first_shared() {
         stderr.is_empty() || !stderr.contains("remote cache:"),
         "{stderr}"
     );
-    for name in ["shared-a", "shared-b"] {
+    for name in ["shared-a", "shared-b", "base-install", "base-build"] {
         let (status, reason) = &builds[name];
         assert_eq!(status, "fetched", "{builds:?}");
         assert!(
@@ -198,6 +202,39 @@ fn a_second_machine_builds_nothing_the_first_shared() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(builds["shared-a"].0, "fetched", "{builds:?}");
     assert_eq!(debs(&out_a), debs(&out_e));
+
+    // A base layer whose archive changed on the server is refused (its
+    // chunk does not hash to its digest): the reader makes the layer.
+    let tree = std::fs::read_dir(repo.store.join("trees"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("base-install-")
+        })
+        .unwrap();
+    let archive = comb_sandbox::ship::pack_layer(&tree.join("0")).unwrap();
+    let sha = comb_cache::Digest::of_bytes(comb_cache::Algorithm::Sha256, &archive).hex();
+    let stored = server.blob_files(&sha);
+    assert!(!stored.is_empty(), "where BuildGrid keeps the layer");
+    for p in &stored {
+        let mut bytes = std::fs::read(p).unwrap();
+        bytes[0] ^= 0xff;
+        std::fs::write(p, bytes).unwrap();
+    }
+    let store_f = scratch(&repo, "store-f");
+    let out_f = scratch(&repo, "out-f");
+    let (code, builds, stderr) = build_in(&repo, &store_f, &out_f, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(builds["base-install"].0, "built", "{builds:?}");
+    assert!(
+        stderr.contains("base-install: making it here") && stderr.contains("does not hash"),
+        "{stderr}"
+    );
+    assert_eq!(builds["shared-a"].0, "fetched", "{builds:?}");
+    assert_eq!(debs(&out_a), debs(&out_f));
 }
 
 #[test]
@@ -220,8 +257,9 @@ fn a_cache_that_takes_no_clients_results_is_never_poisoned() {
     let store_b = scratch(&repo, "store-b");
     let (code, builds, stderr) = build_in(&repo, &store_b, &out, &[]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(builds["shared-a"].0, "built", "{builds:?}");
-    assert_eq!(builds["shared-b"].0, "built", "{builds:?}");
+    for name in ["shared-a", "shared-b", "base-install", "base-build"] {
+        assert_eq!(builds[name].0, "built", "{builds:?}");
+    }
 }
 
 #[test]

@@ -143,7 +143,7 @@ fn builds_run_on_workers_and_come_back_as_a_local_build_makes_them() {
     let out_b = scratch(&repo, "out-b");
     let (code, builds, stderr) = build_in(&repo, &store_b, &out_b, &[]);
     assert_eq!(code, Some(0), "{stderr}");
-    for name in ["exec-a", "exec-b"] {
+    for name in ["exec-a", "exec-b", "base-install", "base-build"] {
         assert_eq!(builds[name].0, "fetched", "{builds:?}");
     }
     assert_eq!(debs(&out_b), debs(&out_local));
