@@ -425,7 +425,7 @@ fn run_lease(
     let phases = Phases {
         fetch: fetched - began,
         unpack,
-        run: ran - fetched - unpack,
+        run: (ran - fetched).saturating_sub(unpack),
         upload: ran.elapsed(),
     };
     Ok((result, phases))
