@@ -259,7 +259,7 @@ pub fn start_execution(allow_updates: bool, keepalive: u32) -> ExecutionServer {
              schedulers:\n  - !sql-scheduler &scheduler\n    storage: *cas\n    sql: *sql\n    \
              action-cache: *ac\n    bot-session-keepalive-timeout: {keepalive}\n    \
              assigners:\n      - !priority-age-assigner\n        interval: 0.01\n        \
-             jitter-factor: 0.05\n        failure-backoff: 0.1\n        \
+             jitter-factor: 0.005\n        failure-backoff: 0.1\n        \
              bot-assignment-strategy: !assign-by-locality {{}}\n    \
              session-expiry-timer-interval: 1\n    poll-interval: 0.05\n    bot-poll-interval: 0.05\n\
              instances:\n  - name: main\n    services:\n      - !action-cache\n        cache: *ac\n      \
