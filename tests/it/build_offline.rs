@@ -777,16 +777,7 @@ fn fake_dpkg_buildflags(version: &str, warning: &str) -> crate::mirror::PackageS
 fn probed_flags(repo: &Repo, out: &std::path::Path) -> String {
     let (code, _, events) = repo.build(&["--out", out.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{events:?}");
-    let deb = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("probe_")
-        })
-        .unwrap();
+    let deb = crate::native_packages::deb(out, "probe");
     let unpacked = out.join("unpacked");
     let _ = std::fs::remove_dir_all(&unpacked);
     let x = Command::new("dpkg-deb")

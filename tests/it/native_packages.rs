@@ -76,7 +76,8 @@ fn contents(deb: &Path) -> String {
         .unwrap())
 }
 
-fn deb(out: &Path, package: &str) -> std::path::PathBuf {
+/// The `.deb` of `package` in `out`.
+pub(crate) fn deb(out: &Path, package: &str) -> std::path::PathBuf {
     std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -205,16 +205,7 @@ fn a_second_machine_builds_nothing_the_first_shared() {
 
     // A base layer whose archive changed on the server is refused (its
     // chunk does not hash to its digest): the reader makes the layer.
-    let tree = std::fs::read_dir(repo.store.join("trees"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("base-install-")
-        })
-        .unwrap();
+    let tree = crate::users::tree_of(&repo.store, "base-install");
     let archive = comb_sandbox::ship::pack_layer(&tree.join("0")).unwrap();
     let sha = comb_cache::Digest::of_bytes(comb_cache::Algorithm::Sha256, &archive).hex();
     let stored = server.blob_files(&sha);
