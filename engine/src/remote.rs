@@ -35,6 +35,9 @@ const LAYER: &str = "layer";
 const LAYER_CHUNK: usize = 64 << 20;
 /// A record of a shared layer larger than this is not read.
 const MAX_LAYER_RECORD: usize = 1 << 20;
+/// A shared layer's archive larger than this is not fetched (it is held
+/// in memory; a whole distribution's base compresses far below).
+const MAX_LAYER_ARCHIVE: u64 = 8 << 30;
 
 /// A shared layer's archive: its SHA-256 and its chunks, in order.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -329,6 +332,13 @@ impl RemoteCache {
         let record: LayerRecord =
             serde_json::from_slice(&self.remote.download(&record, "a layer record")?)
                 .map_err(|e| call(format!("{name}: a bad layer record: {e}")))?;
+        let chunks: u64 = record.chunks.iter().map(|c| c.size).sum();
+        if chunks != record.size || record.size > MAX_LAYER_ARCHIVE {
+            return Err(call(format!(
+                "{name}: a layer record of {} bytes in chunks of {chunks} (at most {MAX_LAYER_ARCHIVE} taken)",
+                record.size
+            )));
+        }
         let mut archive = Vec::new();
         for chunk in self.remote.download_all(&record.chunks, "a layer chunk")? {
             archive.extend(chunk);
