@@ -22,6 +22,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::remote_exec::{ShippedLayer, CHUNK};
 use comb_cache::{Algorithm, NodeKind, NodeOutput, NodeRecord};
 use comb_recipes::RemoteConfig;
 use comb_remote::{node_action, ActionResult, BlobDigest, OutputFile, Remote};
@@ -31,21 +32,11 @@ const BUILD: &str = "build";
 const SHORTCUT: &str = "build-shortcut";
 /// The action kind of an environment's layer.
 const LAYER: &str = "layer";
-/// What a shared layer's archive is cut into.
-const LAYER_CHUNK: usize = 64 << 20;
 /// A record of a shared layer larger than this is not read.
 const MAX_LAYER_RECORD: usize = 1 << 20;
 /// A shared layer's archive larger than this is not fetched (it is held
 /// in memory; a whole distribution's base compresses far below).
 const MAX_LAYER_ARCHIVE: u64 = 8 << 30;
-
-/// A shared layer's archive: its SHA-256 and its chunks, in order.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LayerRecord {
-    sha256: String,
-    size: u64,
-    chunks: Vec<BlobDigest>,
-}
 
 /// A connected remote cache.
 pub(crate) struct RemoteCache {
@@ -329,7 +320,7 @@ impl RemoteCache {
                 record.size
             )));
         }
-        let record: LayerRecord =
+        let record: ShippedLayer =
             serde_json::from_slice(&self.remote.download(&record, "a layer record")?)
                 .map_err(|e| call(format!("{name}: a bad layer record: {e}")))?;
         let chunks: u64 = record.chunks.iter().map(|c| c.size).sum();
@@ -343,26 +334,9 @@ impl RemoteCache {
         for chunk in self.remote.download_all(&record.chunks, "a layer chunk")? {
             archive.extend(chunk);
         }
-        let whole = BlobDigest::of(&archive);
-        if whole.sha256 != record.sha256 || whole.size != record.size {
-            return Err(comb_remote::Error::Corrupt {
-                what: format!("{name}'s layer"),
-                expected: format!("sha256 {}", record.sha256),
-                actual: whole.sha256,
-            });
-        }
-        let tree = engine.store.begin_tree().map_err(|e| call(e.to_string()))?;
-        let dir = tree.path().join("0");
-        comb_sandbox::caller::as_layer_owner(|| std::fs::create_dir(&dir))
-            .map_err(|e| call(format!("creating {}: {e}", dir.display())))?;
-        comb_sandbox::ship::unpack_layer(&archive, &dir).map_err(|e| {
-            comb_remote::Error::Corrupt {
-                what: format!("{name}'s layer"),
-                expected: "a layer".into(),
-                actual: e,
-            }
-        })?;
-        tree.publish(tree_name).map_err(|e| call(e.to_string()))?;
+        record
+            .unpack(engine, &archive, tree_name)
+            .map_err(|e| call(format!("{name}: {e}")))?;
         let size = engine
             .store
             .tree_size(tree_name)
@@ -411,15 +385,10 @@ impl RemoteCache {
             .tree_path(tree_name)
             .ok_or_else(|| call(format!("{tree_name} is missing from the local store")))?
             .join("0");
-        let archive = comb_sandbox::ship::pack_layer(&dir).map_err(call)?;
-        let chunks: Vec<&[u8]> = archive.chunks(LAYER_CHUNK).collect();
-        let whole = BlobDigest::of(&archive);
-        let record = serde_json::to_vec(&LayerRecord {
-            sha256: whole.sha256,
-            size: whole.size,
-            chunks: chunks.iter().map(|c| BlobDigest::of(c)).collect(),
-        })
-        .expect("serialisable");
+        let (record, archive) = ShippedLayer::pack(&dir, format!("{tree_name}/0"), String::new())
+            .map_err(|e| call(e.to_string()))?;
+        let chunks: Vec<&[u8]> = archive.chunks(CHUNK).collect();
+        let record = serde_json::to_vec(&record).expect("serialisable");
         let (action, action_bytes, command) = node_action(LAYER, key);
         let mut blobs = chunks.clone();
         blobs.extend([

@@ -32,7 +32,7 @@ pub(crate) const OUT: &str = "out";
 /// The output file recording the limits the build ran under.
 pub(crate) const CONFINEMENT: &str = "confinement.json";
 /// What a shipped layer's archive is cut into.
-const CHUNK: usize = 64 << 20;
+pub(crate) const CHUNK: usize = 64 << 20;
 /// What a spec says of its own format.
 const FORMAT: u32 = 1;
 
@@ -69,6 +69,48 @@ pub(crate) struct ShippedLayer {
     pub sha256: String,
     pub size: u64,
     pub chunks: Vec<BlobDigest>,
+}
+
+impl ShippedLayer {
+    /// The layer directory `dir` packed: its record (`label`, `made` as
+    /// given) and its archive.
+    pub(crate) fn pack(dir: &Path, label: String, made: String) -> Result<(ShippedLayer, Vec<u8>)> {
+        let packed = comb_sandbox::ship::pack_layer(dir).map_err(Error::Environment)?;
+        let layer = ShippedLayer {
+            label,
+            made,
+            sha256: BlobDigest::of(&packed).sha256,
+            size: packed.len() as u64,
+            chunks: packed.chunks(CHUNK).map(BlobDigest::of).collect(),
+        };
+        Ok((layer, packed))
+    }
+
+    /// `archive`, the chunks of this layer put together, checked against
+    /// the record and unpacked into a new store tree published as
+    /// `tree_name` (a bad archive is [`Error::Input`]): the layer's
+    /// directory.
+    pub(crate) fn unpack(
+        &self,
+        engine: &Engine,
+        archive: &[u8],
+        tree_name: &str,
+    ) -> Result<PathBuf> {
+        let whole = BlobDigest::of(archive);
+        if whole.sha256 != self.sha256 {
+            return Err(Error::Input(format!(
+                "the layer {}: its chunks hash to {}, not {}",
+                self.label, whole.sha256, self.sha256
+            )));
+        }
+        let tree = engine.store.begin_tree()?;
+        let dir = tree.path().join("0");
+        comb_sandbox::caller::as_layer_owner(|| std::fs::create_dir(&dir))
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        comb_sandbox::ship::unpack_layer(archive, &dir)
+            .map_err(|e| Error::Input(format!("the layer {}: {e}", self.label)))?;
+        Ok(tree.publish(tree_name)?.join("0"))
+    }
 }
 
 /// One input: its path and entry as [`crate::executor::ActionInput`]
@@ -225,14 +267,7 @@ impl<'a> RemoteExecutor<'a> {
         let layer = match recorded {
             Some(layer) => layer,
             None => {
-                let packed = comb_sandbox::ship::pack_layer(dir).map_err(Error::Environment)?;
-                let layer = ShippedLayer {
-                    label: label.clone(),
-                    made,
-                    sha256: BlobDigest::of(&packed).sha256,
-                    size: packed.len() as u64,
-                    chunks: packed.chunks(CHUNK).map(BlobDigest::of).collect(),
-                };
+                let (layer, packed) = ShippedLayer::pack(dir, label.clone(), made)?;
                 let json = serde_json::to_vec(&layer).expect("serialisable");
                 let _ = std::fs::create_dir_all(record.parent().expect("in shipped/"));
                 let tmp = record.with_extension("tmp");

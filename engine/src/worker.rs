@@ -68,27 +68,14 @@ fn ensure_layer(
     for c in &layer.chunks {
         archive.extend(chunk(c)?);
     }
-    let whole = BlobDigest::of(&archive);
-    if whole.sha256 != layer.sha256 {
-        return Err(Error::Input(format!(
-            "the layer {}: its chunks hash to {}, not {}",
-            layer.label, whole.sha256, layer.sha256
-        )));
-    }
-    let tree = engine.store.begin_tree()?;
-    let dir = tree.path().join("0");
-    comb_sandbox::caller::as_layer_owner(|| std::fs::create_dir(&dir))
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    comb_sandbox::ship::unpack_layer(&archive, &dir)
-        .map_err(|e| Error::Input(format!("the layer {}: {e}", layer.label)))?;
-    let published = tree.publish(&name)?;
+    let dir = layer.unpack(engine, &archive, &name)?;
     engine.observer.note(&format!(
         "the layer {} ({:.1} MB) fetched and unpacked in {} ms",
         layer.label,
         archive.len() as f64 / 1e6,
         started.elapsed().as_millis()
     ));
-    Ok(published.join("0"))
+    Ok(dir)
 }
 
 /// Runs the action described in `dir` (an input root as
